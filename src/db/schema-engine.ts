@@ -1,0 +1,101 @@
+import { readFile, readdir } from "node:fs/promises";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { bindMigrationAwareSqlAdapterFactory } from "@prisma/driver-adapter-utils";
+import * as bindings from "@prisma/schema-engine-wasm/schema_engine_bg";
+import type { MigrationList, SchemaEngine } from "@prisma/schema-engine-wasm";
+
+// Prisma's CLI downloads a native schema engine, which is impossible offline; its wasm build
+// talks to Postgres through the same driver adapter the client uses and records migrations in
+// `_prisma_migrations` exactly as `prisma migrate deploy` does.
+
+export const SCHEMA_PATH = path.resolve("prisma/schema.prisma");
+export const MIGRATIONS_DIR = path.resolve("prisma/migrations");
+const LOCKFILE = "migration_lock.toml";
+const NO_FILTERS = { externalTables: [], externalEnums: [] };
+
+// adapter-pg's executeScript splits a script at every ";", which breaks function bodies. Postgres runs
+// a multi-statement simple query itself, as one implicit transaction, so a migration applies whole or not at all.
+class WholeScriptPg extends PrismaPg {
+  override async connect() {
+    const adapter = await super.connect();
+    adapter.executeScript = async (script: string) => {
+      await adapter.underlyingDriver().query(script);
+    };
+    return adapter;
+  }
+}
+
+let wasmReady: Promise<void> | undefined;
+
+function loadWasm(): Promise<void> {
+  wasmReady ??= (async () => {
+    // The .wasm file is not in the package's exports map: find it beside the package's main file.
+    const main = createRequire(import.meta.url).resolve("@prisma/schema-engine-wasm");
+    const bytes = await readFile(path.join(path.dirname(main), "schema_engine_bg.wasm"));
+    const { instance } = await WebAssembly.instantiate(bytes, { "./schema_engine_bg.js": bindings });
+    const exports = instance.exports as { __wbindgen_start: () => void };
+    bindings.__wbg_set_wasm(exports);
+    exports.__wbindgen_start();
+  })();
+  return wasmReady;
+}
+
+export async function openSchemaEngine(databaseUrl: string, schemaText?: string): Promise<SchemaEngine> {
+  await loadWasm();
+  const datamodel = schemaText ?? (await readFile(SCHEMA_PATH, "utf8"));
+  return bindings.SchemaEngine.new(
+    { datamodels: [[SCHEMA_PATH, datamodel]] },
+    () => undefined,
+    bindMigrationAwareSqlAdapterFactory(new WholeScriptPg({ connectionString: databaseUrl })),
+  );
+}
+
+/** Reads prisma/migrations into the shape the engine takes; migration folders sort by name. */
+export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<MigrationList> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const migrationDirectories = await Promise.all(
+    names.map(async (name) => ({
+      path: name,
+      migrationFile: {
+        path: "migration.sql",
+        content: { tag: "ok" as const, value: await readFile(path.join(dir, name, "migration.sql"), "utf8") },
+      },
+    })),
+  );
+  const lockContent = await readFile(path.join(dir, LOCKFILE), "utf8");
+  return { baseDir: dir, lockfile: { path: LOCKFILE, content: lockContent }, shadowDbInitScript: "", migrationDirectories };
+}
+
+/** Applies pending migrations; returns the names applied (none on a second run). */
+export async function applyMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const engine = await openSchemaEngine(databaseUrl);
+  try {
+    const { appliedMigrationNames } = await engine.applyMigrations({
+      migrationsList: await readMigrationList(dir),
+      filters: NO_FILTERS,
+    });
+    return appliedMigrationNames;
+  } finally {
+    engine.free();
+  }
+}
+
+/** SQL that takes a database from `fromSchema` (or empty) to `toSchema`; empty when nothing changed. */
+export async function diffSchemas(databaseUrl: string, fromSchema: string | null, toSchema: string): Promise<string> {
+  const engine = await openSchemaEngine(databaseUrl, toSchema);
+  try {
+    const result = await engine.diff({
+      from: fromSchema === null ? { tag: "empty" } : { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: fromSchema }] },
+      to: { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: toSchema }] },
+      script: true,
+      exitCode: null,
+      filters: NO_FILTERS,
+    });
+    return result.stdout ?? "";
+  } finally {
+    engine.free();
+  }
+}

@@ -1,0 +1,19 @@
+import winston from "winston";
+import { redact } from "./redact.js";
+
+const redaction = winston.format((info) => redact(info))();
+
+/** Root JSON logger; every module takes a child with its own fields (module, jobId, connectionId). */
+export const logger = winston.createLogger({
+  level: process.env.LOG_LEVEL ?? "info",
+  format: winston.format.combine(winston.format.errors({ stack: true }), redaction, winston.format.timestamp(), winston.format.json()),
+  defaultMeta: { service: "replicate-usage-sync" },
+  // Tests attach their own transports to read log lines; the console stays quiet there.
+  transports: [new winston.transports.Console({ stderrLevels: ["error", "warn"], silent: process.env.NODE_ENV === "test" })],
+});
+
+export type Logger = winston.Logger;
+
+export function moduleLogger(module: string, fields: Record<string, unknown> = {}): Logger {
+  return logger.child({ module, ...fields });
+}

@@ -1,0 +1,53 @@
+import { randomUUID } from "node:crypto";
+import type { Db } from "../db/client.js";
+import type { Connection } from "../generated/prisma/client.js";
+import type { TokenVault } from "../vault.js";
+
+/** A connection as every API and log may show it: the ciphertext never leaves this module. */
+export type PublicConnection = Omit<Connection, "tokenCiphertext" | "tokenKeyId" | "syncState">;
+
+export function toPublic(row: Connection): PublicConnection {
+  const { tokenCiphertext: _c, tokenKeyId: _k, syncState: _s, ...rest } = row;
+  return rest;
+}
+
+export async function createConnection(db: Db, vault: TokenVault, workspaceId: string, token: string): Promise<Connection> {
+  // The id is chosen here because the ciphertext is bound to it.
+  const id = randomUUID();
+  const sealed = vault.seal(token, id);
+  return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
+}
+
+/** Replaces the stored token; the connection goes back to pending until it is verified again. */
+export async function replaceToken(db: Db, vault: TokenVault, id: string, token: string): Promise<Connection> {
+  const sealed = vault.seal(token, id);
+  return db.connection.update({
+    where: { id },
+    data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId, status: "pending" },
+  });
+}
+
+/** The plaintext token, or null when the connection is gone or disconnected. */
+export async function readToken(db: Db, vault: TokenVault, id: string): Promise<string | null> {
+  const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true } });
+  if (!row?.tokenCiphertext || row.status === "disconnected") return null;
+  return vault.open(row.tokenCiphertext, id);
+}
+
+/** Re-seals tokens stored under older keys; a row changed meanwhile (new token, disconnect) is left alone. */
+export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rotated: number; skipped: number }> {
+  const stale = await db.connection.findMany({
+    where: { tokenCiphertext: { not: null }, tokenKeyId: { not: vault.currentKeyId } },
+    select: { id: true, tokenCiphertext: true },
+  });
+  let rotated = 0;
+  for (const row of stale) {
+    const resealed = vault.seal(vault.open(row.tokenCiphertext!, row.id), row.id);
+    const { count } = await db.connection.updateMany({
+      where: { id: row.id, tokenCiphertext: row.tokenCiphertext },
+      data: { tokenCiphertext: resealed.ciphertext, tokenKeyId: resealed.keyId },
+    });
+    rotated += count;
+  }
+  return { rotated, skipped: stale.length - rotated };
+}

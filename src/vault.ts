@@ -1,0 +1,62 @@
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+
+// Ciphertext format: v1.<keyId>.<iv>.<tag>.<ciphertext> (base64url parts). The key id travels with
+// the data so old rows stay readable after rotation; the connection id is authenticated as AAD so a
+// ciphertext copied to another connection's row fails to decrypt.
+
+const VERSION = "v1";
+const ALGORITHM = "aes-256-gcm";
+
+export class VaultError extends Error {
+  constructor(readonly reason: "malformed" | "unknown_key" | "authentication_failed", message: string) {
+    super(message);
+    this.name = "VaultError";
+  }
+}
+
+export interface Sealed {
+  ciphertext: string;
+  keyId: string;
+}
+
+export class TokenVault {
+  constructor(
+    private readonly keys: ReadonlyMap<string, Buffer>,
+    readonly currentKeyId: string,
+  ) {
+    if (!keys.has(currentKeyId)) throw new VaultError("unknown_key", `current key "${currentKeyId}" is not in the keyring`);
+  }
+
+  seal(plaintext: string, connectionId: string): Sealed {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv(ALGORITHM, this.keys.get(this.currentKeyId)!, iv);
+    cipher.setAAD(Buffer.from(connectionId, "utf8"));
+    const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+    const parts = [VERSION, this.currentKeyId, iv.toString("base64url"), cipher.getAuthTag().toString("base64url"), body.toString("base64url")];
+    return { ciphertext: parts.join("."), keyId: this.currentKeyId };
+  }
+
+  open(ciphertext: string, connectionId: string): string {
+    const parts = ciphertext.split(".");
+    if (parts.length !== 5 || parts[0] !== VERSION) throw new VaultError("malformed", "token ciphertext is not in the v1 format");
+    const [, keyId, iv, tag, body] = parts as [string, string, string, string, string];
+    const key = this.keys.get(keyId);
+    if (!key) throw new VaultError("unknown_key", `token was encrypted with key "${keyId}", which is not configured`);
+    const ivBytes = Buffer.from(iv, "base64url");
+    const tagBytes = Buffer.from(tag, "base64url");
+    if (ivBytes.length !== 12 || tagBytes.length !== 16) throw new VaultError("malformed", "token ciphertext has a bad IV or tag length");
+    try {
+      const decipher = createDecipheriv(ALGORITHM, key, ivBytes);
+      decipher.setAAD(Buffer.from(connectionId, "utf8"));
+      decipher.setAuthTag(tagBytes);
+      return Buffer.concat([decipher.update(Buffer.from(body, "base64url")), decipher.final()]).toString("utf8");
+    } catch {
+      throw new VaultError("authentication_failed", "token ciphertext failed authentication (tampered, or belongs to another connection)");
+    }
+  }
+
+  /** True when the ciphertext is sealed under a key other than the current one. */
+  needsRotation(sealed: Sealed): boolean {
+    return sealed.keyId !== this.currentKeyId;
+  }
+}
