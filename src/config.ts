@@ -8,7 +8,10 @@ const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
 /** `kid:base64key` pairs, comma separated; each key must decode to exactly 32 bytes. */
 const keyring = z.string().transform((raw, ctx) => {
   const keys = new Map<string, Buffer>();
-  for (const entry of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const sep = entry.indexOf(":");
     const id = entry.slice(0, sep);
     const key = Buffer.from(entry.slice(sep + 1), "base64");
@@ -28,33 +31,36 @@ const keyring = z.string().transform((raw, ctx) => {
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 
-const envSchema = z
-  .object({
-    NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
-    ROLE: z.enum(["all", "api", "worker"]).default("all"),
-    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default("postgresql://postgres@127.0.0.1:5432/replicate_usage_sync"),
-    REDIS_URL: z.url({ protocol: /^rediss?$/ }).default("redis://127.0.0.1:6379"),
-    QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_:-]+$/).default("rus"),
-    TOKEN_ENCRYPTION_KEYS: keyring,
-    TOKEN_ENCRYPTION_KEY_ID: z.string().regex(KEY_ID).optional(),
-    REPLICATE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.replicate.com/v1"),
-    REPLICATE_TIMEOUT_MS: int(100, 30_000),
-    REPLICATE_REQUESTS_PER_SECOND: int(1, 10),
-    SYNC_INTERVAL_MINUTES: int(1, 60),
-    BACKFILL_DAYS: int(1, 90),
-    LOOKBACK_HOURS: int(0, 24),
-    WORKER_CONCURRENCY: int(1, 16),
-    HOST: z.string().min(1).default("127.0.0.1"),
-    PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-    LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
-    API_TOKEN: z.string().min(24, "must be at least 24 characters"),
-  })
-  .superRefine((env, ctx) => {
-    const current = env.TOKEN_ENCRYPTION_KEY_ID;
-    if (current && env.TOKEN_ENCRYPTION_KEYS.size > 0 && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {
-      ctx.addIssue({ code: "custom", path: ["TOKEN_ENCRYPTION_KEY_ID"], message: `"${current}" is not in TOKEN_ENCRYPTION_KEYS` });
-    }
-  });
+const envShape = z.object({
+  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
+  ROLE: z.enum(["all", "api", "worker"]).default("all"),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default("postgresql://postgres@127.0.0.1:5432/replicate_usage_sync"),
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).default("redis://127.0.0.1:6379"),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:-]+$/)
+    .default("rus"),
+  TOKEN_ENCRYPTION_KEYS: keyring,
+  TOKEN_ENCRYPTION_KEY_ID: z.string().regex(KEY_ID).optional(),
+  REPLICATE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.replicate.com/v1"),
+  REPLICATE_TIMEOUT_MS: int(100, 30_000),
+  REPLICATE_REQUESTS_PER_SECOND: int(1, 10),
+  SYNC_INTERVAL_MINUTES: int(1, 60),
+  BACKFILL_DAYS: int(1, 90),
+  LOOKBACK_HOURS: int(0, 24),
+  WORKER_CONCURRENCY: int(1, 16),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
+  API_TOKEN: z.string().min(24, "must be at least 24 characters"),
+});
+
+const envSchema = envShape.superRefine((env, ctx) => {
+  const current = env.TOKEN_ENCRYPTION_KEY_ID;
+  if (current && env.TOKEN_ENCRYPTION_KEYS.size > 0 && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {
+    ctx.addIssue({ code: "custom", path: ["TOKEN_ENCRYPTION_KEY_ID"], message: `"${current}" is not in TOKEN_ENCRYPTION_KEYS` });
+  }
+});
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -77,13 +83,22 @@ export interface Config {
 }
 
 /** Validates the environment; throws one ConfigError naming every bad variable. Pure: no files, no defaults for secrets. */
-export function parseConfig(env: Record<string, string | undefined>): Config {
+function validate<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.output<S> {
   const blankToMissing = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-  const parsed = envSchema.safeParse(blankToMissing);
+  const parsed = schema.safeParse(blankToMissing);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join(".") || "environment"}: ${i.message}`));
   }
-  const e = parsed.data;
+  return parsed.data;
+}
+
+/** DATABASE_URL alone, for the migration commands, which need no secrets. */
+export function parseDatabaseUrl(env: Record<string, string | undefined>): string {
+  return validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
+}
+
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const e = validate(envSchema, env);
   const currentKeyId = e.TOKEN_ENCRYPTION_KEY_ID ?? [...e.TOKEN_ENCRYPTION_KEYS.keys()][0]!;
   return Object.freeze({
     env: e.NODE_ENV,
@@ -92,8 +107,17 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
     encryption: { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId },
-    replicate: { baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""), timeoutMs: e.REPLICATE_TIMEOUT_MS, requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND },
-    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS, concurrency: e.WORKER_CONCURRENCY },
+    replicate: {
+      baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
+      timeoutMs: e.REPLICATE_TIMEOUT_MS,
+      requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND,
+    },
+    sync: {
+      intervalMinutes: e.SYNC_INTERVAL_MINUTES,
+      backfillDays: e.BACKFILL_DAYS,
+      lookbackHours: e.LOOKBACK_HOURS,
+      concurrency: e.WORKER_CONCURRENCY,
+    },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN },
     logLevel: e.LOG_LEVEL,
   });
@@ -122,7 +146,10 @@ export function withLocalSecrets(
     warn(`generated a development encryption key and API token in ${file}; set TOKEN_ENCRYPTION_KEYS and API_TOKEN in production`);
   }
   const local = Object.fromEntries(
-    readFileSync(file, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    readFileSync(file, "utf8")
+      .split("\n")
+      .filter((l) => l.includes("="))
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
   return { ...local, ...Object.fromEntries(Object.entries(env).filter(([, v]) => v)) };
 }

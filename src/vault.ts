@@ -8,7 +8,10 @@ const VERSION = "v1";
 const ALGORITHM = "aes-256-gcm";
 
 export class VaultError extends Error {
-  constructor(readonly reason: "malformed" | "unknown_key" | "authentication_failed", message: string) {
+  constructor(
+    readonly reason: "malformed" | "unknown_key" | "authentication_failed",
+    message: string,
+  ) {
     super(message);
     this.name = "VaultError";
   }
@@ -32,7 +35,13 @@ export class TokenVault {
     const cipher = createCipheriv(ALGORITHM, this.keys.get(this.currentKeyId)!, iv);
     cipher.setAAD(Buffer.from(connectionId, "utf8"));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    const parts = [VERSION, this.currentKeyId, iv.toString("base64url"), cipher.getAuthTag().toString("base64url"), body.toString("base64url")];
+    const parts = [
+      VERSION,
+      this.currentKeyId,
+      iv.toString("base64url"),
+      cipher.getAuthTag().toString("base64url"),
+      body.toString("base64url"),
+    ];
     return { ciphertext: parts.join("."), keyId: this.currentKeyId };
   }
 

@@ -1,8 +1,11 @@
+import { parseDatabaseUrl } from "../config.js";
+import { ensureDatabase } from "../db/ensure-database.js";
 import { applyMigrations } from "../db/schema-engine.js";
-import { loadConfig } from "../config.js";
 import { logger } from "../logger.js";
 
-// `npm run db:migrate`: applies pending migrations offline (same bookkeeping as `prisma migrate deploy`).
-const config = loadConfig();
-const applied = await applyMigrations(config.databaseUrl);
+// `npm run db:migrate`: creates the database if needed and applies pending migrations offline
+// (the same bookkeeping as `prisma migrate deploy`).
+const databaseUrl = parseDatabaseUrl(process.env);
+if (await ensureDatabase(databaseUrl)) logger.info("database created", { database: new URL(databaseUrl).pathname.slice(1) });
+const applied = await applyMigrations(databaseUrl);
 logger.info(applied.length ? "migrations applied" : "database schema is up to date", { applied });

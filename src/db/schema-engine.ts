@@ -17,9 +17,13 @@ const NO_FILTERS = { externalTables: [], externalEnums: [] };
 
 // adapter-pg's executeScript splits a script at every ";", which breaks function bodies. Postgres runs
 // a multi-statement simple query itself, as one implicit transaction, so a migration applies whole or not at all.
+// It also remembers its pools: the engine's free() does not close them.
 class WholeScriptPg extends PrismaPg {
+  readonly opened: { dispose(): Promise<void> }[] = [];
+
   override async connect() {
     const adapter = await super.connect();
+    this.opened.push(adapter);
     adapter.executeScript = async (script: string) => {
       await adapter.underlyingDriver().query(script);
     };
@@ -42,20 +46,31 @@ function loadWasm(): Promise<void> {
   return wasmReady;
 }
 
-export async function openSchemaEngine(databaseUrl: string, schemaText?: string): Promise<SchemaEngine> {
+/** Runs `use` with a schema engine on the database, then releases the engine and its connections. */
+export async function withSchemaEngine<T>(databaseUrl: string, use: (engine: SchemaEngine) => Promise<T>, schemaText?: string): Promise<T> {
   await loadWasm();
   const datamodel = schemaText ?? (await readFile(SCHEMA_PATH, "utf8"));
-  return bindings.SchemaEngine.new(
+  const factory = new WholeScriptPg({ connectionString: databaseUrl });
+  const engine = await bindings.SchemaEngine.new(
     { datamodels: [[SCHEMA_PATH, datamodel]] },
     () => undefined,
-    bindMigrationAwareSqlAdapterFactory(new WholeScriptPg({ connectionString: databaseUrl })),
+    bindMigrationAwareSqlAdapterFactory(factory),
   );
+  try {
+    return await use(engine);
+  } finally {
+    engine.free();
+    await Promise.all(factory.opened.map((adapter) => adapter.dispose()));
+  }
 }
 
 /** Reads prisma/migrations into the shape the engine takes; migration folders sort by name. */
 export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<MigrationList> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const migrationDirectories = await Promise.all(
     names.map(async (name) => ({
       path: name,
@@ -71,31 +86,27 @@ export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<Migration
 
 /** Applies pending migrations; returns the names applied (none on a second run). */
 export async function applyMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
-  const engine = await openSchemaEngine(databaseUrl);
-  try {
-    const { appliedMigrationNames } = await engine.applyMigrations({
-      migrationsList: await readMigrationList(dir),
-      filters: NO_FILTERS,
-    });
+  const migrationsList = await readMigrationList(dir);
+  return withSchemaEngine(databaseUrl, async (engine) => {
+    const { appliedMigrationNames } = await engine.applyMigrations({ migrationsList, filters: NO_FILTERS });
     return appliedMigrationNames;
-  } finally {
-    engine.free();
-  }
+  });
 }
 
 /** SQL that takes a database from `fromSchema` (or empty) to `toSchema`; empty when nothing changed. */
 export async function diffSchemas(databaseUrl: string, fromSchema: string | null, toSchema: string): Promise<string> {
-  const engine = await openSchemaEngine(databaseUrl, toSchema);
-  try {
-    const result = await engine.diff({
-      from: fromSchema === null ? { tag: "empty" } : { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: fromSchema }] },
-      to: { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: toSchema }] },
-      script: true,
-      exitCode: null,
-      filters: NO_FILTERS,
-    });
-    return result.stdout ?? "";
-  } finally {
-    engine.free();
-  }
+  return withSchemaEngine(
+    databaseUrl,
+    async (engine) => {
+      const result = await engine.diff({
+        from: fromSchema === null ? { tag: "empty" } : { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: fromSchema }] },
+        to: { tag: "schemaDatamodel", files: [{ path: SCHEMA_PATH, content: toSchema }] },
+        script: true,
+        exitCode: null,
+        filters: NO_FILTERS,
+      });
+      return result.stdout ?? "";
+    },
+    toSchema,
+  );
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Db } from "../db/client.js";
-import type { Connection } from "../generated/prisma/client.js";
+import type { Connection, Prisma } from "../generated/prisma/client.js";
 import type { TokenVault } from "../vault.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
@@ -50,4 +50,23 @@ export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rota
     rotated += count;
   }
   return { rotated, skipped: stale.length - rotated };
+}
+
+export interface SyncLockedConnection {
+  workspace_id: string;
+  status: string;
+  sync_state: unknown;
+  high_water_mark: Date | null;
+}
+
+/**
+ * Locks the connection row for the rest of the transaction. Every sync write and the disconnect
+ * take this lock, so writes of one connection are serialized and a disconnect is never interleaved.
+ */
+export async function lockConnectionForSync(tx: Prisma.TransactionClient, id: string): Promise<SyncLockedConnection | undefined> {
+  const [row] = await tx.$queryRawUnsafe<SyncLockedConnection[]>(
+    `SELECT workspace_id, status, sync_state, high_water_mark FROM connections WHERE id = $1::uuid FOR UPDATE`,
+    id,
+  );
+  return row;
 }

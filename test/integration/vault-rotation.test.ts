@@ -16,7 +16,13 @@ test("the rotation command re-seals stored tokens under the current key", async 
   const a = await createConnection(t.db, before, "ws-rot", "r8_tokenA1234567890");
   const b = await createConnection(t.db, before, "ws-rot", "r8_tokenB1234567890");
 
-  const after = new TokenVault(new Map([["k1", k1], ["k2", k2]]), "k2");
+  const after = new TokenVault(
+    new Map([
+      ["k1", k1],
+      ["k2", k2],
+    ]),
+    "k2",
+  );
   expect(await reencryptTokens(t.db, after)).toEqual({ rotated: 2, skipped: 0 });
   expect(await reencryptTokens(t.db, after)).toEqual({ rotated: 0, skipped: 0 });
 

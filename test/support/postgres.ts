@@ -3,7 +3,7 @@ import pg from "pg";
 import { createDb, type Db } from "../../src/db/client.js";
 
 export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-export const TEMPLATE_DB = "rus_test_template";
+export const TEMPLATE_DB = "rus_test_template"; // created by global-setup.mjs
 
 export function databaseUrl(name: string): string {
   const url = new URL(ADMIN_URL);

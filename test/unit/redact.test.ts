@@ -25,7 +25,9 @@ test("the root logger writes JSON with secrets masked", () => {
   const sink = new winston.transports.Stream({ stream: new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }) });
   logger.add(sink);
   try {
-    logger.child({ module: "test", connectionId: "c1" }).warn(`Bearer ${TOKEN} rejected`, { detail: { token: TOKEN }, err: new Error(`bad ${TOKEN}`) });
+    logger
+      .child({ module: "test", connectionId: "c1" })
+      .warn(`Bearer ${TOKEN} rejected`, { detail: { token: TOKEN }, err: new Error(`bad ${TOKEN}`) });
   } finally {
     logger.remove(sink);
   }

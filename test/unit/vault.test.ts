@@ -49,7 +49,13 @@ test("an unknown key id is reported as such", () => {
 
 test("rotation: old ciphertexts stay readable, new ones use the current key", () => {
   const old = new TokenVault(new Map([["k1", k1]]), "k1").seal(TOKEN, CONN);
-  const rotated = new TokenVault(new Map([["k1", k1], ["k2", k2]]), "k2");
+  const rotated = new TokenVault(
+    new Map([
+      ["k1", k1],
+      ["k2", k2],
+    ]),
+    "k2",
+  );
   expect(rotated.needsRotation(old)).toBe(true);
   expect(rotated.open(old.ciphertext, CONN)).toBe(TOKEN);
   const fresh = rotated.seal(TOKEN, CONN);

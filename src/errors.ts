@@ -1,0 +1,83 @@
+// One class per way a provider call or an input can fail; the job layer maps them to
+// retry, delay or give up (see src/queue/failure-policy.ts). Messages never carry a token
+// or a response body that might hold user content.
+
+export abstract class AppError extends Error {
+  abstract readonly code: string;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** 401: the token is invalid or revoked. Retrying cannot help. */
+export class CredentialError extends AppError {
+  readonly code = "credential_invalid";
+  readonly httpStatus = 401;
+}
+
+/** 403: the token is valid but may not read this resource. */
+export class ScopeError extends AppError {
+  readonly code = "scope_denied";
+  readonly httpStatus = 403;
+}
+
+/** 429: wait retryAfterSeconds, then try again; only this connection waits. */
+export class RateLimitError extends AppError {
+  readonly code = "rate_limited";
+  readonly httpStatus = 429;
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+    readonly retryAfterSource: "header" | "body" | "default" | "local_cap",
+  ) {
+    super(message);
+  }
+}
+
+/** 5xx, timeout or network failure that outlasted the client's own retries. */
+export class TransientProviderError extends AppError {
+  readonly code = "provider_error";
+  constructor(
+    message: string,
+    readonly httpStatus?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The provider answered with something that is not the documented shape. */
+export class MalformedResponseError extends AppError {
+  readonly code = "malformed_response";
+  constructor(
+    message: string,
+    readonly httpStatus?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A pagination link pointing away from the configured API origin: never followed. */
+export class ForeignLinkError extends AppError {
+  readonly code = "foreign_link_refused";
+}
+
+/** Bad input from a caller of the producer or HTTP API. */
+export class ValidationError extends AppError {
+  readonly code = "validation_failed";
+  constructor(
+    message: string,
+    readonly issues: string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  readonly code = "not_found";
+}
+
+export class ConflictError extends AppError {
+  readonly code = "conflict";
+}

@@ -1,0 +1,102 @@
+import type { Db } from "../db/client.js";
+import type { ReplicateClient } from "../replicate/client.js";
+import type { PredictionPage } from "../replicate/schemas.js";
+import { Prisma } from "../generated/prisma/client.js";
+import { lockConnectionForSync } from "../repositories/connections.js";
+import { oldestInProgress } from "../repositories/usage.js";
+import { newCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
+import { applyPage, type PageOutcome } from "./engine.js";
+
+export interface RunSettings {
+  backfillDays: number;
+  lookbackHours: number;
+}
+
+export interface RunSummary {
+  runId: string;
+  startedAt: Date;
+  pages: number;
+  predictions: number;
+  daysTouched: number;
+}
+
+/**
+ * Starts a run, or returns the unfinished one so a crashed run resumes from its checkpoint.
+ * Null when the connection is not connected.
+ */
+export async function beginRun(db: Db, connectionId: string, settings: RunSettings, now = new Date()): Promise<Checkpoint | null> {
+  return db.$transaction(async (tx) => {
+    const connection = await lockConnectionForSync(tx, connectionId);
+    if (!connection || connection.status !== "connected") return null;
+    const unfinished = parseCheckpoint(connection.sync_state);
+    if (unfinished && !unfinished.done) return unfinished;
+    const checkpoint = newCheckpoint({
+      now,
+      highWaterMark: connection.high_water_mark,
+      oldestInProgress: await oldestInProgress(tx, connectionId),
+      ...settings,
+    });
+    await tx.connection.update({ where: { id: connectionId }, data: { syncState: checkpoint, lastSyncStartedAt: now } });
+    return checkpoint;
+  });
+}
+
+/** Fetches the page after the checkpoint: the filtered first page, then the `next` links. */
+export function fetchNextPage(client: ReplicateClient, token: string, checkpoint: Checkpoint): Promise<PredictionPage> {
+  return client.listPredictions(token, {
+    cursorUrl: checkpoint.nextUrl,
+    createdAfter: new Date(checkpoint.windowStart),
+    createdBefore: new Date(checkpoint.windowEnd),
+  });
+}
+
+/** Fetches and writes page `pageNumber` of the run. */
+export async function syncPage(
+  db: Db,
+  client: ReplicateClient,
+  token: string,
+  checkpoint: Checkpoint,
+  connectionId: string,
+): Promise<PageOutcome> {
+  const page = await fetchNextPage(client, token, checkpoint);
+  return applyPage(db, {
+    connectionId,
+    runId: checkpoint.runId,
+    pageNumber: checkpoint.pagesDone + 1,
+    predictions: page.results,
+    next: page.next,
+  });
+}
+
+/**
+ * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
+ * end. Null (and no write) when that run is not the connection's current, finished run.
+ */
+export async function completeRun(db: Db, connectionId: string, runId: string): Promise<RunSummary | null> {
+  return db.$transaction(async (tx) => {
+    const connection = await lockConnectionForSync(tx, connectionId);
+    const checkpoint = parseCheckpoint(connection?.sync_state);
+    if (!connection || connection.status !== "connected" || checkpoint?.runId !== runId || !checkpoint.done) return null;
+    const startedAt = new Date(checkpoint.startedAt);
+    await tx.connection.update({
+      where: { id: connectionId },
+      data: { lastSyncedAt: startedAt, highWaterMark: new Date(checkpoint.windowEnd), syncState: Prisma.DbNull },
+    });
+    return {
+      runId,
+      startedAt,
+      pages: checkpoint.pagesDone,
+      predictions: checkpoint.predictionsSeen,
+      daysTouched: checkpoint.daysTouched.length,
+    };
+  });
+}
+
+/** Drops an unfinished run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */
+export async function abandonRun(db: Db, connectionId: string, runId: string): Promise<void> {
+  await db.$executeRawUnsafe(
+    `UPDATE connections SET sync_state = NULL, updated_at = now() WHERE id = $1::uuid AND sync_state->>'runId' = $2`,
+    connectionId,
+    runId,
+  );
+}

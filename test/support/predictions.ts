@@ -1,0 +1,136 @@
+import type { Db } from "../../src/db/client.js";
+import type { FakePrediction } from "./fake-replicate.js";
+
+/** Small seeded PRNG so generated data sets are reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const MODELS = ["stability-ai/sdxl", "meta/meta-llama-3-70b-instruct", "black-forest-labs/flux-schnell", "openai/whisper"];
+export const DEPLOYMENTS = ["acme/sdxl-prod"];
+const STATUSES = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "canceled", "aborted", "processing", "starting"];
+
+export interface GenerateOptions {
+  count: number;
+  seed?: number;
+  /** Predictions spread evenly over the `days` days before `end`. */
+  days?: number;
+  end?: Date;
+  idPrefix?: string;
+  /** A marker placed in every input, output, logs and error. */
+  marker?: string;
+}
+
+/** Realistic prediction objects: several models, one deployment, every status, some without metrics. */
+export function generatePredictions(o: GenerateOptions): FakePrediction[] {
+  const next = rng(o.seed ?? 1);
+  const end = (o.end ?? new Date()).getTime();
+  const span = (o.days ?? 30) * 86_400_000;
+  const marker = o.marker ?? "";
+  return Array.from({ length: o.count }, (_, i) => {
+    const created = new Date(end - 1 - Math.floor(next() * span));
+    const status = STATUSES[Math.floor(next() * STATUSES.length)]!;
+    const viaDeployment = next() < 0.2;
+    const metered = status !== "starting" && next() < 0.85;
+    const predictTime = Math.round(next() * 30_000_000) / 1_000_000;
+    return {
+      id: `${o.idPrefix ?? "p"}${i.toString(36).padStart(6, "0")}`,
+      status,
+      created_at: created.toISOString(),
+      model: MODELS[Math.floor(next() * MODELS.length)]!,
+      version: next() < 0.1 ? "hidden" : `v${Math.floor(next() * 1e6).toString(16)}`,
+      deployment: viaDeployment ? DEPLOYMENTS[0]! : null,
+      source: next() < 0.7 ? "api" : "web",
+      started_at: status === "starting" ? null : new Date(created.getTime() + 500).toISOString(),
+      completed_at: ["succeeded", "failed", "canceled", "aborted"].includes(status)
+        ? new Date(created.getTime() + 5000).toISOString()
+        : null,
+      metrics: metered ? { predict_time: predictTime, total_time: predictTime + 0.5 } : null,
+      input: { prompt: `a watercolor fox ${marker}` },
+      output: [`https://replicate.delivery/${marker}/out.png`],
+      logs: `step 1/50 ${marker}`,
+      error: status === "failed" ? `CUDA out of memory ${marker}` : null,
+      urls: { get: `https://api.replicate.com/v1/predictions/${i}`, cancel: `https://api.replicate.com/v1/predictions/${i}/cancel` },
+    };
+  });
+}
+
+export interface UsageRow {
+  usageDate: string;
+  model: string;
+  deployment: string;
+  predictions: number;
+  succeeded: number;
+  failed: number;
+  canceled: number;
+  aborted: number;
+  inProgress: number;
+  other: number;
+  computeMicros: number;
+  meteredPredictions: number;
+}
+
+const micros = (seconds: number | null | undefined) => (seconds == null ? 0 : Math.round(seconds * 1_000_000));
+
+/** What DailyUsage must hold: a GROUP BY over the distinct final predictions, computed independently in JS. */
+export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
+  const groups = new Map<string, UsageRow>();
+  for (const p of predictions) {
+    const row: UsageRow = {
+      usageDate: p.created_at.slice(0, 10),
+      model: p.model ?? "",
+      deployment: p.deployment ?? "",
+      predictions: 0,
+      succeeded: 0,
+      failed: 0,
+      canceled: 0,
+      aborted: 0,
+      inProgress: 0,
+      other: 0,
+      computeMicros: 0,
+      meteredPredictions: 0,
+    };
+    const key = `${row.usageDate}|${row.model}|${row.deployment}`;
+    const g = groups.get(key) ?? (groups.set(key, row), row);
+    g.predictions++;
+    if (p.status === "succeeded" || p.status === "failed" || p.status === "canceled" || p.status === "aborted") g[p.status]++;
+    else if (p.status === "starting" || p.status === "processing") g.inProgress++;
+    else g.other++;
+    if (p.metrics?.predict_time != null) {
+      g.computeMicros += micros(p.metrics.predict_time);
+      g.meteredPredictions++;
+    }
+  }
+  return sortRows([...groups.values()]);
+}
+
+export async function actualUsage(db: Db, connectionId: string): Promise<UsageRow[]> {
+  const rows = await db.dailyUsage.findMany({ where: { connectionId } });
+  return sortRows(
+    rows.map((r) => ({
+      usageDate: r.usageDate.toISOString().slice(0, 10),
+      model: r.model,
+      deployment: r.deployment,
+      predictions: r.predictions,
+      succeeded: r.succeeded,
+      failed: r.failed,
+      canceled: r.canceled,
+      aborted: r.aborted,
+      inProgress: r.inProgress,
+      other: r.other,
+      computeMicros: Math.round(Number(r.computeSeconds) * 1_000_000),
+      meteredPredictions: r.meteredPredictions,
+    })),
+  );
+}
+
+function sortRows(rows: UsageRow[]): UsageRow[] {
+  return rows.sort((a, b) => `${a.usageDate}|${a.model}|${a.deployment}`.localeCompare(`${b.usageDate}|${b.model}|${b.deployment}`));
+}

@@ -1,0 +1,175 @@
+import http from "node:http";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import {
+  CredentialError,
+  ForeignLinkError,
+  MalformedResponseError,
+  RateLimitError,
+  ScopeError,
+  TransientProviderError,
+} from "../../src/errors.js";
+import { ReplicateClient } from "../../src/replicate/client.js";
+import { FakeReplicate } from "../support/fake-replicate.js";
+import { generatePredictions } from "../support/predictions.js";
+
+const TOKEN = "r8_clientTestToken000000000000000000000";
+const fake = new FakeReplicate();
+let client: ReplicateClient;
+
+beforeAll(async () => {
+  const baseUrl = await fake.start();
+  client = new ReplicateClient({ baseUrl, timeoutMs: 2000, retries: 2, retryBaseMs: 5 });
+});
+afterAll(() => fake.close());
+beforeEach(() => {
+  fake.addAccount(TOKEN, { type: "organization", username: "acme" }, generatePredictions({ count: 250, marker: "SECRET-INPUT" }));
+  fake.requests.length = 0;
+});
+
+async function failure(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("expected a failure");
+}
+
+test("reads the account with a bearer token", async () => {
+  await expect(client.getAccount(TOKEN)).resolves.toEqual({ type: "organization", username: "acme", name: null, github_url: null });
+  expect(fake.requests[0]!.authorization).toBe(`Bearer ${TOKEN}`);
+});
+
+test("follows next links to the end, newest first, dropping inputs and outputs at parse time", async () => {
+  const seen: string[] = [];
+  let page = await client.listPredictions(TOKEN, {});
+  for (;;) {
+    seen.push(...page.results.map((p) => p.id));
+    expect(JSON.stringify(page)).not.toContain("SECRET-INPUT");
+    if (!page.next) break;
+    page = await client.listPredictions(TOKEN, { cursorUrl: page.next });
+  }
+  expect(seen).toHaveLength(250);
+  expect(new Set(seen).size).toBe(250);
+  expect(fake.requests).toHaveLength(3);
+});
+
+test("passes created_after and created_before", async () => {
+  const after = new Date(Date.now() - 5 * 86_400_000);
+  const before = new Date(Date.now() - 2 * 86_400_000);
+  const page = await client.listPredictions(TOKEN, { createdAfter: after, createdBefore: before });
+  expect(page.results.length).toBeGreaterThan(0);
+  for (const p of page.results) {
+    expect(p.created_at.getTime()).toBeGreaterThanOrEqual(after.getTime());
+    expect(p.created_at.getTime()).toBeLessThan(before.getTime());
+  }
+  expect(fake.requests[0]!.url).toContain(`created_after=${encodeURIComponent(after.toISOString())}`);
+});
+
+test("401 is a credential error, 403 a scope error, and neither is retried", async () => {
+  expect(await failure(client.getAccount("r8_wrong0000000000000"))).toBeInstanceOf(CredentialError);
+  fake.inject(TOKEN, "predictions", { kind: "status", status: 403, body: JSON.stringify({ detail: "You do not have permission" }) });
+  const err = await failure(client.listPredictions(TOKEN));
+  expect(err).toBeInstanceOf(ScopeError);
+  expect(err.message).toContain("You do not have permission");
+  expect(fake.requests).toHaveLength(2);
+});
+
+test("429 carries the retry-after from the header (seconds or HTTP date) or the body, and is not retried", async () => {
+  const body = JSON.stringify({ detail: "Request was throttled. Expected available in 7 seconds." });
+  fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body, headers: { "retry-after": "3" } });
+  let err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+  expect(err).toBeInstanceOf(RateLimitError);
+  expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([3, "header"]);
+
+  fake.inject(TOKEN, "predictions", {
+    kind: "status",
+    status: 429,
+    body,
+    headers: { "retry-after": new Date(Date.now() + 20_000).toUTCString() },
+  });
+  err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+  expect(err.retryAfterSource).toBe("header");
+  expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(18);
+  expect(err.retryAfterSeconds).toBeLessThanOrEqual(21);
+
+  fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body });
+  err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+  expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([7, "body"]);
+
+  fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body: "{}" });
+  err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+  expect(err.retryAfterSource).toBe("default");
+  expect(fake.requests).toHaveLength(4);
+});
+
+test("5xx is retried inside the client, then succeeds", async () => {
+  fake.inject(TOKEN, "predictions", { kind: "status", status: 502 }, { kind: "status", status: 503 });
+  const page = await client.listPredictions(TOKEN);
+  expect(page.results).toHaveLength(100);
+  expect(fake.requests.map((r) => r.status)).toEqual([502, 503, 200]);
+});
+
+test("5xx that outlasts the retries is a transient provider error", async () => {
+  fake.inject(TOKEN, "predictions", ...Array.from({ length: 3 }, () => ({ kind: "status" as const, status: 500 })));
+  const err = await failure(client.listPredictions(TOKEN));
+  expect(err).toBeInstanceOf(TransientProviderError);
+  expect((err as TransientProviderError).httpStatus).toBe(500);
+});
+
+test("a timeout is a transient provider error", async () => {
+  const quick = new ReplicateClient({ baseUrl: fake.baseUrl, timeoutMs: 100, retries: 0 });
+  fake.inject(TOKEN, "predictions", { kind: "delay", ms: 1000 });
+  expect(await failure(quick.listPredictions(TOKEN))).toBeInstanceOf(TransientProviderError);
+});
+
+test("truncated JSON and a schema violation are malformed responses that quote no body", async () => {
+  fake.inject(TOKEN, "predictions", { kind: "truncated-json" }, { kind: "schema-violation" });
+  const truncated = await failure(client.listPredictions(TOKEN));
+  expect(truncated).toBeInstanceOf(MalformedResponseError);
+  expect(truncated.message).toMatch(/not valid JSON/);
+  expect(truncated.message).not.toContain("SECRET-INPUT");
+  const invalid = await failure(client.listPredictions(TOKEN));
+  expect(invalid).toBeInstanceOf(MalformedResponseError);
+  expect(invalid.message).toMatch(/results\.100\.id: invalid_type/);
+  expect(invalid.message).not.toContain("SECRET-INPUT");
+});
+
+test("unknown statuses and extra fields are accepted", async () => {
+  fake.addAccount(TOKEN, { type: "user", username: "u" }, [
+    { id: "x1", status: "quantum_superposition", created_at: new Date().toISOString(), brand_new_field: { a: 1 } } as never,
+  ]);
+  const page = await client.listPredictions(TOKEN);
+  expect(page.results[0]).toMatchObject({ id: "x1", status: "quantum_superposition", model: null, metrics: { predictTime: null } });
+});
+
+test("a next link to a foreign host is never requested; http on the same host is upgraded", async () => {
+  fake.inject(TOKEN, "predictions", { kind: "foreign-next" });
+  const page = await client.listPredictions(TOKEN);
+  expect(page.next).toContain("attacker.invalid");
+  expect(await failure(client.listPredictions(TOKEN, { cursorUrl: page.next }))).toBeInstanceOf(ForeignLinkError);
+  expect(fake.requests).toHaveLength(1);
+
+  const https = new ReplicateClient({ baseUrl: "https://api.replicate.com/v1", timeoutMs: 100 });
+  expect(https.predictionsUrl({ cursorUrl: "http://api.replicate.com/v1/predictions?cursor=abc" }).href).toBe(
+    "https://api.replicate.com/v1/predictions?cursor=abc",
+  );
+  expect(() => https.predictionsUrl({ cursorUrl: "https://api.replicate.com.evil.example/v1/predictions" })).toThrow(ForeignLinkError);
+});
+
+test("redirects are not followed (the token would travel with them)", async () => {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(302, { location: "http://127.0.0.2:1/steal" });
+    res.end();
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  try {
+    const c = new ReplicateClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, timeoutMs: 500, retries: 0 });
+    expect(await failure(c.getAccount(TOKEN))).toBeInstanceOf(MalformedResponseError);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
