@@ -14,14 +14,15 @@ export function usageDate(createdAt: Date): string {
   return createdAt.toISOString().slice(0, 10);
 }
 
-// A prediction only moves forward: starting → processing → a terminal status. A page fetched
-// earlier but written later must not undo a newer state (unknown statuses rank with processing).
-const STATUS_ORDER: Record<string, number> = { starting: 0, succeeded: 2, failed: 2, canceled: 2, aborted: 2 };
-const rank = (status: string) => STATUS_ORDER[status] ?? 1;
+// A prediction only moves forward: starting → processing → (a status added after this was written)
+// → a terminal status. A page fetched earlier but written later must not undo a newer state.
+const STATUS_ORDER: Record<string, number> = { starting: 0, processing: 1, succeeded: 3, failed: 3, canceled: 3, aborted: 3 };
+const UNKNOWN_RANK = 2;
+const rank = (status: string) => STATUS_ORDER[status] ?? UNKNOWN_RANK;
 const STATUS_RANK = (col: string) =>
   `CASE ${col} ${Object.entries(STATUS_ORDER)
     .map(([s, r]) => `WHEN '${s}' THEN ${r}`)
-    .join(" ")} ELSE 1 END`;
+    .join(" ")} ELSE ${UNKNOWN_RANK} END`;
 
 const UPSERT_LEDGER = `
 WITH incoming AS (
@@ -130,11 +131,14 @@ export async function recomputeDailyUsage(tx: Tx, connectionId: string, workspac
   );
 }
 
-/** created_at of the oldest prediction last seen starting or processing (its final state is still owed). */
-export async function oldestInProgress(tx: Tx, connectionId: string): Promise<Date | null> {
+/**
+ * created_at of the oldest prediction not yet in a terminal status (its final state is still owed).
+ * Served by the partial index prediction_records_unfinished_idx.
+ */
+export async function oldestUnfinished(tx: Tx, connectionId: string): Promise<Date | null> {
   const rows = await tx.$queryRawUnsafe<{ created_at: Date | null }[]>(
     `SELECT min(created_at) AS created_at FROM prediction_records
-     WHERE connection_id = $1::uuid AND status IN ('starting', 'processing')`,
+     WHERE connection_id = $1::uuid AND status NOT IN ('succeeded', 'failed', 'canceled', 'aborted')`,
     connectionId,
   );
   return rows[0]?.created_at ?? null;

@@ -25,7 +25,8 @@ export type Checkpoint = z.infer<typeof checkpointSchema>;
 export interface WindowInputs {
   now: Date;
   highWaterMark: Date | null;
-  oldestInProgress: Date | null;
+  /** created_at of the oldest prediction not yet in a terminal status. */
+  oldestUnfinished: Date | null;
   backfillDays: number;
   lookbackHours: number;
 }
@@ -34,12 +35,14 @@ const HOUR = 3_600_000;
 
 /**
  * First run: the last `backfillDays`. Later runs: from `lookbackHours` before the high-water mark,
- * or earlier if a prediction last seen starting/processing is older, so its final state is read.
+ * or earlier if a prediction not yet finished is older, so its final state is read; never further
+ * back than `backfillDays` (a prediction stuck for longer is not worth re-reading every run).
  */
 export function syncWindowStart(w: WindowInputs): Date {
-  if (!w.highWaterMark) return new Date(w.now.getTime() - w.backfillDays * 24 * HOUR);
+  const backfill = w.now.getTime() - w.backfillDays * 24 * HOUR;
+  if (!w.highWaterMark) return new Date(backfill);
   const lookback = w.highWaterMark.getTime() - w.lookbackHours * HOUR;
-  return new Date(Math.min(lookback, w.oldestInProgress?.getTime() ?? Infinity));
+  return new Date(Math.max(backfill, Math.min(lookback, w.oldestUnfinished?.getTime() ?? Infinity)));
 }
 
 export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Checkpoint {

@@ -3,7 +3,7 @@ import type { ReplicateClient } from "../replicate/client.js";
 import type { PredictionPage } from "../replicate/schemas.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { lockConnectionForSync } from "../repositories/connections.js";
-import { oldestInProgress } from "../repositories/usage.js";
+import { oldestUnfinished } from "../repositories/usage.js";
 import { newCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { applyPage, type PageOutcome } from "./engine.js";
 
@@ -21,19 +21,19 @@ export interface RunSummary {
 }
 
 /**
- * Starts a run, or returns the unfinished one so a crashed run resumes from its checkpoint.
- * Null when the connection is not connected.
+ * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
+ * crashed run resumes from its checkpoint. Null when the connection is not connected.
  */
 export async function beginRun(db: Db, connectionId: string, settings: RunSettings, now = new Date()): Promise<Checkpoint | null> {
   return db.$transaction(async (tx) => {
     const connection = await lockConnectionForSync(tx, connectionId);
     if (!connection || connection.status !== "connected") return null;
-    const unfinished = parseCheckpoint(connection.sync_state);
-    if (unfinished && !unfinished.done) return unfinished;
+    const current = parseCheckpoint(connection.sync_state);
+    if (current) return current;
     const checkpoint = newCheckpoint({
       now,
       highWaterMark: connection.high_water_mark,
-      oldestInProgress: await oldestInProgress(tx, connectionId),
+      oldestUnfinished: await oldestUnfinished(tx, connectionId),
       ...settings,
     });
     await tx.connection.update({ where: { id: connectionId }, data: { syncState: checkpoint, lastSyncStartedAt: now } });

@@ -100,8 +100,9 @@ CREATE INDEX "connections_status_idx" ON "connections"("status");
 -- CreateIndex
 CREATE INDEX "prediction_records_connection_id_usage_date_model_deploymen_idx" ON "prediction_records"("connection_id", "usage_date", "model", "deployment");
 
--- CreateIndex
-CREATE INDEX "prediction_records_connection_id_status_created_at_idx" ON "prediction_records"("connection_id", "status", "created_at");
+-- CreateIndex (hand-written: partial, for the oldest unfinished prediction of a connection)
+CREATE INDEX "prediction_records_unfinished_idx" ON "prediction_records"("connection_id", "created_at")
+  WHERE "status" NOT IN ('succeeded', 'failed', 'canceled', 'aborted');
 
 -- CreateIndex
 CREATE INDEX "daily_usage_workspace_id_usage_date_idx" ON "daily_usage"("workspace_id", "usage_date");

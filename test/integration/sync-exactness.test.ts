@@ -1,0 +1,227 @@
+import fc from "fast-check";
+import { ReplicateClient } from "../../src/replicate/client.js";
+import type { Prediction } from "../../src/replicate/schemas.js";
+import { predictionSchema } from "../../src/replicate/schemas.js";
+import { lockConnectionForSync } from "../../src/repositories/connections.js";
+import { recomputeDailyUsage, upsertLedger } from "../../src/repositories/usage.js";
+import { applyPage } from "../../src/sync/engine.js";
+import { beginRun, completeRun, syncPage } from "../../src/sync/run.js";
+import { FakeReplicate, type FakePrediction } from "../support/fake-replicate.js";
+import { actualUsage, expectedUsage, rng } from "../support/predictions.js";
+import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
+
+// The numbers finance reads must equal a GROUP BY over the distinct final predictions, whatever the
+// page boundaries, duplicates, overlaps, replays, concurrency, crashes and status changes.
+
+let t: TestDatabase;
+const fake = new FakeReplicate();
+let client: ReplicateClient;
+const NOW = new Date("2026-06-15T12:00:00.000Z");
+const SETTINGS = { backfillDays: 10, lookbackHours: 2 };
+
+beforeAll(async () => {
+  t = await createTestDatabase(8);
+  client = new ReplicateClient({ baseUrl: await fake.start(), timeoutMs: 5000, retries: 0 });
+});
+afterAll(async () => {
+  await fake.close();
+  await t.drop();
+});
+
+let seq = 0;
+async function newConnection(): Promise<string> {
+  const row = await t.db.connection.create({ data: { workspaceId: "ws-prop", status: "connected" } });
+  return row.id;
+}
+
+const FINAL = ["succeeded", "failed", "canceled", "aborted", "mystery_new_status"] as const;
+const predictionArb = fc.record({
+  minute: fc.integer({ min: 0, max: 7 * 24 * 60 }),
+  model: fc.constantFrom("a/one", "b/two", "c/three", null),
+  deployment: fc.constantFrom(null, null, "acme/prod"),
+  finalStatus: fc.constantFrom(...FINAL),
+  earlier: fc.constantFrom("none", "starting", "processing"),
+  predictMicros: fc.option(fc.integer({ min: 0, max: 120_000_000 }), { nil: null }),
+});
+
+type Spec = typeof predictionArb extends fc.Arbitrary<infer T> ? T : never;
+
+function build(specs: Spec[], id0: number) {
+  return specs.map((s, i) => {
+    const created = new Date(NOW.getTime() - 1000 - s.minute * 60_000).toISOString();
+    const final: FakePrediction = {
+      id: `q${id0 + i}`,
+      status: s.finalStatus,
+      created_at: created,
+      model: s.model,
+      deployment: s.deployment,
+      metrics: s.predictMicros === null ? null : { predict_time: s.predictMicros / 1e6, total_time: s.predictMicros / 1e6 + 1 },
+      input: { prompt: "x" },
+    };
+    const earlier: FakePrediction | null = s.earlier === "none" ? null : { ...final, status: s.earlier, metrics: null };
+    return { final, earlier };
+  });
+}
+
+const parse = (ps: FakePrediction[]): Prediction[] => ps.map((p) => predictionSchema.parse(p));
+
+/** Writes a batch the way the engine does, without run fencing: exercises ledger idempotency alone. */
+async function writeBatch(connectionId: string, batch: Prediction[]) {
+  await t.db.$transaction(async (tx) => {
+    const conn = await lockConnectionForSync(tx, connectionId);
+    const groups = await upsertLedger(tx, connectionId, batch);
+    await recomputeDailyUsage(tx, connectionId, conn!.workspace_id, groups);
+  });
+}
+
+test("ledger + recompute: random batches, duplicates, overlaps, replays and concurrent writers give exact totals", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(predictionArb, { minLength: 1, maxLength: 120 }),
+      fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 10 }),
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      async (specs, cuts, seed) => {
+        const connectionId = await newConnection();
+        const items = build(specs, (seq += 1000));
+        const random = rng(seed);
+        const pick = (n: number) => Math.floor(random() * n);
+        // Earlier states first (some batches may still race with final ones: ranks keep the final).
+        const earlier = parse(items.flatMap((x) => (x.earlier ? [x.earlier] : [])));
+        const final = parse(items.map((x) => x.final));
+        const batches: Prediction[][] = [];
+        for (const source of [earlier, final]) {
+          let at = 0;
+          for (let c = 0; at < source.length; c++) {
+            const size = cuts[c % cuts.length]!;
+            // Overlap: start a little before the previous cut now and then.
+            const start = Math.max(0, at - (pick(3) === 0 ? pick(5) : 0));
+            batches.push(source.slice(start, at + size));
+            at += size;
+          }
+        }
+        // Replays of random batches, then everything written by 3 concurrent writers.
+        for (let r = pick(4); r > 0; r--) batches.push(batches[pick(batches.length)]!);
+        const lanes: Prediction[][][] = [[], [], []];
+        batches.forEach((b, i) => lanes[i < earlier.length ? 0 : pick(3)]!.push(b));
+        for (const b of batches.slice(0, Math.ceil(batches.length / 2))) await writeBatch(connectionId, b);
+        await Promise.all(
+          lanes.map(async (lane) => {
+            for (const b of lane) await writeBatch(connectionId, b);
+          }),
+        );
+        // A page fetched before the predictions finished, written last: must not undo the final states.
+        if (earlier.length > 0) await writeBatch(connectionId, earlier);
+        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.final)));
+      },
+    ),
+    { numRuns: 30 },
+  );
+});
+
+test("runs: random page sizes, duplicate pages, crashes between steps, double processing and status changes between runs", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(predictionArb, { minLength: 0, maxLength: 150 }),
+      fc.integer({ min: 1, max: 30 }),
+      fc.array(fc.constantFrom("ok", "ok", "ok", "crash-before-fetch", "crash-after-write", "double", "duplicate-page", "truncated"), {
+        minLength: 1,
+        maxLength: 30,
+      }),
+      async (specs, pageSize, script) => {
+        const connectionId = await newConnection();
+        const token = `r8_prop${(seq += 1000)}`;
+        const items = build(specs, seq);
+        // First run sees the earlier states of in-progress predictions; the second run sees the final ones.
+        fake.addAccount(
+          token,
+          { type: "user", username: "u" },
+          items.map((x) => x.earlier ?? x.final),
+        );
+        fake.pageSize = pageSize;
+        let step = 0;
+        const runToEnd = async (now: Date) => {
+          for (let guard = 0; guard < 500; guard++) {
+            const action = script[step++] ?? "ok"; // the scripted faults, then plain pages
+            const checkpoint = await beginRun(t.db, connectionId, SETTINGS, now);
+            if (!checkpoint) throw new Error("connection not connected");
+            if (checkpoint.done) return completeRun(t.db, connectionId, checkpoint.runId);
+            if (action === "crash-before-fetch") continue; // the process died; the next attempt resumes
+            if (action === "duplicate-page") fake.inject(token, "predictions", { kind: "duplicate-results" });
+            if (action === "truncated") {
+              fake.inject(token, "predictions", { kind: "truncated-json" });
+              await expect(syncPage(t.db, client, token, checkpoint, connectionId)).rejects.toThrow(/not valid JSON/);
+              continue;
+            }
+            if (action === "double") {
+              const outcomes = await Promise.all([
+                syncPage(t.db, client, token, checkpoint, connectionId),
+                syncPage(t.db, client, token, checkpoint, connectionId),
+              ]);
+              expect(outcomes.filter((o) => o.applied)).toHaveLength(1);
+              continue;
+            }
+            const outcome = await syncPage(t.db, client, token, checkpoint, connectionId);
+            expect(outcome.applied).toBe(true);
+            if (action === "crash-after-write") {
+              // The same page again (a retried job): recognised as already applied, nothing written.
+              const again = await applyPage(t.db, {
+                connectionId,
+                runId: checkpoint.runId,
+                pageNumber: checkpoint.pagesDone + 1,
+                predictions: [],
+                next: null,
+              });
+              expect(again).toMatchObject({ applied: false, reason: "already_applied" });
+            }
+          }
+          throw new Error("run did not finish");
+        };
+        const first = await runToEnd(NOW);
+        expect(first?.predictions).toBeGreaterThanOrEqual(items.length);
+        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.earlier ?? x.final)));
+
+        // Between runs every in-progress prediction finishes; the next run's window reaches back to them.
+        fake.upsertPredictions(
+          token,
+          items.map((x) => x.final),
+        );
+        await runToEnd(new Date(NOW.getTime() + 3 * 3_600_000));
+        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.final)));
+        fake.removeToken(token);
+      },
+    ),
+    { numRuns: 25 },
+  );
+});
+
+test("a crash inside the page transaction leaves nothing behind", async () => {
+  const connectionId = await newConnection();
+  const batch = parse(
+    build([{ minute: 5, model: "a/one", deployment: null, finalStatus: "succeeded", earlier: "none", predictMicros: 1 }], 0).map(
+      (x) => x.final,
+    ),
+  );
+  await expect(
+    t.db.$transaction(async (tx) => {
+      await lockConnectionForSync(tx, connectionId);
+      await upsertLedger(tx, connectionId, batch);
+      throw new Error("worker killed");
+    }),
+  ).rejects.toThrow("worker killed");
+  expect(await t.db.predictionRecord.count({ where: { connectionId } })).toBe(0);
+  expect(await actualUsage(t.db, connectionId)).toEqual([]);
+});
+
+test("a page for a disconnected connection writes nothing", async () => {
+  const connectionId = await newConnection();
+  const checkpoint = await beginRun(t.db, connectionId, SETTINGS, NOW);
+  await t.db.connection.update({ where: { id: connectionId }, data: { status: "disconnected" } });
+  const batch = parse(
+    build([{ minute: 5, model: "a/one", deployment: null, finalStatus: "succeeded", earlier: "none", predictMicros: 1 }], 0).map(
+      (x) => x.final,
+    ),
+  );
+  const outcome = await applyPage(t.db, { connectionId, runId: checkpoint!.runId, pageNumber: 1, predictions: batch, next: null });
+  expect(outcome).toMatchObject({ applied: false, reason: "not_connected" });
+  expect(await t.db.predictionRecord.count({ where: { connectionId } })).toBe(0);
+});
