@@ -49,6 +49,8 @@ const envShape = z.object({
   BACKFILL_DAYS: int(1, 90),
   LOOKBACK_HOURS: int(0, 24),
   WORKER_CONCURRENCY: int(1, 16),
+  JOB_ATTEMPTS: int(1, 5),
+  JOB_BACKOFF_MS: int(1, 2000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -78,6 +80,8 @@ export interface Config {
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string };
   replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number };
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number };
+  /** Attempts per job and the base of the exponential backoff between them (with jitter). */
+  jobs: { attempts: number; backoffMs: number };
   http: { host: string; port: number; apiToken: string };
   logLevel: string;
 }
@@ -118,6 +122,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       lookbackHours: e.LOOKBACK_HOURS,
       concurrency: e.WORKER_CONCURRENCY,
     },
+    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN },
     logLevel: e.LOG_LEVEL,
   });

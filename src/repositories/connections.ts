@@ -70,3 +70,8 @@ export async function lockConnectionForSync(tx: Prisma.TransactionClient, id: st
   );
   return row;
 }
+
+/** After a 401/403: the connection stops syncing until replaceToken; a disconnected one stays disconnected. */
+export async function markCredentialError(db: Db, id: string): Promise<void> {
+  await db.connection.updateMany({ where: { id, status: { in: ["pending", "connected"] } }, data: { status: "credential_error" } });
+}

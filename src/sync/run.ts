@@ -24,7 +24,14 @@ export interface RunSummary {
  * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
  * crashed run resumes from its checkpoint. Null when the connection is not connected.
  */
-export async function beginRun(db: Db, connectionId: string, settings: RunSettings, now = new Date()): Promise<Checkpoint | null> {
+export async function beginRun(
+  db: Db,
+  connectionId: string,
+  settings: RunSettings,
+  now = new Date(),
+  /** Runs in the same transaction when a new run starts (so "started" is recorded exactly once). */
+  onStart?: (tx: Prisma.TransactionClient, checkpoint: Checkpoint) => Promise<void>,
+): Promise<Checkpoint | null> {
   return db.$transaction(async (tx) => {
     const connection = await lockConnectionForSync(tx, connectionId);
     if (!connection || connection.status !== "connected") return null;
@@ -37,6 +44,7 @@ export async function beginRun(db: Db, connectionId: string, settings: RunSettin
       ...settings,
     });
     await tx.connection.update({ where: { id: connectionId }, data: { syncState: checkpoint, lastSyncStartedAt: now } });
+    await onStart?.(tx, checkpoint);
     return checkpoint;
   });
 }

@@ -1,0 +1,45 @@
+import { Redis } from "ioredis";
+import type { Config } from "./config.js";
+import { createDb, type Db } from "./db/client.js";
+import { createQueues, jobOptions, type Queues } from "./queue/queues.js";
+import { ReplicateClient } from "./replicate/client.js";
+import { RedisRequestRateCap } from "./replicate/rate-cap.js";
+import { TokenVault } from "./vault.js";
+
+/** Everything a job, the producer or the API needs, built once per process. */
+export interface AppContext {
+  config: Config;
+  db: Db;
+  redis: Redis;
+  queues: Queues;
+  vault: TokenVault;
+  replicate: ReplicateClient;
+  close(): Promise<void>;
+}
+
+export function createContext(config: Config, overrides: { retryBaseMs?: number; retries?: number } = {}): AppContext {
+  const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
+  // BullMQ workers need maxRetriesPerRequest: null; the same connection serves the rate cap.
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const queues = createQueues(redis, config.queuePrefix, jobOptions(config.jobs.attempts, config.jobs.backoffMs));
+  const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
+  const replicate = new ReplicateClient({
+    baseUrl: config.replicate.baseUrl,
+    timeoutMs: config.replicate.timeoutMs,
+    rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
+    ...overrides,
+  });
+  return {
+    config,
+    db,
+    redis,
+    queues,
+    vault,
+    replicate,
+    async close() {
+      await queues.close();
+      redis.disconnect();
+      await db.$disconnect();
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import type { Db } from "../db/client.js";
+import type { EventKind, EventLevel, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
+import { redact, redactText } from "../redact.js";
+
+export interface NewEvent {
+  connectionId: string;
+  kind: EventKind;
+  level: EventLevel;
+  message: string;
+  httpStatus?: number | null;
+  retryAfterSeconds?: number | null;
+  jobId?: string | null;
+  detail?: Record<string, unknown>;
+}
+
+/** Appends a row to the log support staff read; secrets are scrubbed on the way in. */
+export async function recordEvent(db: Db | Prisma.TransactionClient, event: NewEvent): Promise<void> {
+  await db.integrationEvent.create({
+    data: {
+      connectionId: event.connectionId,
+      kind: event.kind,
+      level: event.level,
+      message: redactText(event.message).slice(0, 1000),
+      httpStatus: event.httpStatus ?? null,
+      retryAfterSeconds: event.retryAfterSeconds ?? null,
+      jobId: event.jobId ?? null,
+      detail: event.detail ? (redact(event.detail) as Prisma.InputJsonValue) : undefined,
+    },
+  });
+}
+
+export interface EventQuery {
+  kind?: EventKind;
+  since?: Date;
+  limit: number;
+  cursor?: string;
+}
+
+export interface EventView {
+  id: string;
+  occurredAt: string;
+  kind: EventKind;
+  level: EventLevel;
+  message: string;
+  httpStatus: number | null;
+  retryAfterSeconds: number | null;
+  jobId: string | null;
+  detail: unknown;
+}
+
+export function toEventView(e: IntegrationEvent): EventView {
+  return {
+    id: e.id.toString(),
+    occurredAt: e.occurredAt.toISOString(),
+    kind: e.kind,
+    level: e.level,
+    message: e.message,
+    httpStatus: e.httpStatus,
+    retryAfterSeconds: e.retryAfterSeconds,
+    jobId: e.jobId,
+    detail: e.detail,
+  };
+}
+
+const encodeCursor = (e: IntegrationEvent) => Buffer.from(`${e.occurredAt.toISOString()}|${e.id}`).toString("base64url");
+
+/** The position after which the next page starts; null when the cursor was not made by this module. */
+export function decodeCursor(cursor: string): { occurredAt: Date; id: bigint } | null {
+  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
+  return match ? { occurredAt: new Date(match[1]!), id: BigInt(match[2]!) } : null;
+}
+
+/** Newest first (served by the (connection, occurred_at desc, id desc) index), keyset-paginated. */
+export async function listEvents(db: Db, connectionId: string, q: EventQuery): Promise<{ events: EventView[]; nextCursor: string | null }> {
+  const after = q.cursor ? decodeCursor(q.cursor) : null;
+  const rows = await db.integrationEvent.findMany({
+    where: {
+      connectionId,
+      ...(q.kind ? { kind: q.kind } : {}),
+      ...(q.since ? { occurredAt: { gte: q.since } } : {}),
+      ...(after ? { OR: [{ occurredAt: { lt: after.occurredAt } }, { occurredAt: after.occurredAt, id: { lt: after.id } }] } : {}),
+    },
+    orderBy: [{ occurredAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return { events: page.map(toEventView), nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null };
+}
+
+export async function lastErrorEvent(db: Db, connectionId: string): Promise<EventView | null> {
+  const row = await db.integrationEvent.findFirst({ where: { connectionId, level: "error" }, orderBy: { id: "desc" } });
+  return row ? toEventView(row) : null;
+}

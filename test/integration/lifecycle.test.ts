@@ -1,0 +1,137 @@
+import * as producer from "../../src/producer.js";
+import { jobIds } from "../../src/queue/queues.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { actualUsage, expectedUsage, generatePredictions } from "../support/predictions.js";
+import { dumpRedis } from "../support/redis.js";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness();
+});
+afterAll(() => h.close());
+
+const connectionState = (id: string) => h.ctx.db.connection.findUniqueOrThrow({ where: { id } });
+const eventKinds = async (id: string) =>
+  (await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id }, orderBy: { id: "asc" } })).map((e) => e.kind);
+
+test("connect → verify → backfill → incremental → disconnect, with exact aggregates", async () => {
+  const token = "r8_lifecycleToken0000000000000000000";
+  const predictions = generatePredictions({ count: 430, days: 60, seed: 7 });
+  h.fake.addAccount(token, { type: "organization", username: "acme" }, predictions);
+
+  const created = await producer.connect(h.ctx, { workspaceId: "ws-1", token });
+  expect(created.status).toBe("pending");
+  expect(JSON.stringify(created)).not.toContain("lifecycleToken");
+
+  const synced = await waitFor(
+    "first sync",
+    () => connectionState(created.id),
+    (c) => c.lastSyncedAt !== null,
+  );
+  expect(synced).toMatchObject({ status: "connected", accountUsername: "acme", accountType: "organization" });
+  expect(await actualUsage(h.ctx.db, created.id)).toEqual(expectedUsage(predictions));
+  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(created.id))).toBeTruthy();
+
+  // New predictions and finished ones arrive; syncNow picks them up.
+  const later = generatePredictions({ count: 40, days: 0.02, seed: 8, idPrefix: "n" });
+  const finished = predictions
+    .filter((p) => p.status === "processing")
+    .map((p) => ({ ...p, status: "succeeded", metrics: { predict_time: 1.5 } }));
+  h.fake.upsertPredictions(token, [...later, ...finished]);
+  await producer.syncNow(h.ctx, created.id);
+  await waitFor(
+    "second sync",
+    () => connectionState(created.id),
+    (c) => c.lastSyncedAt!.getTime() > synced.lastSyncedAt!.getTime(),
+  );
+  expect(await actualUsage(h.ctx.db, created.id)).toEqual(expectedUsage(h.fake.predictions(token)));
+  const completed = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: created.id, kind: "sync_completed" } });
+  expect(completed?.detail).toMatchObject({ pages: 5, predictions: 430 });
+
+  await producer.disconnect(h.ctx, created.id);
+  const gone = await connectionState(created.id);
+  expect(gone).toMatchObject({ status: "disconnected", tokenCiphertext: null, tokenKeyId: null });
+  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(created.id))).toBeFalsy();
+  await producer.disconnect(h.ctx, created.id); // idempotent
+  expect(await eventKinds(created.id)).toEqual([
+    "connected",
+    "verified",
+    "sync_started",
+    "sync_completed",
+    "sync_started",
+    "sync_completed",
+    "disconnected",
+  ]);
+  expect(await dumpRedis(h.ctx.redis, h.config.queuePrefix)).not.toContain("lifecycleToken");
+});
+
+test("401 at verify marks credential_error without retrying; replaceToken resumes", async () => {
+  const conn = await producer.connect(h.ctx, { workspaceId: "ws-2", token: "r8_revokedToken00000000" });
+  await waitFor(
+    "credential error",
+    () => connectionState(conn.id),
+    (c) => c.status === "credential_error",
+  );
+  const events = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: conn.id, kind: "credential_invalid" } });
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ level: "error", httpStatus: 401 });
+  expect(h.fake.requests.filter((r) => r.authorization === "Bearer r8_revokedToken00000000")).toHaveLength(1);
+
+  const good = "r8_replacementToken000000000";
+  h.fake.addAccount(good, { type: "user", username: "bob" }, generatePredictions({ count: 12, seed: 3 }));
+  await producer.replaceToken(h.ctx, conn.id, good);
+  await waitFor(
+    "sync after new token",
+    () => connectionState(conn.id),
+    (c) => c.status === "connected" && c.lastSyncedAt !== null,
+  );
+  expect(await actualUsage(h.ctx.db, conn.id)).toEqual(expectedUsage(h.fake.predictions(good)));
+});
+
+test("403 mid-sync pauses the connection and removes its scheduler", async () => {
+  const token = "r8_scopeToken000000000000";
+  h.fake.addAccount(token, { type: "user", username: "s" }, generatePredictions({ count: 250, seed: 4 }));
+  const conn = await producer.connect(h.ctx, { workspaceId: "ws-3", token });
+  await waitFor(
+    "verified",
+    () => connectionState(conn.id),
+    (c) => c.status === "connected",
+  );
+  h.fake.inject(token, "predictions", { kind: "status", status: 403, body: JSON.stringify({ detail: "You do not have permission" }) });
+  await waitFor(
+    "scope error",
+    () => connectionState(conn.id),
+    (c) => c.status === "credential_error",
+  );
+  expect(await eventKinds(conn.id)).toContain("scope_denied");
+  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(conn.id))).toBeFalsy();
+});
+
+test("429 delays only that connection; another connection completes meanwhile", async () => {
+  const slow = "r8_throttledToken00000000";
+  const fast = "r8_unaffectedToken0000000";
+  h.fake.addAccount(slow, { type: "user", username: "slow" }, generatePredictions({ count: 150, seed: 5 }));
+  h.fake.addAccount(fast, { type: "user", username: "fast" }, generatePredictions({ count: 150, seed: 6 }));
+  h.fake.inject(slow, "predictions", {
+    kind: "status",
+    status: 429,
+    headers: { "retry-after": "2" },
+    body: JSON.stringify({ detail: "Request was throttled. Expected available in 2 seconds." }),
+  });
+  const a = await producer.connect(h.ctx, { workspaceId: "ws-4", token: slow });
+  const b = await producer.connect(h.ctx, { workspaceId: "ws-4", token: fast });
+  await waitFor(
+    "fast connection synced",
+    () => connectionState(b.id),
+    (c) => c.lastSyncedAt !== null,
+  );
+  expect((await connectionState(a.id)).lastSyncedAt).toBeNull();
+  const limited = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: a.id, kind: "rate_limited" } });
+  expect(limited).toMatchObject({ httpStatus: 429, retryAfterSeconds: 2 });
+  await waitFor(
+    "throttled connection synced",
+    () => connectionState(a.id),
+    (c) => c.lastSyncedAt !== null,
+  );
+  expect(await actualUsage(h.ctx.db, a.id)).toEqual(expectedUsage(h.fake.predictions(slow)));
+});

@@ -1,0 +1,76 @@
+import { randomBytes } from "node:crypto";
+import { parseConfig, type Config } from "../../src/config.js";
+import { createContext, type AppContext } from "../../src/context.js";
+import { startWorkers, type Workers } from "../../src/queue/workers.js";
+import { FakeReplicate } from "./fake-replicate.js";
+import { createTestDatabase, type TestDatabase } from "./postgres.js";
+import { REDIS_URL, deleteKeys, uniquePrefix } from "./redis.js";
+
+export const API_TOKEN = "test-api-token-0123456789abcdef";
+
+export interface Harness {
+  t: TestDatabase;
+  fake: FakeReplicate;
+  config: Config;
+  ctx: AppContext;
+  workers: Workers | null;
+  startWorkers(): void;
+  close(): Promise<void>;
+}
+
+/** A fresh database, a unique queue prefix, a fake Replicate and (optionally) running workers. */
+export async function createHarness(env: Record<string, string> = {}, options: { workers?: boolean } = {}): Promise<Harness> {
+  const t = await createTestDatabase(20);
+  const fake = new FakeReplicate();
+  const baseUrl = await fake.start();
+  const config = parseConfig({
+    NODE_ENV: "test",
+    DATABASE_URL: t.url,
+    REDIS_URL,
+    QUEUE_PREFIX: uniquePrefix(),
+    TOKEN_ENCRYPTION_KEYS: `test:${randomBytes(32).toString("base64")}`,
+    API_TOKEN,
+    REPLICATE_API_BASE_URL: baseUrl,
+    REPLICATE_REQUESTS_PER_SECOND: "1000",
+    REPLICATE_TIMEOUT_MS: "3000",
+    WORKER_CONCURRENCY: "4",
+    JOB_BACKOFF_MS: "20",
+    JOB_ATTEMPTS: "3",
+    ...env,
+  });
+  const ctx = createContext(config, { retryBaseMs: 5, retries: 1 });
+  const h: Harness = {
+    t,
+    fake,
+    config,
+    ctx,
+    workers: null,
+    startWorkers() {
+      h.workers = startWorkers(ctx);
+    },
+    async close() {
+      await h.workers?.close();
+      await deleteKeys(ctx.redis, config.queuePrefix);
+      await ctx.close();
+      await fake.close();
+      await t.drop();
+    },
+  };
+  if (options.workers !== false) h.startWorkers();
+  return h;
+}
+
+/** Polls until the condition holds (no fixed sleeps for correctness); fails with the last value seen. */
+export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T = await probe();
+  while (!done(last)) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting for ${what}; last value: ${JSON.stringify(last, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
+      );
+    await new Promise((r) => setTimeout(r, 25));
+    last = await probe();
+  }
+  return last;
+}
