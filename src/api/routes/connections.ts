@@ -1,0 +1,75 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { AppContext } from "../../context.js";
+import { EventKind } from "../../generated/prisma/enums.js";
+import * as producer from "../../producer.js";
+import { jobIds } from "../../queue/queues.js";
+import { toPublic } from "../../repositories/connections.js";
+import { decodeCursor, lastErrorEvent, listEvents } from "../../repositories/events.js";
+import { parseCheckpoint } from "../../sync/checkpoint.js";
+import { NotFoundError } from "../../errors.js";
+
+const idParams = z.object({ id: z.uuid({ message: "connection id must be a UUID" }) });
+const tokenBody = z.object({ token: z.string() });
+const eventsQuery = z.object({
+  kind: z.enum(Object.values(EventKind) as [string, ...string[]]).optional(),
+  since: z.iso.datetime().optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z
+    .string()
+    .refine((c) => decodeCursor(c) !== null, "cursor was not issued by this API")
+    .optional(),
+});
+
+/** Connection lifecycle and the health view support staff read. Responses never include the token. */
+export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.post("/v1/connections", { schema: { body: z.object({ workspaceId: z.string(), token: z.string() }) } }, async (request, reply) => {
+      return reply.code(202).send(await producer.connect(ctx, request.body));
+    });
+
+    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: z.string().min(1) }) } }, async (request) => {
+      const rows = await ctx.db.connection.findMany({ where: { workspaceId: request.query.workspaceId }, orderBy: { createdAt: "asc" } });
+      return { connections: rows.map(toPublic) };
+    });
+
+    app.get("/v1/connections/:id", { schema: { params: idParams } }, async (request) => {
+      const row = await ctx.db.connection.findUnique({ where: { id: request.params.id } });
+      if (!row) throw new NotFoundError(`connection ${request.params.id} not found`);
+      const run = parseCheckpoint(row.syncState);
+      const scheduler = row.status === "connected" ? await ctx.queues.sync.getJobScheduler(jobIds.scheduler(row.id)) : undefined;
+      return {
+        ...toPublic(row),
+        currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
+        lastError: await lastErrorEvent(ctx.db, row.id),
+        nextSyncAt: scheduler?.next ? new Date(scheduler.next).toISOString() : null,
+      };
+    });
+
+    app.put("/v1/connections/:id/token", { schema: { params: idParams, body: tokenBody } }, async (request, reply) => {
+      return reply.code(202).send(await producer.replaceToken(ctx, request.params.id, request.body.token));
+    });
+
+    app.post("/v1/connections/:id/sync", { schema: { params: idParams } }, async (request, reply) => {
+      await producer.syncNow(ctx, request.params.id);
+      return reply.code(202).send({ status: "queued" });
+    });
+
+    app.delete("/v1/connections/:id", { schema: { params: idParams } }, async (request, reply) => {
+      await producer.disconnect(ctx, request.params.id);
+      return reply.code(204).send();
+    });
+
+    app.get("/v1/connections/:id/events", { schema: { params: idParams, querystring: eventsQuery } }, async (request) => {
+      const exists = await ctx.db.connection.count({ where: { id: request.params.id } });
+      if (!exists) throw new NotFoundError(`connection ${request.params.id} not found`);
+      const q = request.query;
+      return listEvents(ctx.db, request.params.id, {
+        kind: q.kind as EventKind | undefined,
+        since: q.since ? new Date(q.since) : undefined,
+        limit: q.limit,
+        cursor: q.cursor,
+      });
+    });
+  };
+}

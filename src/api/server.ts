@@ -1,0 +1,69 @@
+import { timingSafeEqual } from "node:crypto";
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyInstance } from "fastify";
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from "fastify-type-provider-zod";
+import type { AppContext } from "../context.js";
+import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
+import { moduleLogger } from "../logger.js";
+import { connectionRoutes } from "./routes/connections.js";
+import { healthRoutes } from "./routes/health.js";
+import { usageRoutes } from "./routes/usage.js";
+
+const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
+
+function bearerMatches(header: string | undefined, expected: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? "")?.[1] ?? "");
+  const want = Buffer.from(expected);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** The HTTP API: zod-validated input, bearer auth on every route but the probes, JSON errors with a reason. */
+export async function buildServer(ctx: AppContext): Promise<FastifyInstance> {
+  const log = moduleLogger("api");
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: "replicate-usage-sync", version: "0.1.0", description: "Replicate prediction usage as daily rows." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    const path = request.url.split("?")[0]!;
+    if (PUBLIC_PATHS.has(path)) return;
+    if (!bearerMatches(request.headers.authorization, ctx.config.http.apiToken)) {
+      await reply.code(401).send({ error: "unauthorized", message: "missing or wrong API token (Authorization: Bearer <API_TOKEN>)" });
+    }
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issues = err.validation.map((v) => `${v.instancePath.replace(/^\//, "").replace(/\//g, ".") || "input"}: ${v.message}`);
+      return reply.code(400).send({ error: "validation_failed", message: `invalid ${err.validationContext ?? "input"}`, issues });
+    }
+    if (err instanceof ValidationError) return reply.code(400).send({ error: err.code, message: err.message, issues: err.issues });
+    if (err instanceof NotFoundError) return reply.code(404).send({ error: err.code, message: err.message });
+    if (err instanceof ConflictError) return reply.code(409).send({ error: err.code, message: err.message });
+    if (err instanceof AppError) return reply.code(502).send({ error: err.code, message: err.message });
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) return reply.code(status).send({ error: "bad_request", message: (err as Error).message });
+    log.error("request failed", { method: request.method, url: request.url, error: err });
+    return reply.code(500).send({ error: "internal", message: "internal error; see the service logs" });
+  });
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.register(healthRoutes(ctx));
+  await app.register(connectionRoutes(ctx));
+  await app.register(usageRoutes(ctx));
+  return app;
+}

@@ -1,0 +1,49 @@
+import { buildServer } from "./api/server.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { createContext } from "./context.js";
+import { logger } from "./logger.js";
+import { reconcileSchedulers } from "./queue/schedulers.js";
+import { startWorkers } from "./queue/workers.js";
+
+// ROLE=all (default) runs the API and the workers in one process; ROLE=api or ROLE=worker runs one
+// side, so workers scale out as separate processes on the same Redis and Postgres.
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    logger.error(err.message, { problems: err.problems });
+    process.exit(78); // EX_CONFIG
+  }
+  throw err;
+}
+logger.level = config.logLevel;
+
+const ctx = createContext(config);
+const runWorkers = config.role !== "api";
+const runApi = config.role !== "worker";
+
+if (runWorkers) await reconcileSchedulers(ctx.db, ctx.queues, config.sync.intervalMinutes);
+const workers = runWorkers ? startWorkers(ctx) : null;
+const server = runApi ? await buildServer(ctx) : null;
+if (server) {
+  const address = await server.listen({ host: config.http.host, port: config.http.port });
+  logger.info("API listening", { address });
+}
+logger.info("service started", { role: config.role, env: config.env });
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info("shutting down", { signal });
+  // Stop taking requests and jobs first; in-flight jobs finish (or are released to another worker).
+  await server?.close();
+  await workers?.close();
+  await ctx.close();
+  logger.info("stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
