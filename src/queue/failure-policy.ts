@@ -46,8 +46,7 @@ export async function handleJobFailure(
   }
 
   if (err instanceof CredentialError || err instanceof ScopeError) {
-    await markCredentialError(ctx.db, connectionId);
-    await removeSyncScheduler(ctx.queues, connectionId);
+    // The event first: whoever sees the status change can already read why.
     await recordEvent(ctx.db, {
       ...base,
       kind: err instanceof CredentialError ? "credential_invalid" : "scope_denied",
@@ -55,6 +54,8 @@ export async function handleJobFailure(
       message: `${err.message}. Syncing is paused until the token is replaced.`,
       httpStatus: err.httpStatus,
     });
+    await markCredentialError(ctx.db, connectionId);
+    await removeSyncScheduler(ctx.queues, connectionId);
     log.warn("credential rejected; connection paused", { code: err.code });
     throw new UnrecoverableError(err.message);
   }

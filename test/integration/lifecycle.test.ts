@@ -135,3 +135,59 @@ test("429 delays only that connection; another connection completes meanwhile", 
   );
   expect(await actualUsage(h.ctx.db, a.id)).toEqual(expectedUsage(h.fake.predictions(slow)));
 });
+
+test("401 mid-sync pauses the connection like a rejected token at verify", async () => {
+  const token = "r8_revokedMidSync000000000";
+  h.fake.addAccount(token, { type: "user", username: "r" }, generatePredictions({ count: 250, seed: 9 }));
+  const conn = await producer.connect(h.ctx, { workspaceId: "ws-5", token });
+  await waitFor(
+    "verified",
+    () => connectionState(conn.id),
+    (c) => c.status === "connected",
+  );
+  h.fake.inject(token, "predictions", {
+    kind: "status",
+    status: 401,
+    body: JSON.stringify({ detail: "You did not pass a valid authentication token" }),
+  });
+  await waitFor(
+    "credential error",
+    () => connectionState(conn.id),
+    (c) => c.status === "credential_error",
+  );
+  expect(await eventKinds(conn.id)).toContain("credential_invalid");
+  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(conn.id))).toBeFalsy();
+});
+
+test("5xx that outlasts every retry fails the run; the next run resumes from the checkpoint and is exact", async () => {
+  const token = "r8_flakyProvider0000000000";
+  h.fake.addAccount(token, { type: "user", username: "f" }, generatePredictions({ count: 350, seed: 10 }));
+  // Page 1 succeeds; page 2 fails on every client retry of every job attempt (2 × JOB_ATTEMPTS=3).
+  const conn = await producer.connect(h.ctx, { workspaceId: "ws-6", token });
+  await waitFor(
+    "page 1 written",
+    () => h.ctx.db.predictionRecord.count({ where: { connectionId: conn.id } }),
+    (n) => n >= 100,
+  );
+  h.fake.inject(token, "predictions", ...Array.from({ length: 6 }, () => ({ kind: "status" as const, status: 503 })));
+  await waitFor(
+    "sync_failed",
+    () => eventKinds(conn.id),
+    (k) => k.includes("sync_failed"),
+  );
+  const failed = await connectionState(conn.id);
+  expect(failed.lastSyncedAt).toBeNull();
+  const events = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: conn.id, kind: "provider_error" } });
+  expect(events.length).toBeGreaterThanOrEqual(3);
+  expect(events.at(-1)).toMatchObject({ level: "error", httpStatus: 503 });
+
+  await producer.syncNow(h.ctx, conn.id);
+  await waitFor(
+    "resumed run completes",
+    () => connectionState(conn.id),
+    (c) => c.lastSyncedAt !== null,
+  );
+  expect(await actualUsage(h.ctx.db, conn.id)).toEqual(expectedUsage(h.fake.predictions(token)));
+  const completed = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: conn.id, kind: "sync_completed" } });
+  expect(completed?.detail).toMatchObject({ pages: 4, predictions: 350 });
+});
