@@ -177,7 +177,10 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   );
   const failed = await connectionState(conn.id);
   expect(failed.lastSyncedAt).toBeNull();
-  const events = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: conn.id, kind: "provider_error" } });
+  const events = await h.ctx.db.integrationEvent.findMany({
+    where: { connectionId: conn.id, kind: "provider_error" },
+    orderBy: { id: "asc" },
+  });
   expect(events.length).toBeGreaterThanOrEqual(3);
   expect(events.at(-1)).toMatchObject({ level: "error", httpStatus: 503 });
 
