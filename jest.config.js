@@ -6,5 +6,6 @@ export default {
   transform: { "^.+\\.ts$": ["ts-jest", { useESM: true, tsconfig: "tsconfig.json" }] },
   testMatch: ["<rootDir>/test/**/*.test.ts"],
   testTimeout: 60000,
+  reporters: ["default", "<rootDir>/test/support/fault-summary-reporter.mjs"],
   globalSetup: "<rootDir>/test/support/global-setup.mjs",
 };

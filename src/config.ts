@@ -51,6 +51,7 @@ const envShape = z.object({
   WORKER_CONCURRENCY: int(1, 16),
   JOB_ATTEMPTS: int(1, 5),
   JOB_BACKOFF_MS: int(1, 2000),
+  JOB_LOCK_MS: int(500, 30_000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -80,8 +81,11 @@ export interface Config {
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string };
   replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number };
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number };
-  /** Attempts per job and the base of the exponential backoff between them (with jitter). */
-  jobs: { attempts: number; backoffMs: number };
+  /**
+   * Attempts per job and the base of the exponential backoff between them (with jitter); lockMs is
+   * how long a job stays claimed by a worker that stopped answering before another worker takes it.
+   */
+  jobs: { attempts: number; backoffMs: number; lockMs: number };
   http: { host: string; port: number; apiToken: string };
   logLevel: string;
 }
@@ -122,7 +126,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       lookbackHours: e.LOOKBACK_HOURS,
       concurrency: e.WORKER_CONCURRENCY,
     },
-    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
+    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN },
     logLevel: e.LOG_LEVEL,
   });

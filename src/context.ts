@@ -4,6 +4,7 @@ import { createDb, type Db } from "./db/client.js";
 import { createQueues, jobOptions, type Queues } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
+import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 
 /** Everything a job, the producer or the API needs, built once per process. */
@@ -14,6 +15,7 @@ export interface AppContext {
   queues: Queues;
   vault: TokenVault;
   replicate: ReplicateClient;
+  prefetcher: PagePrefetcher;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     queues,
     vault,
     replicate,
+    prefetcher: new PagePrefetcher(config.sync.concurrency * 2),
     async close() {
       await queues.close();
       redis.disconnect();

@@ -1,9 +1,9 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { jobIds, type SyncJobData } from "../queue/queues.js";
-import { readToken } from "../repositories/connections.js";
+import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
-import type { Checkpoint } from "../sync/checkpoint.js";
+import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
 import { beginRun, completeRun, syncPage } from "../sync/run.js";
 
 export type SyncStepResult =
@@ -58,16 +58,15 @@ export async function runPage(
   job: { id?: string; updateProgress(p: object): Promise<void> },
 ): Promise<SyncStepResult> {
   const { connectionId, runId, page } = data;
-  const token = await readToken(ctx.db, ctx.vault, connectionId);
-  if (!token) return { outcome: "disconnected" };
-  const checkpoint = await beginRun(ctx.db, connectionId, ctx.config.sync);
-  if (!checkpoint) return { outcome: "disconnected" };
-  if (checkpoint.runId !== runId || page > checkpoint.pagesDone + 1) return { outcome: "stale" };
+  const state = await readSyncState(ctx.db, ctx.vault, connectionId);
+  if (!state) return { outcome: "disconnected" };
+  const checkpoint = parseCheckpoint(state.syncState);
+  if (checkpoint?.runId !== runId || page > checkpoint.pagesDone + 1) return { outcome: "stale" };
 
   let current: Checkpoint = checkpoint;
   let written = 0;
   if (page === checkpoint.pagesDone + 1 && !checkpoint.done) {
-    const outcome = await syncPage(ctx.db, ctx.replicate, token, checkpoint, connectionId);
+    const outcome = await syncPage(ctx.db, ctx.replicate, state.token, checkpoint, connectionId, ctx.prefetcher);
     if (!outcome.applied) return { outcome: outcome.reason === "not_connected" ? "disconnected" : "stale" };
     current = outcome.checkpoint;
     written = outcome.checkpoint.predictionsSeen - checkpoint.predictionsSeen;
@@ -78,16 +77,17 @@ export async function runPage(
     await enqueuePage(ctx, connectionId, runId, current.pagesDone + 1);
     return { outcome: "page_written", page, predictions: written };
   }
-  const summary = await completeRun(ctx.db, connectionId, runId);
+  const summary = await completeRun(ctx.db, connectionId, runId, (tx, done) =>
+    recordEvent(tx, {
+      connectionId,
+      jobId: job.id,
+      kind: "sync_completed",
+      level: "info",
+      message: `sync finished: ${done.predictions} predictions in ${done.pages} pages, ${done.daysTouched} days updated`,
+      detail: { runId, pages: done.pages, predictions: done.predictions, daysTouched: done.daysTouched },
+    }),
+  );
   if (!summary) return { outcome: "stale" };
-  await recordEvent(ctx.db, {
-    connectionId,
-    jobId: job.id,
-    kind: "sync_completed",
-    level: "info",
-    message: `sync finished: ${summary.predictions} predictions in ${summary.pages} pages, ${summary.daysTouched} days updated`,
-    detail: { runId, pages: summary.pages, predictions: summary.predictions, daysTouched: summary.daysTouched },
-  });
   moduleLogger("sync", { connectionId, jobId: job.id }).info("sync run completed", { ...summary });
   return { outcome: "completed", pages: summary.pages, predictions: summary.predictions, daysTouched: summary.daysTouched };
 }

@@ -12,12 +12,26 @@ export interface Workers {
 /** Starts the verify and sync workers. Each worker gets its own blocking Redis connection. */
 export function startWorkers(ctx: AppContext): Workers {
   const log = moduleLogger("workers");
-  const options = { connection: ctx.redis, prefix: ctx.config.queuePrefix };
+  // A worker killed mid-job leaves its lock to expire; the stalled-job check then hands the job to
+  // another worker. Jobs are idempotent, so a few such hand-overs are safe before giving up on one.
+  const lockMs = ctx.config.jobs.lockMs;
+  const options = {
+    connection: ctx.redis,
+    prefix: ctx.config.queuePrefix,
+    lockDuration: lockMs,
+    stalledInterval: lockMs,
+    maxStalledCount: 3,
+  };
   const workers = [
     new Worker(QUEUE.verify, verifyProcessor(ctx), { ...options, concurrency: 4 }),
     new Worker(QUEUE.sync, syncProcessor(ctx), { ...options, concurrency: ctx.config.sync.concurrency }),
   ];
-  for (const w of workers) w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));
+  for (const w of workers) {
+    w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));
+    w.on("completed", (job) =>
+      log.debug("job completed", { queue: w.name, jobId: job.id, ms: (job.finishedOn ?? 0) - (job.processedOn ?? 0) }),
+    );
+  }
   return {
     /** Stops taking jobs and waits for the in-flight ones to finish. */
     async close() {

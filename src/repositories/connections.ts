@@ -34,6 +34,16 @@ export async function readToken(db: Db, vault: TokenVault, id: string): Promise<
   return vault.open(row.tokenCiphertext, id);
 }
 
+/**
+ * What a page job needs before fetching: the token and the checkpoint, read without a lock (the
+ * page write re-checks both under the row lock). Null unless the connection is connected.
+ */
+export async function readSyncState(db: Db, vault: TokenVault, id: string): Promise<{ token: string; syncState: unknown } | null> {
+  const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true, syncState: true } });
+  if (!row?.tokenCiphertext || row.status !== "connected") return null;
+  return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState };
+}
+
 /** Re-seals tokens stored under older keys; a row changed meanwhile (new token, disconnect) is left alone. */
 export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rotated: number; skipped: number }> {
   const stale = await db.connection.findMany({

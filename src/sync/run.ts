@@ -6,6 +6,7 @@ import { lockConnectionForSync } from "../repositories/connections.js";
 import { oldestUnfinished } from "../repositories/usage.js";
 import { newCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { applyPage, type PageOutcome } from "./engine.js";
+import { PagePrefetcher } from "./prefetch.js";
 
 export interface RunSettings {
   backfillDays: number;
@@ -58,15 +59,23 @@ export function fetchNextPage(client: ReplicateClient, token: string, checkpoint
   });
 }
 
-/** Fetches and writes page `pageNumber` of the run. */
+/**
+ * Fetches and writes the page after the checkpoint. With a prefetcher, the response fetched ahead
+ * by the previous page's job is used, and the following page is requested before this one is written.
+ */
 export async function syncPage(
   db: Db,
   client: ReplicateClient,
   token: string,
   checkpoint: Checkpoint,
   connectionId: string,
+  prefetcher?: PagePrefetcher,
 ): Promise<PageOutcome> {
-  const page = await fetchNextPage(client, token, checkpoint);
+  const page = await (prefetcher?.take(PagePrefetcher.key(connectionId, checkpoint)) ?? fetchNextPage(client, token, checkpoint));
+  if (prefetcher && page.next) {
+    const following: Checkpoint = { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next };
+    prefetcher.start(PagePrefetcher.key(connectionId, following), () => fetchNextPage(client, token, following));
+  }
   return applyPage(db, {
     connectionId,
     runId: checkpoint.runId,
@@ -80,7 +89,13 @@ export async function syncPage(
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
  * end. Null (and no write) when that run is not the connection's current, finished run.
  */
-export async function completeRun(db: Db, connectionId: string, runId: string): Promise<RunSummary | null> {
+export async function completeRun(
+  db: Db,
+  connectionId: string,
+  runId: string,
+  /** Runs in the same transaction, so "finished" is recorded exactly once even if the worker dies right after. */
+  onComplete?: (tx: Prisma.TransactionClient, summary: RunSummary) => Promise<void>,
+): Promise<RunSummary | null> {
   return db.$transaction(async (tx) => {
     const connection = await lockConnectionForSync(tx, connectionId);
     const checkpoint = parseCheckpoint(connection?.sync_state);
@@ -90,13 +105,15 @@ export async function completeRun(db: Db, connectionId: string, runId: string): 
       where: { id: connectionId },
       data: { lastSyncedAt: startedAt, highWaterMark: new Date(checkpoint.windowEnd), syncState: Prisma.DbNull },
     });
-    return {
+    const summary: RunSummary = {
       runId,
       startedAt,
       pages: checkpoint.pagesDone,
       predictions: checkpoint.predictionsSeen,
       daysTouched: checkpoint.daysTouched.length,
     };
+    await onComplete?.(tx, summary);
+    return summary;
   });
 }
 

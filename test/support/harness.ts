@@ -11,6 +11,8 @@ export const API_TOKEN = "test-api-token-0123456789abcdef";
 export interface Harness {
   t: TestDatabase;
   fake: FakeReplicate;
+  /** The environment the config was parsed from; worker processes are started with the same. */
+  env: Record<string, string>;
   config: Config;
   ctx: AppContext;
   workers: Workers | null;
@@ -23,7 +25,7 @@ export async function createHarness(env: Record<string, string> = {}, options: {
   const t = await createTestDatabase(20);
   const fake = new FakeReplicate();
   const baseUrl = await fake.start();
-  const config = parseConfig({
+  const serviceEnv: Record<string, string> = {
     NODE_ENV: "test",
     DATABASE_URL: t.url,
     REDIS_URL,
@@ -37,11 +39,13 @@ export async function createHarness(env: Record<string, string> = {}, options: {
     JOB_BACKOFF_MS: "20",
     JOB_ATTEMPTS: "3",
     ...env,
-  });
+  };
+  const config = parseConfig(serviceEnv);
   const ctx = createContext(config, { retryBaseMs: 5, retries: 1 });
   const h: Harness = {
     t,
     fake,
+    env: serviceEnv,
     config,
     ctx,
     workers: null,

@@ -43,3 +43,10 @@ export function captureLogs(): { lines: string[]; stop(): void } {
     },
   };
 }
+
+/** Every place (name → text) that contains one of the tokens; empty when no secret leaked. */
+export function findSecrets(tokens: string[], places: Record<string, string>): string[] {
+  return Object.entries(places).flatMap(([place, text]) =>
+    tokens.filter((t) => text.includes(t)).map((t) => `${t.slice(0, 6)}… in ${place}`),
+  );
+}
