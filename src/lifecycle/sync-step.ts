@@ -38,8 +38,10 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   const id = jobIds.page(connectionId, checkpoint.runId, page);
   const existing = await ctx.queues.sync.getJob(id);
   if (existing) {
-    // A page job that failed for good is retried by the next tick: the run resumes where it stopped.
-    if (!(await existing.isFailed())) return { outcome: "chain_running" };
+    // The checkpoint still wants this page, so a finished job for it failed for good or stopped
+    // without writing (the connection was paused meanwhile): run it again, the run resumes there.
+    const state = await existing.getState();
+    if (state !== "failed" && state !== "completed") return { outcome: "chain_running" };
     await existing.remove();
   }
   await enqueuePage(ctx, connectionId, checkpoint.runId, page);

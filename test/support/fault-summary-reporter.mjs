@@ -4,6 +4,8 @@ import path from "node:path";
 
 // Prints the fault scenarios recorded by test/support/fault-summary.ts as one table after jest's summary.
 const file = path.join(os.tmpdir(), `rus-fault-summary-${process.pid}.jsonl`);
+// Reporters are built before jest starts its workers, which inherit this.
+process.env.RUS_FAULT_SUMMARY_FILE = file;
 
 export default class FaultSummaryReporter {
   onRunStart() {

@@ -1,6 +1,4 @@
 import { appendFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 
 export interface ScenarioRow {
   scenario: string;
@@ -8,13 +6,11 @@ export interface ScenarioRow {
   outcome: string;
 }
 
-/** Where this jest run's fault scenarios are collected; the summary reporter prints them as a table. */
-export function summaryFile(jestPid: number): string {
-  return path.join(os.tmpdir(), `rus-fault-summary-${jestPid}.jsonl`);
-}
-
-/** Records one scenario's row; test files run in jest's worker processes, whose parent is jest itself. */
+/**
+ * Appends one scenario's row to this jest run's file, which fault-summary-reporter.mjs names (in an
+ * environment variable jest's workers inherit) and prints as a table at the end.
+ */
 export function recordScenario(row: ScenarioRow): void {
-  const jestPid = process.env.JEST_WORKER_ID && process.send ? process.ppid : process.pid;
-  appendFileSync(summaryFile(jestPid), `${JSON.stringify(row)}\n`);
+  const file = process.env.RUS_FAULT_SUMMARY_FILE;
+  if (file) appendFileSync(file, `${JSON.stringify(row)}\n`);
 }

@@ -1,0 +1,129 @@
+import pg from "pg";
+import * as producer from "../../src/producer.js";
+import { reconcileSchedulers } from "../../src/queue/schedulers.js";
+import { recordScenario } from "../support/fault-summary.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
+import { ADMIN_URL } from "../support/postgres.js";
+import { generatePredictions } from "../support/predictions.js";
+import { dumpRedis } from "../support/redis.js";
+import { ThrowawayRedis } from "../support/redis-server.js";
+import { checkpointPages, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
+
+// Redis and Postgres failing under a running backfill. Redis is a throwaway redis-server on its own port.
+
+const TIMEOUT = 180_000;
+let redis: ThrowawayRedis;
+let h: Harness;
+const logs = captureLogs();
+beforeAll(async () => {
+  redis = await ThrowawayRedis.create();
+  await redis.start();
+  h = await createHarness({ REDIS_URL: redis.url, JOB_ATTEMPTS: "50", JOB_BACKOFF_MS: "20", JOB_LOCK_MS: "1000" });
+  h.fake.pageLatencyMs = 5;
+});
+afterAll(async () => {
+  logs.stop();
+  await h.close();
+  await redis.destroy();
+});
+const tokens: string[] = [];
+
+async function startBackfill(name: string, count: number) {
+  const token = `r8_${name}Token0000000000000000000000`;
+  tokens.push(token);
+  const truth = generatePredictions({ count, days: 30, seed: tokens.length, idPrefix: name });
+  h.fake.addAccount(token, { type: "organization", username: name }, truth);
+  const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
+  await waitFor(
+    "backfill under way",
+    () => checkpointPages(h, id),
+    (p) => p >= 10,
+  );
+  return { id, truth };
+}
+
+test(
+  "Redis killed (SIGKILL) mid-backfill and started again from its AOF: the run continues and is exact",
+  async () => {
+    const { id, truth } = await startBackfill("aof", 15_000);
+    await redis.kill9();
+    const pagesWhileDown = await checkpointPages(h, id);
+    await redis.start();
+    await waitForSyncedSince(h, id, null, 120_000);
+    await expectExact(h, id, truth);
+    recordScenario({
+      scenario: "Redis dies and returns (AOF)",
+      injected: `SIGKILL redis-server at page ${pagesWhileDown}/150, restart on the same port`,
+      outcome: "workers reconnect; run resumes; exact totals",
+    });
+  },
+  TIMEOUT,
+);
+
+test(
+  "Redis comes back empty: start-up reconciliation restores the scheduler and the run resumes from Postgres",
+  async () => {
+    const { id, truth } = await startBackfill("empty", 15_000);
+    await h.workers!.close();
+    await redis.wipe();
+    const pagesAtLoss = await checkpointPages(h, id);
+    await redis.start();
+    // What a restarted worker does first (src/main.ts), then the first scheduled tick.
+    expect(await reconcileSchedulers(h.ctx.db, h.ctx.queues, h.config.sync.intervalMinutes)).toMatchObject({ added: 2 });
+    h.startWorkers();
+    await producer.syncNow(h.ctx, id);
+    await waitForSyncedSince(h, id, null, 120_000);
+    await expectExact(h, id, truth);
+    const run = await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } });
+    expect(run).toBe(1); // resumed, not restarted
+    recordScenario({
+      scenario: "Redis loses all data",
+      injected: `wipe Redis at page ${pagesAtLoss}/150 (queues and schedulers gone)`,
+      outcome: "schedulers rebuilt from Postgres; run resumes at its checkpoint; exact",
+    });
+  },
+  TIMEOUT,
+);
+
+test(
+  "Postgres connections terminated again and again mid-transaction: jobs retry, nothing lost or doubled",
+  async () => {
+    const { id, truth } = await startBackfill("pgkill", 15_000);
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    let terminated = 0;
+    let rounds = 0;
+    try {
+      while (!(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt && rounds < 400) {
+        const { rowCount } = await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'",
+          [h.t.name],
+        );
+        terminated += rowCount ?? 0;
+        rounds++;
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    } finally {
+      await admin.end();
+    }
+    // Jobs that used up their attempts while Postgres was failing are resumed by the next tick.
+    await producer.syncNow(h.ctx, id).catch(() => undefined);
+    await waitForSyncedSince(h, id, null, 120_000);
+    await expectExact(h, id, truth);
+    expect(terminated).toBeGreaterThan(5);
+    recordScenario({
+      scenario: "Postgres connections fail mid-transaction",
+      injected: `${terminated} busy backends terminated over ${rounds} rounds`,
+      outcome: "transactions roll back, jobs retry; exact totals",
+    });
+  },
+  TIMEOUT,
+);
+
+test("no token in Redis, the database (but its ciphertext) or the logs", async () => {
+  const database = await dumpDatabase(h.t.url);
+  expect(findSecrets(tokens, { database, redis: await dumpRedis(h.ctx.redis, h.config.queuePrefix), logs: logs.lines.join("\n") })).toEqual(
+    [],
+  );
+});
