@@ -3,12 +3,6 @@ import type { Prediction } from "../replicate/schemas.js";
 
 type Tx = Prisma.TransactionClient;
 
-export interface UsageGroup {
-  usageDate: string;
-  model: string;
-  deployment: string;
-}
-
 /** UTC calendar day of a timestamp: the day a prediction's usage counts under. */
 export function usageDate(createdAt: Date): string {
   return createdAt.toISOString().slice(0, 10);
@@ -24,14 +18,21 @@ const STATUS_RANK = (col: string) =>
     .map(([s, r]) => `WHEN '${s}' THEN ${r}`)
     .join(" ")} ELSE ${UNKNOWN_RANK} END`;
 
-const UPSERT_LEDGER = `
+/**
+ * One statement, one round trip: upserts the page into the ledger and moves DailyUsage by exactly
+ * what changed: each written row adds its new state and subtracts the state it replaced (read from
+ * the statement's snapshot). A replayed page changes nothing, so it adds nothing; a row the status
+ * guard keeps is not written, so it neither adds nor subtracts. The cost is the page's size, never
+ * the size of the day. Callers hold the connection's row lock, so no other writer interleaves.
+ */
+const WRITE_PAGE = `
 WITH incoming AS (
-  SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                       $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::float8[], $13::float8[])
+  SELECT * FROM unnest($3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                       $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::float8[], $14::float8[])
     AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time)
 ),
 previous AS (
-  SELECT p.usage_date, p.model, p.deployment
+  SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
   FROM prediction_records p JOIN incoming i ON p.connection_id = $1::uuid AND p.prediction_id = i.prediction_id
 ),
 written AS (
@@ -43,19 +44,65 @@ written AS (
     status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
     completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time, updated_at = now()
   WHERE ${STATUS_RANK("EXCLUDED.status")} >= ${STATUS_RANK("p.status")}
-  RETURNING p.usage_date, p.model, p.deployment
+  RETURNING p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
+),
+changes AS (
+  SELECT w.*, 1 AS sign FROM written w
+  UNION ALL
+  SELECT b.*, -1 FROM previous b JOIN written w USING (prediction_id)
+),
+deltas AS (
+  SELECT usage_date, model, deployment,
+    sum(sign)::int AS predictions,
+    coalesce(sum(sign) FILTER (WHERE status = 'succeeded'), 0)::int AS succeeded,
+    coalesce(sum(sign) FILTER (WHERE status = 'failed'), 0)::int AS failed,
+    coalesce(sum(sign) FILTER (WHERE status = 'canceled'), 0)::int AS canceled,
+    coalesce(sum(sign) FILTER (WHERE status = 'aborted'), 0)::int AS aborted,
+    coalesce(sum(sign) FILTER (WHERE status IN ('starting', 'processing')), 0)::int AS in_progress,
+    coalesce(sum(sign) FILTER (WHERE status NOT IN ('succeeded', 'failed', 'canceled', 'aborted', 'starting', 'processing')), 0)::int AS other,
+    -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
+    coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
+    coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
+    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions
+  FROM changes GROUP BY usage_date, model, deployment
+),
+applied AS (
+  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
+                                aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, updated_at)
+  SELECT $1::uuid, $2, usage_date, model, deployment, predictions, succeeded, failed, canceled,
+         aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, now()
+  FROM deltas
+  ON CONFLICT (connection_id, usage_date, model, deployment) DO UPDATE SET
+    predictions = d.predictions + EXCLUDED.predictions, succeeded = d.succeeded + EXCLUDED.succeeded,
+    failed = d.failed + EXCLUDED.failed, canceled = d.canceled + EXCLUDED.canceled, aborted = d.aborted + EXCLUDED.aborted,
+    in_progress = d.in_progress + EXCLUDED.in_progress, other = d.other + EXCLUDED.other,
+    compute_seconds = d.compute_seconds + EXCLUDED.compute_seconds, total_seconds = d.total_seconds + EXCLUDED.total_seconds,
+    metered_predictions = d.metered_predictions + EXCLUDED.metered_predictions, updated_at = now()
+  RETURNING d.usage_date, d.model, d.deployment, d.predictions
 )
-SELECT DISTINCT to_char(usage_date, 'YYYY-MM-DD') AS "usageDate", model, deployment
-FROM (SELECT * FROM previous UNION ALL SELECT * FROM written) g`;
+SELECT count(*)::int AS groups,
+       coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
+       coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
+       coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments"
+FROM applied`;
 
-/** Dedupes by id (the most advanced state wins), upserts into the ledger, returns every group whose totals may have changed. */
-export async function upsertLedger(tx: Tx, connectionId: string, predictions: Prediction[]): Promise<UsageGroup[]> {
+const DELETE_EMPTY = `
+DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[]) AS e(usage_date, model, deployment)
+WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
+  AND d.predictions = 0`;
+
+/**
+ * Writes a page of predictions (deduped by id, the most advanced state winning) into the ledger and
+ * DailyUsage. Returns how many daily groups changed.
+ */
+export async function writePredictions(tx: Tx, connectionId: string, workspaceId: string, predictions: Prediction[]): Promise<number> {
   const rows = latestById(predictions);
-  if (rows.length === 0) return [];
+  if (rows.length === 0) return 0;
   const col = <T>(f: (p: Prediction) => T) => rows.map(f);
-  return tx.$queryRawUnsafe<UsageGroup[]>(
-    UPSERT_LEDGER,
+  const [result] = await tx.$queryRawUnsafe<{ groups: number; emptyDates: string[]; emptyModels: string[]; emptyDeployments: string[] }[]>(
+    WRITE_PAGE,
     connectionId,
+    workspaceId,
     col((p) => p.id),
     col((p) => usageDate(p.created_at)),
     col((p) => p.model ?? ""),
@@ -69,6 +116,11 @@ export async function upsertLedger(tx: Tx, connectionId: string, predictions: Pr
     col((p) => p.metrics.predictTime),
     col((p) => p.metrics.totalTime),
   );
+  // A group whose last prediction moved to another day/model (the same statement cannot also delete it).
+  if (result && result.emptyDates.length > 0) {
+    await tx.$executeRawUnsafe(DELETE_EMPTY, connectionId, result.emptyDates, result.emptyModels, result.emptyDeployments);
+  }
+  return result?.groups ?? 0;
 }
 
 function latestById(predictions: Prediction[]): Prediction[] {
@@ -78,57 +130,6 @@ function latestById(predictions: Prediction[]): Prediction[] {
     if (!seen || rank(p.status) >= rank(seen.status)) byId.set(p.id, p);
   }
   return [...byId.values()];
-}
-
-const RECOMPUTE_DAILY = `
-WITH touched AS (
-  SELECT * FROM unnest($3::date[], $4::text[], $5::text[]) AS t(usage_date, model, deployment)
-),
-totals AS (
-  SELECT t.usage_date, t.model, t.deployment,
-    count(p.prediction_id)::int AS predictions,
-    count(*) FILTER (WHERE p.status = 'succeeded')::int AS succeeded,
-    count(*) FILTER (WHERE p.status = 'failed')::int AS failed,
-    count(*) FILTER (WHERE p.status = 'canceled')::int AS canceled,
-    count(*) FILTER (WHERE p.status = 'aborted')::int AS aborted,
-    count(*) FILTER (WHERE p.status IN ('starting', 'processing'))::int AS in_progress,
-    count(*) FILTER (WHERE p.status NOT IN ('succeeded', 'failed', 'canceled', 'aborted', 'starting', 'processing'))::int AS other,
-    -- Rounded per prediction before summing: numeric sums are exact and order-independent.
-    coalesce(sum(round(p.predict_time::numeric, 6)), 0) AS compute_seconds,
-    coalesce(sum(round(p.total_time::numeric, 6)), 0) AS total_seconds,
-    count(p.predict_time)::int AS metered_predictions
-  FROM touched t
-  LEFT JOIN prediction_records p
-    ON p.connection_id = $1::uuid AND p.usage_date = t.usage_date AND p.model = t.model AND p.deployment = t.deployment
-  GROUP BY t.usage_date, t.model, t.deployment
-),
-emptied AS (
-  DELETE FROM daily_usage d USING totals x
-  WHERE x.predictions = 0 AND d.connection_id = $1::uuid
-    AND d.usage_date = x.usage_date AND d.model = x.model AND d.deployment = x.deployment
-)
-INSERT INTO daily_usage (connection_id, workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
-                         aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, updated_at)
-SELECT $1::uuid, $2, usage_date, model, deployment, predictions, succeeded, failed, canceled,
-       aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, now()
-FROM totals WHERE predictions > 0
-ON CONFLICT (connection_id, usage_date, model, deployment) DO UPDATE SET
-  predictions = EXCLUDED.predictions, succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, canceled = EXCLUDED.canceled,
-  aborted = EXCLUDED.aborted, in_progress = EXCLUDED.in_progress, other = EXCLUDED.other,
-  compute_seconds = EXCLUDED.compute_seconds, total_seconds = EXCLUDED.total_seconds,
-  metered_predictions = EXCLUDED.metered_predictions, updated_at = now()`;
-
-/** Recomputes DailyUsage for exactly these groups from the ledger (never increments, so replays cannot double count). */
-export async function recomputeDailyUsage(tx: Tx, connectionId: string, workspaceId: string, groups: UsageGroup[]): Promise<void> {
-  if (groups.length === 0) return;
-  await tx.$executeRawUnsafe(
-    RECOMPUTE_DAILY,
-    connectionId,
-    workspaceId,
-    groups.map((g) => g.usageDate),
-    groups.map((g) => g.model),
-    groups.map((g) => g.deployment),
-  );
 }
 
 /**

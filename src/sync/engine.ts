@@ -1,7 +1,7 @@
 import type { Db } from "../db/client.js";
 import type { Prediction } from "../replicate/schemas.js";
 import { lockConnectionForSync } from "../repositories/connections.js";
-import { recomputeDailyUsage, upsertLedger, usageDate } from "../repositories/usage.js";
+import { usageDate, writePredictions } from "../repositories/usage.js";
 import { advanceCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 
 export type PageOutcome =
@@ -19,8 +19,8 @@ export interface PageInput {
 }
 
 /**
- * Writes one page in one short transaction: ledger upsert, recompute of exactly the daily groups it
- * touched, and the advanced checkpoint. The connection row is locked first, which serializes every
+ * Writes one page in one short transaction: ledger upsert with the DailyUsage change it makes, and
+ * the advanced checkpoint. The connection row is locked first, which serializes every
  * writer of that connection and makes a disconnect either wait for the page or stop it.
  */
 export async function applyPage(db: Db, page: PageInput): Promise<PageOutcome> {
@@ -32,14 +32,13 @@ export async function applyPage(db: Db, page: PageInput): Promise<PageOutcome> {
     if (current.pagesDone >= page.pageNumber) return { applied: false, reason: "already_applied", checkpoint: current };
     if (current.pagesDone !== page.pageNumber - 1) return { applied: false, reason: "stale_run", checkpoint: current };
 
-    const groups = await upsertLedger(tx, page.connectionId, page.predictions);
-    await recomputeDailyUsage(tx, page.connectionId, connection.workspace_id, groups);
+    const groups = await writePredictions(tx, page.connectionId, connection.workspace_id, page.predictions);
     const checkpoint = advanceCheckpoint(current, {
       next: page.next,
       createdAts: page.predictions.map((p) => p.created_at),
       days: page.predictions.map((p) => usageDate(p.created_at)),
     });
     await tx.connection.update({ where: { id: page.connectionId }, data: { syncState: checkpoint } });
-    return { applied: true, checkpoint, groups: groups.length };
+    return { applied: true, checkpoint, groups };
   });
 }

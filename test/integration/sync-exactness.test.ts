@@ -3,7 +3,7 @@ import { ReplicateClient } from "../../src/replicate/client.js";
 import type { Prediction } from "../../src/replicate/schemas.js";
 import { predictionSchema } from "../../src/replicate/schemas.js";
 import { lockConnectionForSync } from "../../src/repositories/connections.js";
-import { recomputeDailyUsage, upsertLedger } from "../../src/repositories/usage.js";
+import { writePredictions } from "../../src/repositories/usage.js";
 import { applyPage } from "../../src/sync/engine.js";
 import { beginRun, completeRun, syncPage } from "../../src/sync/run.js";
 import { FakeReplicate, type FakePrediction } from "../support/fake-replicate.js";
@@ -69,12 +69,11 @@ const parse = (ps: FakePrediction[]): Prediction[] => ps.map((p) => predictionSc
 async function writeBatch(connectionId: string, batch: Prediction[]) {
   await t.db.$transaction(async (tx) => {
     const conn = await lockConnectionForSync(tx, connectionId);
-    const groups = await upsertLedger(tx, connectionId, batch);
-    await recomputeDailyUsage(tx, connectionId, conn!.workspace_id, groups);
+    await writePredictions(tx, connectionId, conn!.workspace_id, batch);
   });
 }
 
-test("ledger + recompute: random batches, duplicates, overlaps, replays and concurrent writers give exact totals", async () => {
+test("ledger + daily deltas: random batches, duplicates, overlaps, replays and concurrent writers give exact totals", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.array(predictionArb, { minLength: 1, maxLength: 120 }),
@@ -194,6 +193,21 @@ test("runs: random page sizes, duplicate pages, crashes between steps, double pr
   );
 });
 
+test("a prediction that moves to another model leaves its old group (deleted once empty)", async () => {
+  const connectionId = await newConnection();
+  const first: FakePrediction = {
+    id: "moves",
+    status: "processing",
+    created_at: NOW.toISOString(),
+    model: "a/one",
+    metrics: { predict_time: 2 },
+  };
+  const moved: FakePrediction = { ...first, model: "a/two", status: "succeeded" };
+  await writeBatch(connectionId, parse([first]));
+  await writeBatch(connectionId, parse([moved]));
+  expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage([moved]));
+});
+
 test("a crash inside the page transaction leaves nothing behind", async () => {
   const connectionId = await newConnection();
   const batch = parse(
@@ -203,8 +217,8 @@ test("a crash inside the page transaction leaves nothing behind", async () => {
   );
   await expect(
     t.db.$transaction(async (tx) => {
-      await lockConnectionForSync(tx, connectionId);
-      await upsertLedger(tx, connectionId, batch);
+      const conn = await lockConnectionForSync(tx, connectionId);
+      await writePredictions(tx, connectionId, conn!.workspace_id, batch);
       throw new Error("worker killed");
     }),
   ).rejects.toThrow("worker killed");

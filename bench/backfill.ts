@@ -1,0 +1,57 @@
+import * as producer from "../src/producer.js";
+import { FakeProcess, startService, timed, until } from "./support.js";
+
+export interface BackfillResult {
+  latencyMs: number;
+  pages: number;
+  floorMs: number;
+  serviceMs: number;
+  ratio: number;
+}
+
+const WINDOW_DAYS = 90; // the service's default BACKFILL_DAYS
+
+/** The fetch floor: the same pages pulled one after another with a bare client and JSON.parse, no DB. */
+export async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: number; pages: number; predictions: number }> {
+  const headers = { authorization: `Bearer ${token}` };
+  const now = Date.now();
+  let url: string | null =
+    `${baseUrl}/predictions?created_after=${new Date(now - WINDOW_DAYS * 86_400_000).toISOString()}&created_before=${new Date(now).toISOString()}`;
+  let pages = 0;
+  let predictions = 0;
+  const { ms } = await timed(async () => {
+    while (url) {
+      const body = JSON.parse(await (await fetch(url, { headers })).text()) as { next: string | null; results: unknown[] };
+      pages++;
+      predictions += body.results.length;
+      url = body.next;
+    }
+  });
+  return { ms, pages, predictions };
+}
+
+/** connect → verify → every page written → aggregates checked, vs the floor measured before and after. */
+export async function backfill(fake: FakeProcess, latencyMs: number, count: number): Promise<BackfillResult> {
+  const token = `r8_benchBackfill${latencyMs}x${count}`;
+  await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30 });
+  await fake.send({ type: "latency", ms: latencyMs });
+  const service = await startService(fake.baseUrl);
+  try {
+    const before = await fetchFloor(fake.baseUrl, token);
+    const run = await timed(async () => {
+      const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
+      await until("backfill", async () => (await service.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt !== null);
+      return id;
+    });
+    const after = await fetchFloor(fake.baseUrl, token);
+    const totals = await service.ctx.db.dailyUsage.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });
+    if (totals._sum.predictions !== count || before.predictions !== count) {
+      throw new Error(`backfill bench: expected ${count} predictions, got ${totals._sum.predictions} (floor saw ${before.predictions})`);
+    }
+    const floorMs = (before.ms + after.ms) / 2;
+    return { latencyMs, pages: before.pages, floorMs, serviceMs: run.ms, ratio: run.ms / floorMs };
+  } finally {
+    await fake.send({ type: "latency", ms: 0 });
+    await service.close();
+  }
+}

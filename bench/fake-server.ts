@@ -1,0 +1,36 @@
+import { FakeReplicate } from "../test/support/fake-replicate.js";
+import { generatePredictions } from "../test/support/predictions.js";
+
+// The fake Replicate in its own process, so serving pages does not share an event loop with the
+// service being measured. Driven over IPC by bench/support.ts.
+
+export type FakeCommand =
+  | { type: "account"; token: string; count: number; seed: number; days: number }
+  | { type: "accounts"; tokenPrefix: string; accounts: number; perAccount: number }
+  | { type: "latency"; ms: number }
+  | { type: "requests" };
+
+const fake = new FakeReplicate();
+const baseUrl = await fake.start();
+process.send!({ type: "ready", baseUrl });
+
+process.on("message", (command: FakeCommand & { seq: number }) => {
+  const reply = (body: object = {}) => process.send!({ seq: command.seq, ...body });
+  switch (command.type) {
+    case "account":
+      fake.addAccount(command.token, { type: "organization", username: "bench" }, generatePredictions(command));
+      return reply();
+    case "accounts":
+      for (let i = 0; i < command.accounts; i++) {
+        const predictions = generatePredictions({ count: command.perAccount, days: 0.5, seed: i, idPrefix: `a${i}-` });
+        fake.addAccount(`${command.tokenPrefix}${i}`, { type: "user", username: `bench${i}` }, predictions);
+      }
+      return reply();
+    case "latency":
+      fake.pageLatencyMs = command.ms;
+      return reply();
+    case "requests":
+      return reply({ requests: fake.requests.map((r) => ({ at: r.at, authorization: r.authorization, status: r.status })) });
+  }
+});
+process.on("disconnect", () => void fake.close().then(() => process.exit(0)));

@@ -1,0 +1,118 @@
+import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import pg from "pg";
+import { parseConfig, type Config } from "../src/config.js";
+import { createContext, type AppContext } from "../src/context.js";
+import { startWorkers, type Workers } from "../src/queue/workers.js";
+import type { FakeCommand } from "./fake-server.js";
+
+const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** The fake Replicate in a child process. */
+export class FakeProcess {
+  private seq = 0;
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly baseUrl: string,
+  ) {}
+
+  static async start(): Promise<FakeProcess> {
+    const child = fork(new URL("./fake-server.ts", import.meta.url), { execArgv: ["--import", "tsx", "--max-old-space-size=8192"] });
+    const [ready] = (await once(child, "message")) as [{ baseUrl: string }];
+    return new FakeProcess(child, ready.baseUrl);
+  }
+
+  async send<T = object>(command: FakeCommand): Promise<T> {
+    const seq = ++this.seq;
+    const reply = new Promise<T>((resolve) => {
+      const onMessage = (m: { seq: number }) => {
+        if (m.seq !== seq) return;
+        this.child.off("message", onMessage);
+        resolve(m as T);
+      };
+      this.child.on("message", onMessage);
+    });
+    this.child.send({ ...command, seq });
+    return reply;
+  }
+
+  async stop(): Promise<void> {
+    this.child.disconnect();
+    await once(this.child, "exit");
+  }
+}
+
+export interface BenchService {
+  config: Config;
+  ctx: AppContext;
+  workers: Workers;
+  close(): Promise<void>;
+}
+
+/** The service in this process (API-less: the producer is called directly) on a fresh, migrated database. */
+export async function startService(baseUrl: string, env: Record<string, string> = {}): Promise<BenchService> {
+  const name = `rus_bench_${randomBytes(5).toString("hex")}`;
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+  // Migrations run as a child: the wasm schema engine keeps timers alive in its process.
+  execFileSync(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" },
+    stdio: "inherit",
+  });
+  const config = parseConfig({
+    NODE_ENV: "production",
+    DATABASE_URL: databaseUrl,
+    REDIS_URL,
+    QUEUE_PREFIX: `rus-bench-${randomBytes(4).toString("hex")}`,
+    TOKEN_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString("base64")}`,
+    API_TOKEN: randomBytes(24).toString("base64url"),
+    REPLICATE_API_BASE_URL: baseUrl,
+    REPLICATE_REQUESTS_PER_SECOND: "100000",
+    LOG_LEVEL: "warn",
+    ...env,
+  });
+  const ctx = createContext(config);
+  const workers = startWorkers(ctx);
+  return {
+    config,
+    ctx,
+    workers,
+    async close() {
+      await workers.close();
+      const keys = await ctx.redis.keys(`${config.queuePrefix}*`);
+      if (keys.length) await ctx.redis.del(...keys);
+      await ctx.close();
+      await adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    },
+  };
+}
+
+export async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls fast (5 ms) so the measured time is not rounded up by the poll. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = performance.now();
+  const value = await f();
+  return { ms: performance.now() - start, value };
+}
+
+export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
