@@ -38,7 +38,7 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     queues,
     vault,
     replicate,
-    prefetcher: new PagePrefetcher(config.sync.concurrency * 2),
+    prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
     async close() {
       await queues.close();
       redis.disconnect();

@@ -1,3 +1,4 @@
+import type { Db } from "../db/client.js";
 import type { Prisma } from "../generated/prisma/client.js";
 import type { Prediction } from "../replicate/schemas.js";
 
@@ -19,21 +20,37 @@ const STATUS_RANK = (col: string) =>
     .join(" ")} ELSE ${UNKNOWN_RANK} END`;
 
 /**
- * One statement, one round trip: upserts the page into the ledger and moves DailyUsage by exactly
- * what changed: each written row adds its new state and subtracts the state it replaced (read from
- * the statement's snapshot). A replayed page changes nothing, so it adds nothing; a row the status
- * guard keeps is not written, so it neither adds nor subtracts. The cost is the page's size, never
- * the size of the day. Callers hold the connection's row lock, so no other writer interleaves.
+ * One statement, one round trip, atomic on its own: writes a page only if the connection is still
+ * connected and its checkpoint is still the one the page continues (compare-and-set under the row
+ * lock, so a disconnect or a second worker with the same page makes it write nothing). It upserts
+ * the page into the ledger and moves DailyUsage by exactly what changed: each written row adds its
+ * new state and subtracts the state it replaced. A replayed row changes nothing, so it adds nothing;
+ * a row the status guard keeps is not written, so it neither adds nor subtracts. The cost is the
+ * page's size, never the size of its day.
+ *
+ * `previous` reads the statement's snapshot, taken before the row lock is granted. That is safe
+ * because only one writer can pass the compare-and-set for a checkpoint: any writer that held the
+ * lock first changed the checkpoint, so a waiting one writes nothing.
  */
 const WRITE_PAGE = `
-WITH incoming AS (
-  SELECT * FROM unnest($3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                       $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::float8[], $14::float8[])
+WITH conn AS (
+  SELECT id, workspace_id FROM connections
+  WHERE id = $1::uuid AND status = 'connected' AND sync_state = $2::jsonb
+  FOR UPDATE
+),
+incoming AS (
+  SELECT * FROM unnest($4::text[], $5::date[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                       $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::float8[])
     AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time)
+  WHERE EXISTS (SELECT 1 FROM conn)
 ),
 previous AS (
-  SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
-  FROM prediction_records p JOIN incoming i ON p.connection_id = $1::uuid AND p.prediction_id = i.prediction_id
+  -- One primary-key lookup per incoming id (LIMIT 1 keeps the planner from turning this into a
+  -- join that scans every row of the connection when its statistics are stale).
+  SELECT p.* FROM incoming i CROSS JOIN LATERAL (
+    SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
+    FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.prediction_id = i.prediction_id LIMIT 1
+  ) p
 ),
 written AS (
   INSERT INTO prediction_records AS p (connection_id, prediction_id, usage_date, model, version, deployment, status, source,
@@ -69,9 +86,9 @@ deltas AS (
 applied AS (
   INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
                                 aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, updated_at)
-  SELECT $1::uuid, $2, usage_date, model, deployment, predictions, succeeded, failed, canceled,
+  SELECT $1::uuid, conn.workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
          aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, now()
-  FROM deltas
+  FROM deltas CROSS JOIN conn
   ON CONFLICT (connection_id, usage_date, model, deployment) DO UPDATE SET
     predictions = d.predictions + EXCLUDED.predictions, succeeded = d.succeeded + EXCLUDED.succeeded,
     failed = d.failed + EXCLUDED.failed, canceled = d.canceled + EXCLUDED.canceled, aborted = d.aborted + EXCLUDED.aborted,
@@ -79,8 +96,12 @@ applied AS (
     compute_seconds = d.compute_seconds + EXCLUDED.compute_seconds, total_seconds = d.total_seconds + EXCLUDED.total_seconds,
     metered_predictions = d.metered_predictions + EXCLUDED.metered_predictions, updated_at = now()
   RETURNING d.usage_date, d.model, d.deployment, d.predictions
+),
+advanced AS (
+  UPDATE connections c SET sync_state = $3::jsonb, updated_at = now() FROM conn WHERE c.id = conn.id RETURNING c.id
 )
-SELECT count(*)::int AS groups,
+SELECT (SELECT count(*) FROM advanced)::int = 1 AS applied,
+       count(applied.*)::int AS groups,
        coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
        coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
        coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments"
@@ -91,18 +112,29 @@ DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[]) AS e(
 WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
   AND d.predictions = 0`;
 
+export interface FencedPage {
+  connectionId: string;
+  /** The checkpoint this page continues: the write happens only if it is still the stored one. */
+  expected: object;
+  /** The checkpoint stored with the page. */
+  next: object;
+  predictions: Prediction[];
+}
+
 /**
- * Writes a page of predictions (deduped by id, the most advanced state winning) into the ledger and
- * DailyUsage. Returns how many daily groups changed.
+ * Writes a page (deduped by id, the most advanced state winning) into the ledger and DailyUsage and
+ * stores the next checkpoint, all or nothing. `applied` is false when the fence did not hold.
  */
-export async function writePredictions(tx: Tx, connectionId: string, workspaceId: string, predictions: Prediction[]): Promise<number> {
-  const rows = latestById(predictions);
-  if (rows.length === 0) return 0;
+export async function writePage(db: Db, page: FencedPage): Promise<{ applied: boolean; groups: number }> {
+  const rows = latestById(page.predictions);
   const col = <T>(f: (p: Prediction) => T) => rows.map(f);
-  const [result] = await tx.$queryRawUnsafe<{ groups: number; emptyDates: string[]; emptyModels: string[]; emptyDeployments: string[] }[]>(
+  const [result] = await db.$queryRawUnsafe<
+    { applied: boolean; groups: number; emptyDates: string[]; emptyModels: string[]; emptyDeployments: string[] }[]
+  >(
     WRITE_PAGE,
-    connectionId,
-    workspaceId,
+    page.connectionId,
+    JSON.stringify(page.expected),
+    JSON.stringify(page.next),
     col((p) => p.id),
     col((p) => usageDate(p.created_at)),
     col((p) => p.model ?? ""),
@@ -116,11 +148,12 @@ export async function writePredictions(tx: Tx, connectionId: string, workspaceId
     col((p) => p.metrics.predictTime),
     col((p) => p.metrics.totalTime),
   );
-  // A group whose last prediction moved to another day/model (the same statement cannot also delete it).
+  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
+  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
   if (result && result.emptyDates.length > 0) {
-    await tx.$executeRawUnsafe(DELETE_EMPTY, connectionId, result.emptyDates, result.emptyModels, result.emptyDeployments);
+    await db.$executeRawUnsafe(DELETE_EMPTY, page.connectionId, result.emptyDates, result.emptyModels, result.emptyDeployments);
   }
-  return result?.groups ?? 0;
+  return { applied: result?.applied ?? false, groups: result?.groups ?? 0 };
 }
 
 function latestById(predictions: Prediction[]): Prediction[] {

@@ -1,7 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { Prediction } from "../replicate/schemas.js";
-import { lockConnectionForSync } from "../repositories/connections.js";
-import { usageDate, writePredictions } from "../repositories/usage.js";
+import { usageDate, writePage } from "../repositories/usage.js";
 import { advanceCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 
 export type PageOutcome =
@@ -11,34 +10,35 @@ export type PageOutcome =
 
 export interface PageInput {
   connectionId: string;
-  runId: string;
-  /** 1-based number of the page in its run. */
-  pageNumber: number;
+  /** The checkpoint the page was fetched from; the page is written only if it is still current. */
+  checkpoint: Checkpoint;
   predictions: Prediction[];
   next: string | null;
 }
 
 /**
- * Writes one page in one short transaction: ledger upsert with the DailyUsage change it makes, and
- * the advanced checkpoint. The connection row is locked first, which serializes every
- * writer of that connection and makes a disconnect either wait for the page or stop it.
+ * Writes one page: ledger upsert, the DailyUsage change it makes and the advanced checkpoint, in one
+ * atomic statement fenced on the checkpoint, so a page is never applied twice or after a disconnect.
  */
 export async function applyPage(db: Db, page: PageInput): Promise<PageOutcome> {
-  return db.$transaction(async (tx) => {
-    const connection = await lockConnectionForSync(tx, page.connectionId);
-    const current = parseCheckpoint(connection?.sync_state);
-    if (!connection || connection.status !== "connected") return { applied: false, reason: "not_connected", checkpoint: current };
-    if (!current || current.runId !== page.runId) return { applied: false, reason: "stale_run", checkpoint: current };
-    if (current.pagesDone >= page.pageNumber) return { applied: false, reason: "already_applied", checkpoint: current };
-    if (current.pagesDone !== page.pageNumber - 1) return { applied: false, reason: "stale_run", checkpoint: current };
-
-    const groups = await writePredictions(tx, page.connectionId, connection.workspace_id, page.predictions);
-    const checkpoint = advanceCheckpoint(current, {
-      next: page.next,
-      createdAts: page.predictions.map((p) => p.created_at),
-      days: page.predictions.map((p) => usageDate(p.created_at)),
-    });
-    await tx.connection.update({ where: { id: page.connectionId }, data: { syncState: checkpoint } });
-    return { applied: true, checkpoint, groups };
+  const checkpoint = advanceCheckpoint(page.checkpoint, {
+    next: page.next,
+    createdAts: page.predictions.map((p) => p.created_at),
+    days: page.predictions.map((p) => usageDate(p.created_at)),
   });
+  const written = await writePage(db, {
+    connectionId: page.connectionId,
+    expected: page.checkpoint,
+    next: checkpoint,
+    predictions: page.predictions,
+  });
+  if (written.applied) return { applied: true, checkpoint, groups: written.groups };
+
+  // Why not (rare path): say so precisely, for the job's outcome and the tests.
+  const row = await db.connection.findUnique({ where: { id: page.connectionId }, select: { status: true, syncState: true } });
+  const current = parseCheckpoint(row?.syncState);
+  if (row?.status !== "connected") return { applied: false, reason: "not_connected", checkpoint: current };
+  const sameRun = current?.runId === page.checkpoint.runId;
+  if (sameRun && current.pagesDone > page.checkpoint.pagesDone) return { applied: false, reason: "already_applied", checkpoint: current };
+  return { applied: false, reason: "stale_run", checkpoint: current };
 }

@@ -2,34 +2,47 @@ import type { PredictionPage } from "../replicate/schemas.js";
 import type { Checkpoint } from "./checkpoint.js";
 
 /**
- * Pages requested ahead: while a worker writes page N it already fetches page N+1, and the job for
- * N+1 takes that response when it runs in the same process (otherwise it fetches as usual). The key
- * holds everything the request depends on, so a page is only reused for exactly the same request.
+ * Pages requested ahead of the writes: while a worker writes page N, pages N+1… are already being
+ * fetched, each as soon as the link to it is known, so fetching never waits for the database. The
+ * job for a page takes its response when it runs in the same process (otherwise it fetches as
+ * usual). The key holds everything the request depends on, so a response is only reused for exactly
+ * the same request; an unused one is dropped after `capacity` newer ones.
  */
 export class PagePrefetcher {
   private readonly pages = new Map<string, Promise<PredictionPage>>();
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly depth = 3,
+  ) {}
 
   static key(connectionId: string, checkpoint: Checkpoint): string {
     return `${connectionId}|${checkpoint.runId}|${checkpoint.pagesDone}|${checkpoint.nextUrl ?? ""}`;
-  }
-
-  start(key: string, fetch: () => Promise<PredictionPage>): void {
-    const page = fetch();
-    // Its error reaches the job that takes it; one nobody takes must not be an unhandled rejection.
-    page.catch(() => undefined);
-    this.pages.set(key, page);
-    // A page whose job ran in another process is never taken: keep only the newest few.
-    for (const oldest of this.pages.keys()) {
-      if (this.pages.size <= this.capacity) break;
-      this.pages.delete(oldest);
-    }
   }
 
   take(key: string): Promise<PredictionPage> | undefined {
     const page = this.pages.get(key);
     this.pages.delete(key);
     return page;
+  }
+
+  /** Starts fetching the pages after `from` (the checkpoint once the current page is written), up to `depth` ahead. */
+  ahead(connectionId: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>, depth = this.depth): void {
+    if (depth <= 0 || !from.nextUrl) return;
+    const key = PagePrefetcher.key(connectionId, from);
+    let page = this.pages.get(key);
+    if (!page) {
+      page = fetch(from);
+      this.pages.set(key, page);
+      for (const oldest of this.pages.keys()) {
+        if (this.pages.size <= this.capacity) break;
+        this.pages.delete(oldest);
+      }
+    }
+    // A failed fetch stops the read-ahead; its error reaches the job that takes it (never unhandled).
+    page.then(
+      (fetched) => this.ahead(connectionId, { ...from, pagesDone: from.pagesDone + 1, nextUrl: fetched.next }, fetch, depth - 1),
+      () => undefined,
+    );
   }
 }

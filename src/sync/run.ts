@@ -60,8 +60,8 @@ export function fetchNextPage(client: ReplicateClient, token: string, checkpoint
 }
 
 /**
- * Fetches and writes the page after the checkpoint. With a prefetcher, the response fetched ahead
- * by the previous page's job is used, and the following page is requested before this one is written.
+ * Fetches and writes the page after the checkpoint. With a prefetcher, a response fetched ahead is
+ * used, and the following pages are requested before this one is written.
  */
 export async function syncPage(
   db: Db,
@@ -72,17 +72,10 @@ export async function syncPage(
   prefetcher?: PagePrefetcher,
 ): Promise<PageOutcome> {
   const page = await (prefetcher?.take(PagePrefetcher.key(connectionId, checkpoint)) ?? fetchNextPage(client, token, checkpoint));
-  if (prefetcher && page.next) {
-    const following: Checkpoint = { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next };
-    prefetcher.start(PagePrefetcher.key(connectionId, following), () => fetchNextPage(client, token, following));
-  }
-  return applyPage(db, {
-    connectionId,
-    runId: checkpoint.runId,
-    pageNumber: checkpoint.pagesDone + 1,
-    predictions: page.results,
-    next: page.next,
-  });
+  prefetcher?.ahead(connectionId, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
+    fetchNextPage(client, token, at),
+  );
+  return applyPage(db, { connectionId, checkpoint, predictions: page.results, next: page.next });
 }
 
 /**

@@ -1,0 +1,65 @@
+import { Queue, Worker } from "bullmq";
+import { randomBytes } from "node:crypto";
+import { kickSync } from "../src/lifecycle/sync-step.js";
+import * as producer from "../src/producer.js";
+import { FakeProcess, startService, timed, until } from "./support.js";
+
+export interface FleetResult {
+  connections: number;
+  concurrency: number;
+  syncsPerSecond: number;
+  noopJobsPerSecond: number;
+  jobsPerSync: number;
+}
+
+/** BullMQ's own ceiling: no-op jobs through one worker at the same concurrency and Redis. */
+async function noopThroughput(redisUrl: string, concurrency: number, jobs: number): Promise<number> {
+  const prefix = `rus-bench-noop-${randomBytes(4).toString("hex")}`;
+  const connection = { url: redisUrl, maxRetriesPerRequest: null };
+  const queue = new Queue("noop", { connection, prefix });
+  await queue.addBulk(Array.from({ length: jobs }, (_, i) => ({ name: "noop", data: { i }, opts: { removeOnComplete: true } })));
+  let done = 0;
+  const { ms } = await timed(
+    () =>
+      new Promise<void>((resolve) => {
+        const worker = new Worker("noop", async () => undefined, { connection, prefix, concurrency });
+        worker.on("completed", () => {
+          if (++done === jobs) void worker.close().then(resolve);
+        });
+      }),
+  );
+  await queue.obliterate({ force: true });
+  await queue.close();
+  return (jobs * 1000) / ms;
+}
+
+/**
+ * 1,000 connected connections, each with one new page: every connection is kicked at once and the
+ * clock stops when the last one has finished its run (tick job + page job + run completion each).
+ */
+export async function fleet(fake: FakeProcess, connections = 1000): Promise<FleetResult> {
+  await fake.send({ type: "accounts", tokenPrefix: "r8_benchFleet", accounts: connections, perAccount: 60 });
+  const service = await startService(fake.baseUrl);
+  const { ctx, config } = service;
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < connections; i++) ids.push((await producer.connect(ctx, { workspaceId: "fleet", token: `r8_benchFleet${i}` })).id);
+    const synced = () => ctx.db.connection.count({ where: { lastSyncedAt: { not: null } } });
+    await until("first syncs", async () => (await synced()) === connections);
+    const start = new Date();
+    const { ms } = await timed(async () => {
+      await Promise.all(ids.map((id) => kickSync(ctx, id)));
+      await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
+    });
+    const noop = await noopThroughput(config.redisUrl, config.sync.concurrency, connections * 2);
+    return {
+      connections,
+      concurrency: config.sync.concurrency,
+      syncsPerSecond: (connections * 1000) / ms,
+      noopJobsPerSecond: noop,
+      jobsPerSync: 2,
+    };
+  } finally {
+    await service.close();
+  }
+}
