@@ -1,3 +1,4 @@
+import http from "node:http";
 import * as producer from "../src/producer.js";
 import { FakeProcess, startService, timed, until } from "./support.js";
 
@@ -11,23 +12,44 @@ export interface BackfillResult {
 
 const WINDOW_DAYS = 90; // the service's default BACKFILL_DAYS
 
-/** The fetch floor: the same pages pulled one after another with a bare client and JSON.parse, no DB. */
+function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+        res.on("error", reject);
+      })
+      .on("error", reject);
+  });
+}
+
+/**
+ * The fetch floor: the same pages pulled one after another with node:http (a fresh keep-alive
+ * agent) and JSON.parse, no validation, no database.
+ */
 export async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: number; pages: number; predictions: number }> {
   const headers = { authorization: `Bearer ${token}` };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const now = Date.now();
   let url: string | null =
     `${baseUrl}/predictions?created_after=${new Date(now - WINDOW_DAYS * 86_400_000).toISOString()}&created_before=${new Date(now).toISOString()}`;
   let pages = 0;
   let predictions = 0;
-  const { ms } = await timed(async () => {
-    while (url) {
-      const body = JSON.parse(await (await fetch(url, { headers })).text()) as { next: string | null; results: unknown[] };
-      pages++;
-      predictions += body.results.length;
-      url = body.next;
-    }
-  });
-  return { ms, pages, predictions };
+  try {
+    const { ms } = await timed(async () => {
+      while (url) {
+        const body = JSON.parse(await get(url, headers, agent)) as { next: string | null; results: unknown[] };
+        pages++;
+        predictions += body.results.length;
+        url = body.next;
+      }
+    });
+    return { ms, pages, predictions };
+  } finally {
+    agent.destroy();
+  }
 }
 
 /** connect → verify → every page written → aggregates checked, vs the floor measured before and after. */

@@ -14,11 +14,12 @@ const rssMb = () => {
 };
 
 /**
- * RSS of the service process after 10k predictions, then after 1M (10 connections × 100k, synced
- * side by side so the run takes minutes, not an hour). Growth would mean something keeps pages.
+ * RSS of the service process after 10k predictions, then after 1M (the rest as 10 connections of
+ * 99k synced side by side, so the run takes minutes, not an hour). Growth would mean something keeps pages.
  */
-export async function memory(fake: FakeProcess, connections = 10, perConnection = 100_000, small = 10_000): Promise<MemoryResult> {
-  for (let i = 0; i < connections; i++) {
+export async function memory(fake: FakeProcess, small = 10_000, large = 1_000_000, connections = 10): Promise<MemoryResult> {
+  const perConnection = (large - small) / connections;
+  for (let i = 0; i <= connections; i++) {
     await fake.send({ type: "account", token: `r8_benchMemory${i}`, count: i === 0 ? small : perConnection, seed: 100 + i, days: 30 });
   }
   const service = await startService(fake.baseUrl);

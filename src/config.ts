@@ -58,6 +58,9 @@ const envShape = z.object({
   API_TOKEN: z.string().min(24, "must be at least 24 characters"),
 });
 
+/** Every environment variable the service reads. */
+export const CONFIG_VARIABLES = Object.keys(envShape.shape);
+
 const envSchema = envShape.superRefine((env, ctx) => {
   const current = env.TOKEN_ENCRYPTION_KEY_ID;
   if (current && env.TOKEN_ENCRYPTION_KEYS.size > 0 && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Config } from "./config.js";
 import { createDb, type Db } from "./db/client.js";
+import { ServiceMetrics } from "./metrics.js";
 import { createQueues, jobOptions, type Queues } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
@@ -16,6 +17,7 @@ export interface AppContext {
   vault: TokenVault;
   replicate: ReplicateClient;
   prefetcher: PagePrefetcher;
+  metrics: ServiceMetrics;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     queues,
     vault,
     replicate,
+    metrics: new ServiceMetrics(queues, db),
     prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
     async close() {
       await queues.close();

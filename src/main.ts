@@ -26,11 +26,10 @@ const runApi = config.role !== "worker";
 
 if (runWorkers) await reconcileSchedulers(ctx.db, ctx.queues, config.sync.intervalMinutes);
 const workers = runWorkers ? startWorkers(ctx) : null;
-const server = runApi ? await buildServer(ctx) : null;
-if (server) {
-  const address = await server.listen({ host: config.http.host, port: config.http.port });
-  logger.info("API listening", { address });
-}
+// A worker process serves only the probes and /metrics (its job durations and 429 counts).
+const server = await buildServer(ctx, { opsOnly: !runApi });
+const address = await server.listen({ host: config.http.host, port: config.http.port });
+logger.info(runApi ? "API listening" : "probes and metrics listening", { address });
 logger.info("service started", { role: config.role, env: config.env });
 
 let stopping = false;
@@ -39,7 +38,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info("shutting down", { signal });
   // Stop taking requests and jobs first; in-flight jobs finish (or are released to another worker).
-  await server?.close();
+  await server.close();
   await workers?.close();
   await ctx.close();
   logger.info("stopped");

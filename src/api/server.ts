@@ -1,4 +1,3 @@
-import { timingSafeEqual } from "node:crypto";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
 import {
@@ -11,20 +10,19 @@ import {
 import type { AppContext } from "../context.js";
 import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
+import { tokenMatches } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
+import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
 import { usageRoutes } from "./routes/usage.js";
 
 const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
 
-function bearerMatches(header: string | undefined, expected: string): boolean {
-  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? "")?.[1] ?? "");
-  const want = Buffer.from(expected);
-  return given.length === want.length && timingSafeEqual(given, want);
-}
-
-/** The HTTP API: zod-validated input, bearer auth on every route but the probes, JSON errors with a reason. */
-export async function buildServer(ctx: AppContext): Promise<FastifyInstance> {
+/**
+ * The HTTP API: zod-validated input, the API token required on every route but the probes, JSON
+ * errors with a reason. With `opsOnly` (ROLE=worker) it serves just the probes and /metrics.
+ */
+export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean } = {}): Promise<FastifyInstance> {
   const log = moduleLogger("api");
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
@@ -41,8 +39,13 @@ export async function buildServer(ctx: AppContext): Promise<FastifyInstance> {
   app.addHook("onRequest", async (request, reply) => {
     const path = request.url.split("?")[0]!;
     if (PUBLIC_PATHS.has(path)) return;
-    if (!bearerMatches(request.headers.authorization, ctx.config.http.apiToken)) {
-      await reply.code(401).send({ error: "unauthorized", message: "missing or wrong API token (Authorization: Bearer <API_TOKEN>)" });
+    if (!tokenMatches(request.headers.authorization, ctx.config.http.apiToken)) {
+      // The Basic challenge lets a browser prompt once for /ui/ and then answer it for the API calls the page makes.
+      reply.header("www-authenticate", 'Basic realm="replicate-usage-sync", charset="UTF-8"');
+      await reply.code(401).send({
+        error: "unauthorized",
+        message: "missing or wrong API token (Authorization: Bearer <API_TOKEN>, or Basic with the token as password)",
+      });
     }
   });
 
@@ -61,9 +64,13 @@ export async function buildServer(ctx: AppContext): Promise<FastifyInstance> {
     return reply.code(500).send({ error: "internal", message: "internal error; see the service logs" });
   });
 
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes(ctx));
+  await metricsRoute(app, ctx);
+  if (options.opsOnly) return app;
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await supportPage(app);
+  await queueDashboard(app, ctx);
   return app;
 }

@@ -31,6 +31,7 @@ export async function handleJobFailure(
   const isSync = job.queueName === "sync";
 
   if (err instanceof RateLimitError) {
+    ctx.metrics.rateLimited.inc({ source: err.retryAfterSource });
     await recordEvent(ctx.db, {
       ...base,
       kind: "rate_limited",

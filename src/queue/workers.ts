@@ -1,4 +1,4 @@
-import { Worker } from "bullmq";
+import { Worker, type Job } from "bullmq";
 import { syncProcessor } from "../../jobs/sync.job.js";
 import { verifyProcessor } from "../../jobs/verify.job.js";
 import type { AppContext } from "../context.js";
@@ -28,9 +28,14 @@ export function startWorkers(ctx: AppContext): Workers {
   ];
   for (const w of workers) {
     w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));
-    w.on("completed", (job) =>
-      log.debug("job completed", { queue: w.name, jobId: job.id, ms: (job.finishedOn ?? 0) - (job.processedOn ?? 0) }),
-    );
+    const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
+      if (!job?.processedOn || !job.finishedOn) return;
+      const ms = job.finishedOn - job.processedOn;
+      ctx.metrics.jobDuration.observe({ queue: w.name, name: job.name, outcome }, ms / 1000);
+      log.debug(`job ${outcome}`, { queue: w.name, jobId: job.id, ms });
+    };
+    w.on("completed", (job) => observe(job, "completed"));
+    w.on("failed", (job) => observe(job, "failed"));
   }
   return {
     /** Stops taking jobs and waits for the in-flight ones to finish. */

@@ -13,7 +13,7 @@ export class WorkerProcess {
     const { NODE_OPTIONS: _jestVmFlags, ...inherited } = process.env;
     this.child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
       // NODE_ENV=production: the console transport is on, and no development secrets are generated.
-      env: { ...inherited, LOG_LEVEL: "info", ...env, ROLE: "worker", NODE_ENV: "production" },
+      env: { ...inherited, LOG_LEVEL: "info", ...env, ROLE: "worker", NODE_ENV: "production", PORT: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     for (const stream of [this.child.stdout!, this.child.stderr!]) createInterface({ input: stream }).on("line", (l) => this.lines.push(l));

@@ -28,8 +28,14 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       return reply.code(202).send(await producer.connect(ctx, request.body));
     });
 
-    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: z.string().min(1) }) } }, async (request) => {
-      const rows = await ctx.db.connection.findMany({ where: { workspaceId: request.query.workspaceId }, orderBy: { createdAt: "asc" } });
+    // Without workspaceId: every connection (the support page), newest first.
+    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: z.string().min(1).optional() }) } }, async (request) => {
+      const { workspaceId } = request.query;
+      const rows = await ctx.db.connection.findMany({
+        where: workspaceId ? { workspaceId } : {},
+        orderBy: { createdAt: workspaceId ? "asc" : "desc" },
+        take: 1000,
+      });
       return { connections: rows.map(toPublic) };
     });
 
