@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { logger } from "../src/logger.js";
 import { backfill } from "./backfill.js";
@@ -89,7 +89,8 @@ if (!only) {
       `${fmt(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, local PostgreSQL and Redis. The fake Replicate runs in its own process;`,
     "every ratio compares figures measured side by side in the same run.",
   ].join("\n");
-  writeFileSync(new URL("./RESULTS.md", import.meta.url), `${[header, ...sections].join("\n\n")}\n`);
+  const analysis = readFileSync(new URL("./ANALYSIS.md", import.meta.url), "utf8").trim();
+  writeFileSync(new URL("./RESULTS.md", import.meta.url), `${[header, ...sections, analysis].join("\n\n")}\n`);
   process.stdout.write("bench/RESULTS.md written\n");
 }
 process.exit(0);

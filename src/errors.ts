@@ -10,14 +10,24 @@ export abstract class AppError extends Error {
   }
 }
 
+/** 401/403: names the rejected token by fingerprint, because it may have been replaced since the request. */
+abstract class RejectedTokenError extends AppError {
+  constructor(
+    message: string,
+    readonly tokenFingerprint?: string,
+  ) {
+    super(message);
+  }
+}
+
 /** 401: the token is invalid or revoked. Retrying cannot help. */
-export class CredentialError extends AppError {
+export class CredentialError extends RejectedTokenError {
   readonly code = "credential_invalid";
   readonly httpStatus = 401;
 }
 
 /** 403: the token is valid but may not read this resource. */
-export class ScopeError extends AppError {
+export class ScopeError extends RejectedTokenError {
   readonly code = "scope_denied";
   readonly httpStatus = 403;
 }

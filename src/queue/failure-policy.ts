@@ -9,7 +9,8 @@ import {
   TransientProviderError,
 } from "../errors.js";
 import { moduleLogger } from "../logger.js";
-import { markCredentialError } from "../repositories/connections.js";
+import { markCredentialError, storedToken } from "../repositories/connections.js";
+import { tokenFingerprint } from "../replicate/rate-cap.js";
 import { recordEvent } from "../repositories/events.js";
 import { abandonRun } from "../sync/run.js";
 import { removeSyncScheduler } from "./schedulers.js";
@@ -47,6 +48,14 @@ export async function handleJobFailure(
   }
 
   if (err instanceof CredentialError || err instanceof ScopeError) {
+    const stored = await storedToken(ctx.db, ctx.vault, connectionId);
+    if (!stored) throw new UnrecoverableError("the connection has no token any more (disconnected)");
+    if (err.tokenFingerprint && tokenFingerprint(stored.token) !== err.tokenFingerprint) {
+      // The token was replaced after this request was made: try again with the new one.
+      log.info("a replaced token was rejected; retrying with the stored one", { code: err.code });
+      throw new Error("the rejected token has been replaced since the request");
+    }
+    const { ciphertext } = stored;
     // The event first: whoever sees the status change can already read why.
     await recordEvent(ctx.db, {
       ...base,
@@ -55,7 +64,7 @@ export async function handleJobFailure(
       message: `${err.message}. Syncing is paused until the token is replaced.`,
       httpStatus: err.httpStatus,
     });
-    await markCredentialError(ctx.db, connectionId);
+    await markCredentialError(ctx.db, connectionId, ciphertext);
     await removeSyncScheduler(ctx.queues, connectionId);
     log.warn("credential rejected; connection paused", { code: err.code });
     throw new UnrecoverableError(err.message);

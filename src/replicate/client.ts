@@ -9,7 +9,7 @@ import {
   TransientProviderError,
 } from "../errors.js";
 import { redactText } from "../redact.js";
-import type { RequestRateCap } from "./rate-cap.js";
+import { tokenFingerprint, type RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
 import { accountSchema, predictionPageSchema, problemSchema, type Account, type PredictionPage } from "./schemas.js";
 
@@ -102,7 +102,7 @@ export class ReplicateClient {
       }
       body = response.body;
     } catch (err) {
-      throw toProviderError(err, url);
+      throw toProviderError(err, url, token);
     }
     let json: unknown;
     try {
@@ -131,14 +131,14 @@ function problemText(body: unknown): string {
   return "";
 }
 
-function toProviderError(err: unknown, url: URL): Error {
+function toProviderError(err: unknown, url: URL, token: string): Error {
   if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
   if (err instanceof HTTPError) {
     const status = err.response.statusCode;
     const detail = problemText(err.response.body);
     const suffix = detail ? ` (${detail})` : "";
-    if (status === 401) return new CredentialError(`Replicate rejected the token (HTTP 401)${suffix}`);
-    if (status === 403) return new ScopeError(`the token may not read ${url.pathname} (HTTP 403)${suffix}`);
+    if (status === 401) return new CredentialError(`Replicate rejected the token (HTTP 401)${suffix}`, tokenFingerprint(token));
+    if (status === 403) return new ScopeError(`the token may not read ${url.pathname} (HTTP 403)${suffix}`, tokenFingerprint(token));
     if (status === 429) {
       const header = err.response.headers["retry-after"];
       const after = parseRetryAfter(Array.isArray(header) ? header[0] : header, detail);

@@ -81,7 +81,16 @@ export async function lockConnectionForSync(tx: Prisma.TransactionClient, id: st
   return row;
 }
 
-/** After a 401/403: the connection stops syncing until replaceToken; a disconnected one stays disconnected. */
-export async function markCredentialError(db: Db, id: string): Promise<void> {
-  await db.connection.updateMany({ where: { id, status: { in: ["pending", "connected"] } }, data: { status: "credential_error" } });
+/** The stored token and its ciphertext (a failure handler compares it with the token a request used). */
+export async function storedToken(db: Db, vault: TokenVault, id: string): Promise<{ token: string; ciphertext: string } | null> {
+  const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true } });
+  return row?.tokenCiphertext ? { token: vault.open(row.tokenCiphertext, id), ciphertext: row.tokenCiphertext } : null;
+}
+
+/** After a 401/403: the connection stops syncing until replaceToken, unless its token was replaced meanwhile. */
+export async function markCredentialError(db: Db, id: string, ciphertext: string): Promise<void> {
+  await db.connection.updateMany({
+    where: { id, tokenCiphertext: ciphertext, status: { in: ["pending", "connected"] } },
+    data: { status: "credential_error" },
+  });
 }

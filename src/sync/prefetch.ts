@@ -16,8 +16,9 @@ export class PagePrefetcher {
     private readonly depth = 3,
   ) {}
 
-  static key(connectionId: string, checkpoint: Checkpoint): string {
-    return `${connectionId}|${checkpoint.runId}|${checkpoint.pagesDone}|${checkpoint.nextUrl ?? ""}`;
+  /** `scope` names the connection and the token the request is made with. */
+  static key(scope: string, checkpoint: Checkpoint): string {
+    return `${scope}|${checkpoint.runId}|${checkpoint.pagesDone}|${checkpoint.nextUrl ?? ""}`;
   }
 
   take(key: string): Promise<PredictionPage> | undefined {
@@ -27,9 +28,9 @@ export class PagePrefetcher {
   }
 
   /** Starts fetching the pages after `from` (the checkpoint once the current page is written), up to `depth` ahead. */
-  ahead(connectionId: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>, depth = this.depth): void {
+  ahead(scope: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>, depth = this.depth): void {
     if (depth <= 0 || !from.nextUrl) return;
-    const key = PagePrefetcher.key(connectionId, from);
+    const key = PagePrefetcher.key(scope, from);
     let page = this.pages.get(key);
     if (!page) {
       page = fetch(from);
@@ -41,7 +42,7 @@ export class PagePrefetcher {
     }
     // A failed fetch stops the read-ahead; its error reaches the job that takes it (never unhandled).
     page.then(
-      (fetched) => this.ahead(connectionId, { ...from, pagesDone: from.pagesDone + 1, nextUrl: fetched.next }, fetch, depth - 1),
+      (fetched) => this.ahead(scope, { ...from, pagesDone: from.pagesDone + 1, nextUrl: fetched.next }, fetch, depth - 1),
       () => undefined,
     );
   }

@@ -7,6 +7,7 @@ import { oldestUnfinished } from "../repositories/usage.js";
 import { newCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { applyPage, type PageOutcome } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
+import { tokenFingerprint } from "../replicate/rate-cap.js";
 
 export interface RunSettings {
   backfillDays: number;
@@ -71,8 +72,10 @@ export async function syncPage(
   connectionId: string,
   prefetcher?: PagePrefetcher,
 ): Promise<PageOutcome> {
-  const page = await (prefetcher?.take(PagePrefetcher.key(connectionId, checkpoint)) ?? fetchNextPage(client, token, checkpoint));
-  prefetcher?.ahead(connectionId, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
+  // A response fetched with a token that has since been replaced is never reused.
+  const scope = `${connectionId}|${tokenFingerprint(token)}`;
+  const page = await (prefetcher?.take(PagePrefetcher.key(scope, checkpoint)) ?? fetchNextPage(client, token, checkpoint));
+  prefetcher?.ahead(scope, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
     fetchNextPage(client, token, at),
   );
   return applyPage(db, { connectionId, checkpoint, predictions: page.results, next: page.next });

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { stripVTControlCharacters } from "node:util";
 
 // `npm run demo` end to end, as a newcomer runs it (minus `npm run generate`, which jest's run did).
 
@@ -10,9 +11,11 @@ test("the demo connects, backfills, shows usage, a 429 and a revoked token, disc
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
   const [code] = await once(child, "exit");
+  output = stripVTControlCharacters(output);
   expect({ code, output }).toMatchObject({ code: 0 });
-  expect(output).toMatch(/4000\/4000 predictions · connected/);
-  expect(output).toMatch(/│ \d{4}-\d\d-\d\d │/); // the daily usage table
+  expect(output).toMatch(/connected; last successful sync \d{4}-/);
+  expect(output).toMatch(/│ day +│ predictions +│ succeeded/); // the daily usage table
+  expect(output).toMatch(/│ \d{4}-\d\d-\d\d │ \d+ +│/);
   expect(output).toMatch(/rate_limited .*retrying in 1s/s);
   expect(output).toMatch(/status: credential_error/);
   expect(output).toMatch(/credential_invalid/);
