@@ -1,13 +1,12 @@
-import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import pg from "pg";
 import { parseConfig, type Config } from "../src/config.js";
 import { createContext, type AppContext } from "../src/context.js";
 import { startWorkers, type Workers } from "../src/queue/workers.js";
+import { createMigratedDatabase } from "../test/support/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
 
-const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** The fake Replicate in a child process. */
@@ -51,20 +50,12 @@ export interface BenchService {
   close(): Promise<void>;
 }
 
-/** The service in this process (API-less: the producer is called directly) on a fresh, migrated database. */
+/** The service in this process (no HTTP: the producer is called directly) on a fresh, migrated database. */
 export async function startService(baseUrl: string, env: Record<string, string> = {}): Promise<BenchService> {
-  const name = `rus_bench_${randomBytes(5).toString("hex")}`;
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
-  // Migrations run as a child: the wasm schema engine keeps timers alive in its process.
-  execFileSync(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" },
-    stdio: "inherit",
-  });
+  const database = createMigratedDatabase("rus_bench");
   const config = parseConfig({
     NODE_ENV: "production",
-    DATABASE_URL: databaseUrl,
+    DATABASE_URL: database.url,
     REDIS_URL,
     QUEUE_PREFIX: `rus-bench-${randomBytes(4).toString("hex")}`,
     TOKEN_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString("base64")}`,
@@ -85,19 +76,9 @@ export async function startService(baseUrl: string, env: Record<string, string> 
       const keys = await ctx.redis.keys(`${config.queuePrefix}*`);
       if (keys.length) await ctx.redis.del(...keys);
       await ctx.close();
-      await adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await database.drop();
     },
   };
-}
-
-export async function adminQuery(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Polls fast (5 ms) so the measured time is not rounded up by the poll. */

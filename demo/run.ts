@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import cliProgress from "cli-progress";
 import Table from "cli-table3";
@@ -9,6 +8,7 @@ import { createContext } from "../src/context.js";
 import { logger } from "../src/logger.js";
 import { startWorkers } from "../src/queue/workers.js";
 import { FakeReplicate } from "../test/support/fake-replicate.js";
+import { createMigratedDatabase } from "../test/support/postgres.js";
 import { generatePredictions } from "../test/support/predictions.js";
 
 // `npm run demo`: the whole product on this machine in under 30 s, against the same fake Replicate
@@ -19,9 +19,6 @@ const say = (text = "") => process.stdout.write(`${text}\n`);
 const step = (text: string) => say(`\n\x1b[1m▸ ${text}\x1b[0m`);
 logger.level = "error"; // the event log tables below say what the warnings would
 
-const ADMIN_URL = process.env.DEMO_DATABASE_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const databaseName = `rus_demo_${randomBytes(4).toString("hex")}`;
-const databaseUrl = Object.assign(new URL(ADMIN_URL), { pathname: `/${databaseName}` }).toString();
 const apiToken = randomBytes(24).toString("base64url");
 const customerToken = `r8_demo${randomBytes(12).toString("hex")}`;
 
@@ -32,11 +29,9 @@ const baseUrl = await fake.start();
 fake.addAccount(customerToken, { type: "organization", username: "acme-ml", name: "Acme ML" }, predictions);
 say(`  ${predictions.length} predictions at ${baseUrl}`);
 
-step(`Database ${databaseName}: created and migrated`);
-execFileSync(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
-  env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" },
-  stdio: "inherit",
-});
+const database = createMigratedDatabase("rus_demo");
+const databaseUrl = database.url;
+step(`Database ${database.name}: created and migrated`);
 
 const config = parseConfig({
   NODE_ENV: "development",
@@ -160,9 +155,6 @@ try {
   if (keys.length) await ctx.redis.del(...keys);
   await ctx.close();
   await fake.close();
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${databaseName}" WITH (FORCE)`);
-  await admin.end();
+  await database.drop();
 }
 process.exit(0);

@@ -2,19 +2,17 @@ import type { PredictionPage } from "../replicate/schemas.js";
 import type { Checkpoint } from "./checkpoint.js";
 
 /**
- * Pages requested ahead of the writes: while a worker writes page N, pages N+1… are already being
- * fetched, each as soon as the link to it is known, so fetching never waits for the database. The
- * job for a page takes its response when it runs in the same process (otherwise it fetches as
- * usual). The key holds everything the request depends on, so a response is only reused for exactly
- * the same request; an unused one is dropped after `capacity` newer ones.
+ * The next page, requested while this one is written: the job for page N starts fetching page N+1
+ * as soon as it has page N's link, and the job for N+1 takes that response when it runs in the same
+ * process (otherwise it fetches as usual). Only one page ahead: fetching further measured no faster
+ * (bench/ANALYSIS.md), and after a disconnect at most that one request is still in flight. The key
+ * holds everything the request depends on, so a response is reused only for exactly that request;
+ * an unused one is dropped after `capacity` newer ones.
  */
 export class PagePrefetcher {
   private readonly pages = new Map<string, Promise<PredictionPage>>();
 
-  constructor(
-    private readonly capacity: number,
-    private readonly depth = 3,
-  ) {}
+  constructor(private readonly capacity: number) {}
 
   /** `scope` names the connection and the token the request is made with. */
   static key(scope: string, checkpoint: Checkpoint): string {
@@ -27,23 +25,17 @@ export class PagePrefetcher {
     return page;
   }
 
-  /** Starts fetching the pages after `from` (the checkpoint once the current page is written), up to `depth` ahead. */
-  ahead(scope: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>, depth = this.depth): void {
-    if (depth <= 0 || !from.nextUrl) return;
+  /** Starts fetching the page after `from` (the checkpoint once the current page is written). */
+  ahead(scope: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>): void {
     const key = PagePrefetcher.key(scope, from);
-    let page = this.pages.get(key);
-    if (!page) {
-      page = fetch(from);
-      this.pages.set(key, page);
-      for (const oldest of this.pages.keys()) {
-        if (this.pages.size <= this.capacity) break;
-        this.pages.delete(oldest);
-      }
+    if (!from.nextUrl || this.pages.has(key)) return;
+    const page = fetch(from);
+    // Its error reaches the job that takes it; one nobody takes must not be an unhandled rejection.
+    page.catch(() => undefined);
+    this.pages.set(key, page);
+    for (const oldest of this.pages.keys()) {
+      if (this.pages.size <= this.capacity) break;
+      this.pages.delete(oldest);
     }
-    // A failed fetch stops the read-ahead; its error reaches the job that takes it (never unhandled).
-    page.then(
-      (fetched) => this.ahead(scope, { ...from, pagesDone: from.pagesDone + 1, nextUrl: fetched.next }, fetch, depth - 1),
-      () => undefined,
-    );
   }
 }

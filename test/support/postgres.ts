@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { createDb, type Db } from "../../src/db/client.js";
@@ -59,4 +60,18 @@ export async function createEmptyDatabase(): Promise<{ url: string; drop(): Prom
   const name = `rus_e_${randomBytes(6).toString("hex")}`;
   await adminQuery(`CREATE DATABASE "${name}"`);
   return { url: databaseUrl(name), drop: () => adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
+}
+
+/**
+ * A new database migrated by the real migration command, for the benchmarks and the demo. The
+ * command runs as a child process: the wasm schema engine leaves timers behind in its process.
+ */
+export function createMigratedDatabase(prefix: string): { name: string; url: string; drop(): Promise<void> } {
+  const name = `${prefix}_${randomBytes(5).toString("hex")}`;
+  const url = databaseUrl(name);
+  execFileSync(process.execPath, ["--import", "tsx", "src/cli/migrate.ts"], {
+    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "warn" },
+    stdio: "inherit",
+  });
+  return { name, url, drop: () => adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
 }
