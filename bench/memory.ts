@@ -1,41 +1,56 @@
 import * as producer from "../src/producer.js";
+import { parseCheckpoint } from "../src/sync/checkpoint.js";
 import { FakeProcess, startService, until } from "./support.js";
 
 export interface MemoryResult {
   rssAfterSmallMb: number;
   rssAfterLargeMb: number;
+  heapAfterSmallMb: number;
+  heapAfterLargeMb: number;
   small: number;
   large: number;
 }
 
-const rssMb = () => {
+const memoryMb = () => {
   (globalThis as { gc?: () => void }).gc?.(); // run with --expose-gc: measure what is retained
-  return process.memoryUsage().rss / 2 ** 20;
+  const { rss, heapUsed } = process.memoryUsage();
+  return { rss: rss / 2 ** 20, heap: heapUsed / 2 ** 20 };
 };
 
 /**
- * RSS of the service process after 10k predictions, then after 1M (the rest as 10 connections of
- * 99k synced side by side, so the run takes minutes, not an hour). Growth would mean something keeps pages.
+ * RSS of the service process once 10k predictions are backfilled and again after 1M, in one run of
+ * 10 connections × 100k synced side by side, so both readings are taken under the same load.
+ * Growth between them would mean something keeps pages or predictions.
  */
-export async function memory(fake: FakeProcess, small = 10_000, large = 1_000_000, connections = 10): Promise<MemoryResult> {
-  const perConnection = (large - small) / connections;
-  for (let i = 0; i <= connections; i++) {
-    await fake.send({ type: "account", token: `r8_benchMemory${i}`, count: i === 0 ? small : perConnection, seed: 100 + i, days: 30 });
+export async function memory(fake: FakeProcess, small = 10_000, connections = 10, perConnection = 100_000): Promise<MemoryResult> {
+  for (let i = 0; i < connections; i++) {
+    await fake.send({ type: "account", token: `r8_benchMemory${i}`, count: perConnection, seed: 100 + i, days: 30 });
   }
   const service = await startService(fake.baseUrl);
   const { ctx } = service;
   try {
-    const synced = (ids: string[]) => async () =>
-      (await ctx.db.connection.count({ where: { id: { in: ids }, lastSyncedAt: { not: null } } })) === ids.length;
-    const first = [(await producer.connect(ctx, { workspaceId: "memory", token: "r8_benchMemory0" })).id];
-    await until("first 10k", synced(first));
-    const rssAfterSmallMb = rssMb();
-    const rest: string[] = [];
-    for (let i = 1; i < connections; i++)
-      rest.push((await producer.connect(ctx, { workspaceId: "memory", token: `r8_benchMemory${i}` })).id);
-    await until("the rest", synced(rest), 3_600_000);
-    const total = await ctx.db.predictionRecord.count();
-    return { rssAfterSmallMb, rssAfterLargeMb: rssMb(), small, large: total };
+    const ids: string[] = [];
+    for (let i = 0; i < connections; i++)
+      ids.push((await producer.connect(ctx, { workspaceId: "memory", token: `r8_benchMemory${i}` })).id);
+    const progress = async () => {
+      const rows = await ctx.db.connection.findMany({ where: { id: { in: ids } }, select: { syncState: true, lastSyncedAt: true } });
+      return {
+        seen: rows.reduce((n, r) => n + (r.lastSyncedAt ? perConnection : (parseCheckpoint(r.syncState)?.predictionsSeen ?? 0)), 0),
+        done: rows.every((r) => r.lastSyncedAt),
+      };
+    };
+    await until("first 10k", async () => (await progress()).seen >= small);
+    const afterSmall = memoryMb();
+    await until("1M", async () => (await progress()).done, 3_600_000);
+    const afterLarge = memoryMb();
+    return {
+      rssAfterSmallMb: afterSmall.rss,
+      rssAfterLargeMb: afterLarge.rss,
+      heapAfterSmallMb: afterSmall.heap,
+      heapAfterLargeMb: afterLarge.heap,
+      small,
+      large: await ctx.db.predictionRecord.count(),
+    };
   } finally {
     await service.close();
   }
