@@ -2,11 +2,20 @@ import winston from "winston";
 import { redact } from "./redact.js";
 
 const redaction = winston.format((info) => redact(info))();
+// winston runs the whole format (redaction, JSON) before its transports drop entries below the
+// level; dropping them first keeps debug logging on hot paths free when it is off.
+const enabledOnly = winston.format((info) => (logger.isLevelEnabled(info.level) ? info : false))();
 
 /** Root JSON logger; every module takes a child with its own fields (module, jobId, connectionId). */
 export const logger = winston.createLogger({
   level: process.env.LOG_LEVEL ?? "info",
-  format: winston.format.combine(winston.format.errors({ stack: true }), redaction, winston.format.timestamp(), winston.format.json()),
+  format: winston.format.combine(
+    enabledOnly,
+    winston.format.errors({ stack: true }),
+    redaction,
+    winston.format.timestamp(),
+    winston.format.json(),
+  ),
   defaultMeta: { service: "replicate-usage-sync" },
   // Tests attach their own transports to read log lines; the console stays quiet there.
   transports: [new winston.transports.Console({ stderrLevels: ["error", "warn"], silent: process.env.NODE_ENV === "test" })],
