@@ -88,25 +88,6 @@ test("401 at verify marks credential_error without retrying; replaceToken resume
   expect(await actualUsage(h.ctx.db, conn.id)).toEqual(expectedUsage(h.fake.predictions(good)));
 });
 
-test("403 mid-sync pauses the connection and removes its scheduler", async () => {
-  const token = "r8_scopeToken000000000000";
-  h.fake.addAccount(token, { type: "user", username: "s" }, generatePredictions({ count: 250, seed: 4 }));
-  const conn = await producer.connect(h.ctx, { workspaceId: "ws-3", token });
-  await waitFor(
-    "verified",
-    () => connectionState(conn.id),
-    (c) => c.status === "connected",
-  );
-  h.fake.inject(token, "predictions", { kind: "status", status: 403, body: JSON.stringify({ detail: "You do not have permission" }) });
-  await waitFor(
-    "scope error",
-    () => connectionState(conn.id),
-    (c) => c.status === "credential_error",
-  );
-  expect(await eventKinds(conn.id)).toContain("scope_denied");
-  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(conn.id))).toBeFalsy();
-});
-
 test("429 delays only that connection; another connection completes meanwhile", async () => {
   const slow = "r8_throttledToken00000000";
   const fast = "r8_unaffectedToken0000000";
@@ -136,26 +117,25 @@ test("429 delays only that connection; another connection completes meanwhile", 
   expect(await actualUsage(h.ctx.db, a.id)).toEqual(expectedUsage(h.fake.predictions(slow)));
 });
 
-test("401 mid-sync pauses the connection like a rejected token at verify", async () => {
-  const token = "r8_revokedMidSync000000000";
-  h.fake.addAccount(token, { type: "user", username: "r" }, generatePredictions({ count: 250, seed: 9 }));
-  const conn = await producer.connect(h.ctx, { workspaceId: "ws-5", token });
+test.each([
+  { status: 401, kind: "credential_invalid", detail: "You did not pass a valid authentication token" },
+  { status: 403, kind: "scope_denied", detail: "You do not have permission" },
+])("HTTP $status mid-sync pauses the connection ($kind) and removes its scheduler", async ({ status, kind, detail }) => {
+  const token = `r8_midSync${status}Token000000000`;
+  h.fake.addAccount(token, { type: "user", username: `u${status}` }, generatePredictions({ count: 250, seed: status }));
+  const conn = await producer.connect(h.ctx, { workspaceId: `ws-${status}`, token });
   await waitFor(
     "verified",
     () => connectionState(conn.id),
     (c) => c.status === "connected",
   );
-  h.fake.inject(token, "predictions", {
-    kind: "status",
-    status: 401,
-    body: JSON.stringify({ detail: "You did not pass a valid authentication token" }),
-  });
+  h.fake.inject(token, "predictions", { kind: "status", status, body: JSON.stringify({ detail }) });
   await waitFor(
-    "credential error",
+    "paused",
     () => connectionState(conn.id),
     (c) => c.status === "credential_error",
   );
-  expect(await eventKinds(conn.id)).toContain("credential_invalid");
+  expect(await eventKinds(conn.id)).toContain(kind);
   expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(conn.id))).toBeFalsy();
 });
 
