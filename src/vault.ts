@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 
 // Ciphertext format: v1.<keyId>.<iv>.<tag>.<ciphertext> (base64url parts). The key id travels with
 // the data so old rows stay readable after rotation; the connection id is authenticated as AAD so a
@@ -68,4 +68,12 @@ export class TokenVault {
   needsRotation(sealed: Sealed): boolean {
     return sealed.keyId !== this.currentKeyId;
   }
+}
+
+/**
+ * A stable, one-way name for a token: Redis rate-cap keys, the read-ahead cache and 401/403 errors
+ * tell tokens apart by it without holding the token.
+ */
+export function tokenFingerprint(token: string): string {
+  return createHash("sha256").update(token).digest("hex").slice(0, 32);
 }

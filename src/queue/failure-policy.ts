@@ -10,7 +10,7 @@ import {
 } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
-import { tokenFingerprint } from "../replicate/rate-cap.js";
+import { tokenFingerprint } from "../vault.js";
 import { recordEvent } from "../repositories/events.js";
 import { abandonRun } from "../sync/run.js";
 import { removeSyncScheduler } from "./schedulers.js";

@@ -9,7 +9,8 @@ import {
   TransientProviderError,
 } from "../errors.js";
 import { redactText } from "../redact.js";
-import { tokenFingerprint, type RequestRateCap } from "./rate-cap.js";
+import { tokenFingerprint } from "../vault.js";
+import type { RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
 import { accountSchema, predictionPageSchema, problemSchema, type Account, type PredictionPage } from "./schemas.js";
 

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import { RateLimitError } from "../errors.js";
+import { tokenFingerprint } from "../vault.js";
 
 /** Paces requests made with one token, across every worker process. */
 export interface RequestRateCap {
@@ -10,11 +10,6 @@ export interface RequestRateCap {
 // Waits shorter than this are slept inline; longer ones become a RateLimitError so the job is
 // delayed instead of holding a worker slot.
 const MAX_INLINE_WAIT_MS = 2000;
-
-/** Redis keys carry a hash of the token, never the token. */
-export function tokenFingerprint(token: string): string {
-  return createHash("sha256").update(token).digest("hex").slice(0, 32);
-}
 
 // GCRA with no burst: each request reserves the next slot `interval` ms after the previous one, on
 // Redis's clock. Fixed one-second windows (what rate-limiter-flexible offers) let a full window's
@@ -45,6 +40,7 @@ export class RedisRequestRateCap implements RequestRateCap {
   }
 
   async acquire(token: string): Promise<void> {
+    // Redis keys carry a hash of the token, never the token.
     const key = `${this.keyPrefix}:ratecap:${tokenFingerprint(token)}`;
     const wait = Number(await this.redis.eval(RESERVE_SLOT, 1, key, this.intervalMs, MAX_INLINE_WAIT_MS));
     if (wait < 0) throw new RateLimitError("local request cap reached for this token", Math.ceil(-wait / 1000), "local_cap");

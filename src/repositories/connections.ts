@@ -27,11 +27,19 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   });
 }
 
-/** The plaintext token, or null when the connection is gone or disconnected. */
-export async function readToken(db: Db, vault: TokenVault, id: string): Promise<string | null> {
+/**
+ * The stored token, plaintext, with the ciphertext it was read from (a failure handler pauses the
+ * connection only if that ciphertext is still the stored one). Null when gone or disconnected.
+ */
+export async function storedToken(db: Db, vault: TokenVault, id: string): Promise<{ token: string; ciphertext: string } | null> {
   const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true } });
   if (!row?.tokenCiphertext || row.status === "disconnected") return null;
-  return vault.open(row.tokenCiphertext, id);
+  return { token: vault.open(row.tokenCiphertext, id), ciphertext: row.tokenCiphertext };
+}
+
+/** The plaintext token, or null when the connection is gone or disconnected. */
+export async function readToken(db: Db, vault: TokenVault, id: string): Promise<string | null> {
+  return (await storedToken(db, vault, id))?.token ?? null;
 }
 
 /**
@@ -79,12 +87,6 @@ export async function lockConnectionForSync(tx: Prisma.TransactionClient, id: st
     id,
   );
   return row;
-}
-
-/** The stored token and its ciphertext (a failure handler compares it with the token a request used). */
-export async function storedToken(db: Db, vault: TokenVault, id: string): Promise<{ token: string; ciphertext: string } | null> {
-  const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true } });
-  return row?.tokenCiphertext ? { token: vault.open(row.tokenCiphertext, id), ciphertext: row.tokenCiphertext } : null;
 }
 
 /** After a 401/403: the connection stops syncing until replaceToken, unless its token was replaced meanwhile. */

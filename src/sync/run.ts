@@ -7,7 +7,7 @@ import { oldestUnfinished } from "../repositories/usage.js";
 import { newCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { applyPage, type PageOutcome } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
-import { tokenFingerprint } from "../replicate/rate-cap.js";
+import { tokenFingerprint } from "../vault.js";
 
 export interface RunSettings {
   backfillDays: number;
