@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { parseConfig, type Config } from "../src/config.js";
 import { createContext, type AppContext } from "../src/context.js";
 import { startWorkers, type Workers } from "../src/queue/workers.js";
+import { waitFor } from "../test/support/harness.js";
 import { createMigratedDatabase } from "../test/support/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
 
@@ -83,11 +84,7 @@ export async function startService(baseUrl: string, env: Record<string, string> 
 
 /** Polls fast (5 ms) so the measured time is not rounded up by the poll. */
 export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(what, check, (ok) => ok, timeoutMs, 5);
 }
 
 export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {

@@ -9,6 +9,7 @@ import { logger } from "../src/logger.js";
 import { startWorkers } from "../src/queue/workers.js";
 import { FakeReplicate } from "../test/support/fake-replicate.js";
 import { createMigratedDatabase } from "../test/support/postgres.js";
+import { waitFor } from "../test/support/harness.js";
 import { generatePredictions } from "../test/support/predictions.js";
 
 // `npm run demo`: the whole product on this machine in under 30 s, against the same fake Replicate
@@ -63,15 +64,6 @@ type Event = { occurredAt: string; kind: string; level: string; message: string 
 const connection = (id: string) => api<Connection>("GET", `/v1/connections/${id}`);
 const events = async (id: string, limit: number) =>
   (await api<{ events: Event[] }>("GET", `/v1/connections/${id}/events?limit=${limit}`)).events;
-async function until<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error("demo: timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 function printEvents(list: Event[]) {
   const table = new Table({ head: ["time (UTC)", "kind", "message"], colWidths: [12, 22, 90], wordWrap: true });
   for (const e of [...list].reverse()) table.push([e.occurredAt.slice(11, 19), e.kind, e.message]);
@@ -86,7 +78,8 @@ try {
   step("Verify, then the 30-day backfill");
   const bar = new cliProgress.SingleBar({ format: "  {bar} {value}/{total} predictions · {status}" }, cliProgress.Presets.shades_classic);
   bar.start(predictions.length, 0, { status: "verifying" });
-  const synced = await until(
+  const synced = await waitFor(
+    "the backfill",
     async () => {
       const c = await connection(id);
       bar.update(c.lastSyncedAt ? predictions.length : (c.currentRun?.predictionsSeen ?? 0), { status: c.status });
@@ -120,7 +113,8 @@ try {
   step("Replicate answers 429 with Retry-After: 1 — the job waits, only this connection is delayed");
   fake.inject(customerToken, "predictions", { kind: "status", status: 429, headers: { "retry-after": "1" } });
   await api("POST", `/v1/connections/${id}/sync`);
-  await until(
+  await waitFor(
+    "the throttled sync",
     () => events(id, 5),
     (list) => list[0]?.kind === "sync_completed" && list.some((e) => e.kind === "rate_limited"),
   );
@@ -129,7 +123,8 @@ try {
   step("The customer revokes the token at Replicate — the next sync gets 401 and pauses the connection");
   fake.removeToken(customerToken);
   await api("POST", `/v1/connections/${id}/sync`);
-  const paused = await until(
+  const paused = await waitFor(
+    "the paused connection",
     () => connection(id),
     (c) => c.status === "credential_error",
   );

@@ -65,7 +65,13 @@ export async function createHarness(env: Record<string, string> = {}, options: {
 }
 
 /** Polls until the condition holds (no fixed sleeps for correctness); fails with the last value seen. */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 20_000,
+  intervalMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T = await probe();
   while (!done(last)) {
@@ -73,7 +79,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v
       throw new Error(
         `timed out waiting for ${what}; last value: ${JSON.stringify(last, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
       );
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, intervalMs));
     last = await probe();
   }
   return last;
