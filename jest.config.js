@@ -8,4 +8,5 @@ export default {
   testTimeout: 60000,
   reporters: ["default", "<rootDir>/test/support/fault-summary-reporter.mjs"],
   globalSetup: "<rootDir>/test/support/global-setup.mjs",
+  globalTeardown: "<rootDir>/test/support/global-teardown.mjs",
 };

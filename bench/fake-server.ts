@@ -1,5 +1,5 @@
-import { FakeReplicate } from "../test/support/fake-replicate.js";
-import { generatePredictions } from "../test/support/predictions.js";
+import { FakeReplicate } from "../dev/fake-replicate.js";
+import { generatePredictions } from "../dev/predictions.js";
 
 // The fake Replicate in its own process, so serving pages does not share an event loop with the
 // service being measured. Driven over IPC by bench/support.ts.

@@ -4,8 +4,8 @@ import { once } from "node:events";
 import { parseConfig, type Config } from "../src/config.js";
 import { createContext, type AppContext } from "../src/context.js";
 import { startWorkers, type Workers } from "../src/queue/workers.js";
-import { waitFor } from "../test/support/harness.js";
-import { createMigratedDatabase } from "../test/support/postgres.js";
+import { waitFor } from "../dev/wait-for.js";
+import { createMigratedDatabase } from "../dev/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";

@@ -3,7 +3,7 @@ import { createConnection } from "../src/repositories/connections.js";
 import { predictionPageSchema, type Prediction } from "../src/replicate/schemas.js";
 import { applyPage } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
-import { generatePredictions } from "../test/support/predictions.js";
+import { generatePredictions } from "../dev/predictions.js";
 import { startService, timed } from "./support.js";
 
 export interface WritePathResult {

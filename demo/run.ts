@@ -7,10 +7,10 @@ import { parseConfig } from "../src/config.js";
 import { createContext } from "../src/context.js";
 import { logger } from "../src/logger.js";
 import { startWorkers } from "../src/queue/workers.js";
-import { FakeReplicate } from "../test/support/fake-replicate.js";
-import { createMigratedDatabase } from "../test/support/postgres.js";
-import { waitFor } from "../test/support/harness.js";
-import { generatePredictions } from "../test/support/predictions.js";
+import { FakeReplicate } from "../dev/fake-replicate.js";
+import { createMigratedDatabase } from "../dev/postgres.js";
+import { waitFor } from "../dev/wait-for.js";
+import { generatePredictions } from "../dev/predictions.js";
 
 // `npm run demo`: the whole product on this machine in under 30 s, against the same fake Replicate
 // the tests use. Needs the local Postgres and Redis; creates and drops its own database and keys.

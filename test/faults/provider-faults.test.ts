@@ -2,10 +2,10 @@ import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
-import type { Fault, FakePrediction } from "../support/fake-replicate.js";
+import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
-import { generatePredictions } from "../support/predictions.js";
+import { generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
 import { eventCounts, expectExact, checkpointPages, waitForSyncedSince } from "../support/sync-checks.js";
 

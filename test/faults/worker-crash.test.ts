@@ -2,7 +2,7 @@ import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { dumpDatabase, findSecrets } from "../support/leaks.js";
-import { generatePredictions, rng } from "../support/predictions.js";
+import { generatePredictions, rng } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
 import { checkpointPages, eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
 import { WorkerProcess } from "../support/worker-process.js";

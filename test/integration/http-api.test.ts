@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
-import { actualUsage, expectedUsage, generatePredictions } from "../support/predictions.js";
+import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
 
 let h: Harness;

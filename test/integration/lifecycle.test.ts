@@ -1,7 +1,7 @@
 import * as producer from "../../src/producer.js";
 import { jobIds } from "../../src/queue/queues.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
-import { actualUsage, expectedUsage, generatePredictions } from "../support/predictions.js";
+import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
 
 let h: Harness;

@@ -1,9 +1,9 @@
 import { ReplicateClient } from "../../src/replicate/client.js";
 import { beginRun, completeRun, syncPage } from "../../src/sync/run.js";
-import { FakeReplicate } from "../support/fake-replicate.js";
+import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { captureLogs, dumpDatabase } from "../support/leaks.js";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
-import { actualUsage, expectedUsage, generatePredictions } from "../support/predictions.js";
+import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
+import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 
 const MARKER = "ZZ-USER-CONTENT-7f3a9c";
 let t: TestDatabase;

@@ -1,7 +1,7 @@
 import { readdirSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import pg from "pg";
-import { createEmptyDatabase } from "../support/postgres.js";
+import { createEmptyDatabase } from "../../dev/postgres.js";
 
 const COMMITTED = readdirSync("prisma/migrations", { withFileTypes: true })
   .filter((e) => e.isDirectory())

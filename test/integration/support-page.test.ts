@@ -5,7 +5,7 @@ import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { launchChromium } from "../support/browser.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
-import { generatePredictions } from "../support/predictions.js";
+import { generatePredictions } from "../../dev/predictions.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // The support page, the queue dashboard and /metrics, in a real headless Chromium.

@@ -5,9 +5,9 @@ import { predictionSchema } from "../../src/replicate/schemas.js";
 import { newCheckpoint, parseCheckpoint } from "../../src/sync/checkpoint.js";
 import { applyPage } from "../../src/sync/engine.js";
 import { beginRun, completeRun, syncPage } from "../../src/sync/run.js";
-import { FakeReplicate, type FakePrediction } from "../support/fake-replicate.js";
-import { actualUsage, expectedUsage, rng } from "../support/predictions.js";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
+import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js";
+import { actualUsage, expectedUsage, rng } from "../../dev/predictions.js";
+import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 
 // The numbers finance reads must equal a GROUP BY over the distinct final predictions, whatever the
 // page boundaries, duplicates, overlaps, replays, concurrency, crashes and status changes.

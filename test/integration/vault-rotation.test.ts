@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createConnection, readToken, reencryptTokens } from "../../src/repositories/connections.js";
 import { TokenVault } from "../../src/vault.js";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.js";
+import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 
 let t: TestDatabase;
 beforeAll(async () => {

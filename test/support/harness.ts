@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createContext, type AppContext } from "../../src/context.js";
 import { startWorkers, type Workers } from "../../src/queue/workers.js";
-import { FakeReplicate } from "./fake-replicate.js";
-import { createTestDatabase, type TestDatabase } from "./postgres.js";
+import { FakeReplicate } from "../../dev/fake-replicate.js";
+import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
+export { waitFor } from "../../dev/wait-for.js";
 import { REDIS_URL, deleteKeys, uniquePrefix } from "./redis.js";
 
 export const API_TOKEN = "test-api-token-0123456789abcdef";
@@ -62,25 +63,4 @@ export async function createHarness(env: Record<string, string> = {}, options: {
   };
   if (options.workers !== false) h.startWorkers();
   return h;
-}
-
-/** Polls until the condition holds (no fixed sleeps for correctness); fails with the last value seen. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (v: T) => boolean,
-  timeoutMs = 20_000,
-  intervalMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!done(last)) {
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out waiting for ${what}; last value: ${JSON.stringify(last, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`,
-      );
-    await new Promise((r) => setTimeout(r, intervalMs));
-    last = await probe();
-  }
-  return last;
 }

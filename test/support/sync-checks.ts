@@ -1,7 +1,7 @@
 import type { Harness } from "./harness.js";
 import { waitFor } from "./harness.js";
-import type { FakePrediction } from "./fake-replicate.js";
-import { actualUsage, expectedUsage } from "./predictions.js";
+import type { FakePrediction } from "../../dev/fake-replicate.js";
+import { actualUsage, expectedUsage } from "../../dev/predictions.js";
 
 /** Waits until a run of the connection has finished after `since` (its lastSyncedAt moved past it). */
 export function waitForSyncedSince(h: Harness, connectionId: string, since: Date | null, timeoutMs = 60_000) {

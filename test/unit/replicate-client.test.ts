@@ -10,8 +10,8 @@ import {
   TransientProviderError,
 } from "../../src/errors.js";
 import { ReplicateClient } from "../../src/replicate/client.js";
-import { FakeReplicate } from "../support/fake-replicate.js";
-import { generatePredictions } from "../support/predictions.js";
+import { FakeReplicate } from "../../dev/fake-replicate.js";
+import { generatePredictions } from "../../dev/predictions.js";
 
 const TOKEN = "r8_clientTestToken000000000000000000000";
 const fake = new FakeReplicate();

@@ -1,4 +1,4 @@
-import type { Db } from "../../src/db/client.js";
+import type { Db } from "../src/db/client.js";
 import type { FakePrediction } from "./fake-replicate.js";
 
 /** Small seeded PRNG so generated data sets are reproducible. */
