@@ -1,6 +1,6 @@
 import { Queue, Worker } from "bullmq";
 import { randomBytes } from "node:crypto";
-import { kickSync } from "../src/lifecycle/sync-step.js";
+
 import * as producer from "../src/producer.js";
 import { FakeProcess, startService, timed, until } from "./support.js";
 
@@ -48,7 +48,7 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
     await until("first syncs", async () => (await synced()) === connections);
     const start = new Date();
     const { ms } = await timed(async () => {
-      await Promise.all(ids.map((id) => kickSync(ctx, id)));
+      await Promise.all(ids.map((id) => ctx.queues.kickSync(id)));
       await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
     });
     const noop = await noopThroughput(config.redisUrl, config.sync.concurrency, connections * 2);

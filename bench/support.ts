@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { parseConfig, type Config } from "../src/config.js";
 import { createContext, type AppContext } from "../src/context.js";
-import { startWorkers, type Workers } from "../src/queue/workers.js";
+import { processors } from "../jobs/index.js";
+import { startWorkers, workerDeps, type Workers } from "../src/queue/workers.js";
 import { waitFor } from "../dev/wait-for.js";
 import { createMigratedDatabase } from "../dev/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
@@ -67,7 +68,7 @@ export async function startService(baseUrl: string, env: Record<string, string> 
     ...env,
   });
   const ctx = createContext(config);
-  const workers = startWorkers(ctx);
+  const workers = startWorkers(workerDeps(ctx), processors(ctx));
   return {
     config,
     ctx,

@@ -6,7 +6,8 @@ import { buildServer } from "../src/api/server.js";
 import { parseConfig } from "../src/config.js";
 import { createContext } from "../src/context.js";
 import { logger } from "../src/logger.js";
-import { startWorkers } from "../src/queue/workers.js";
+import { processors } from "../jobs/index.js";
+import { startWorkers, workerDeps } from "../src/queue/workers.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { createMigratedDatabase } from "../dev/postgres.js";
 import { waitFor } from "../dev/wait-for.js";
@@ -46,7 +47,7 @@ const config = parseConfig({
   LOG_LEVEL: "warn",
 });
 const ctx = createContext(config);
-const workers = startWorkers(ctx);
+const workers = startWorkers(workerDeps(ctx), processors(ctx));
 const app = await buildServer(ctx);
 const origin = await app.listen({ host: "127.0.0.1", port: 0 });
 

@@ -2,18 +2,18 @@ import { Redis } from "ioredis";
 import type { Config } from "./config.js";
 import { createDb, type Db } from "./db/client.js";
 import { ServiceMetrics } from "./metrics.js";
-import { createQueues, jobOptions, type Queues } from "./queue/queues.js";
+import { JobQueues, jobOptions } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 
-/** Everything a job, the producer or the API needs, built once per process. */
+/** Everything the lifecycle steps, the producer and the API need, built once per process. */
 export interface AppContext {
   config: Config;
   db: Db;
   redis: Redis;
-  queues: Queues;
+  queues: JobQueues;
   vault: TokenVault;
   replicate: ReplicateClient;
   prefetcher: PagePrefetcher;
@@ -25,7 +25,12 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
   const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
   // BullMQ workers need maxRetriesPerRequest: null; the same connection serves the rate cap.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const queues = createQueues(redis, config.queuePrefix, jobOptions(config.jobs.attempts, config.jobs.backoffMs));
+  const queues = new JobQueues(
+    redis,
+    config.queuePrefix,
+    jobOptions(config.jobs.attempts, config.jobs.backoffMs),
+    config.sync.intervalMinutes,
+  );
   const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
   const replicate = new ReplicateClient({
     baseUrl: config.replicate.baseUrl,

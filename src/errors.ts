@@ -1,5 +1,5 @@
 // One class per way a provider call or an input can fail; the job layer maps them to
-// retry, delay or give up (see src/queue/failure-policy.ts). Messages never carry a token
+// retry, delay, pause or give up (src/lifecycle/failures.ts). Messages never carry a token
 // or a response body that might hold user content.
 
 export abstract class AppError extends Error {
@@ -79,6 +79,17 @@ export class ValidationError extends AppError {
   constructor(
     message: string,
     readonly issues: string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** A stored token that cannot be decrypted (its key is not configured, or the ciphertext was altered). */
+export class VaultError extends AppError {
+  readonly code = "token_unreadable";
+  constructor(
+    readonly reason: "malformed" | "unknown_key" | "authentication_failed",
+    message: string,
   ) {
     super(message);
   }

@@ -1,9 +1,10 @@
+import { processors } from "../jobs/index.js";
 import { buildServer } from "./api/server.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createContext } from "./context.js";
 import { logger } from "./logger.js";
-import { reconcileSchedulers } from "./queue/schedulers.js";
-import { startWorkers } from "./queue/workers.js";
+import { startWorkers, workerDeps } from "./queue/workers.js";
+import { connectedConnectionIds } from "./repositories/connections.js";
 
 // ROLE=all (default) runs the API and the workers in one process; ROLE=api or ROLE=worker runs one
 // side, so workers scale out as separate processes on the same Redis and Postgres.
@@ -24,8 +25,8 @@ const ctx = createContext(config);
 const runWorkers = config.role !== "api";
 const runApi = config.role !== "worker";
 
-if (runWorkers) await reconcileSchedulers(ctx.db, ctx.queues, config.sync.intervalMinutes);
-const workers = runWorkers ? startWorkers(ctx) : null;
+if (runWorkers) await ctx.queues.reconcileSchedulers(await connectedConnectionIds(ctx.db));
+const workers = runWorkers ? startWorkers(workerDeps(ctx), processors(ctx)) : null;
 // A worker process serves only the probes and /metrics (its job durations and 429 counts).
 const server = await buildServer(ctx, { opsOnly: !runApi });
 const address = await server.listen({ host: config.http.host, port: config.http.port });

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "./db/client.js";
-import type { Queues } from "./queue/queues.js";
+import type { JobQueues } from "./queue/queues.js";
+import { countByStatus, lastSyncTimes } from "./repositories/connections.js";
 
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "failed"] as const;
 
@@ -25,7 +26,7 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  constructor(queues: Queues, db: Db) {
+  constructor(queues: JobQueues, db: Db) {
     new Gauge({
       name: "rus_queue_jobs",
       help: "Jobs in each queue by state.",
@@ -45,12 +46,9 @@ export class ServiceMetrics {
       registers: [this.registry],
       async collect() {
         this.reset();
-        const rows = await db.connection.findMany({
-          where: { status: "connected", lastSyncedAt: { not: null } },
-          select: { id: true, workspaceId: true, lastSyncedAt: true },
-        });
         const now = Date.now();
-        for (const r of rows) this.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.lastSyncedAt!.getTime()) / 1000);
+        for (const r of await lastSyncTimes(db))
+          this.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.lastSyncedAt.getTime()) / 1000);
       },
     });
     new Gauge({
@@ -60,8 +58,7 @@ export class ServiceMetrics {
       registers: [this.registry],
       async collect() {
         this.reset();
-        const rows = await db.connection.groupBy({ by: ["status"], _count: true });
-        for (const r of rows) this.set({ status: r.status }, r._count);
+        for (const r of await countByStatus(db)) this.set({ status: r.status }, r.count);
       },
     });
   }

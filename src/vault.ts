@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { VaultError } from "./errors.js";
 
 // Ciphertext format: v1.<keyId>.<iv>.<tag>.<ciphertext> (base64url parts). The key id travels with
 // the data so old rows stay readable after rotation; the connection id is authenticated as AAD so a
@@ -6,16 +7,6 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:
 
 const VERSION = "v1";
 const ALGORITHM = "aes-256-gcm";
-
-export class VaultError extends Error {
-  constructor(
-    readonly reason: "malformed" | "unknown_key" | "authentication_failed",
-    message: string,
-  ) {
-    super(message);
-    this.name = "VaultError";
-  }
-}
 
 export interface Sealed {
   ciphertext: string;

@@ -7,3 +7,8 @@ export type Db = PrismaClient;
 export function createDb(databaseUrl: string, poolSize = 10): Db {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl, max: poolSize }) });
 }
+
+/** Readiness: resolves when the database answers a trivial query. */
+export async function ping(db: Db): Promise<void> {
+  await db.$queryRawUnsafe("SELECT 1");
+}

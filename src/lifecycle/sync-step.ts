@@ -1,10 +1,10 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
-import { jobIds, type SyncJobData } from "../queue/queues.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
+import { completeRun } from "../repositories/runs.js";
 import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
-import { beginRun, completeRun, syncPage } from "../sync/run.js";
+import { beginRun, syncPage } from "../sync/run.js";
 
 export type SyncStepResult =
   | { outcome: "disconnected" | "stale" | "chain_running" }
@@ -12,10 +12,10 @@ export type SyncStepResult =
   | { outcome: "page_written"; page: number; predictions: number }
   | { outcome: "completed"; pages: number; predictions: number; daysTouched: number };
 
-/** syncNow and the first backfill: one pending tick per connection at most (BullMQ deduplication). */
-export async function kickSync(ctx: AppContext, connectionId: string): Promise<void> {
-  const data: SyncJobData = { connectionId };
-  await ctx.queues.sync.add("tick", data, { deduplication: { id: jobIds.kick(connectionId) } });
+/** What a page job reports while it runs. */
+export interface JobProgress {
+  id?: string;
+  updateProgress(progress: object): Promise<void>;
 }
 
 /**
@@ -35,29 +35,16 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   );
   if (!checkpoint) return { outcome: "disconnected" };
   const page = checkpoint.pagesDone + 1;
-  const id = jobIds.page(connectionId, checkpoint.runId, page);
-  const existing = await ctx.queues.sync.getJob(id);
-  if (existing) {
-    // The checkpoint still wants this page, so a finished job for it failed for good or stopped
-    // without writing (the connection was paused meanwhile): run it again, the run resumes there.
-    const state = await existing.getState();
-    if (state !== "failed" && state !== "completed") return { outcome: "chain_running" };
-    await existing.remove();
-  }
-  await enqueuePage(ctx, connectionId, checkpoint.runId, page);
+  // Page jobs have deterministic ids, so a tick during a run finds the chain running.
+  if ((await ctx.queues.ensurePage(connectionId, checkpoint.runId, page)) === "running") return { outcome: "chain_running" };
   return { outcome: "page_enqueued", page };
-}
-
-async function enqueuePage(ctx: AppContext, connectionId: string, runId: string, page: number): Promise<void> {
-  const data: SyncJobData = { connectionId, runId, page };
-  await ctx.queues.sync.add("page", data, { jobId: jobIds.page(connectionId, runId, page) });
 }
 
 /** One page of a run: fetch, write (ledger, daily totals, checkpoint), then chain the next page or close the run. */
 export async function runPage(
   ctx: AppContext,
-  data: Required<SyncJobData>,
-  job: { id?: string; updateProgress(p: object): Promise<void> },
+  data: { connectionId: string; runId: string; page: number },
+  job: JobProgress,
 ): Promise<SyncStepResult> {
   const { connectionId, runId, page } = data;
   const state = await readSyncState(ctx.db, ctx.vault, connectionId);
@@ -76,7 +63,7 @@ export async function runPage(
   }
   // Also reached when this page was written by an attempt that crashed before chaining.
   if (!current.done) {
-    await enqueuePage(ctx, connectionId, runId, current.pagesDone + 1);
+    await ctx.queues.enqueuePage(connectionId, runId, current.pagesDone + 1);
     return { outcome: "page_written", page, predictions: written };
   }
   const summary = await completeRun(ctx.db, connectionId, runId, (tx, done) =>

@@ -1,23 +1,18 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
-import { readToken } from "../repositories/connections.js";
+import { markConnected, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
-import { upsertSyncScheduler } from "../queue/schedulers.js";
-import { kickSync } from "./sync-step.js";
 
 /**
  * Checks the token against GET /v1/account, records whose account it is, marks the connection
  * connected, and starts recurring syncs plus the initial backfill. "gone" when there is no token.
  */
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "gone"> {
-  const token = await readToken(ctx.db, ctx.vault, connectionId);
-  if (!token) return "gone";
-  const account = await ctx.replicate.getAccount(token);
-  const { count } = await ctx.db.connection.updateMany({
-    where: { id: connectionId, status: { not: "disconnected" } },
-    data: { status: "connected", accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },
-  });
-  if (count === 0) return "gone";
+  const stored = await storedToken(ctx.db, ctx.vault, connectionId);
+  if (!stored) return "gone";
+  const account = await ctx.replicate.getAccount(stored.token);
+  // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
+  if (!(await markConnected(ctx.db, connectionId, stored.ciphertext, account))) return "gone";
   await recordEvent(ctx.db, {
     connectionId,
     jobId,
@@ -26,8 +21,13 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     message: `token verified for Replicate ${account.type} "${account.username}"`,
     detail: { accountType: account.type, username: account.username },
   });
-  await upsertSyncScheduler(ctx.queues, connectionId, ctx.config.sync.intervalMinutes);
-  await kickSync(ctx, connectionId);
+  await ctx.queues.upsertScheduler(connectionId);
+  // A disconnect that landed while the scheduler was being created must not leave it behind.
+  if ((await requireConnection(ctx.db, connectionId)).status !== "connected") {
+    await ctx.queues.removeScheduler(connectionId);
+    return "gone";
+  }
+  await ctx.queues.kickSync(connectionId);
   moduleLogger("verify", { connectionId, jobId }).info("connection verified", { accountType: account.type });
   return "verified";
 }

@@ -1,8 +1,13 @@
-import { Queue, type DefaultJobOptions } from "bullmq";
+import { randomUUID } from "node:crypto";
+import { Queue, type DefaultJobOptions, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { moduleLogger } from "../logger.js";
 
-// Job data carries ids only: the token stays encrypted in Postgres.
+// The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
+// ids and options are decided here and nowhere else. Job data carries ids only: the token stays
+// encrypted in Postgres.
+
 export const verifyJobData = z.object({ connectionId: z.uuid() });
 export const syncJobData = z.object({
   connectionId: z.uuid(),
@@ -33,20 +38,109 @@ export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptio
   };
 }
 
-export interface Queues {
-  verify: Queue<VerifyJobData>;
-  sync: Queue<SyncJobData>;
-  close(): Promise<void>;
-}
+const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
+const log = moduleLogger("queues");
 
-export function createQueues(connection: Redis, prefix: string, defaultJobOptions: DefaultJobOptions): Queues {
-  const verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
-  const sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
-  return {
-    verify,
-    sync,
-    async close() {
-      await Promise.all([verify.close(), sync.close()]);
-    },
-  };
+export class JobQueues {
+  readonly verify: Queue<VerifyJobData>;
+  readonly sync: Queue<SyncJobData>;
+
+  constructor(
+    connection: Redis,
+    prefix: string,
+    defaultJobOptions: DefaultJobOptions,
+    private readonly syncIntervalMinutes: number,
+  ) {
+    this.verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
+    this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
+  }
+
+  async enqueueVerify(connectionId: string): Promise<void> {
+    await this.verify.add("verify", { connectionId }, { jobId: jobIds.verify(connectionId, randomUUID()) });
+  }
+
+  /** syncNow and the first backfill: one pending tick per connection at most (BullMQ deduplication). */
+  async kickSync(connectionId: string): Promise<void> {
+    await this.sync.add("tick", { connectionId }, { deduplication: { id: jobIds.kick(connectionId) } });
+  }
+
+  async enqueuePage(connectionId: string, runId: string, page: number): Promise<void> {
+    await this.sync.add("page", { connectionId, runId, page }, { jobId: jobIds.page(connectionId, runId, page) });
+  }
+
+  /**
+   * Makes sure the page job exists and will run: true when one is already pending or running. A
+   * finished job for a page the checkpoint still wants failed for good or stopped without writing
+   * (the connection was paused meanwhile), so it is removed and enqueued again.
+   */
+  async ensurePage(connectionId: string, runId: string, page: number): Promise<"running" | "enqueued"> {
+    const existing = await this.sync.getJob(jobIds.page(connectionId, runId, page));
+    if (existing) {
+      const state = await existing.getState();
+      if (state !== "failed" && state !== "completed") return "running";
+      await existing.remove();
+    }
+    await this.enqueuePage(connectionId, runId, page);
+    return "enqueued";
+  }
+
+  async upsertScheduler(connectionId: string): Promise<void> {
+    await this.sync.upsertJobScheduler(
+      jobIds.scheduler(connectionId),
+      { every: this.syncIntervalMinutes * 60_000 },
+      { name: "tick", data: { connectionId } },
+    );
+  }
+
+  async removeScheduler(connectionId: string): Promise<void> {
+    await this.sync.removeJobScheduler(jobIds.scheduler(connectionId));
+  }
+
+  async nextSyncAt(connectionId: string): Promise<Date | null> {
+    const scheduler = await this.sync.getJobScheduler(jobIds.scheduler(connectionId));
+    return scheduler?.next ? new Date(scheduler.next) : null;
+  }
+
+  /**
+   * Makes the set of schedulers equal the given set of connected connections: BullMQ can race when
+   * several processes upsert at once, a crash can leave one behind, and Redis can lose them all.
+   */
+  async reconcileSchedulers(connectedIds: string[]): Promise<{ added: number; removed: number }> {
+    const wanted = new Set(connectedIds.map(jobIds.scheduler));
+    const have = new Set((await this.sync.getJobSchedulers(0, -1)).map((s) => s.key));
+    let removed = 0;
+    for (const key of have) {
+      if (!wanted.has(key)) {
+        await this.sync.removeJobScheduler(key);
+        removed++;
+      }
+    }
+    let added = 0;
+    for (const id of connectedIds) {
+      if (!have.has(jobIds.scheduler(id))) {
+        await this.upsertScheduler(id);
+        added++;
+      }
+    }
+    if (added || removed) log.info("schedulers reconciled", { added, removed });
+    return { added, removed };
+  }
+
+  /** Removes every waiting or delayed job of the connection (active ones see the disconnect and stop). */
+  async removePendingJobs(connectionId: string): Promise<number> {
+    let removed = 0;
+    for (const queue of [this.sync, this.verify] as const) {
+      for (const job of await queue.getJobs(PENDING_STATES)) {
+        if (job?.data.connectionId === connectionId) {
+          await job.remove().catch(() => undefined); // already taken by a worker: it will stop by itself
+          removed++;
+        }
+      }
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.verify.close(), this.sync.close()]);
+  }
 }

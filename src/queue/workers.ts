@@ -1,44 +1,119 @@
-import { Worker, type Job } from "bullmq";
-import { syncProcessor } from "../../jobs/sync.job.js";
-import { verifyProcessor } from "../../jobs/verify.job.js";
+import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { z } from "zod";
+import type { Config } from "../config.js";
 import type { AppContext } from "../context.js";
+import { applyFailure, classify, type FailureDeps } from "../lifecycle/failures.js";
+import type { JobProgress } from "../lifecycle/sync-step.js";
 import { moduleLogger } from "../logger.js";
-import { QUEUE } from "./queues.js";
+import type { ServiceMetrics } from "../metrics.js";
+import { QUEUE, syncJobData, verifyJobData, type SyncJobData, type VerifyJobData } from "./queues.js";
+
+/** One processor per queue, registered by the entry point (see jobs/); a processor never sees BullMQ itself. */
+export interface Processors {
+  verify(data: VerifyJobData, job: JobProgress): Promise<unknown>;
+  sync(data: SyncJobData, job: JobProgress): Promise<unknown>;
+}
+
+export interface WorkerDeps {
+  redis: Redis;
+  config: Pick<Config, "queuePrefix" | "jobs" | "sync">;
+  metrics: ServiceMetrics;
+  failures: FailureDeps;
+}
+
+/** The narrow slice of the context the workers and the failure handling use. */
+export function workerDeps(ctx: AppContext): WorkerDeps {
+  return {
+    redis: ctx.redis,
+    config: ctx.config,
+    metrics: ctx.metrics,
+    failures: {
+      db: ctx.db,
+      vault: ctx.vault,
+      removeScheduler: (id) => ctx.queues.removeScheduler(id),
+      onRateLimited: (source) => ctx.metrics.rateLimited.inc({ source }),
+    },
+  };
+}
 
 export interface Workers {
+  /** Stops taking jobs and waits for the in-flight ones to finish. */
   close(): Promise<void>;
 }
 
+/**
+ * Runs one queue's processor: validates the job data, and on failure classifies the error, applies
+ * its effects and maps the outcome to BullMQ (delay without spending an attempt, complete, stop, retry).
+ */
+function handler<D extends { connectionId: string; runId?: string }>(
+  queue: "verify" | "sync",
+  schema: z.ZodType<D>,
+  process: (data: D, job: JobProgress) => Promise<unknown>,
+  deps: WorkerDeps,
+) {
+  return async (job: Job<D>, lockToken?: string) => {
+    const data = schema.parse(job.data);
+    try {
+      return await process(data, job);
+    } catch (err) {
+      const decision = classify(err, {
+        queue,
+        attemptsMade: job.attemptsMade,
+        maxAttempts: job.opts.attempts ?? 1,
+        attemptsStarted: job.attemptsStarted,
+        backoffMs: deps.config.jobs.backoffMs,
+      });
+      const outcome = await applyFailure(deps.failures, decision, err, {
+        connectionId: data.connectionId,
+        runId: data.runId,
+        jobId: job.id ?? null,
+        attemptsMade: job.attemptsMade,
+      });
+      switch (outcome.then) {
+        case "delay":
+          await job.moveToDelayed(Date.now() + outcome.delayMs, lockToken);
+          throw new DelayedError();
+        case "complete":
+          return outcome.result;
+        case "stop":
+          throw new UnrecoverableError(outcome.reason);
+        case "rethrow":
+          throw err;
+      }
+    }
+  };
+}
+
 /** Starts the verify and sync workers. Each worker gets its own blocking Redis connection. */
-export function startWorkers(ctx: AppContext): Workers {
+export function startWorkers(deps: WorkerDeps, processors: Processors): Workers {
   const log = moduleLogger("workers");
   // A worker killed mid-job leaves its lock to expire; the stalled-job check then hands the job to
   // another worker. Jobs are idempotent, so a few such hand-overs are safe before giving up on one.
-  const lockMs = ctx.config.jobs.lockMs;
+  const { lockMs } = deps.config.jobs;
   const options = {
-    connection: ctx.redis,
-    prefix: ctx.config.queuePrefix,
+    connection: deps.redis,
+    prefix: deps.config.queuePrefix,
     lockDuration: lockMs,
     stalledInterval: lockMs,
     maxStalledCount: 3,
   };
   const workers = [
-    new Worker(QUEUE.verify, verifyProcessor(ctx), { ...options, concurrency: 4 }),
-    new Worker(QUEUE.sync, syncProcessor(ctx), { ...options, concurrency: ctx.config.sync.concurrency }),
+    new Worker(QUEUE.verify, handler("verify", verifyJobData, processors.verify, deps), { ...options, concurrency: 4 }),
+    new Worker(QUEUE.sync, handler("sync", syncJobData, processors.sync, deps), { ...options, concurrency: deps.config.sync.concurrency }),
   ];
   for (const w of workers) {
     w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));
     const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
       if (!job?.processedOn || !job.finishedOn) return;
       const ms = job.finishedOn - job.processedOn;
-      ctx.metrics.jobDuration.observe({ queue: w.name, name: job.name, outcome }, ms / 1000);
+      deps.metrics.jobDuration.observe({ queue: w.name, name: job.name, outcome }, ms / 1000);
       log.debug(`job ${outcome}`, { queue: w.name, jobId: job.id, ms });
     };
     w.on("completed", (job) => observe(job, "completed"));
     w.on("failed", (job) => observe(job, "failed"));
   }
   return {
-    /** Stops taking jobs and waits for the in-flight ones to finish. */
     async close() {
       await Promise.all(workers.map((w) => w.close()));
     },

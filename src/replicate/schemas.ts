@@ -59,6 +59,3 @@ export type Account = z.output<typeof accountSchema>;
 
 /** Problem-details error body; every field optional because proxies answer with anything. */
 export const problemSchema = z.object({ title: z.string().optional(), detail: z.string().optional() }).partial();
-
-export const TERMINAL_STATUSES = ["succeeded", "failed", "canceled", "aborted"] as const;
-export const IN_PROGRESS_STATUSES = ["starting", "processing"] as const;

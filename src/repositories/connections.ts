@@ -1,7 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Db } from "../db/client.js";
-import type { Connection, Prisma } from "../generated/prisma/client.js";
+import { TRANSITIONS, type Transition } from "../domain/connection-state.js";
+import { ConflictError, NotFoundError } from "../errors.js";
+import { Prisma, type Connection } from "../generated/prisma/client.js";
+import type { Account } from "../replicate/schemas.js";
 import type { TokenVault } from "../vault.js";
+import { recordEvent } from "./events.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
 export type PublicConnection = Omit<Connection, "tokenCiphertext" | "tokenKeyId" | "syncState">;
@@ -11,6 +15,9 @@ export function toPublic(row: Connection): PublicConnection {
   return rest;
 }
 
+/** Only the state machine's allowed sources: the row lock the UPDATE takes makes a lost race a no-op. */
+const allowed = (transition: Transition) => ({ status: { in: [...TRANSITIONS[transition].from] } });
+
 export async function createConnection(db: Db, vault: TokenVault, workspaceId: string, token: string): Promise<Connection> {
   // The id is chosen here because the ciphertext is bound to it.
   const id = randomUUID();
@@ -18,28 +25,73 @@ export async function createConnection(db: Db, vault: TokenVault, workspaceId: s
   return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
 }
 
-/** Replaces the stored token; the connection goes back to pending until it is verified again. */
+/** The one not-found path of the producer and the API. */
+export async function requireConnection(db: Db, id: string): Promise<Connection> {
+  const row = await db.connection.findUnique({ where: { id } });
+  if (!row) throw new NotFoundError(`connection ${id} not found`);
+  return row;
+}
+
+/** Replaces the stored token; the connection goes back to pending until it is verified again. Never revives a disconnected one. */
 export async function replaceToken(db: Db, vault: TokenVault, id: string, token: string): Promise<Connection> {
   const sealed = vault.seal(token, id);
-  return db.connection.update({
-    where: { id },
-    data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId, status: "pending" },
+  const { count } = await db.connection.updateMany({
+    where: { id, ...allowed("replace_token") },
+    data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId, status: TRANSITIONS.replace_token.to },
+  });
+  const row = await requireConnection(db, id);
+  if (count === 0) throw new ConflictError(`connection is ${row.status}; create a new connection instead`);
+  return row;
+}
+
+/** Verification succeeded for the token read as `ciphertext`: connected, unless it was replaced or disconnected meanwhile. */
+export async function markConnected(db: Db, id: string, ciphertext: string, account: Account): Promise<boolean> {
+  const { count } = await db.connection.updateMany({
+    where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
+    data: { status: TRANSITIONS.verify_ok.to, accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },
+  });
+  return count === 1;
+}
+
+/**
+ * After a 401/403 or an unreadable token: paused until replaceToken, unless the token read as
+ * `ciphertext` was replaced meanwhile (no ciphertext: whatever is stored, since it cannot be read).
+ */
+export async function markCredentialError(db: Db, id: string, ciphertext?: string): Promise<boolean> {
+  const { count } = await db.connection.updateMany({
+    where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
+    data: { status: TRANSITIONS.credential_rejected.to },
+  });
+  return count === 1;
+}
+
+/**
+ * Deletes the stored token, ends any run and marks the connection disconnected, in one transaction
+ * under the row lock, so no page is written and no state change lands after it. Idempotent.
+ */
+export async function disconnect(db: Db, id: string): Promise<Connection> {
+  return db.$transaction(async (tx) => {
+    const locked = await lockConnection(tx, id);
+    if (!locked) throw new NotFoundError(`connection ${id} not found`);
+    const row = await tx.connection.update({
+      where: { id },
+      data: { status: TRANSITIONS.disconnect.to, tokenCiphertext: null, tokenKeyId: null, syncState: Prisma.DbNull },
+    });
+    if (locked.status !== "disconnected") {
+      await recordEvent(tx, { connectionId: id, kind: "disconnected", level: "info", message: "disconnected; stored token deleted" });
+    }
+    return row;
   });
 }
 
 /**
- * The stored token, plaintext, with the ciphertext it was read from (a failure handler pauses the
- * connection only if that ciphertext is still the stored one). Null when gone or disconnected.
+ * The stored token, plaintext, with the ciphertext it was read from (a state change made because of
+ * that token applies only while it is still the stored one). Null when gone or disconnected.
  */
 export async function storedToken(db: Db, vault: TokenVault, id: string): Promise<{ token: string; ciphertext: string } | null> {
   const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true } });
   if (!row?.tokenCiphertext || row.status === "disconnected") return null;
   return { token: vault.open(row.tokenCiphertext, id), ciphertext: row.tokenCiphertext };
-}
-
-/** The plaintext token, or null when the connection is gone or disconnected. */
-export async function readToken(db: Db, vault: TokenVault, id: string): Promise<string | null> {
-  return (await storedToken(db, vault, id))?.token ?? null;
 }
 
 /**
@@ -50,6 +102,38 @@ export async function readSyncState(db: Db, vault: TokenVault, id: string): Prom
   const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true, syncState: true } });
   if (!row?.tokenCiphertext || row.status !== "connected") return null;
   return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState };
+}
+
+/** Status and checkpoint, for saying why a fenced write did not apply. */
+export async function readRunState(db: Db, id: string): Promise<{ status: string; syncState: unknown } | null> {
+  return db.connection.findUnique({ where: { id }, select: { status: true, syncState: true } });
+}
+
+/** Every connection (newest first), or a workspace's (oldest first). */
+export async function listConnections(db: Db, workspaceId?: string): Promise<Connection[]> {
+  return db.connection.findMany({
+    where: workspaceId ? { workspaceId } : {},
+    orderBy: { createdAt: workspaceId ? "asc" : "desc" },
+    take: 1000,
+  });
+}
+
+export async function connectedConnectionIds(db: Db): Promise<string[]> {
+  const rows = await db.connection.findMany({ where: { status: "connected" }, select: { id: true } });
+  return rows.map((r) => r.id);
+}
+
+export async function countByStatus(db: Db): Promise<{ status: string; count: number }[]> {
+  const rows = await db.connection.groupBy({ by: ["status"], _count: true });
+  return rows.map((r) => ({ status: r.status, count: r._count }));
+}
+
+export async function lastSyncTimes(db: Db): Promise<{ id: string; workspaceId: string; lastSyncedAt: Date }[]> {
+  const rows = await db.connection.findMany({
+    where: { status: "connected", lastSyncedAt: { not: null } },
+    select: { id: true, workspaceId: true, lastSyncedAt: true },
+  });
+  return rows.map((r) => ({ id: r.id, workspaceId: r.workspaceId, lastSyncedAt: r.lastSyncedAt! }));
 }
 
 /** Re-seals tokens stored under older keys; a row changed meanwhile (new token, disconnect) is left alone. */
@@ -70,7 +154,7 @@ export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rota
   return { rotated, skipped: stale.length - rotated };
 }
 
-export interface SyncLockedConnection {
+export interface LockedConnection {
   workspace_id: string;
   status: string;
   sync_state: unknown;
@@ -78,21 +162,13 @@ export interface SyncLockedConnection {
 }
 
 /**
- * Locks the connection row for the rest of the transaction. Every sync write and the disconnect
- * take this lock, so writes of one connection are serialized and a disconnect is never interleaved.
+ * Locks the connection row for the rest of the transaction. Every run change and the disconnect
+ * take this lock, so they are serialized and a disconnect is never interleaved.
  */
-export async function lockConnectionForSync(tx: Prisma.TransactionClient, id: string): Promise<SyncLockedConnection | undefined> {
-  const [row] = await tx.$queryRawUnsafe<SyncLockedConnection[]>(
+export async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<LockedConnection | undefined> {
+  const [row] = await tx.$queryRawUnsafe<LockedConnection[]>(
     `SELECT workspace_id, status, sync_state, high_water_mark FROM connections WHERE id = $1::uuid FOR UPDATE`,
     id,
   );
   return row;
-}
-
-/** After a 401/403: the connection stops syncing until replaceToken, unless its token was replaced meanwhile. */
-export async function markCredentialError(db: Db, id: string, ciphertext: string): Promise<void> {
-  await db.connection.updateMany({
-    where: { id, tokenCiphertext: ciphertext, status: { in: ["pending", "connected"] } },
-    data: { status: "credential_error" },
-  });
 }

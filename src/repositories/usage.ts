@@ -1,5 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { Prisma } from "../generated/prisma/client.js";
+import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
 import type { Prediction } from "../replicate/schemas.js";
 
 type Tx = Prisma.TransactionClient;
@@ -9,15 +10,8 @@ export function usageDate(createdAt: Date): string {
   return createdAt.toISOString().slice(0, 10);
 }
 
-// A prediction only moves forward: starting → processing → (a status added after this was written)
-// → a terminal status. A page fetched earlier but written later must not undo a newer state.
-const STATUS_ORDER: Record<string, number> = { starting: 0, processing: 1, succeeded: 3, failed: 3, canceled: 3, aborted: 3 };
-const UNKNOWN_RANK = 2;
-const rank = (status: string) => STATUS_ORDER[status] ?? UNKNOWN_RANK;
-const STATUS_RANK = (col: string) =>
-  `CASE ${col} ${Object.entries(STATUS_ORDER)
-    .map(([s, r]) => `WHEN '${s}' THEN ${r}`)
-    .join(" ")} ELSE ${UNKNOWN_RANK} END`;
+const TERMINAL = sqlList(TERMINAL_STATUSES);
+const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
 
 /**
  * One statement, one round trip, atomic on its own: writes a page only if the connection is still
@@ -60,7 +54,7 @@ written AS (
     usage_date = EXCLUDED.usage_date, model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
     status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
     completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time, updated_at = now()
-  WHERE ${STATUS_RANK("EXCLUDED.status")} >= ${STATUS_RANK("p.status")}
+  WHERE ${sqlStatusRank("EXCLUDED.status")} >= ${sqlStatusRank("p.status")}
   RETURNING p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
 ),
 changes AS (
@@ -71,12 +65,9 @@ changes AS (
 deltas AS (
   SELECT usage_date, model, deployment,
     sum(sign)::int AS predictions,
-    coalesce(sum(sign) FILTER (WHERE status = 'succeeded'), 0)::int AS succeeded,
-    coalesce(sum(sign) FILTER (WHERE status = 'failed'), 0)::int AS failed,
-    coalesce(sum(sign) FILTER (WHERE status = 'canceled'), 0)::int AS canceled,
-    coalesce(sum(sign) FILTER (WHERE status = 'aborted'), 0)::int AS aborted,
-    coalesce(sum(sign) FILTER (WHERE status IN ('starting', 'processing')), 0)::int AS in_progress,
-    coalesce(sum(sign) FILTER (WHERE status NOT IN ('succeeded', 'failed', 'canceled', 'aborted', 'starting', 'processing')), 0)::int AS other,
+    ${TERMINAL_STATUSES.map((s) => `coalesce(sum(sign) FILTER (WHERE status = '${s}'), 0)::int AS ${s},`).join("\n    ")}
+    coalesce(sum(sign) FILTER (WHERE status IN (${IN_PROGRESS})), 0)::int AS in_progress,
+    coalesce(sum(sign) FILTER (WHERE status NOT IN (${TERMINAL}, ${IN_PROGRESS})), 0)::int AS other,
     -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
     coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
     coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
@@ -160,7 +151,7 @@ function latestById(predictions: Prediction[]): Prediction[] {
   const byId = new Map<string, Prediction>();
   for (const p of predictions) {
     const seen = byId.get(p.id);
-    if (!seen || rank(p.status) >= rank(seen.status)) byId.set(p.id, p);
+    if (!seen || statusRank(p.status) >= statusRank(seen.status)) byId.set(p.id, p);
   }
   return [...byId.values()];
 }
@@ -172,7 +163,7 @@ function latestById(predictions: Prediction[]): Prediction[] {
 export async function oldestUnfinished(tx: Tx, connectionId: string): Promise<Date | null> {
   const rows = await tx.$queryRawUnsafe<{ created_at: Date | null }[]>(
     `SELECT min(created_at) AS created_at FROM prediction_records
-     WHERE connection_id = $1::uuid AND status NOT IN ('succeeded', 'failed', 'canceled', 'aborted')`,
+     WHERE connection_id = $1::uuid AND status NOT IN (${TERMINAL})`,
     connectionId,
   );
   return rows[0]?.created_at ?? null;

@@ -1,5 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { Prediction } from "../replicate/schemas.js";
+import { readRunState } from "../repositories/connections.js";
 import { usageDate, writePage } from "../repositories/usage.js";
 import { advanceCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 
@@ -35,7 +36,7 @@ export async function applyPage(db: Db, page: PageInput): Promise<PageOutcome> {
   if (written.applied) return { applied: true, checkpoint, groups: written.groups };
 
   // Why not (rare path): say so precisely, for the job's outcome and the tests.
-  const row = await db.connection.findUnique({ where: { id: page.connectionId }, select: { status: true, syncState: true } });
+  const row = await readRunState(db, page.connectionId);
   const current = parseCheckpoint(row?.syncState);
   if (row?.status !== "connected") return { applied: false, reason: "not_connected", checkpoint: current };
   const sameRun = current?.runId === page.checkpoint.runId;

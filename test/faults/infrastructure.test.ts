@@ -1,6 +1,6 @@
 import pg from "pg";
 import * as producer from "../../src/producer.js";
-import { reconcileSchedulers } from "../../src/queue/schedulers.js";
+import { connectedConnectionIds } from "../../src/repositories/connections.js";
 import { recordScenario } from "../support/fault-summary.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
@@ -70,7 +70,7 @@ test(
     const pagesAtLoss = await checkpointPages(h, id);
     await redis.start();
     // What a restarted worker does first (src/main.ts), then the first scheduled tick.
-    expect(await reconcileSchedulers(h.ctx.db, h.ctx.queues, h.config.sync.intervalMinutes)).toMatchObject({ added: 2 });
+    expect(await h.ctx.queues.reconcileSchedulers(await connectedConnectionIds(h.ctx.db))).toMatchObject({ added: 2 });
     h.startWorkers();
     await producer.syncNow(h.ctx, id);
     await waitForSyncedSince(h, id, null, 120_000);

@@ -173,4 +173,10 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   expect(await actualUsage(h.ctx.db, conn.id)).toEqual(expectedUsage(h.fake.predictions(token)));
   const completed = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: conn.id, kind: "sync_completed" } });
   expect(completed?.detail).toMatchObject({ pages: 4, predictions: 350 });
+  // Resumed, not restarted: one run, and its first page (the only request without a cursor) read once.
+  expect((await eventKinds(conn.id)).filter((k) => k === "sync_started")).toHaveLength(1);
+  const firstPages = h.fake.requests.filter(
+    (r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions" && !r.url.includes("cursor="),
+  );
+  expect(firstPages).toHaveLength(1);
 });

@@ -1,5 +1,6 @@
 import { ReplicateClient } from "../../src/replicate/client.js";
-import { beginRun, completeRun, syncPage } from "../../src/sync/run.js";
+import { completeRun } from "../../src/repositories/runs.js";
+import { beginRun, syncPage } from "../../src/sync/run.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { captureLogs, dumpDatabase } from "../support/leaks.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";

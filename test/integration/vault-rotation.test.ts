@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createConnection, readToken, reencryptTokens } from "../../src/repositories/connections.js";
+import { createConnection, storedToken, reencryptTokens } from "../../src/repositories/connections.js";
 import { TokenVault } from "../../src/vault.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 
@@ -30,6 +30,6 @@ test("the rotation command re-seals stored tokens under the current key", async 
   expect(rows.map((r) => r.tokenKeyId)).toEqual(["k2", "k2"]);
   // Only the new key is needed now.
   const onlyNew = new TokenVault(new Map([["k2", k2]]), "k2");
-  expect(await readToken(t.db, onlyNew, a.id)).toBe("r8_tokenA1234567890");
-  expect(await readToken(t.db, onlyNew, b.id)).toBe("r8_tokenB1234567890");
+  expect((await storedToken(t.db, onlyNew, a.id))?.token).toBe("r8_tokenA1234567890");
+  expect((await storedToken(t.db, onlyNew, b.id))?.token).toBe("r8_tokenB1234567890");
 });

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createContext, type AppContext } from "../../src/context.js";
-import { startWorkers, type Workers } from "../../src/queue/workers.js";
+import { processors } from "../../jobs/index.js";
+import { startWorkers, workerDeps, type Workers } from "../../src/queue/workers.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 export { waitFor } from "../../dev/wait-for.js";
@@ -51,7 +52,7 @@ export async function createHarness(env: Record<string, string> = {}, options: {
     ctx,
     workers: null,
     startWorkers() {
-      h.workers = startWorkers(ctx);
+      h.workers = startWorkers(workerDeps(ctx), processors(ctx));
     },
     async close() {
       await h.workers?.close();

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { TokenVault, VaultError } from "../../src/vault.js";
+import { VaultError } from "../../src/errors.js";
+import { TokenVault } from "../../src/vault.js";
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);

@@ -3,14 +3,11 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { EventKind } from "../../generated/prisma/enums.js";
 import * as producer from "../../producer.js";
-import { jobIds } from "../../queue/queues.js";
-import { toPublic } from "../../repositories/connections.js";
+import { listConnections, requireConnection, toPublic } from "../../repositories/connections.js";
 import { decodeCursor, lastErrorEvent, listEvents } from "../../repositories/events.js";
 import { parseCheckpoint } from "../../sync/checkpoint.js";
-import { NotFoundError } from "../../errors.js";
 
-const idParams = z.object({ id: z.uuid({ message: "connection id must be a UUID" }) });
-const tokenBody = z.object({ token: z.string() });
+const idParams = z.object({ id: producer.connectionId });
 const eventsQuery = z.object({
   kind: z.enum(Object.values(EventKind) as [string, ...string[]]).optional(),
   since: z.iso.datetime().optional(),
@@ -24,35 +21,28 @@ const eventsQuery = z.object({
 /** Connection lifecycle and the health view support staff read. Responses never include the token. */
 export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
-    app.post("/v1/connections", { schema: { body: z.object({ workspaceId: z.string(), token: z.string() }) } }, async (request, reply) => {
+    app.post("/v1/connections", { schema: { body: producer.connectInput } }, async (request, reply) => {
       return reply.code(202).send(await producer.connect(ctx, request.body));
     });
 
     // Without workspaceId: every connection (the support page), newest first.
-    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: z.string().min(1).optional() }) } }, async (request) => {
-      const { workspaceId } = request.query;
-      const rows = await ctx.db.connection.findMany({
-        where: workspaceId ? { workspaceId } : {},
-        orderBy: { createdAt: workspaceId ? "asc" : "desc" },
-        take: 1000,
-      });
-      return { connections: rows.map(toPublic) };
+    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: producer.workspaceId.optional() }) } }, async (request) => {
+      return { connections: (await listConnections(ctx.db, request.query.workspaceId)).map(toPublic) };
     });
 
     app.get("/v1/connections/:id", { schema: { params: idParams } }, async (request) => {
-      const row = await ctx.db.connection.findUnique({ where: { id: request.params.id } });
-      if (!row) throw new NotFoundError(`connection ${request.params.id} not found`);
+      const row = await requireConnection(ctx.db, request.params.id);
       const run = parseCheckpoint(row.syncState);
-      const scheduler = row.status === "connected" ? await ctx.queues.sync.getJobScheduler(jobIds.scheduler(row.id)) : undefined;
+      const nextSyncAt = row.status === "connected" ? await ctx.queues.nextSyncAt(row.id) : null;
       return {
         ...toPublic(row),
         currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
         lastError: await lastErrorEvent(ctx.db, row.id),
-        nextSyncAt: scheduler?.next ? new Date(scheduler.next).toISOString() : null,
+        nextSyncAt: nextSyncAt?.toISOString() ?? null,
       };
     });
 
-    app.put("/v1/connections/:id/token", { schema: { params: idParams, body: tokenBody } }, async (request, reply) => {
+    app.put("/v1/connections/:id/token", { schema: { params: idParams, body: producer.tokenInput } }, async (request, reply) => {
       return reply.code(202).send(await producer.replaceToken(ctx, request.params.id, request.body.token));
     });
 
@@ -67,8 +57,7 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
     });
 
     app.get("/v1/connections/:id/events", { schema: { params: idParams, querystring: eventsQuery } }, async (request) => {
-      const exists = await ctx.db.connection.count({ where: { id: request.params.id } });
-      if (!exists) throw new NotFoundError(`connection ${request.params.id} not found`);
+      await requireConnection(ctx.db, request.params.id);
       const q = request.query;
       return listEvents(ctx.db, request.params.id, {
         kind: q.kind as EventKind | undefined,

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import type { AppContext } from "../../context.js";
+import { ping } from "../../db/client.js";
 
 /** Liveness (the process answers) and readiness (Postgres and Redis answer). */
 export function healthRoutes(ctx: AppContext): FastifyPluginAsyncZod {
@@ -7,7 +8,7 @@ export function healthRoutes(ctx: AppContext): FastifyPluginAsyncZod {
     app.get("/healthz", async () => ({ status: "ok" }));
     app.get("/readyz", async (_request, reply) => {
       const [postgres, redis] = await Promise.all([
-        ctx.db.$queryRawUnsafe("SELECT 1").then(
+        ping(ctx.db).then(
           () => "ok",
           () => "unreachable",
         ),

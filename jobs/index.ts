@@ -1,0 +1,6 @@
+import type { AppContext } from "../src/context.js";
+import { syncJob } from "./sync.job.js";
+import { verifyJob } from "./verify.job.js";
+
+/** One processor per queue; the entry points hand these to startWorkers. */
+export const processors = (ctx: AppContext) => ({ verify: verifyJob(ctx), sync: syncJob(ctx) });

@@ -1,0 +1,19 @@
+import type { ConnectionStatus } from "../generated/prisma/enums.js";
+
+// The one place that says which connection status changes are allowed. The repository applies a
+// change as a single UPDATE whose WHERE clause names the allowed sources, so concurrent changes
+// (a replace racing a disconnect, a verify finishing after it) serialise on the row and the loser
+// changes nothing. Disconnected is final: nothing leads out of it.
+
+export type Transition = "verify_ok" | "credential_rejected" | "replace_token" | "disconnect";
+
+export const TRANSITIONS: Record<Transition, { from: readonly ConnectionStatus[]; to: ConnectionStatus }> = {
+  verify_ok: { from: ["pending"], to: "connected" },
+  credential_rejected: { from: ["pending", "connected"], to: "credential_error" },
+  replace_token: { from: ["pending", "connected", "credential_error"], to: "pending" },
+  disconnect: { from: ["pending", "connected", "credential_error", "disconnected"], to: "disconnected" },
+};
+
+export function canApply(transition: Transition, status: ConnectionStatus): boolean {
+  return TRANSITIONS[transition].from.includes(status);
+}
