@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { jobIds, type SyncJobData } from "../queue/queues.js";
+import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
@@ -48,6 +49,18 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   return { outcome: "page_enqueued", page };
 }
 
+/** One event per page naming the skipped predictions (ids and reasons only) so support can see them. */
+async function recordRejected(ctx: AppContext, connectionId: string, jobId: string | undefined, page: number, rejected: RejectedRecord[]) {
+  await recordEvent(ctx.db, {
+    connectionId,
+    jobId,
+    kind: "record_rejected",
+    level: "warn",
+    message: `${rejected.length} prediction(s) on page ${page} could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
+    detail: { page, rejected },
+  });
+}
+
 async function enqueuePage(ctx: AppContext, connectionId: string, runId: string, page: number): Promise<void> {
   const data: SyncJobData = { connectionId, runId, page };
   await ctx.queues.sync.add("page", data, { jobId: jobIds.page(connectionId, runId, page) });
@@ -72,6 +85,7 @@ export async function runPage(
     if (!outcome.applied) return { outcome: outcome.reason === "not_connected" ? "disconnected" : "stale" };
     current = outcome.checkpoint;
     written = outcome.checkpoint.predictionsSeen - checkpoint.predictionsSeen;
+    if (outcome.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, outcome.rejected);
     await job.updateProgress({ pagesDone: current.pagesDone, predictionsSeen: current.predictionsSeen });
   }
   // Also reached when this page was written by an attempt that crashed before chaining.

@@ -124,7 +124,7 @@ test("a timeout is a transient provider error", async () => {
   expect(await failure(quick.listPredictions(TOKEN))).toBeInstanceOf(TransientProviderError);
 });
 
-test("truncated JSON and a schema violation are malformed responses that quote no body", async () => {
+test("truncated JSON and a page of the wrong shape are malformed responses that quote no body", async () => {
   fake.inject(TOKEN, "predictions", { kind: "truncated-json" }, { kind: "schema-violation" });
   const truncated = await failure(client.listPredictions(TOKEN));
   expect(truncated).toBeInstanceOf(MalformedResponseError);
@@ -132,7 +132,7 @@ test("truncated JSON and a schema violation are malformed responses that quote n
   expect(truncated.message).not.toContain("SECRET-INPUT");
   const invalid = await failure(client.listPredictions(TOKEN));
   expect(invalid).toBeInstanceOf(MalformedResponseError);
-  expect(invalid.message).toMatch(/results\.100\.id: invalid_type/);
+  expect(invalid.message).toMatch(/next: invalid_type; results: invalid_type/);
   expect(invalid.message).not.toContain("SECRET-INPUT");
 });
 

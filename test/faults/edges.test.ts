@@ -1,0 +1,97 @@
+import type { FastifyInstance } from "fastify";
+import { buildServer } from "../../src/api/server.js";
+import { recordScenario } from "../support/fault-summary.js";
+import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
+import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { generatePredictions } from "../../dev/predictions.js";
+import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
+
+// Issue 11, provider edges: what a hostile or broken provider can send, one connection per test,
+// connected through the real HTTP API.
+
+const TIMEOUT = 120_000;
+let h: Harness;
+let app: FastifyInstance;
+let origin: string;
+
+beforeAll(async () => {
+  h = await createHarness({ REPLICATE_TIMEOUT_MS: "2000", JOB_ATTEMPTS: "4", JOB_BACKOFF_MS: "20" });
+  app = await buildServer(h.ctx);
+  origin = await app.listen({ host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await app.close();
+  await h.close();
+});
+
+async function api(method: "GET" | "POST" | "DELETE", url: string, body?: object) {
+  const res = await fetch(origin + url, {
+    method,
+    headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+interface Setup {
+  faults?: Fault[];
+  accountFaults?: Fault[];
+  token?: string;
+  /** Served at the end of every first page. */
+  oddRecords?: unknown[];
+}
+
+async function connect(name: string, truth: FakePrediction[], setup: Setup = {}) {
+  const token = setup.token ?? `r8_${name}Token0000000000000000000000`;
+  h.fake.addAccount(token, { type: "organization", username: name }, truth);
+  h.fake.inject(token, "predictions", ...(setup.faults ?? []));
+  h.fake.inject(token, "account", ...(setup.accountFaults ?? []));
+  h.fake.serveOnFirstPage(token, setup.oddRecords ?? []);
+  const created = await api("POST", "/v1/connections", { workspaceId: `ws-${name}`, token });
+  expect(created.status).toBe(202);
+  return { id: JSON.parse(created.text).id as string, token };
+}
+
+const eventsOf = (connectionId: string, kind: string) =>
+  h.ctx.db.integrationEvent.findMany({ where: { connectionId, kind: kind as never }, orderBy: { id: "asc" } });
+
+test(
+  "#2 odd predictions are skipped one by one with a record_rejected event; the run goes on, exact for the rest",
+  async () => {
+    const truth = generatePredictions({ count: 450, days: 5, seed: 211, idPrefix: "n" });
+    const at = truth[0]!.created_at;
+    const base = { status: "succeeded", created_at: at, model: "acme/odd", metrics: { predict_time: 1.5 } };
+    const longModel = `acme/${"m".repeat(10_000)}`;
+    const kept: FakePrediction[] = [
+      { ...base, id: "odd-nul", model: "acme/\u0000nul" },
+      { ...base, id: "odd-long-model", model: longModel },
+    ];
+    const rejected = [
+      { ...base, id: "odd-huge-time", metrics: { predict_time: 1e15 } },
+      { ...base, id: "x".repeat(10_000) },
+      { ...base, id: "odd-date", created_at: "yesterday" },
+      { ...base, id: "odd-negative", metrics: { predict_time: -3 } },
+      { ...base, id: "odd-status", status: "" },
+    ];
+    const { id } = await connect("oddrecords", truth, { oddRecords: [...kept, ...rejected] });
+    await waitForSyncedSince(h, id, null, 30_000);
+
+    // Kept records as stored: NUL stripped, over-long text cut at 256 characters.
+    await expectExact(h, id, [...truth, { ...kept[0]!, model: "acme/nul" }, { ...kept[1]!, model: longModel.slice(0, 256) }]);
+    const [event, ...more] = await eventsOf(id, "record_rejected");
+    expect(more).toHaveLength(0);
+    expect(event!.level).toBe("warn");
+    const listed = (event!.detail as { rejected: { id: string; reason: string }[] }).rejected;
+    expect(listed.map((r) => r.id)).toEqual(["odd-huge-time", `${"x".repeat(128)}…`, "odd-date", "odd-negative", "odd-status"]);
+    expect(listed.map((r) => r.reason).join(" ")).toMatch(/predict_time.*id.*created_at.*predict_time.*status/);
+    expect(`${event!.message} ${JSON.stringify(event!.detail)}`).not.toContain("acme/odd");
+    expect(await eventCounts(h, id)).toMatchObject({ sync_completed: 1 });
+    expect((await eventCounts(h, id)).sync_failed).toBeUndefined();
+    recordScenario({
+      scenario: "#2 odd predictions in a page",
+      injected: "NUL in model, predict_time 1e15, 10k-char id, 10k-char model, non-ISO date, negative time, empty status",
+      outcome: "2 kept (NUL stripped, model cut to 256), 5 named in one record_rejected event; run completed; exact",
+    });
+  },
+  TIMEOUT,
+);
