@@ -95,3 +95,45 @@ test(
   },
   TIMEOUT,
 );
+
+/** The highest RSS seen while `work` runs, sampled every 5 ms, minus the RSS before it. */
+async function peakRssGrowth(work: () => Promise<unknown>): Promise<number> {
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  try {
+    await work();
+  } finally {
+    clearInterval(sampler);
+  }
+  return Math.max(peak, process.memoryUsage.rss()) - before;
+}
+
+test(
+  "#3 a gzip bomb (1 MB expanding to 1 GB) is cut off at the decoded-size limit, reported and retried",
+  async () => {
+    const GB = 1 << 30;
+    const truth = generatePredictions({ count: 300, days: 3, seed: 311, idPrefix: "g" });
+    let id = "";
+    const growth = await peakRssGrowth(async () => {
+      ({ id } = await connect("gzipbomb", truth, {
+        faults: [
+          { kind: "gzip-bomb", decodedBytes: GB },
+          { kind: "gzip-bomb", decodedBytes: GB },
+        ],
+      }));
+      await waitForSyncedSince(h, id, null, 60_000);
+    });
+    expect(growth).toBeLessThan(400 * 2 ** 20);
+    await expectExact(h, id, truth);
+    const errors = (await eventsOf(id, "provider_error")).map((e) => e.message);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/larger than 16777216 bytes decoded/);
+    recordScenario({
+      scenario: "#3 gzip bomb",
+      injected: "2 × gzip page of ~1 MB decoding to 1 GB",
+      outcome: `aborted at 16 MiB decoded; peak RSS growth ${Math.round(growth / 2 ** 20)} MB; 2 provider_error events; exact`,
+    });
+  },
+  TIMEOUT,
+);

@@ -1,6 +1,7 @@
 import http from "node:http";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import {
   CredentialError,
   ForeignLinkError,
@@ -168,6 +169,48 @@ test("redirects are not followed (the token would travel with them)", async () =
   try {
     const c = new ReplicateClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, timeoutMs: 500, retries: 0 });
     expect(await failure(c.getAccount(TOKEN))).toBeInstanceOf(MalformedResponseError);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test("bodies are decoded per content-encoding and bounded on the wire and decoded", async () => {
+  const page = JSON.stringify({
+    next: null,
+    previous: null,
+    results: [{ id: "z1", status: "succeeded", created_at: "2026-06-01T00:00:00Z" }],
+  });
+  const bodies: Record<string, [string, Buffer]> = {
+    "/v1/gzip/predictions": ["gzip", gzipSync(page)],
+    "/v1/br/predictions": ["br", brotliCompressSync(page)],
+    "/v1/plainbig/predictions": ["identity", Buffer.alloc(5000, " ")],
+    "/v1/bomb/predictions": ["gzip", gzipSync(Buffer.alloc(50_000, " "))],
+    "/v1/bad/predictions": ["gzip", Buffer.from("not gzip at all")],
+  };
+  const server = http.createServer((req, res) => {
+    const [encoding, body] = bodies[req.url!.split("?")[0]!]!;
+    res.writeHead(200, { "content-type": "application/json", "content-encoding": encoding });
+    res.end(body);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const at = (path: string) =>
+    new ReplicateClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/${path}`,
+      timeoutMs: 1000,
+      retries: 0,
+      maxResponseBytes: 4096,
+    });
+  try {
+    expect((await at("gzip").listPredictions(TOKEN)).results.map((p) => p.id)).toEqual(["z1"]);
+    expect((await at("br").listPredictions(TOKEN)).results.map((p) => p.id)).toEqual(["z1"]);
+    for (const path of ["plainbig", "bomb"]) {
+      const err = await failure(at(path).listPredictions(TOKEN));
+      expect(err).toBeInstanceOf(MalformedResponseError);
+      expect(err.message).toMatch(/larger than 4096 bytes decoded/);
+    }
+    expect((await failure(at("bad").listPredictions(TOKEN))).message).toMatch(/not valid gzip/);
   } finally {
     server.closeAllConnections();
     server.close();
