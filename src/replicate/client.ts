@@ -10,7 +10,7 @@ import {
   ScopeError,
   TransientProviderError,
 } from "../errors.js";
-import { redactText } from "../redact.js";
+import { redactSecret, redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
 import type { RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
@@ -81,12 +81,12 @@ export class ReplicateClient {
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request), predictionPageSchema);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema);
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
-  predictionsUrl(request: PredictionListRequest): URL {
-    if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl);
+  predictionsUrl(request: PredictionListRequest, token = ""): URL {
+    if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl, token);
     const url = new URL("predictions", this.base);
     if (request.createdAfter) url.searchParams.set("created_after", request.createdAfter.toISOString());
     if (request.createdBefore) url.searchParams.set("created_before", request.createdBefore.toISOString());
@@ -94,7 +94,7 @@ export class ReplicateClient {
   }
 
   // The token must only ever travel to the configured API origin.
-  private sameOriginLink(link: string): URL {
+  private sameOriginLink(link: string, token: string): URL {
     let url: URL;
     try {
       url = new URL(link, this.base);
@@ -104,7 +104,7 @@ export class ReplicateClient {
     if (url.protocol === "http:" && this.base.protocol === "https:" && url.host === this.base.host) url.protocol = "https:";
     if (url.origin !== this.base.origin) {
       throw new ForeignLinkError(
-        `pagination link points to ${url.origin}, not the configured API origin ${this.base.origin}; not followed`,
+        redactSecret(`pagination link points to ${url.origin}, not the configured API origin ${this.base.origin}; not followed`, token),
       );
     }
     return url;
@@ -169,13 +169,14 @@ export class ReplicateClient {
     if (err instanceof HTTPError) {
       let text = "";
       try {
-        text = await this.decode(err.response as Response<Buffer>);
+        // Scrubbed before any error holds it: messages end up in events, job records and stack traces.
+        text = redactSecret(await this.decode(err.response as Response<Buffer>), token);
       } catch {
         // An error body that cannot be decoded says nothing.
       }
       return httpError(err.response.statusCode, err.response.headers["retry-after"], text, url, token);
     }
-    return toProviderError(err, url);
+    return toProviderError(err, url, token);
   }
 }
 
@@ -203,13 +204,13 @@ function httpError(status: number, retryAfter: string | string[] | undefined, bo
   return new MalformedResponseError(`unexpected HTTP ${status} from ${url.pathname}${suffix}`, status);
 }
 
-function toProviderError(err: unknown, url: URL): Error {
+function toProviderError(err: unknown, url: URL, token: string): Error {
   if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
   // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
   if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
   if (err instanceof RequestError) {
     return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
-      cause: redactText(err.message),
+      cause: redactSecret(redactText(err.message), token),
     });
   }
   return err instanceof Error ? err : new Error(String(err));

@@ -5,6 +5,8 @@ import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
+import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
+import { dumpRedis } from "../support/redis.js";
 
 // Issue 11, provider edges: what a hostile or broken provider can send, one connection per test,
 // connected through the real HTTP API.
@@ -133,6 +135,51 @@ test(
       scenario: "#3 gzip bomb",
       injected: "2 × gzip page of ~1 MB decoding to 1 GB",
       outcome: `aborted at 16 MiB decoded; peak RSS growth ${Math.round(growth / 2 ** 20)} MB; 2 provider_error events; exact`,
+    });
+  },
+  TIMEOUT,
+);
+
+test(
+  "#7 a token of any shape echoed by the provider is redacted by value before any error, event, job or log holds it",
+  async () => {
+    const logs = captureLogs();
+    const token = "sk-live.ABCdef1234567890";
+    const echo = (status: number): Fault => ({
+      kind: "status",
+      status,
+      headers: status === 429 ? { "retry-after": "1" } : {},
+      body: JSON.stringify({ title: `token ${token}`, detail: `Invalid token ${token} (${token.toUpperCase()} is not it either)` }),
+    });
+    try {
+      const { id } = await connect("echoedtoken", [], { token, accountFaults: [echo(429), echo(401)] });
+      await waitFor(
+        "credential_invalid",
+        () => eventsOf(id, "credential_invalid"),
+        (e) => e.length === 1,
+      );
+      await waitFor(
+        "verify job failed in Redis",
+        async () => (await h.ctx.queues.verify.getJobs(["failed"])).length,
+        (n) => n > 0,
+      );
+      const places = {
+        "event API": (await api("GET", `/v1/connections/${id}/events?limit=100`)).text,
+        "connection API": (await api("GET", `/v1/connections/${id}`)).text,
+        database: await dumpDatabase(h.t.url),
+        redis: await dumpRedis(h.ctx.redis, h.config.queuePrefix),
+        logs: logs.lines.join("\n"),
+      };
+      expect(places["event API"]).toMatch(/HTTP 401.*Invalid token \[REDACTED\]/);
+      expect(places.redis).toContain("Invalid token [REDACTED]");
+      expect(findSecrets([token, token.toUpperCase()], places)).toEqual([]);
+    } finally {
+      logs.stop();
+    }
+    recordScenario({
+      scenario: "#7 provider echoes a non-r8_ token",
+      injected: "429 then 401 on /v1/account whose title and detail quote sk-live.… verbatim",
+      outcome: "token absent from events, API, Postgres, Redis failedReason/stacktrace and logs ([REDACTED])",
     });
   },
   TIMEOUT,
