@@ -101,6 +101,8 @@ export class ReplicateClient {
     } catch {
       throw new ForeignLinkError("pagination link is not a valid URL");
     }
+    // Credentials in a link would replace the Bearer token with Basic auth, even on the API origin.
+    if (url.username || url.password) throw new ForeignLinkError("pagination link carries a user name or password; not followed");
     if (url.protocol === "http:" && this.base.protocol === "https:" && url.host === this.base.host) url.protocol = "https:";
     if (url.origin !== this.base.origin) {
       throw new ForeignLinkError(

@@ -184,3 +184,28 @@ test(
   },
   TIMEOUT,
 );
+
+test("#8 a next link with user:password on the API origin is refused, never followed; the next run completes", async () => {
+  const truth = generatePredictions({ count: 350, days: 3, seed: 811, idPrefix: "u" });
+  const { id, token } = await connect("userinfonext", truth, { faults: [{ kind: "userinfo-next" }] });
+  const [refused] = await waitFor(
+    "refusal event",
+    () => eventsOf(id, "foreign_link_refused"),
+    (e) => e.length === 1,
+  );
+  expect(refused!.message).toMatch(/user name or password/);
+  expect(refused!.message).not.toContain("pw");
+  const sent = h.fake.requests.filter((r) => r.endpoint === "predictions");
+  expect(sent.length).toBeGreaterThan(0);
+  expect(sent.filter((r) => r.authorization !== `Bearer ${token}`)).toEqual([]);
+  expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "connected" });
+  expect((await api("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
+  await waitForSyncedSince(h, id, null);
+  await expectExact(h, id, truth);
+  expect(await eventCounts(h, id)).toMatchObject({ foreign_link_refused: 1, sync_failed: 1, sync_completed: 1 });
+  recordScenario({
+    scenario: "#8 next link with userinfo",
+    injected: "next → http://evil:pw@<API host>/v1/predictions?…",
+    outcome: "not followed (no Basic auth request); foreign_link_refused + sync_failed; still connected; next run exact",
+  });
+});

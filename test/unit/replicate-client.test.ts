@@ -157,6 +157,11 @@ test("a next link to a foreign host is never requested; http on the same host is
     "https://api.replicate.com/v1/predictions?cursor=abc",
   );
   expect(() => https.predictionsUrl({ cursorUrl: "https://api.replicate.com.evil.example/v1/predictions" })).toThrow(ForeignLinkError);
+  for (const userinfo of ["evil:pw@", "evil@", ":pw@"]) {
+    expect(() => https.predictionsUrl({ cursorUrl: `https://${userinfo}api.replicate.com/v1/predictions?cursor=abc` })).toThrow(
+      /user name or password/,
+    );
+  }
 });
 
 test("redirects are not followed (the token would travel with them)", async () => {
