@@ -199,7 +199,7 @@ function httpError(status: number, retryAfter: string | string[] | undefined, bo
   if (status === 401) return new CredentialError(`Replicate rejected the token (HTTP 401)${suffix}`, tokenFingerprint(token));
   if (status === 403) return new ScopeError(`the token may not read ${url.pathname} (HTTP 403)${suffix}`, tokenFingerprint(token));
   if (status === 429) {
-    const after = parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, detail);
+    const after = parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, body);
     return new RateLimitError(`Replicate throttled the request (HTTP 429)${suffix}`, after.seconds, after.source);
   }
   if (status >= 500) return new TransientProviderError(`Replicate answered HTTP ${status} on ${url.pathname}`, status);

@@ -99,10 +99,20 @@ test("429 carries the retry-after from the header (seconds or HTTP date) or the 
   err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
   expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([7, "body"]);
 
+  // Replicate's own throttle bodies: the documented text, and the retry_after field it has sent.
+  for (const [replicateBody, seconds] of [
+    ['{"detail":"Request was throttled. Your rate limit resets in ~30s."}', 30],
+    ['{"detail":"Request was throttled. Expected available in 5 seconds.","status":429,"retry_after":5}', 5],
+  ] as const) {
+    fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body: replicateBody });
+    err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+    expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([seconds, "body"]);
+  }
+
   fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body: "{}" });
   err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
   expect(err.retryAfterSource).toBe("default");
-  expect(fake.requests).toHaveLength(4);
+  expect(fake.requests).toHaveLength(6);
 });
 
 test("5xx is retried inside the client, then succeeds", async () => {
