@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 
 /**
  * A real HTTP server on loopback that speaks Replicate's API shapes (account, paginated
@@ -34,10 +35,16 @@ export interface FakeAccount {
 }
 
 export type Fault =
-  | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
+  /** An error status, after `delayMs` when given (a slow failing upstream). */
+  | { kind: "status"; status: number; headers?: Record<string, string>; body?: string; delayMs?: number }
   | { kind: "truncated-json" }
+  /** A page whose shape is wrong (not one odd record: the page itself). */
   | { kind: "schema-violation" }
   | { kind: "foreign-next" }
+  /** A next link on the API origin carrying user:password. */
+  | { kind: "userinfo-next" }
+  /** A gzip-encoded 200 whose body decodes to `decodedBytes` (a decompression bomb). */
+  | { kind: "gzip-bomb"; decodedBytes: number }
   | { kind: "delay"; ms: number }
   | { kind: "duplicate-results" }
   /** Ignore created_after/created_before (a server that does not filter). */
@@ -50,6 +57,8 @@ interface TokenState {
   /** Sorted newest first by (created_at, id). */
   predictions: FakePrediction[];
   faults: Record<Endpoint, Fault[]>;
+  /** Raw records served at the end of every first page (odd or invalid predictions), see serveOnFirstPage. */
+  oddRecords: unknown[];
 }
 
 export interface RecordedRequest {
@@ -92,7 +101,12 @@ export class FakeReplicate {
   }
 
   addAccount(token: string, account: FakeAccount, predictions: FakePrediction[] = []): void {
-    this.tokens.set(token, { account, predictions: [...predictions].sort(newestFirst), faults: { account: [], predictions: [] } });
+    this.tokens.set(token, {
+      account,
+      predictions: [...predictions].sort(newestFirst),
+      faults: { account: [], predictions: [] },
+      oddRecords: [],
+    });
   }
 
   removeToken(token: string): void {
@@ -109,6 +123,11 @@ export class FakeReplicate {
 
   predictions(token: string): FakePrediction[] {
     return this.state(token).predictions;
+  }
+
+  /** Records served as they are at the end of every first page (not one-shot: a real account keeps them). */
+  serveOnFirstPage(token: string, records: unknown[]): void {
+    this.state(token).oddRecords.push(...records);
   }
 
   /** One-shot faults, served in order to the next requests of that token on that endpoint. */
@@ -153,11 +172,18 @@ export class FakeReplicate {
     if (!state) return problem(401, "You did not pass a valid authentication token");
 
     const fault = state.faults[endpoint].shift();
-    if (fault?.kind === "status")
-      return send(fault.status, fault.body ?? JSON.stringify({ detail: http.STATUS_CODES[fault.status] }), fault.headers);
-    const delay = (fault?.kind === "delay" ? fault.ms : 0) + (endpoint === "predictions" ? this.pageLatencyMs : 0);
+    const delay =
+      (fault?.kind === "delay" ? fault.ms : fault?.kind === "status" ? (fault.delayMs ?? 0) : 0) +
+      (endpoint === "predictions" ? this.pageLatencyMs : 0);
     if (delay > 0) await waitUnlessClosed(res, delay);
     if (res.destroyed) return;
+    if (fault?.kind === "status")
+      return send(fault.status, fault.body ?? JSON.stringify({ detail: http.STATUS_CODES[fault.status] }), fault.headers);
+    if (fault?.kind === "gzip-bomb") {
+      record.status = 200;
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
+      return void res.end(gzipBomb(fault.decodedBytes));
+    }
 
     if (endpoint === "account") return send(200, JSON.stringify({ ...state.account, github_url: null }));
 
@@ -191,9 +217,11 @@ export class FakeReplicate {
       next = `${this.baseUrl}/predictions?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
     }
     if (fault?.kind === "foreign-next") next = `http://attacker.invalid/v1/predictions?cursor=stolen`;
+    if (fault?.kind === "userinfo-next" && next) next = next.replace("://", "://evil:pw@");
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
-    if (fault?.kind === "schema-violation") served.push({ id: 42, status: null, created_at: "yesterday" });
+    if (!cursor) served.push(...state.oddRecords);
+    if (fault?.kind === "schema-violation") return JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
     return JSON.stringify({ next, previous: null, results: served });
   }
 
@@ -232,4 +260,15 @@ function waitUnlessClosed(res: ServerResponse, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/**
+ * gzip members concatenate (RFC 1952), so one compressed MiB of spaces repeated gives a body that
+ * decodes to `decodedBytes` while staying about a thousandth of that on the wire.
+ */
+function gzipBomb(decodedBytes: number): Buffer {
+  const mib = 1 << 20;
+  const head = gzipSync('{"next":null,"previous":null,"results":[');
+  const block = gzipSync(Buffer.alloc(mib, " "), { level: 9 });
+  return Buffer.concat([head, ...Array.from({ length: Math.ceil(decodedBytes / mib) }, () => block)]);
 }

@@ -45,6 +45,7 @@ const envShape = z.object({
   REPLICATE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.replicate.com/v1"),
   REPLICATE_TIMEOUT_MS: int(100, 30_000),
   REPLICATE_REQUESTS_PER_SECOND: int(1, 10),
+  REPLICATE_MAX_RESPONSE_BYTES: int(1024, 16 * 2 ** 20),
   SYNC_INTERVAL_MINUTES: int(1, 60),
   BACKFILL_DAYS: int(1, 90),
   LOOKBACK_HOURS: int(0, 24),
@@ -82,7 +83,7 @@ export interface Config {
   redisUrl: string;
   queuePrefix: string;
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string };
-  replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number };
+  replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number; maxResponseBytes: number };
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number };
   /**
    * Attempts per job and the base of the exponential backoff between them (with jitter); lockMs is
@@ -122,6 +123,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
       timeoutMs: e.REPLICATE_TIMEOUT_MS,
       requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND,
+      maxResponseBytes: e.REPLICATE_MAX_RESPONSE_BYTES,
     },
     sync: {
       intervalMinutes: e.SYNC_INTERVAL_MINUTES,

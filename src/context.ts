@@ -35,6 +35,7 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
   const replicate = new ReplicateClient({
     baseUrl: config.replicate.baseUrl,
     timeoutMs: config.replicate.timeoutMs,
+    maxResponseBytes: config.replicate.maxResponseBytes,
     rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
     ...overrides,
   });

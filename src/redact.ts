@@ -10,6 +10,15 @@ export function redactText(text: string): string {
   return text.replace(REPLICATE_TOKEN, "r8_[REDACTED]").replace(BEARER, `Bearer ${REDACTED}`);
 }
 
+/**
+ * Removes one known secret by value, whatever its shape (a token not shaped like r8_…), in any
+ * letter case. For text a provider sent back: the caller knows the token it used.
+ */
+export function redactSecret(text: string, secret: string): string {
+  if (!secret) return text;
+  return text.replace(new RegExp(secret.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "gi"), REDACTED);
+}
+
 /** Deep copy with secret-named fields masked and token-shaped substrings removed; symbol keys kept. */
 export function redact<T>(value: T, seen = new WeakSet<object>()): T {
   if (typeof value === "string") return redactText(value) as T;

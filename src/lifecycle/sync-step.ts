@@ -1,5 +1,6 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
+import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
@@ -40,6 +41,18 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   return { outcome: "page_enqueued", page };
 }
 
+/** One event per page naming the skipped predictions (ids and reasons only) so support can see them. */
+async function recordRejected(ctx: AppContext, connectionId: string, jobId: string | undefined, page: number, rejected: RejectedRecord[]) {
+  await recordEvent(ctx.db, {
+    connectionId,
+    jobId,
+    kind: "record_rejected",
+    level: "warn",
+    message: `${rejected.length} prediction(s) on page ${page} could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
+    detail: { page, rejected },
+  });
+}
+
 /** One page of a run: fetch, write (ledger, daily totals, checkpoint), then chain the next page or close the run. */
 export async function runPage(
   ctx: AppContext,
@@ -59,6 +72,7 @@ export async function runPage(
     if (!outcome.applied) return { outcome: outcome.reason === "not_connected" ? "disconnected" : "stale" };
     current = outcome.checkpoint;
     written = outcome.checkpoint.predictionsSeen - checkpoint.predictionsSeen;
+    if (outcome.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, outcome.rejected);
     await job.updateProgress({ pagesDone: current.pagesDone, predictionsSeen: current.predictionsSeen });
   }
   // Also reached when this page was written by an attempt that crashed before chaining.

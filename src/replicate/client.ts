@@ -1,4 +1,6 @@
-import got, { HTTPError, RequestError, type Got } from "got";
+import { promisify } from "node:util";
+import { brotliDecompress, unzip } from "node:zlib";
+import got, { CancelError, HTTPError, RequestError, type Got, type Response } from "got";
 import type { z } from "zod";
 import {
   CredentialError,
@@ -8,7 +10,7 @@ import {
   ScopeError,
   TransientProviderError,
 } from "../errors.js";
-import { redactText } from "../redact.js";
+import { redactSecret, redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
 import type { RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
@@ -21,7 +23,11 @@ export interface ReplicateClientOptions {
   retries?: number;
   retryBaseMs?: number;
   rateCap?: RequestRateCap;
+  /** Largest body accepted, counted decoded (after gzip/deflate/br) and on the wire; larger ones are aborted. */
+  maxResponseBytes?: number;
 }
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 2 ** 20;
 
 export interface PredictionListRequest {
   /** A `next` link from the previous page; wins over the filters. */
@@ -32,19 +38,33 @@ export interface PredictionListRequest {
 
 const RETRY_STATUS_CODES = [408, 500, 502, 503, 504, 520, 521, 522, 523, 524];
 
+const DECODERS: Record<string, (body: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>> = {
+  gzip: promisify(unzip),
+  "x-gzip": promisify(unzip),
+  deflate: promisify(unzip),
+  br: promisify(brotliDecompress),
+};
+
+/** A response body that is, or decodes to, more than the limit (a decompression bomb, a runaway proxy). */
+class BodyTooLarge extends Error {}
+
 /** Reads prediction metadata and the account a token belongs to; nothing else. */
 export class ReplicateClient {
   private readonly http: Got;
   private readonly base: URL;
 
+  private readonly maxBytes: number;
+
   constructor(private readonly options: ReplicateClientOptions) {
     this.base = new URL(options.baseUrl.replace(/\/*$/, "/"));
+    this.maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     const baseDelay = options.retryBaseMs ?? 500;
     this.http = got.extend({
       timeout: { request: options.timeoutMs },
-      responseType: "text",
+      // Bodies are decoded here, with a bound on the decoded size that got's own decoding lacks.
+      decompress: false,
       followRedirect: false,
-      headers: { accept: "application/json", "user-agent": "replicate-usage-sync/0.1" },
+      headers: { accept: "application/json", "accept-encoding": "gzip, deflate, br", "user-agent": "replicate-usage-sync/0.1" },
       retry: {
         limit: options.retries ?? 3,
         methods: ["GET"],
@@ -61,12 +81,12 @@ export class ReplicateClient {
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request), predictionPageSchema);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema);
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
-  predictionsUrl(request: PredictionListRequest): URL {
-    if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl);
+  predictionsUrl(request: PredictionListRequest, token = ""): URL {
+    if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl, token);
     const url = new URL("predictions", this.base);
     if (request.createdAfter) url.searchParams.set("created_after", request.createdAfter.toISOString());
     if (request.createdBefore) url.searchParams.set("created_before", request.createdBefore.toISOString());
@@ -74,17 +94,19 @@ export class ReplicateClient {
   }
 
   // The token must only ever travel to the configured API origin.
-  private sameOriginLink(link: string): URL {
+  private sameOriginLink(link: string, token: string): URL {
     let url: URL;
     try {
       url = new URL(link, this.base);
     } catch {
       throw new ForeignLinkError("pagination link is not a valid URL");
     }
+    // Credentials in a link would replace the Bearer token with Basic auth, even on the API origin.
+    if (url.username || url.password) throw new ForeignLinkError("pagination link carries a user name or password; not followed");
     if (url.protocol === "http:" && this.base.protocol === "https:" && url.host === this.base.host) url.protocol = "https:";
     if (url.origin !== this.base.origin) {
       throw new ForeignLinkError(
-        `pagination link points to ${url.origin}, not the configured API origin ${this.base.origin}; not followed`,
+        redactSecret(`pagination link points to ${url.origin}, not the configured API origin ${this.base.origin}; not followed`, token),
       );
     }
     return url;
@@ -94,16 +116,22 @@ export class ReplicateClient {
     const rateCap = this.options.rateCap;
     let body: string;
     try {
-      const response = await this.http.get(url, {
+      const request = this.http.get(url, {
+        responseType: "buffer",
         headers: { authorization: `Bearer ${token}` },
         hooks: rateCap ? { beforeRequest: [async () => rateCap.acquire(token)] } : {},
       });
+      // Bytes on the wire: a body over the limit is aborted while it streams in.
+      request.on("downloadProgress", ({ transferred }) => {
+        if (transferred > this.maxBytes) request.cancel();
+      });
+      const response = await request;
       if (response.statusCode !== 200) {
         throw new MalformedResponseError(`unexpected HTTP ${response.statusCode} from ${url.pathname}`, response.statusCode);
       }
-      body = response.body;
+      body = await this.decode(response);
     } catch (err) {
-      throw toProviderError(err, url, token);
+      throw await this.toProviderError(err, url, token);
     }
     let json: unknown;
     try {
@@ -119,6 +147,39 @@ export class ReplicateClient {
     }
     return parsed.data;
   }
+
+  /** The body as text, decoded per Content-Encoding, never more than maxBytes of it. */
+  private async decode(response: Response<Buffer>): Promise<string> {
+    const encoding = String(response.headers["content-encoding"] ?? "identity")
+      .trim()
+      .toLowerCase();
+    if (encoding === "identity" || encoding === "") return response.body.toString("utf8");
+    const decoder = DECODERS[encoding];
+    if (!decoder) throw new MalformedResponseError(`unsupported content-encoding "${encoding.slice(0, 20)}"`, response.statusCode);
+    try {
+      return (await decoder(response.body, { maxOutputLength: this.maxBytes })).toString("utf8");
+    } catch (err) {
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw new BodyTooLarge();
+      throw new MalformedResponseError(`response body is not valid ${encoding}`, response.statusCode);
+    }
+  }
+
+  private async toProviderError(err: unknown, url: URL, token: string): Promise<Error> {
+    if (err instanceof CancelError || err instanceof BodyTooLarge) {
+      return new MalformedResponseError(`response from ${url.pathname} is larger than ${this.maxBytes} bytes decoded; aborted`);
+    }
+    if (err instanceof HTTPError) {
+      let text = "";
+      try {
+        // Scrubbed before any error holds it: messages end up in events, job records and stack traces.
+        text = redactSecret(await this.decode(err.response as Response<Buffer>), token);
+      } catch {
+        // An error body that cannot be decoded says nothing.
+      }
+      return httpError(err.response.statusCode, err.response.headers["retry-after"], text, url, token);
+    }
+    return toProviderError(err, url, token);
+  }
 }
 
 function problemText(body: unknown): string {
@@ -132,27 +193,26 @@ function problemText(body: unknown): string {
   return "";
 }
 
+function httpError(status: number, retryAfter: string | string[] | undefined, body: string, url: URL, token: string): Error {
+  const detail = problemText(body);
+  const suffix = detail ? ` (${detail})` : "";
+  if (status === 401) return new CredentialError(`Replicate rejected the token (HTTP 401)${suffix}`, tokenFingerprint(token));
+  if (status === 403) return new ScopeError(`the token may not read ${url.pathname} (HTTP 403)${suffix}`, tokenFingerprint(token));
+  if (status === 429) {
+    const after = parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, body);
+    return new RateLimitError(`Replicate throttled the request (HTTP 429)${suffix}`, after.seconds, after.source);
+  }
+  if (status >= 500) return new TransientProviderError(`Replicate answered HTTP ${status} on ${url.pathname}`, status);
+  return new MalformedResponseError(`unexpected HTTP ${status} from ${url.pathname}${suffix}`, status);
+}
+
 function toProviderError(err: unknown, url: URL, token: string): Error {
   if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
-  if (err instanceof HTTPError) {
-    const status = err.response.statusCode;
-    const detail = problemText(err.response.body);
-    const suffix = detail ? ` (${detail})` : "";
-    if (status === 401) return new CredentialError(`Replicate rejected the token (HTTP 401)${suffix}`, tokenFingerprint(token));
-    if (status === 403) return new ScopeError(`the token may not read ${url.pathname} (HTTP 403)${suffix}`, tokenFingerprint(token));
-    if (status === 429) {
-      const header = err.response.headers["retry-after"];
-      const after = parseRetryAfter(Array.isArray(header) ? header[0] : header, detail);
-      return new RateLimitError(`Replicate throttled the request (HTTP 429)${suffix}`, after.seconds, after.source);
-    }
-    if (status >= 500) return new TransientProviderError(`Replicate answered HTTP ${status} on ${url.pathname}`, status);
-    return new MalformedResponseError(`unexpected HTTP ${status} from ${url.pathname}${suffix}`, status);
-  }
   // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
   if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
   if (err instanceof RequestError) {
     return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
-      cause: redactText(err.message),
+      cause: redactSecret(redactText(err.message), token),
     });
   }
   return err instanceof Error ? err : new Error(String(err));

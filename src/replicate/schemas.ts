@@ -3,22 +3,43 @@ import { z } from "zod";
 // Only metadata is kept: zod objects strip every field not named here, so input, output, logs,
 // error text and urls are dropped the moment a response is parsed.
 
-const timestamp = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
-const optionalText = z
-  .string()
-  .nullish()
-  .transform((v) => v ?? null);
+// Each prediction is checked on its own and normalised before it can reach SQL, so one odd record
+// is skipped (and named in a record_rejected event) instead of failing its whole page for good.
+// Bounds keep every value inside what Postgres accepts: btree keys under 2,700 bytes (4 bytes a
+// character at most), numeric(20,6) totals, timestamps it can store.
+export const RECORD_LIMITS = {
+  /** Longer ids are rejected: an id cut short could merge two predictions. */
+  idChars: 128,
+  /** model, version, deployment, source and status: longer text is cut (the usage still counts). */
+  textChars: 256,
+  /** predict_time / total_time above 30 days are impossible for one prediction: the record is rejected. */
+  maxSeconds: 30 * 86_400,
+  earliest: Date.UTC(2000, 0, 1),
+  latest: Date.UTC(2100, 0, 1),
+} as const;
+
+// NUL is the one character Postgres text cannot hold; a cut must not leave half a surrogate pair.
+const withoutNul = (s: string) => s.replaceAll("\u0000", "");
+const cut = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max).replace(/[\uD800-\uDBFF]$/, ""));
+const text = z.string().transform((s) => cut(withoutNul(s), RECORD_LIMITS.textChars));
+
+const timestamp = z.iso
+  .datetime({ offset: true })
+  .transform((s) => new Date(s))
+  .refine((d) => d.getTime() >= RECORD_LIMITS.earliest && d.getTime() < RECORD_LIMITS.latest, "outside the years 2000 to 2099");
+const optionalText = text.nullish().transform((v) => v ?? null);
 const seconds = z
   .number()
   .finite()
   .nonnegative()
+  .max(RECORD_LIMITS.maxSeconds)
   .nullish()
   .transform((v) => v ?? null);
 
 export const predictionSchema = z.object({
-  id: z.string().min(1),
+  id: z.string().transform(withoutNul).pipe(z.string().min(1).max(RECORD_LIMITS.idChars)),
   // Replicate may add statuses; unknown ones are kept and counted as "other".
-  status: z.string().min(1),
+  status: text.pipe(z.string().trim().min(1)),
   created_at: timestamp,
   model: optionalText,
   version: optionalText,
@@ -34,17 +55,46 @@ export const predictionSchema = z.object({
 
 export type Prediction = z.output<typeof predictionSchema>;
 
-export const predictionPageSchema = z.object({
-  next: z
-    .string()
-    .nullish()
-    .transform((v) => v ?? null),
-  previous: z
-    .string()
-    .nullish()
-    .transform((v) => v ?? null),
-  results: z.array(predictionSchema),
-});
+/** A prediction that could not be kept: its id (bounded, as text) and why, never its content. */
+export interface RejectedRecord {
+  id: string;
+  reason: string;
+}
+
+function rejectedId(raw: unknown): string {
+  const id = (raw as { id?: unknown } | null)?.id;
+  if (typeof id !== "string" && typeof id !== "number") return "(no id)";
+  const clean = String(id).replace(/[\u0000-\u001f\u007f]/g, "");
+  return clean.length > RECORD_LIMITS.idChars ? `${cut(clean, RECORD_LIMITS.idChars)}…` : clean || "(no id)";
+}
+
+/** Keeps the records that pass predictionSchema; names the others. */
+export function splitRecords(records: unknown[]): { results: Prediction[]; rejected: RejectedRecord[] } {
+  const results: Prediction[] = [];
+  const rejected: RejectedRecord[] = [];
+  for (const record of records) {
+    const parsed = predictionSchema.safeParse(record);
+    if (parsed.success) results.push(parsed.data);
+    // Issue paths and zod's own messages only: values could be user content.
+    else rejected.push({ id: rejectedId(record), reason: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") });
+  }
+  return { results, rejected };
+}
+
+/** The page's own shape is strict (a broken page is retried); its records are checked one by one. */
+export const predictionPageSchema = z
+  .object({
+    next: z
+      .string()
+      .nullish()
+      .transform((v) => v ?? null),
+    previous: z
+      .string()
+      .nullish()
+      .transform((v) => v ?? null),
+    results: z.array(z.unknown()),
+  })
+  .transform(({ results, ...links }) => ({ ...links, ...splitRecords(results) }));
 
 export type PredictionPage = z.output<typeof predictionPageSchema>;
 

@@ -1,11 +1,11 @@
 import type { Db } from "../db/client.js";
-import type { Prediction } from "../replicate/schemas.js";
+import type { Prediction, RejectedRecord } from "../replicate/schemas.js";
 import { readRunState } from "../repositories/connections.js";
 import { usageDate, writePage } from "../repositories/usage.js";
 import { advanceCheckpoint, parseCheckpoint, type Checkpoint } from "./checkpoint.js";
 
 export type PageOutcome =
-  | { applied: true; checkpoint: Checkpoint; groups: number }
+  | { applied: true; checkpoint: Checkpoint; groups: number; rejected: RejectedRecord[] }
   /** Nothing written: the connection is gone, or this page was already applied / belongs to another run. */
   | { applied: false; reason: "not_connected" | "stale_run" | "already_applied"; checkpoint: Checkpoint | null };
 
@@ -14,6 +14,8 @@ export interface PageInput {
   /** The checkpoint the page was fetched from; the page is written only if it is still current. */
   checkpoint: Checkpoint;
   predictions: Prediction[];
+  /** Records of the page that could not be kept; reported once the page is written. */
+  rejected?: RejectedRecord[];
   next: string | null;
 }
 
@@ -33,7 +35,7 @@ export async function applyPage(db: Db, page: PageInput): Promise<PageOutcome> {
     next: checkpoint,
     predictions: page.predictions,
   });
-  if (written.applied) return { applied: true, checkpoint, groups: written.groups };
+  if (written.applied) return { applied: true, checkpoint, groups: written.groups, rejected: page.rejected ?? [] };
 
   // Why not (rare path): say so precisely, for the job's outcome and the tests.
   const row = await readRunState(db, page.connectionId);

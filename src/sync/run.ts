@@ -56,5 +56,5 @@ export async function syncPage(
   prefetcher?.ahead(scope, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
     fetchNextPage(client, token, at),
   );
-  return applyPage(db, { connectionId, checkpoint, predictions: page.results, next: page.next });
+  return applyPage(db, { connectionId, checkpoint, predictions: page.results, rejected: page.rejected, next: page.next });
 }

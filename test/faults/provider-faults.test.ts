@@ -78,7 +78,7 @@ test.each([
   },
   {
     scenario: "page violating the schema",
-    injected: "a result with numeric id, null status, bad date",
+    injected: "a page whose next is a number and results not a list",
     faults: [{ kind: "schema-violation" }] as Fault[],
     expectEvent: /does not match the expected shape/,
   },

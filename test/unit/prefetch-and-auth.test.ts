@@ -10,7 +10,7 @@ const run = newCheckpoint({
   backfillDays: 1,
   lookbackHours: 1,
 });
-const page = (next: string | null): PredictionPage => ({ next, previous: null, results: [] });
+const page = (next: string | null): PredictionPage => ({ next, previous: null, results: [], rejected: [] });
 
 describe("PagePrefetcher", () => {
   test("a page fetched ahead is taken once, and only for exactly the same connection, token, run and link", async () => {

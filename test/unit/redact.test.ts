@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import winston from "winston";
-import { REDACTED, redact } from "../../src/redact.js";
+import { REDACTED, redact, redactSecret } from "../../src/redact.js";
 import { logger } from "../../src/logger.js";
 
 const TOKEN = "r8_Zx9Qk2LmN4pR7sT1uV3wX5yA8bC0dE2fG4hJ";
@@ -35,4 +35,10 @@ test("the root logger writes JSON with secrets masked", () => {
   const entry = JSON.parse(lines[0]!);
   expect(entry).toMatchObject({ level: "warn", module: "test", connectionId: "c1", message: `Bearer ${REDACTED} rejected` });
   expect(lines[0]).not.toContain(TOKEN.slice(3));
+});
+
+test("a known secret is removed by value whatever its shape and case; regex characters in it are literal", () => {
+  expect(redactSecret("bad key sk-live.ABC+d(1) and SK-LIVE.abc+D(1)", "sk-live.ABC+d(1)")).toBe(`bad key ${REDACTED} and ${REDACTED}`);
+  expect(redactSecret("sk-liveXABC+d(1)", "sk-live.ABC+d(1)")).toBe("sk-liveXABC+d(1)");
+  expect(redactSecret("nothing to hide", "")).toBe("nothing to hide");
 });

@@ -1,6 +1,7 @@
 import http from "node:http";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import {
   CredentialError,
   ForeignLinkError,
@@ -98,10 +99,20 @@ test("429 carries the retry-after from the header (seconds or HTTP date) or the 
   err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
   expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([7, "body"]);
 
+  // Replicate's own throttle bodies: the documented text, and the retry_after field it has sent.
+  for (const [replicateBody, seconds] of [
+    ['{"detail":"Request was throttled. Your rate limit resets in ~30s."}', 30],
+    ['{"detail":"Request was throttled. Expected available in 5 seconds.","status":429,"retry_after":5}', 5],
+  ] as const) {
+    fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body: replicateBody });
+    err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
+    expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([seconds, "body"]);
+  }
+
   fake.inject(TOKEN, "predictions", { kind: "status", status: 429, body: "{}" });
   err = (await failure(client.listPredictions(TOKEN))) as RateLimitError;
   expect(err.retryAfterSource).toBe("default");
-  expect(fake.requests).toHaveLength(4);
+  expect(fake.requests).toHaveLength(6);
 });
 
 test("5xx is retried inside the client, then succeeds", async () => {
@@ -124,7 +135,7 @@ test("a timeout is a transient provider error", async () => {
   expect(await failure(quick.listPredictions(TOKEN))).toBeInstanceOf(TransientProviderError);
 });
 
-test("truncated JSON and a schema violation are malformed responses that quote no body", async () => {
+test("truncated JSON and a page of the wrong shape are malformed responses that quote no body", async () => {
   fake.inject(TOKEN, "predictions", { kind: "truncated-json" }, { kind: "schema-violation" });
   const truncated = await failure(client.listPredictions(TOKEN));
   expect(truncated).toBeInstanceOf(MalformedResponseError);
@@ -132,7 +143,7 @@ test("truncated JSON and a schema violation are malformed responses that quote n
   expect(truncated.message).not.toContain("SECRET-INPUT");
   const invalid = await failure(client.listPredictions(TOKEN));
   expect(invalid).toBeInstanceOf(MalformedResponseError);
-  expect(invalid.message).toMatch(/results\.100\.id: invalid_type/);
+  expect(invalid.message).toMatch(/next: invalid_type; results: invalid_type/);
   expect(invalid.message).not.toContain("SECRET-INPUT");
 });
 
@@ -156,6 +167,11 @@ test("a next link to a foreign host is never requested; http on the same host is
     "https://api.replicate.com/v1/predictions?cursor=abc",
   );
   expect(() => https.predictionsUrl({ cursorUrl: "https://api.replicate.com.evil.example/v1/predictions" })).toThrow(ForeignLinkError);
+  for (const userinfo of ["evil:pw@", "evil@", ":pw@"]) {
+    expect(() => https.predictionsUrl({ cursorUrl: `https://${userinfo}api.replicate.com/v1/predictions?cursor=abc` })).toThrow(
+      /user name or password/,
+    );
+  }
 });
 
 test("redirects are not followed (the token would travel with them)", async () => {
@@ -168,6 +184,48 @@ test("redirects are not followed (the token would travel with them)", async () =
   try {
     const c = new ReplicateClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, timeoutMs: 500, retries: 0 });
     expect(await failure(c.getAccount(TOKEN))).toBeInstanceOf(MalformedResponseError);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test("bodies are decoded per content-encoding and bounded on the wire and decoded", async () => {
+  const page = JSON.stringify({
+    next: null,
+    previous: null,
+    results: [{ id: "z1", status: "succeeded", created_at: "2026-06-01T00:00:00Z" }],
+  });
+  const bodies: Record<string, [string, Buffer]> = {
+    "/v1/gzip/predictions": ["gzip", gzipSync(page)],
+    "/v1/br/predictions": ["br", brotliCompressSync(page)],
+    "/v1/plainbig/predictions": ["identity", Buffer.alloc(5000, " ")],
+    "/v1/bomb/predictions": ["gzip", gzipSync(Buffer.alloc(50_000, " "))],
+    "/v1/bad/predictions": ["gzip", Buffer.from("not gzip at all")],
+  };
+  const server = http.createServer((req, res) => {
+    const [encoding, body] = bodies[req.url!.split("?")[0]!]!;
+    res.writeHead(200, { "content-type": "application/json", "content-encoding": encoding });
+    res.end(body);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const at = (path: string) =>
+    new ReplicateClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/${path}`,
+      timeoutMs: 1000,
+      retries: 0,
+      maxResponseBytes: 4096,
+    });
+  try {
+    expect((await at("gzip").listPredictions(TOKEN)).results.map((p) => p.id)).toEqual(["z1"]);
+    expect((await at("br").listPredictions(TOKEN)).results.map((p) => p.id)).toEqual(["z1"]);
+    for (const path of ["plainbig", "bomb"]) {
+      const err = await failure(at(path).listPredictions(TOKEN));
+      expect(err).toBeInstanceOf(MalformedResponseError);
+      expect(err.message).toMatch(/larger than 4096 bytes decoded/);
+    }
+    expect((await failure(at("bad").listPredictions(TOKEN))).message).toMatch(/not valid gzip/);
   } finally {
     server.closeAllConnections();
     server.close();

@@ -14,6 +14,7 @@ const EVENT_KINDS = [
   "sync_completed",
   "sync_failed",
   "disconnected",
+  "record_rejected",
 ];
 const $ = (selector) => document.querySelector(selector);
 const state = { connection: null, eventsCursor: null, chart: null };

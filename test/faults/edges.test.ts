@@ -1,0 +1,213 @@
+import type { FastifyInstance } from "fastify";
+import { buildServer } from "../../src/api/server.js";
+import { recordScenario } from "../support/fault-summary.js";
+import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
+import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { generatePredictions } from "../../dev/predictions.js";
+import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
+import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
+import { dumpRedis } from "../support/redis.js";
+
+// Issue 11, provider edges: what a hostile or broken provider can send, one connection per test,
+// connected through the real HTTP API.
+
+const TIMEOUT = 120_000;
+let h: Harness;
+let app: FastifyInstance;
+let origin: string;
+
+beforeAll(async () => {
+  h = await createHarness({ REPLICATE_TIMEOUT_MS: "2000", JOB_ATTEMPTS: "4", JOB_BACKOFF_MS: "20" });
+  app = await buildServer(h.ctx);
+  origin = await app.listen({ host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await app.close();
+  await h.close();
+});
+
+async function api(method: "GET" | "POST" | "DELETE", url: string, body?: object) {
+  const res = await fetch(origin + url, {
+    method,
+    headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+interface Setup {
+  faults?: Fault[];
+  accountFaults?: Fault[];
+  token?: string;
+  /** Served at the end of every first page. */
+  oddRecords?: unknown[];
+}
+
+async function connect(name: string, truth: FakePrediction[], setup: Setup = {}) {
+  const token = setup.token ?? `r8_${name}Token0000000000000000000000`;
+  h.fake.addAccount(token, { type: "organization", username: name }, truth);
+  h.fake.inject(token, "predictions", ...(setup.faults ?? []));
+  h.fake.inject(token, "account", ...(setup.accountFaults ?? []));
+  h.fake.serveOnFirstPage(token, setup.oddRecords ?? []);
+  const created = await api("POST", "/v1/connections", { workspaceId: `ws-${name}`, token });
+  expect(created.status).toBe(202);
+  return { id: JSON.parse(created.text).id as string, token };
+}
+
+const eventsOf = (connectionId: string, kind: string) =>
+  h.ctx.db.integrationEvent.findMany({ where: { connectionId, kind: kind as never }, orderBy: { id: "asc" } });
+
+test(
+  "#2 odd predictions are skipped one by one with a record_rejected event; the run goes on, exact for the rest",
+  async () => {
+    const truth = generatePredictions({ count: 450, days: 5, seed: 211, idPrefix: "n" });
+    const at = truth[0]!.created_at;
+    const base = { status: "succeeded", created_at: at, model: "acme/odd", metrics: { predict_time: 1.5 } };
+    const longModel = `acme/${"m".repeat(10_000)}`;
+    const kept: FakePrediction[] = [
+      { ...base, id: "odd-nul", model: "acme/\u0000nul" },
+      { ...base, id: "odd-long-model", model: longModel },
+    ];
+    const rejected = [
+      { ...base, id: "odd-huge-time", metrics: { predict_time: 1e15 } },
+      { ...base, id: "x".repeat(10_000) },
+      { ...base, id: "odd-date", created_at: "yesterday" },
+      { ...base, id: "odd-negative", metrics: { predict_time: -3 } },
+      { ...base, id: "odd-status", status: "" },
+    ];
+    const { id } = await connect("oddrecords", truth, { oddRecords: [...kept, ...rejected] });
+    await waitForSyncedSince(h, id, null, 30_000);
+
+    // Kept records as stored: NUL stripped, over-long text cut at 256 characters.
+    await expectExact(h, id, [...truth, { ...kept[0]!, model: "acme/nul" }, { ...kept[1]!, model: longModel.slice(0, 256) }]);
+    const [event, ...more] = await eventsOf(id, "record_rejected");
+    expect(more).toHaveLength(0);
+    expect(event!.level).toBe("warn");
+    const listed = (event!.detail as { rejected: { id: string; reason: string }[] }).rejected;
+    expect(listed.map((r) => r.id)).toEqual(["odd-huge-time", `${"x".repeat(128)}…`, "odd-date", "odd-negative", "odd-status"]);
+    expect(listed.map((r) => r.reason).join(" ")).toMatch(/predict_time.*id.*created_at.*predict_time.*status/);
+    expect(`${event!.message} ${JSON.stringify(event!.detail)}`).not.toContain("acme/odd");
+    expect(await eventCounts(h, id)).toMatchObject({ sync_completed: 1 });
+    expect((await eventCounts(h, id)).sync_failed).toBeUndefined();
+    recordScenario({
+      scenario: "#2 odd predictions in a page",
+      injected: "NUL in model, predict_time 1e15, 10k-char id, 10k-char model, non-ISO date, negative time, empty status",
+      outcome: "2 kept (NUL stripped, model cut to 256), 5 named in one record_rejected event; run completed; exact",
+    });
+  },
+  TIMEOUT,
+);
+
+/** The highest RSS seen while `work` runs, sampled every 5 ms, minus the RSS before it. */
+async function peakRssGrowth(work: () => Promise<unknown>): Promise<number> {
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  try {
+    await work();
+  } finally {
+    clearInterval(sampler);
+  }
+  return Math.max(peak, process.memoryUsage.rss()) - before;
+}
+
+test(
+  "#3 a gzip bomb (1 MB expanding to 1 GB) is cut off at the decoded-size limit, reported and retried",
+  async () => {
+    const GB = 1 << 30;
+    const truth = generatePredictions({ count: 300, days: 3, seed: 311, idPrefix: "g" });
+    let id = "";
+    const growth = await peakRssGrowth(async () => {
+      ({ id } = await connect("gzipbomb", truth, {
+        faults: [
+          { kind: "gzip-bomb", decodedBytes: GB },
+          { kind: "gzip-bomb", decodedBytes: GB },
+        ],
+      }));
+      await waitForSyncedSince(h, id, null, 60_000);
+    });
+    expect(growth).toBeLessThan(400 * 2 ** 20);
+    await expectExact(h, id, truth);
+    const errors = (await eventsOf(id, "provider_error")).map((e) => e.message);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/larger than 16777216 bytes decoded/);
+    recordScenario({
+      scenario: "#3 gzip bomb",
+      injected: "2 × gzip page of ~1 MB decoding to 1 GB",
+      outcome: `aborted at 16 MiB decoded; peak RSS growth ${Math.round(growth / 2 ** 20)} MB; 2 provider_error events; exact`,
+    });
+  },
+  TIMEOUT,
+);
+
+test(
+  "#7 a token of any shape echoed by the provider is redacted by value before any error, event, job or log holds it",
+  async () => {
+    const logs = captureLogs();
+    const token = "sk-live.ABCdef1234567890";
+    const echo = (status: number): Fault => ({
+      kind: "status",
+      status,
+      headers: status === 429 ? { "retry-after": "1" } : {},
+      body: JSON.stringify({ title: `token ${token}`, detail: `Invalid token ${token} (${token.toUpperCase()} is not it either)` }),
+    });
+    try {
+      const { id } = await connect("echoedtoken", [], { token, accountFaults: [echo(429), echo(401)] });
+      await waitFor(
+        "credential_invalid",
+        () => eventsOf(id, "credential_invalid"),
+        (e) => e.length === 1,
+      );
+      // A pause is the customer's outcome: the verify job completes with it (nothing is left failed).
+      await waitFor(
+        "verify job completed",
+        async () => (await h.ctx.queues.verify.getJobs(["completed"])).filter((j) => j?.data.connectionId === id).length,
+        (n) => n > 0,
+      );
+      const places = {
+        "event API": (await api("GET", `/v1/connections/${id}/events?limit=100`)).text,
+        "connection API": (await api("GET", `/v1/connections/${id}`)).text,
+        database: await dumpDatabase(h.t.url),
+        redis: await dumpRedis(h.ctx.redis, h.config.queuePrefix),
+        logs: logs.lines.join("\n"),
+      };
+      expect(places["event API"]).toMatch(/HTTP 401.*Invalid token \[REDACTED\]/);
+      expect(findSecrets([token, token.toUpperCase()], places)).toEqual([]);
+    } finally {
+      logs.stop();
+    }
+    recordScenario({
+      scenario: "#7 provider echoes a non-r8_ token",
+      injected: "429 then 401 on /v1/account whose title and detail quote sk-live.… verbatim",
+      outcome: "token absent from events, API, Postgres, Redis failedReason/stacktrace and logs ([REDACTED])",
+    });
+  },
+  TIMEOUT,
+);
+
+test("#8 a next link with user:password on the API origin is refused, never followed; the next run completes", async () => {
+  const truth = generatePredictions({ count: 350, days: 3, seed: 811, idPrefix: "u" });
+  const { id, token } = await connect("userinfonext", truth, { faults: [{ kind: "userinfo-next" }] });
+  const [refused] = await waitFor(
+    "refusal event",
+    () => eventsOf(id, "foreign_link_refused"),
+    (e) => e.length === 1,
+  );
+  expect(refused!.message).toMatch(/user name or password/);
+  expect(refused!.message).not.toContain("pw");
+  const sent = h.fake.requests.filter((r) => r.endpoint === "predictions");
+  expect(sent.length).toBeGreaterThan(0);
+  // The refused link would have been sent with Basic auth (its userinfo) instead of the Bearer token.
+  expect(sent.filter((r) => !r.authorization?.startsWith("Bearer "))).toEqual([]);
+  expect(sent.some((r) => r.authorization === `Bearer ${token}`)).toBe(true);
+  expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "connected" });
+  expect((await api("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
+  await waitForSyncedSince(h, id, null);
+  await expectExact(h, id, truth);
+  expect(await eventCounts(h, id)).toMatchObject({ foreign_link_refused: 1, sync_failed: 1, sync_completed: 1 });
+  recordScenario({
+    scenario: "#8 next link with userinfo",
+    injected: "next → http://evil:pw@<API host>/v1/predictions?…",
+    outcome: "not followed (no Basic auth request); foreign_link_refused + sync_failed; still connected; next run exact",
+  });
+});
