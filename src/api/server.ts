@@ -1,3 +1,4 @@
+import helmet from "@fastify/helmet";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
 import {
@@ -14,6 +15,7 @@ import { tokenMatches } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
+import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
 
 const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
@@ -36,6 +38,8 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
     transform: jsonSchemaTransform,
   });
 
+  await app.register(helmet, HELMET_OPTIONS);
+  app.addHook("onRequest", refuseCrossSiteWrites);
   app.addHook("onRequest", async (request, reply) => {
     const path = request.url.split("?")[0]!;
     if (PUBLIC_PATHS.has(path)) return;
