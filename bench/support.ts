@@ -62,6 +62,7 @@ export async function startService(baseUrl: string, env: Record<string, string> 
     QUEUE_PREFIX: `rus-bench-${randomBytes(4).toString("hex")}`,
     TOKEN_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString("base64")}`,
     API_TOKEN: randomBytes(24).toString("base64url"),
+    SUPPORT_TOKEN: randomBytes(24).toString("base64url"),
     REPLICATE_API_BASE_URL: baseUrl,
     REPLICATE_REQUESTS_PER_SECOND: "100000",
     LOG_LEVEL: "warn",

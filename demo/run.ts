@@ -22,6 +22,7 @@ const step = (text: string) => say(`\n\x1b[1m▸ ${text}\x1b[0m`);
 logger.level = "error"; // the event log tables below say what the warnings would
 
 const apiToken = randomBytes(24).toString("base64url");
+const supportToken = randomBytes(24).toString("base64url");
 const customerToken = `r8_demo${randomBytes(12).toString("hex")}`;
 
 step("A fake Replicate on loopback: organization acme-ml, 30 days, 4 models, 1 deployment, every status");
@@ -42,6 +43,7 @@ const config = parseConfig({
   QUEUE_PREFIX: `rus-demo-${randomBytes(4).toString("hex")}`,
   TOKEN_ENCRYPTION_KEYS: `demo:${randomBytes(32).toString("base64")}`,
   API_TOKEN: apiToken,
+  SUPPORT_TOKEN: supportToken,
   REPLICATE_API_BASE_URL: baseUrl,
   REPLICATE_REQUESTS_PER_SECOND: "200",
   LOG_LEVEL: "warn",

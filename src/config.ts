@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 
@@ -57,6 +57,7 @@ const envShape = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
   API_TOKEN: z.string().min(24, "must be at least 24 characters"),
+  SUPPORT_TOKEN: z.string().min(24, "must be at least 24 characters"),
 });
 
 /** Every environment variable the service reads. */
@@ -66,6 +67,9 @@ const envSchema = envShape.superRefine((env, ctx) => {
   const current = env.TOKEN_ENCRYPTION_KEY_ID;
   if (current && env.TOKEN_ENCRYPTION_KEYS.size > 0 && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {
     ctx.addIssue({ code: "custom", path: ["TOKEN_ENCRYPTION_KEY_ID"], message: `"${current}" is not in TOKEN_ENCRYPTION_KEYS` });
+  }
+  if (env.SUPPORT_TOKEN === env.API_TOKEN) {
+    ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
   }
 });
 
@@ -90,7 +94,8 @@ export interface Config {
    * how long a job stays claimed by a worker that stopped answering before another worker takes it.
    */
   jobs: { attempts: number; backoffMs: number; lockMs: number };
-  http: { host: string; port: number; apiToken: string };
+  /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
+  http: { host: string; port: number; apiToken: string; supportToken: string };
   logLevel: string;
 }
 
@@ -132,40 +137,52 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       concurrency: e.WORKER_CONCURRENCY,
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS },
-    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN },
+    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     logLevel: e.LOG_LEVEL,
   });
 }
 
 export const LOCAL_SECRETS_FILE = path.resolve(".local/secrets.env");
 
+/** The secrets a developer machine generates for itself, and how. */
+const LOCAL_SECRETS: Record<string, () => string> = {
+  TOKEN_ENCRYPTION_KEYS: () => `local${new Date().toISOString().slice(0, 10).replace(/-/g, "")}:${randomBytes(32).toString("base64")}`,
+  API_TOKEN: () => randomBytes(24).toString("base64url"),
+  SUPPORT_TOKEN: () => randomBytes(24).toString("base64url"),
+};
+
 /**
  * Outside production, missing secrets are generated once into a git-ignored file so a fresh
- * checkout starts with nothing set; production must be given them explicitly.
+ * checkout starts with nothing set; production must be given them explicitly. A file written by an
+ * older version gets the secrets it lacks appended, keeping the ones it has.
  */
 export function withLocalSecrets(
   env: Record<string, string | undefined>,
   file = LOCAL_SECRETS_FILE,
   warn: (message: string) => void = () => undefined,
 ): Record<string, string | undefined> {
-  if (env.NODE_ENV === "production" || (env.TOKEN_ENCRYPTION_KEYS && env.API_TOKEN)) return env;
-  if (!existsSync(file)) {
+  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v));
+  if (env.NODE_ENV === "production" || Object.keys(LOCAL_SECRETS).every((name) => given[name])) return env;
+  const local = existsSync(file) ? parseEnvFile(readFileSync(file, "utf8")) : {};
+  const added = Object.entries(LOCAL_SECRETS)
+    .filter(([name]) => !local[name] && !given[name])
+    .map(([name, generate]) => [name, generate()] as const);
+  if (added.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
-    const keyId = `local${new Date().toISOString().slice(0, 10).replace(/-/g, "")}`;
-    const lines = [
-      `TOKEN_ENCRYPTION_KEYS=${keyId}:${randomBytes(32).toString("base64")}`,
-      `API_TOKEN=${randomBytes(24).toString("base64url")}`,
-    ];
-    writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 });
-    warn(`generated a development encryption key and API token in ${file}; set TOKEN_ENCRYPTION_KEYS and API_TOKEN in production`);
+    appendFileSync(file, added.map(([name, value]) => `${name}=${value}\n`).join(""), { mode: 0o600 });
+    const names = added.map(([name]) => name).join(", ");
+    warn(`generated ${names} for development in ${file}; set them in production`);
   }
-  const local = Object.fromEntries(
-    readFileSync(file, "utf8")
+  return { ...local, ...Object.fromEntries(added), ...given };
+}
+
+function parseEnvFile(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
       .split("\n")
       .filter((l) => l.includes("="))
       .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
-  return { ...local, ...Object.fromEntries(Object.entries(env).filter(([, v]) => v)) };
 }
 
 let cached: Config | undefined;

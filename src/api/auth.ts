@@ -1,4 +1,8 @@
 import { timingSafeEqual } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Config } from "../config.js";
+
+const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
 
 /**
  * The API token as the request presents it: `Authorization: Bearer <token>` for programs, or HTTP
@@ -20,4 +24,37 @@ export function tokenMatches(header: string | undefined, expected: string): bool
   const given = Buffer.from(presentedToken(header) ?? "");
   const want = Buffer.from(expected);
   return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** What the support token may open: the support page and the reads of /v1, matched on the route, not the raw URL. */
+function supportMayOpen(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url ?? request.url.split("?")[0]!;
+  const read = request.method === "GET" || request.method === "HEAD";
+  return read && (route === "/ui" || route.startsWith("/ui/") || route.startsWith("/v1/"));
+}
+
+/**
+ * Every route but the probes needs a credential: the API token opens everything; the support token
+ * (SUPPORT_TOKEN) is read-only, so writes, /metrics and bull-board answer it with 403.
+ */
+export function requireCredential(http: Config["http"]) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (PUBLIC_PATHS.has(request.url.split("?")[0]!)) return;
+    const header = request.headers.authorization;
+    if (tokenMatches(header, http.apiToken)) return;
+    if (tokenMatches(header, http.supportToken)) {
+      if (supportMayOpen(request)) return;
+      await reply.code(403).send({
+        error: "forbidden",
+        message: "the support token only reads (/ui and GET /v1); this needs the API token",
+      });
+      return;
+    }
+    // The Basic challenge lets a browser prompt once for /ui/ and then answer it for the API calls the page makes.
+    reply.header("www-authenticate", 'Basic realm="replicate-usage-sync", charset="UTF-8"');
+    await reply.code(401).send({
+      error: "unauthorized",
+      message: "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)",
+    });
+  };
 }

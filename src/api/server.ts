@@ -1,3 +1,4 @@
+import helmet from "@fastify/helmet";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
 import {
@@ -10,16 +11,15 @@ import {
 import type { AppContext } from "../context.js";
 import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
-import { tokenMatches } from "./auth.js";
+import { requireCredential } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
+import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
 
-const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
-
 /**
- * The HTTP API: zod-validated input, the API token required on every route but the probes, JSON
+ * The HTTP API: zod-validated input, a credential required on every route but the probes (src/api/auth.ts), JSON
  * errors with a reason. With `opsOnly` (ROLE=worker) it serves just the probes and /metrics.
  */
 export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean } = {}): Promise<FastifyInstance> {
@@ -36,18 +36,9 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
     transform: jsonSchemaTransform,
   });
 
-  app.addHook("onRequest", async (request, reply) => {
-    const path = request.url.split("?")[0]!;
-    if (PUBLIC_PATHS.has(path)) return;
-    if (!tokenMatches(request.headers.authorization, ctx.config.http.apiToken)) {
-      // The Basic challenge lets a browser prompt once for /ui/ and then answer it for the API calls the page makes.
-      reply.header("www-authenticate", 'Basic realm="replicate-usage-sync", charset="UTF-8"');
-      await reply.code(401).send({
-        error: "unauthorized",
-        message: "missing or wrong API token (Authorization: Bearer <API_TOKEN>, or Basic with the token as password)",
-      });
-    }
-  });
+  await app.register(helmet, HELMET_OPTIONS);
+  app.addHook("onRequest", refuseCrossSiteWrites);
+  app.addHook("onRequest", requireCredential(ctx.config.http));
 
   app.setErrorHandler((err, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {

@@ -9,6 +9,8 @@ export { waitFor } from "../../dev/wait-for.js";
 import { REDIS_URL, deleteKeys, uniquePrefix } from "./redis.js";
 
 export const API_TOKEN = "test-api-token-0123456789abcdef";
+/** The read-only credential support staff use. */
+export const SUPPORT_TOKEN = "test-support-token-0123456789abcdef";
 
 export interface Harness {
   t: TestDatabase;
@@ -34,6 +36,7 @@ export async function createHarness(env: Record<string, string> = {}, options: {
     QUEUE_PREFIX: uniquePrefix(),
     TOKEN_ENCRYPTION_KEYS: `test:${randomBytes(32).toString("base64")}`,
     API_TOKEN,
+    SUPPORT_TOKEN,
     REPLICATE_API_BASE_URL: baseUrl,
     REPLICATE_REQUESTS_PER_SECOND: "1000",
     REPLICATE_TIMEOUT_MS: "3000",

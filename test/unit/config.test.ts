@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ConfigError, parseConfig, withLocalSecrets } from "../../src/config.js";
 
 const KEY = `k1:${randomBytes(32).toString("base64")}`;
-const GOOD = { TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: "x".repeat(32) };
+const GOOD = { TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: "x".repeat(32), SUPPORT_TOKEN: "y".repeat(32) };
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -39,6 +39,7 @@ test("one error names every bad variable", () => {
     PORT: "70000",
     LOG_LEVEL: "loud",
     API_TOKEN: "short",
+    SUPPORT_TOKEN: "short",
   });
   for (const name of [
     "DATABASE_URL",
@@ -51,6 +52,7 @@ test("one error names every bad variable", () => {
     "PORT",
     "LOG_LEVEL",
     "API_TOKEN",
+    "SUPPORT_TOKEN",
   ]) {
     expect(found.some((p) => p.startsWith(`${name}:`))).toBe(true);
   }
@@ -58,7 +60,7 @@ test("one error names every bad variable", () => {
 });
 
 test("missing secrets and an unknown current key are named", () => {
-  expect(problems({}).map((p) => p.split(":")[0])).toEqual(["TOKEN_ENCRYPTION_KEYS", "API_TOKEN"]);
+  expect(problems({}).map((p) => p.split(":")[0])).toEqual(["TOKEN_ENCRYPTION_KEYS", "API_TOKEN", "SUPPORT_TOKEN"]);
   expect(problems({ ...GOOD, TOKEN_ENCRYPTION_KEY_ID: "k9" })).toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY_ID: "k9" is not in/)]);
 });
 
@@ -71,9 +73,31 @@ test("development creates a local key file once; production refuses to start wit
   expect(first).toEqual(second);
   expect(statSync(file).mode & 0o777).toBe(0o600);
   expect(readFileSync(file, "utf8")).toContain("TOKEN_ENCRYPTION_KEYS=");
+  expect(first.SUPPORT_TOKEN).toMatch(/^.{24,}$/);
+  expect(first.SUPPORT_TOKEN).not.toBe(first.API_TOKEN);
   expect(parseConfig(first).encryption.keys.size).toBe(1);
 
   const prod = withLocalSecrets({ NODE_ENV: "production" }, file);
   expect(() => parseConfig(prod)).toThrow(ConfigError);
   expect(problems({ ...GOOD, NODE_ENV: "production", TOKEN_ENCRYPTION_KEYS: "k1:bad" })[0]).toMatch(/^TOKEN_ENCRYPTION_KEYS:/);
+});
+
+test("the support token is a second, different secret", () => {
+  expect(problems({ ...GOOD, SUPPORT_TOKEN: GOOD.API_TOKEN })).toEqual([
+    expect.stringMatching(/^SUPPORT_TOKEN: must differ from API_TOKEN/),
+  ]);
+  expect(parseConfig(GOOD).http.supportToken).toBe(GOOD.SUPPORT_TOKEN);
+});
+
+test("a local secrets file written before SUPPORT_TOKEN existed gets one added; its other secrets are kept", () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "rus-")), "secrets.env");
+  writeFileSync(file, `TOKEN_ENCRYPTION_KEYS=${KEY}\nAPI_TOKEN=${GOOD.API_TOKEN}\n`, { mode: 0o600 });
+  const warnings: string[] = [];
+  const env = withLocalSecrets({}, file, (m) => warnings.push(m));
+  expect(env).toMatchObject({ TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: GOOD.API_TOKEN });
+  expect(parseConfig(env).http.supportToken).toBe(env.SUPPORT_TOKEN);
+  expect(withLocalSecrets({}, file)).toEqual(env);
+  expect(warnings).toEqual([expect.stringContaining("SUPPORT_TOKEN")]);
+  // Given the other two in the environment, the support token still comes from the file.
+  expect(withLocalSecrets({ TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: GOOD.API_TOKEN }, file).SUPPORT_TOKEN).toBe(env.SUPPORT_TOKEN);
 });

@@ -42,6 +42,7 @@ test("its environment names only variables the service reads, including the requ
   expect(env.REDIS_URL).toBe("redis://redis:6379");
   expect(env.TOKEN_ENCRYPTION_KEYS).toMatch(/^\$\{TOKEN_ENCRYPTION_KEYS:\?/);
   expect(env.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?/);
+  expect(env.SUPPORT_TOKEN).toMatch(/^\$\{SUPPORT_TOKEN:\?/);
 });
 
 test("the image runs the migrations, then the service, and listens on all interfaces", () => {

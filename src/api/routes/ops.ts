@@ -4,10 +4,12 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import type { ControllerHandlerReturnType } from "@bull-board/api/typings/app";
 import { FastifyAdapter } from "@bull-board/fastify";
 import fastifyStatic from "@fastify/static";
 import type { FastifyInstance } from "fastify";
 import type { AppContext } from "../../context.js";
+import { moduleLogger } from "../../logger.js";
 
 export const QUEUE_DASHBOARD_PATH = "/admin/queues";
 
@@ -42,10 +44,33 @@ export async function supportPage(app: FastifyInstance): Promise<void> {
   app.get("/ui", { schema: { hide: true } }, (_request, reply) => reply.redirect("/ui/"));
 }
 
+/**
+ * bull-board's own handler answers with error.stack (server paths) when NODE_ENV=development; this
+ * one answers like the rest of the API and logs the rest.
+ */
+function dashboardError(error: Error & { statusCode?: number }): ControllerHandlerReturnType {
+  const status = error.statusCode ?? 500;
+  // bull-board types only a few 4xx codes: 404 stays, any other client error is a 400.
+  if (status >= 400 && status < 500) return { status: status === 404 ? 404 : 400, body: { error: "bad_request", message: error.message } };
+  moduleLogger("api").error("queue dashboard request failed", { error });
+  return { status: 500, body: { error: "internal", message: "internal error; see the service logs" } };
+}
+
+/** bull-board's page links Google Fonts; dropping links to other hosts keeps it working offline (system fonts). */
+const EXTERNAL_LINK = /<link\b[^>]*\bhref="(?:https?:)?\/\/[^"]*"[^>]*>/g;
+
 /** bull-board over both queues, for whoever runs the service. */
 export async function queueDashboard(app: FastifyInstance, ctx: AppContext): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(QUEUE_DASHBOARD_PATH);
   createBullBoard({ queues: [new BullMQAdapter(ctx.queues.verify), new BullMQAdapter(ctx.queues.sync)], serverAdapter });
-  await app.register(serverAdapter.registerPlugin(), { prefix: QUEUE_DASHBOARD_PATH });
+  serverAdapter.setErrorHandler(dashboardError);
+  await app.register(async (scope) => {
+    scope.addHook("onSend", async (_request, reply, payload) =>
+      typeof payload === "string" && String(reply.getHeader("content-type")).startsWith("text/html")
+        ? payload.replace(EXTERNAL_LINK, "")
+        : payload,
+    );
+    await scope.register(serverAdapter.registerPlugin(), { prefix: QUEUE_DASHBOARD_PATH });
+  });
 }

@@ -1,0 +1,56 @@
+import type { FastifyHelmetOptions } from "@fastify/helmet";
+import type { FastifyReply, FastifyRequest } from "fastify";
+
+/**
+ * Headers for every answer: no framing (clickjacking), no MIME sniffing, and a CSP that lets the
+ * support page and bull-board load only from this service, so neither can reach the internet.
+ * Inline styles stay allowed because bull-board's page and its React components use them.
+ */
+export const HELMET_OPTIONS: FastifyHelmetOptions = {
+  global: true,
+  frameguard: { action: "deny" },
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'self'"],
+      baseUri: ["'self'"],
+      connectSrc: ["'self'"],
+      fontSrc: ["'self'", "data:"],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
+      imgSrc: ["'self'", "data:"],
+      objectSrc: ["'none'"],
+      scriptSrc: ["'self'"],
+      scriptSrcAttr: ["'none'"],
+      styleSrc: ["'self'", "'unsafe-inline'"],
+    },
+  },
+};
+
+const STATE_CHANGING = new Set(["POST", "PUT", "DELETE", "PATCH"]);
+
+/**
+ * A browser holding the Basic credentials sends them to this service from any site, so a write is
+ * refused when it comes from another origin, or carries a body that is not JSON (an HTML form or a
+ * no-preflight `fetch` can only send form or text bodies). Programs send no Origin and stay unaffected.
+ */
+export async function refuseCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (!STATE_CHANGING.has(request.method)) return;
+  const origin = request.headers.origin;
+  // Host only, not scheme: TLS may end at a proxy in front of the service.
+  if (origin !== undefined && hostOf(origin) !== request.host) {
+    await reply
+      .code(403)
+      .send({ error: "forbidden_origin", message: `${request.method} from origin ${origin} refused: not this service's own origin` });
+    return;
+  }
+  const hasBody = Number(request.headers["content-length"] ?? 0) > 0 || request.headers["transfer-encoding"] !== undefined;
+  const type = (request.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (hasBody && type !== "application/json") {
+    await reply.code(415).send({ error: "unsupported_media_type", message: "request bodies must be application/json" });
+  }
+}
+
+function hostOf(origin: string): string | null {
+  return URL.canParse(origin) ? new URL(origin).host : null;
+}
