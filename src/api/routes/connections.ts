@@ -4,9 +4,9 @@ import type { AppContext } from "../../context.js";
 import { EventKind } from "../../generated/prisma/enums.js";
 import * as producer from "../../producer.js";
 import { jobIds } from "../../queue/queues.js";
-import { toPublic } from "../../repositories/connections.js";
-import { decodeCursor, lastErrorEvent, listEvents } from "../../repositories/events.js";
-import { parseCheckpoint } from "../../sync/checkpoint.js";
+import { HEALTH_STATES } from "../../health.js";
+import { decodeConnectionCursor, getConnectionView, listConnectionViews } from "../../repositories/connection-views.js";
+import { decodeCursor, listEvents } from "../../repositories/events.js";
 import { NotFoundError } from "../../errors.js";
 
 const idParams = z.object({ id: z.uuid({ message: "connection id must be a UUID" }) });
@@ -21,6 +21,19 @@ const eventsQuery = z.object({
     .optional(),
 });
 
+const listQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z
+      .string()
+      .refine((c) => decodeConnectionCursor(c) !== null, "cursor was not issued by this API")
+      .optional(),
+    state: z.enum(HEALTH_STATES).optional(),
+    workspaceId: z.string().min(1).optional(),
+    q: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
 /** Connection lifecycle and the health view support staff read. Responses never include the token. */
 export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
@@ -28,28 +41,16 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       return reply.code(202).send(await producer.connect(ctx, request.body));
     });
 
-    // Without workspaceId: every connection (the support page), newest first.
-    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: z.string().min(1).optional() }) } }, async (request) => {
-      const { workspaceId } = request.query;
-      const rows = await ctx.db.connection.findMany({
-        where: workspaceId ? { workspaceId } : {},
-        orderBy: { createdAt: workspaceId ? "asc" : "desc" },
-        take: 1000,
-      });
-      return { connections: rows.map(toPublic) };
+    app.get("/v1/connections", { schema: { querystring: listQuery } }, async (request) => {
+      const { limit, cursor, state, workspaceId, q } = request.query;
+      return listConnectionViews(ctx.db, { limit, cursor, state, workspaceId, q });
     });
 
     app.get("/v1/connections/:id", { schema: { params: idParams } }, async (request) => {
-      const row = await ctx.db.connection.findUnique({ where: { id: request.params.id } });
-      if (!row) throw new NotFoundError(`connection ${request.params.id} not found`);
-      const run = parseCheckpoint(row.syncState);
-      const scheduler = row.status === "connected" ? await ctx.queues.sync.getJobScheduler(jobIds.scheduler(row.id)) : undefined;
-      return {
-        ...toPublic(row),
-        currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
-        lastError: await lastErrorEvent(ctx.db, row.id),
-        nextSyncAt: scheduler?.next ? new Date(scheduler.next).toISOString() : null,
-      };
+      const view = await getConnectionView(ctx.db, request.params.id);
+      if (!view) throw new NotFoundError(`connection ${request.params.id} not found`);
+      const scheduler = view.status === "connected" ? await ctx.queues.sync.getJobScheduler(jobIds.scheduler(view.id)) : undefined;
+      return { ...view, nextSyncAt: scheduler?.next ? new Date(scheduler.next).toISOString() : null };
     });
 
     app.put("/v1/connections/:id/token", { schema: { params: idParams, body: tokenBody } }, async (request, reply) => {
