@@ -22,6 +22,8 @@ export interface ConnectionView {
   highWaterMark: Date | null;
   createdAt: Date;
   updatedAt: Date;
+  /** The run in progress, or null between runs. */
+  currentRun: { runId: string; startedAt: string; pagesDone: number; predictionsSeen: number } | null;
   health: Health;
 }
 
@@ -107,6 +109,7 @@ function toHealthInput(r: Row): HealthInput {
 }
 
 function toView(r: Row, now: Date): ConnectionView {
+  const run = parseCheckpoint(r.sync_state);
   return {
     id: r.id,
     workspaceId: r.workspace_id,
@@ -119,6 +122,7 @@ function toView(r: Row, now: Date): ConnectionView {
     highWaterMark: r.high_water_mark,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
     health: connectionHealth(toHealthInput(r), now),
   };
 }
