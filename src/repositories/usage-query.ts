@@ -89,6 +89,18 @@ export function toCsv(rows: UsageResultRow[]): string {
   );
 }
 
+// The measures of an ungrouped-by-status row (queryUsage), each zero in a filled row.
+const ALL_MEASURES = [
+  "predictions",
+  "succeeded",
+  "failed",
+  "canceled",
+  "aborted",
+  "inProgress",
+  "other",
+  "computeSeconds",
+  "meteredPredictions",
+];
 const field = (g: GroupBy) => (g === "connection" ? "connectionId" : g);
 const valueOf = (r: UsageResultRow, g: GroupBy) => (r as unknown as Record<string, string | null | undefined>)[field(g)] ?? null;
 
@@ -100,19 +112,8 @@ const valueOf = (r: UsageResultRow, g: GroupBy) => (r as unknown as Record<strin
 export function fillZeroDays(rows: UsageResultRow[], groupBy: GroupBy[], days: Map<string, string[]>): UsageResultRow[] {
   const byConnection = groupBy.includes("connection");
   const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));
-  const zero = groupBy.includes("status")
-    ? { predictions: 0 }
-    : {
-        predictions: 0,
-        succeeded: 0,
-        failed: 0,
-        canceled: 0,
-        aborted: 0,
-        inProgress: 0,
-        other: 0,
-        computeSeconds: 0,
-        meteredPredictions: 0,
-      };
+  const measures = groupBy.includes("status") ? ["predictions"] : ALL_MEASURES;
+  const zero = Object.fromEntries(measures.map((m) => [m, 0]));
   const zeros: UsageResultRow[] = [];
   for (const [connectionId, list] of days) {
     for (const date of list.filter((d) => !seen.has(`${connectionId}|${d}`))) {

@@ -1,5 +1,5 @@
 import { backfillProgress, connectionHealth, type HealthInput } from "../../src/health.js";
-import { newCheckpoint } from "../../src/sync/checkpoint.js";
+import { advanceCheckpoint, newCheckpoint } from "../../src/sync/checkpoint.js";
 import { coverageOf } from "../../src/coverage.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -131,6 +131,15 @@ test.each([
   expect(health.message).not.toMatch(NOISE);
   if (state === "backfilling") expect(health.progress).toBe(0);
   if (state === "failing") expect(health.lastError).not.toBeNull();
+});
+
+test("the checkpoint remembers the oldest created_at read, which is what progress measures from", () => {
+  const page = (cp: typeof backfill, ...iso: string[]) =>
+    advanceCheckpoint(cp, { next: "n", createdAts: iso.map((d) => new Date(d)), days: [] });
+  const one = page(backfill, "2026-03-09T10:00:00.000Z", "2026-03-08T10:00:00.000Z");
+  expect(one.oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
+  expect(page(one, "2026-03-07T01:00:00.000Z").oldestCreatedAt).toBe("2026-03-07T01:00:00.000Z");
+  expect(advanceCheckpoint(one, { next: null, createdAts: [], days: [] }).oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
 });
 
 test("backfill progress is the share of the window read back from its end", () => {
