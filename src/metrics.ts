@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "./db/client.js";
 import type { JobQueues } from "./queue/queues.js";
-import { countByStatus, lastSyncTimes } from "./repositories/connections.js";
+import { syncAges } from "./repositories/connection-views.js";
+import { countByStatus } from "./repositories/connections.js";
 
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "failed"] as const;
 
@@ -41,14 +42,14 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: "rus_connection_last_sync_age_seconds",
-      help: "Seconds since the last successful sync run of each connected connection started (absent until its first run).",
+      help: "Seconds since each connected connection's data was last fresh: the start of its last finished sync run, or its verification while the first backfill has not finished (so a stuck backfill ages too).",
       labelNames: ["connection_id", "workspace_id"] as const,
       registers: [this.registry],
       async collect() {
         this.reset();
         const now = Date.now();
-        for (const r of await lastSyncTimes(db))
-          this.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.lastSyncedAt.getTime()) / 1000);
+        for (const r of await syncAges(db))
+          this.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.freshAt.getTime()) / 1000);
       },
     });
     new Gauge({

@@ -25,10 +25,12 @@ export async function createConnection(db: Db, vault: TokenVault, workspaceId: s
   return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
 }
 
+export const connectionNotFound = (id: string) => new NotFoundError(`connection ${id} not found`);
+
 /** The one not-found path of the producer and the API. */
 export async function requireConnection(db: Db, id: string): Promise<Connection> {
   const row = await db.connection.findUnique({ where: { id } });
-  if (!row) throw new NotFoundError(`connection ${id} not found`);
+  if (!row) throw connectionNotFound(id);
   return row;
 }
 
@@ -72,7 +74,7 @@ export async function markCredentialError(db: Db, id: string, ciphertext?: strin
 export async function disconnect(db: Db, id: string): Promise<Connection> {
   return db.$transaction(async (tx) => {
     const locked = await lockConnection(tx, id);
-    if (!locked) throw new NotFoundError(`connection ${id} not found`);
+    if (!locked) throw connectionNotFound(id);
     const row = await tx.connection.update({
       where: { id },
       data: { status: TRANSITIONS.disconnect.to, tokenCiphertext: null, tokenKeyId: null, syncState: Prisma.DbNull },
@@ -109,15 +111,6 @@ export async function readRunState(db: Db, id: string): Promise<{ status: string
   return db.connection.findUnique({ where: { id }, select: { status: true, syncState: true } });
 }
 
-/** Every connection (newest first), or a workspace's (oldest first). */
-export async function listConnections(db: Db, workspaceId?: string): Promise<Connection[]> {
-  return db.connection.findMany({
-    where: workspaceId ? { workspaceId } : {},
-    orderBy: { createdAt: workspaceId ? "asc" : "desc" },
-    take: 1000,
-  });
-}
-
 export async function connectedConnectionIds(db: Db): Promise<string[]> {
   const rows = await db.connection.findMany({ where: { status: "connected" }, select: { id: true } });
   return rows.map((r) => r.id);
@@ -126,14 +119,6 @@ export async function connectedConnectionIds(db: Db): Promise<string[]> {
 export async function countByStatus(db: Db): Promise<{ status: string; count: number }[]> {
   const rows = await db.connection.groupBy({ by: ["status"], _count: true });
   return rows.map((r) => ({ status: r.status, count: r._count }));
-}
-
-export async function lastSyncTimes(db: Db): Promise<{ id: string; workspaceId: string; lastSyncedAt: Date }[]> {
-  const rows = await db.connection.findMany({
-    where: { status: "connected", lastSyncedAt: { not: null } },
-    select: { id: true, workspaceId: true, lastSyncedAt: true },
-  });
-  return rows.map((r) => ({ id: r.id, workspaceId: r.workspaceId, lastSyncedAt: r.lastSyncedAt! }));
 }
 
 /** Re-seals tokens stored under older keys; a row changed meanwhile (new token, disconnect) is left alone. */

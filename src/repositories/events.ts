@@ -86,8 +86,3 @@ export async function listEvents(db: Db, connectionId: string, q: EventQuery): P
   const page = rows.slice(0, q.limit);
   return { events: page.map(toEventView), nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null };
 }
-
-export async function lastErrorEvent(db: Db, connectionId: string): Promise<EventView | null> {
-  const row = await db.integrationEvent.findFirst({ where: { connectionId, level: "error" }, orderBy: { id: "desc" } });
-  return row ? toEventView(row) : null;
-}

@@ -88,3 +88,52 @@ export function toCsv(rows: UsageResultRow[]): string {
     "\n"
   );
 }
+
+// The measures of an ungrouped-by-status row (queryUsage), each zero in a filled row.
+const ALL_MEASURES = [
+  "predictions",
+  "succeeded",
+  "failed",
+  "canceled",
+  "aborted",
+  "inProgress",
+  "other",
+  "computeSeconds",
+  "meteredPredictions",
+];
+const field = (g: GroupBy) => (g === "connection" ? "connectionId" : g);
+const valueOf = (r: UsageResultRow, g: GroupBy) => (r as unknown as Record<string, string | null | undefined>)[field(g)] ?? null;
+
+/**
+ * Adds a zero row for each day in `days` that has no row: per connection (key = connection id) with
+ * `connection` grouping, else under the key "". A zero row's other dimensions are null, and it is
+ * merged in where the query's order puts it (nulls first), the query's rows keeping their order.
+ */
+export function fillZeroDays(rows: UsageResultRow[], groupBy: GroupBy[], days: Map<string, string[]>): UsageResultRow[] {
+  const byConnection = groupBy.includes("connection");
+  const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));
+  const measures = groupBy.includes("status") ? ["predictions"] : ALL_MEASURES;
+  const zero = Object.fromEntries(measures.map((m) => [m, 0]));
+  const zeros: UsageResultRow[] = [];
+  for (const [connectionId, list] of days) {
+    for (const date of list.filter((d) => !seen.has(`${connectionId}|${d}`))) {
+      const dims = Object.fromEntries(groupBy.map((g) => [field(g), null]));
+      zeros.push({ ...dims, date, ...(byConnection ? { connectionId } : {}), ...zero } as UsageResultRow);
+    }
+  }
+  // Only dates, connection ids and nulls are compared here: the same order in any collation.
+  const compare = (a: UsageResultRow, b: UsageResultRow) => {
+    for (const g of groupBy) {
+      const [x, y] = [valueOf(a, g), valueOf(b, g)];
+      if (x !== y) return x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
+    }
+    return 0;
+  };
+  zeros.sort(compare);
+  const merged: UsageResultRow[] = [];
+  for (const row of rows) {
+    while (zeros.length && compare(zeros[0]!, row) < 0) merged.push(zeros.shift()!);
+    merged.push(row);
+  }
+  return [...merged, ...zeros];
+}

@@ -18,6 +18,8 @@ export const checkpointSchema = z.object({
   predictionsSeen: z.number().int().nonnegative(),
   daysTouched: z.array(z.string()),
   done: z.boolean(),
+  /** created_at of the oldest prediction read so far (pages are newest first): how far back the run has got. */
+  oldestCreatedAt: z.iso.datetime().optional(),
 });
 
 export type Checkpoint = z.infer<typeof checkpointSchema>;
@@ -67,6 +69,7 @@ export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Ch
 export function advanceCheckpoint(cp: Checkpoint, page: { next: string | null; createdAts: Date[]; days: string[] }): Checkpoint {
   const windowStart = Date.parse(cp.windowStart);
   const whollyOlder = page.createdAts.length > 0 && page.createdAts.every((d) => d.getTime() < windowStart);
+  const oldest = Math.min(cp.oldestCreatedAt ? Date.parse(cp.oldestCreatedAt) : Infinity, ...page.createdAts.map((d) => d.getTime()));
   return {
     ...cp,
     nextUrl: page.next,
@@ -75,6 +78,7 @@ export function advanceCheckpoint(cp: Checkpoint, page: { next: string | null; c
     daysTouched: [...new Set([...cp.daysTouched, ...page.days])].sort(),
     // An empty page that still links onward would loop forever on a misbehaving server.
     done: page.next === null || page.createdAts.length === 0 || whollyOlder,
+    ...(Number.isFinite(oldest) ? { oldestCreatedAt: new Date(oldest).toISOString() } : {}),
   };
 }
 

@@ -3,9 +3,10 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { EventKind } from "../../generated/prisma/enums.js";
 import * as producer from "../../producer.js";
-import { listConnections, requireConnection, toPublic } from "../../repositories/connections.js";
-import { decodeCursor, lastErrorEvent, listEvents } from "../../repositories/events.js";
-import { parseCheckpoint } from "../../sync/checkpoint.js";
+import { HEALTH_STATES } from "../../health.js";
+import { decodeConnectionCursor, getConnectionView, listConnectionViews } from "../../repositories/connection-views.js";
+import { connectionNotFound, requireConnection } from "../../repositories/connections.js";
+import { decodeCursor, listEvents } from "../../repositories/events.js";
 
 const idParams = z.object({ id: producer.connectionId });
 const eventsQuery = z.object({
@@ -18,6 +19,19 @@ const eventsQuery = z.object({
     .optional(),
 });
 
+const listQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z
+      .string()
+      .refine((c) => decodeConnectionCursor(c) !== null, "cursor was not issued by this API")
+      .optional(),
+    state: z.enum(HEALTH_STATES).optional(),
+    workspaceId: producer.workspaceId.optional(),
+    q: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
 /** Connection lifecycle and the health view support staff read. Responses never include the token. */
 export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
@@ -25,21 +39,16 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       return reply.code(202).send(await producer.connect(ctx, request.body));
     });
 
-    // Without workspaceId: every connection (the support page), newest first.
-    app.get("/v1/connections", { schema: { querystring: z.object({ workspaceId: producer.workspaceId.optional() }) } }, async (request) => {
-      return { connections: (await listConnections(ctx.db, request.query.workspaceId)).map(toPublic) };
+    app.get("/v1/connections", { schema: { querystring: listQuery } }, async (request) => {
+      const { limit, cursor, state, workspaceId, q } = request.query;
+      return listConnectionViews(ctx.db, { limit, cursor, state, workspaceId, q });
     });
 
     app.get("/v1/connections/:id", { schema: { params: idParams } }, async (request) => {
-      const row = await requireConnection(ctx.db, request.params.id);
-      const run = parseCheckpoint(row.syncState);
-      const nextSyncAt = row.status === "connected" ? await ctx.queues.nextSyncAt(row.id) : null;
-      return {
-        ...toPublic(row),
-        currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
-        lastError: await lastErrorEvent(ctx.db, row.id),
-        nextSyncAt: nextSyncAt?.toISOString() ?? null,
-      };
+      const view = await getConnectionView(ctx.db, request.params.id);
+      if (!view) throw connectionNotFound(request.params.id);
+      const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id) : null;
+      return { ...view, nextSyncAt: nextSyncAt?.toISOString() ?? null };
     });
 
     app.put("/v1/connections/:id/token", { schema: { params: idParams, body: producer.tokenInput } }, async (request, reply) => {

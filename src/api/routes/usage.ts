@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { GROUP_BY, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+import { coverageOf, daysOf, type Coverage } from "../../coverage.js";
+import { coverageSources } from "../../repositories/connection-views.js";
+import { GROUP_BY, fillZeroDays, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
 
 const usageQuery = z
   .object({
@@ -20,18 +22,44 @@ const usageQuery = z
       )
       .pipe(z.array(z.enum(GROUP_BY)).refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")),
     format: z.enum(["json", "csv"]).default("json"),
+    /** Zero rows for days read but without usage (never for days not read yet). */
+    fillZeros: z.enum(["true", "false"]).default("false"),
   })
+  .strict()
   .refine((q) => q.workspaceId || q.connectionId, { message: "give workspaceId or connectionId", path: ["workspaceId"] })
-  .refine((q) => q.from <= q.to, { message: "from must not be after to", path: ["from"] });
+  .refine((q) => q.from <= q.to, { message: "from must not be after to", path: ["from"] })
+  .refine((q) => q.fillZeros === "false" || q.groupBy.includes("date"), {
+    message: "fillZeros needs date in groupBy",
+    path: ["fillZeros"],
+  });
 
-/** Dashboard usage: rows of predictions, status counts and compute seconds, as JSON or CSV. */
+/** Days every connection in scope has read (a day one of them has not read is unknown, not zero). */
+function zeroDays(coverage: Coverage[], byConnection: boolean): Map<string, string[]> {
+  if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
+  const sets = coverage.map((c) => new Set(daysOf(c)));
+  const shared = coverage.length ? daysOf(coverage[0]!).filter((d) => sets.every((s) => s.has(d))) : [];
+  return new Map([["", shared]]);
+}
+
+/**
+ * Dashboard usage: rows of predictions, status counts and compute seconds, as JSON or CSV, with the
+ * coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header, same JSON).
+ */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
     app.get("/v1/usage", { schema: { querystring: usageQuery } }, async (request, reply) => {
       const q = request.query;
-      const rows = await queryUsage(ctx.db, { ...q, groupBy: q.groupBy as GroupBy[] });
-      if (q.format === "csv") return reply.type("text/csv; charset=utf-8").send(toCsv(rows));
-      return { from: q.from, to: q.to, groupBy: q.groupBy, rows };
+      const groupBy = q.groupBy as GroupBy[];
+      const [found, sources] = await Promise.all([
+        queryUsage(ctx.db, { ...q, groupBy }),
+        coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
+      ]);
+      const coverage = sources.map((s) => coverageOf(s, q));
+      const rows = q.fillZeros === "true" ? fillZeroDays(found, groupBy, zeroDays(coverage, groupBy.includes("connection"))) : found;
+      if (q.format === "csv") {
+        return reply.type("text/csv; charset=utf-8").header("x-coverage", JSON.stringify(coverage)).send(toCsv(rows));
+      }
+      return { from: q.from, to: q.to, groupBy: q.groupBy, coverage, rows };
     });
   };
 }

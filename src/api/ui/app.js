@@ -1,6 +1,8 @@
-// The support page: connections with their health, then per connection its event log and a daily
-// usage chart. It only reads the JSON API, with the credentials the browser was given for /ui.
+// The support page: connections with their health (one request per page of the list), then per
+// connection its health, coverage-aware daily usage and event log. It only reads the JSON API, with
+// the credentials the browser was given for /ui. Every time shown is UTC and says so.
 
+const STATES = ["verifying", "backfilling", "healthy", "throttled", "action_required", "failing", "disconnected"];
 const EVENT_KINDS = [
   "connected",
   "token_replaced",
@@ -16,63 +18,138 @@ const EVENT_KINDS = [
   "disconnected",
   "record_rejected",
 ];
-const $ = (selector) => document.querySelector(selector);
-const state = { connection: null, eventsCursor: null, chart: null };
+// Status colours mean what they say; every other series gets a colour from its name, the same for every customer.
+const STATUS_COLOURS = {
+  succeeded: "#1a7f37",
+  failed: "#cf222e",
+  canceled: "#6e7781",
+  aborted: "#bc4c00",
+  in_progress: "#0969da",
+  other: "#8250df",
+};
+const NOT_SYNCED = "rgba(110, 119, 129, 0.25)";
+const REFRESH_MS = 30_000;
+const DAY = 86_400_000;
 
+const $ = (selector) => document.querySelector(selector);
+const state = { pageCursor: null, nextCursor: null, detailId: null, eventsCursor: null, chart: null, usageRequest: 0 };
+
+/** GET a JSON API path; a failed request throws with the API's own message. */
 async function api(path) {
   const res = await fetch(path, { headers: { accept: "application/json" } });
-  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
-  return res.json();
+  const body = await res.json().catch(() => null);
+  if (!res.ok) {
+    const detail = body?.issues?.length ? ` (${body.issues.join("; ")})` : "";
+    throw new Error(body?.message ? `${body.message}${detail}` : `HTTP ${res.status} from ${path}`);
+  }
+  return body;
 }
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
+  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
   return node;
 }
 
-const ago = (iso) => {
-  if (!iso) return "never";
-  const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
-  if (s < 90) return `${s} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} days ago`;
-};
+const utc = (iso, seconds = false) => (iso ? `${iso.slice(0, seconds ? 19 : 16).replace("T", " ")} UTC` : "never");
+const utcTime = (iso) => el("time", { datetime: iso }, utc(iso, true));
+const stateLabel = (s) => s.replace("_", " ");
+const badge = (s) => el("span", { class: `state ${s}` }, stateLabel(s));
+const number = (n, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
 
-async function loadConnections() {
-  const { connections } = await api("/v1/connections");
-  const rows = await Promise.all(connections.map((c) => api(`/v1/connections/${c.id}`)));
-  const body = $("#connections tbody");
-  body.replaceChildren(
-    ...rows.map((c) => {
-      const tr = el(
-        "tr",
-        { "data-id": c.id },
-        el("td", {}, c.workspaceId),
-        el("td", {}, c.accountUsername ? `${c.accountUsername} (${c.accountType})` : "—"),
-        el("td", {}, el("span", { class: `state ${c.status}` }, c.status.replace("_", " "))),
-        el("td", { title: c.lastSyncedAt ?? "" }, ago(c.lastSyncedAt)),
-        el("td", {}, c.lastError ? `${c.lastError.kind}: ${c.lastError.message}` : "—"),
-      );
-      tr.addEventListener("click", () => selectConnection(c));
-      return tr;
-    }),
-  );
-  return rows;
+function showError(selector, err) {
+  const node = $(selector);
+  node.textContent = err ? String(err.message ?? err) : "";
+  node.hidden = !err;
 }
 
-async function selectConnection(c) {
-  state.connection = c;
-  for (const tr of document.querySelectorAll("#connections tbody tr")) tr.classList.toggle("selected", tr.dataset.id === c.id);
-  $("#detail").hidden = false;
-  $("#detail-title").textContent = `${c.workspaceId} · ${c.accountUsername ?? "unverified"}`;
-  $("#detail-summary").textContent =
-    `${c.status}; last successful sync ${ago(c.lastSyncedAt)}` +
-    (c.currentRun ? `; run in progress: ${c.currentRun.pagesDone} pages, ${c.currentRun.predictionsSeen} predictions` : "") +
-    (c.nextSyncAt ? `; next sync ${new Date(c.nextSyncAt).toLocaleString()}` : "");
-  await Promise.all([loadEvents(true), loadUsage()]);
+// ---- the list ----
+
+function listParams() {
+  const form = new FormData($("#filters"));
+  const params = new URLSearchParams({ limit: "50" });
+  for (const name of ["state", "workspaceId", "q"]) {
+    const value = String(form.get(name) ?? "").trim();
+    if (value) params.set(name, value);
+  }
+  if (state.pageCursor) params.set("cursor", state.pageCursor);
+  return params;
+}
+
+function connectionRow(c) {
+  const tr = el(
+    "tr",
+    { "data-id": c.id, "data-state": c.health.state, tabindex: "0", "aria-label": `${c.workspaceId}, ${stateLabel(c.health.state)}: open` },
+    el("td", {}, c.workspaceId),
+    el("td", { class: "wide" }, c.accountUsername ? `${c.accountUsername} (${c.accountType})` : "not verified"),
+    el("td", {}, badge(c.health.state)),
+    el("td", {}, c.health.message),
+    el("td", { class: "wide" }, utc(c.lastSyncedAt)),
+  );
+  tr.classList.toggle("selected", c.id === state.detailId);
+  const open = () => (location.hash = `#/connections/${c.id}`);
+  tr.addEventListener("click", open);
+  tr.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      open();
+    }
+  });
+  return tr;
+}
+
+async function loadList() {
+  $("#connections-panel").setAttribute("aria-busy", "true");
+  try {
+    const { connections, nextCursor } = await api(`/v1/connections?${listParams()}`);
+    state.nextCursor = nextCursor;
+    $("#connections tbody").replaceChildren(...connections.map(connectionRow));
+    $("#next-page").hidden = !nextCursor;
+    $("#first-page").hidden = !state.pageCursor;
+    const shown = connections.length ? `${connections.length} connections shown` : "No connections match these filters";
+    $("#list-status").textContent = `${shown}; updated ${utc(new Date().toISOString(), true)}.`;
+    showError("#list-error", null);
+  } catch (err) {
+    showError("#list-error", new Error(`Could not load connections: ${err.message}`));
+  } finally {
+    $("#connections-panel").removeAttribute("aria-busy");
+  }
+}
+
+// ---- one connection ----
+
+function renderHealth(c) {
+  const h = c.health;
+  $("#detail-title").textContent = `${c.workspaceId} · ${c.accountUsername ?? "account not verified"}`;
+  $("#detail-link").href = `#/connections/${c.id}`;
+  $("#detail-link").textContent = `${location.origin}/ui/#/connections/${c.id}`;
+  $("#health-state").replaceWith(Object.assign(badge(h.state), { id: "health-state" }));
+  $("#health-since").textContent = `since ${utc(h.since)}${h.until ? `; retrying at ${utc(h.until)}` : ""}`;
+  $("#health-message").textContent = h.message;
+  $("#health-action").hidden = !h.action;
+  $("#health-action").replaceChildren(el("strong", {}, "Tell the customer: "), h.action ?? "");
+  $("#health-error").hidden = !h.lastError;
+  if (h.lastError) {
+    const status = h.lastError.httpStatus ? `, status ${h.lastError.httpStatus}` : "";
+    $("#health-error").replaceChildren(
+      el("strong", {}, "Current error: "),
+      `${h.lastError.message} (${h.lastError.kind}${status}, `,
+      utcTime(h.lastError.at),
+      ")",
+    );
+  }
+  $("#health-progress-wrap").hidden = h.progress === undefined;
+  $("#health-progress").value = h.progress ?? 0;
+  $("#health-progress-text").textContent = h.progress === undefined ? "" : `${Math.round(h.progress * 100)} % of the window read`;
+  const facts = [
+    ["Connection id", c.id],
+    ["Created", utc(c.createdAt)],
+    ["Token verified", utc(c.verifiedAt)],
+    ["Last successful sync", utc(c.lastSyncedAt)],
+    ["Next scheduled sync", c.nextSyncAt ? utc(c.nextSyncAt) : "none"],
+  ];
+  $("#health-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
 async function loadEvents(reset) {
@@ -80,73 +157,234 @@ async function loadEvents(reset) {
   const params = new URLSearchParams({ limit: "25" });
   if (kind) params.set("kind", kind);
   if (!reset && state.eventsCursor) params.set("cursor", state.eventsCursor);
-  const { events, nextCursor } = await api(`/v1/connections/${state.connection.id}/events?${params}`);
+  const { events, nextCursor } = await api(`/v1/connections/${state.detailId}/events?${params}`);
   state.eventsCursor = nextCursor;
   const items = events.map((e) =>
-    el(
-      "li",
-      { class: e.level, "data-kind": e.kind },
-      el("time", { datetime: e.occurredAt }, new Date(e.occurredAt).toLocaleString()),
-      el("span", { class: "kind" }, e.kind),
-      ` ${e.message}`,
-      e.retryAfterSeconds ? ` (retry after ${e.retryAfterSeconds}s)` : null,
-    ),
+    el("li", { class: e.level, "data-kind": e.kind }, utcTime(e.occurredAt), " ", el("span", { class: "kind" }, e.kind), ` ${e.message}`),
   );
   if (reset) $("#events").replaceChildren(...items);
   else $("#events").append(...items);
   $("#more-events").hidden = !nextCursor;
 }
 
-const PALETTE = ["#4f6bed", "#e8833a", "#2f9e6a", "#c2417b", "#8a63d2", "#d4a72c", "#3aa7c9", "#7a8597"];
+async function refreshDetail(focus) {
+  const id = state.detailId;
+  try {
+    const c = await api(`/v1/connections/${id}`);
+    if (id !== state.detailId) return;
+    renderHealth(c);
+    showError("#detail-error", null);
+    $("#detail").hidden = false;
+    if (focus) $("#detail-title").focus();
+    await loadEvents(true);
+  } catch (err) {
+    showError("#detail-error", new Error(`Could not load connection ${id}: ${err.message}`));
+    $("#detail").hidden = false;
+  }
+}
+
+// ---- usage ----
+
+/** A colour from the name (FNV-1a), the same on every page and for every customer. */
+function seriesColour(name, by) {
+  if (by === "status" && STATUS_COLOURS[name]) return STATUS_COLOURS[name];
+  let h = 0x811c9dc5;
+  for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0), 0x01000193) >>> 0;
+  return `hsl(${h % 360}, 65%, ${38 + ((h >>> 9) % 12)}%)`;
+}
+
+function daysBetween(from, to) {
+  const days = [];
+  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`) && days.length < 1000; t += DAY) {
+    days.push(new Date(t).toISOString().slice(0, 10));
+  }
+  return days;
+}
+
+function clearUsage() {
+  state.chart?.destroy();
+  state.chart = null;
+  $("#chart-box").hidden = true;
+  $("#usage-chart").dataset.points = "0";
+  $("#usage-table").replaceChildren();
+  $("#usage-totals").textContent = "";
+  $("#usage-empty").hidden = true;
+  $("#coverage-warning").hidden = true;
+}
+
+function coverageText(cov, from, to) {
+  if (!cov) return null;
+  if (!cov.from)
+    return "Nothing in this range has been read from Replicate yet (it is before the backfill window, or the backfill has not reached it).";
+  const synced = `Days read: ${cov.from} to ${cov.to}`;
+  if (!cov.complete) return `Backfill incomplete. ${synced}; the grey days are not synced yet, so totals are partial.`;
+  if (cov.to < to || cov.from > from) return `${synced}; later days fill in on the next syncs (last sync ${utc(cov.lastSyncedAt)}).`;
+  return null;
+}
 
 async function loadUsage() {
+  const request = ++state.usageRequest;
   const form = new FormData($("#usage-form"));
-  const by = form.get("by");
-  const params = new URLSearchParams({
-    connectionId: state.connection.id,
-    from: form.get("from"),
-    to: form.get("to"),
-    groupBy: `date,${by}`,
+  const [from, to, by, measure] = ["from", "to", "by", "measure"].map((k) => String(form.get(k)));
+  const base = { connectionId: state.detailId, from, to };
+  document.body.dataset.usage = "loading";
+  $("#usage-status").textContent = "Loading usage…";
+  showError("#usage-error", null);
+  try {
+    if (by === "status" && measure === "computeSeconds")
+      throw new Error("Compute seconds are not recorded per status: chart them by model or deployment.");
+    const [detail, totals] = await Promise.all([
+      api(`/v1/usage?${new URLSearchParams({ ...base, groupBy: `date,${by}` })}`),
+      api(`/v1/usage?${new URLSearchParams({ ...base, groupBy: "date", fillZeros: "true" })}`),
+    ]);
+    if (request !== state.usageRequest) return;
+    clearUsage();
+    drawUsage(detail.rows, totals, { from, to, by, measure });
+    $("#usage-status").textContent = `Usage from ${from} to ${to} (UTC days), by ${by}.`;
+    document.body.dataset.usage = "ready";
+  } catch (err) {
+    if (request !== state.usageRequest) return;
+    clearUsage();
+    $("#usage-status").textContent = "";
+    showError("#usage-error", new Error(`Could not load usage: ${err.message}`));
+    document.body.dataset.usage = "error";
+  }
+}
+
+function drawUsage(rows, totals, { from, to, by, measure }) {
+  const cov = totals.coverage[0];
+  const synced = (d) => Boolean(cov?.from) && d >= cov.from && d <= cov.to;
+  const days = daysBetween(from, to);
+  const value = (r) => (measure === "computeSeconds" ? (r.computeSeconds ?? 0) : r.predictions);
+  const names = [...new Set(rows.map((r) => r[by] || "(none)"))].sort();
+  const cell = new Map();
+  for (const r of rows) {
+    const key = `${r.date}|${r[by] || "(none)"}`;
+    cell.set(key, (cell.get(key) ?? 0) + value(r));
+  }
+  const series = names.map((name) => ({ name, data: days.map((d) => (synced(d) ? (cell.get(`${d}|${name}`) ?? 0) : null)) }));
+
+  const sum = (key) => totals.rows.reduce((n, r) => n + (r[key] ?? 0), 0);
+  $("#usage-totals").textContent =
+    `Total ${from} to ${to} (UTC): ${number(sum("predictions"))} predictions, ${number(sum("computeSeconds"), 1)} compute seconds.`;
+  const warning = coverageText(cov, from, to);
+  $("#coverage-warning").hidden = !warning;
+  $("#coverage-warning").textContent = warning ?? "";
+
+  const unit = measure === "computeSeconds" ? "compute seconds" : "predictions";
+  const points = series.reduce((n, s) => n + s.data.filter((v) => v > 0).length, 0);
+  $("#usage-chart").dataset.points = String(points);
+  if (points === 0) {
+    $("#usage-empty").hidden = false;
+    $("#usage-empty").textContent = days.some(synced)
+      ? `No usage in this range: every day read has 0 ${unit}.`
+      : "No usage shown: this range has not been synced yet.";
+  } else {
+    $("#chart-box").hidden = false;
+    state.chart = new window.Chart($("#usage-chart"), {
+      type: "bar",
+      data: {
+        labels: days,
+        datasets: [
+          ...series.map((s) => ({ label: s.name, data: s.data, backgroundColor: seriesColour(s.name, by), stack: "usage" })),
+          // A full-height grey band behind the days not read yet, so they never look like zero.
+          {
+            label: "not synced yet",
+            data: days.map((d) => (synced(d) ? null : 1)),
+            backgroundColor: NOT_SYNCED,
+            yAxisID: "ns",
+            stack: "ns",
+            grouped: false,
+          },
+        ],
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: {
+          x: { stacked: true, title: { display: true, text: "day (UTC)" } },
+          y: { stacked: true, beginAtZero: true, title: { display: true, text: unit } },
+          ns: { display: false, min: 0, max: 1 },
+        },
+        plugins: { legend: { position: "bottom" } },
+      },
+    });
+  }
+  renderUsageTable(days, series, synced, unit);
+}
+
+function renderUsageTable(days, series, synced, unit) {
+  const head = el(
+    "tr",
+    {},
+    el("th", { scope: "col" }, "Day (UTC)"),
+    ...series.map((s) => el("th", { scope: "col" }, s.name)),
+    el("th", { scope: "col" }, `Total ${unit}`),
+  );
+  const body = days.map((d, i) => {
+    const known = synced(d);
+    const total = series.reduce((n, s) => n + (s.data[i] ?? 0), 0);
+    const cells = known
+      ? [...series.map((s) => number(s.data[i] ?? 0, 3)), number(total, 3)]
+      : [...series.map(() => "—"), "not synced yet"];
+    return el("tr", { class: known ? "" : "not-synced" }, el("th", { scope: "row" }, d), ...cells.map((c) => el("td", {}, c)));
   });
-  const { rows } = await api(`/v1/usage?${params}`);
-  const dates = [...new Set(rows.map((r) => r.date))].sort();
-  const series = [...new Set(rows.map((r) => r[by] || "(none)"))].sort();
-  const datasets = series.map((name, i) => ({
-    label: name,
-    backgroundColor: PALETTE[i % PALETTE.length],
-    data: dates.map((d) => rows.filter((r) => r.date === d && (r[by] || "(none)") === name).reduce((n, r) => n + r.predictions, 0)),
-  }));
-  $("#usage-empty").hidden = rows.length > 0;
-  state.chart?.destroy();
-  state.chart = new window.Chart($("#usage-chart"), {
-    type: "bar",
-    data: { labels: dates, datasets },
-    options: {
-      animation: false,
-      responsive: true,
-      scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "predictions" } } },
-      plugins: { legend: { position: "bottom" } },
-    },
-  });
-  $("#usage-chart").dataset.points = String(datasets.reduce((n, d) => n + d.data.filter((v) => v > 0).length, 0));
+  $("#usage-table").replaceChildren(
+    el("caption", {}, `Daily ${unit}; "not synced yet" days have not been read from Replicate.`),
+    el("thead", {}, head),
+    el("tbody", {}, ...body),
+  );
+}
+
+// ---- routing and start-up ----
+
+async function route() {
+  const match = /^#\/connections\/([0-9a-f-]{36})$/.exec(location.hash);
+  state.detailId = match ? match[1] : null;
+  for (const tr of document.querySelectorAll("#connections tbody tr")) tr.classList.toggle("selected", tr.dataset.id === state.detailId);
+  if (!state.detailId) {
+    $("#detail").hidden = true;
+    return;
+  }
+  document.body.dataset.usage = "loading";
+  await refreshDetail(true);
+  await loadUsage();
 }
 
 function init() {
+  $("#filters [name=state]").append(...STATES.map((s) => el("option", { value: s }, stateLabel(s))));
   const kinds = $("#events-form [name=kind]");
   kinds.append(...EVENT_KINDS.map((k) => el("option", { value: k }, k)));
   kinds.addEventListener("change", () => loadEvents(true));
   $("#more-events").addEventListener("click", () => loadEvents(false));
-  const to = new Date();
-  const from = new Date(to.getTime() - 29 * 86400000);
-  $("#usage-form [name=from]").value = from.toISOString().slice(0, 10);
-  $("#usage-form [name=to]").value = to.toISOString().slice(0, 10);
+  $("#filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.pageCursor = null;
+    void loadList();
+  });
+  $("#next-page").addEventListener("click", () => {
+    state.pageCursor = state.nextCursor;
+    void loadList();
+  });
+  $("#first-page").addEventListener("click", () => {
+    state.pageCursor = null;
+    void loadList();
+  });
+  const today = new Date();
+  $("#usage-form [name=from]").value = new Date(today.getTime() - 29 * DAY).toISOString().slice(0, 10);
+  $("#usage-form [name=to]").value = today.toISOString().slice(0, 10);
   $("#usage-form").addEventListener("submit", (e) => {
     e.preventDefault();
     void loadUsage();
   });
-  loadConnections()
-    .then(() => document.body.setAttribute("data-ready", "true"))
-    .catch((err) => document.body.prepend(el("p", { class: "error" }, `Could not load connections: ${err.message}`)));
+  window.addEventListener("hashchange", () => void route());
+  setInterval(() => {
+    if (!$("#filters [name=autoRefresh]").checked || document.hidden) return;
+    void loadList();
+    if (state.detailId) void refreshDetail(false);
+  }, REFRESH_MS);
+  Promise.all([loadList(), route()]).then(() => document.body.setAttribute("data-ready", "true"));
 }
 
 // Chart.js loads with `defer`; module scripts run after deferred ones, so it is there.

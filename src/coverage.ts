@@ -1,0 +1,50 @@
+import type { CoverageSource } from "./repositories/connection-views.js";
+
+/**
+ * How much of a requested date range the database has actually read, per connection, so a dashboard
+ * can tell "no usage" from "not synced yet". Pure: the inputs come from coverageSources().
+ */
+export interface Coverage {
+  connectionId: string;
+  /** First and last UTC day of the range that has been read (the edge days may be partly read); null when none. */
+  from: string | null;
+  to: string | null;
+  /** Every requested day up to the last finished sync has been read. Days after it fill in on the next runs. */
+  complete: boolean;
+  lastSyncedAt: string | null;
+}
+
+const DAY = 86_400_000;
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+/** The time span read so far: [start, end). */
+function readSpan(s: CoverageSource): { start: Date; end: Date } | null {
+  const run = s.run?.oldestRead ? { start: s.run.oldestRead, end: s.run.windowEnd } : null;
+  if (s.lastSyncedAt && s.highWaterMark && s.firstWindowStart) {
+    // A later run that has read back into the finished span extends it to that run's end (pages are newest first).
+    const end = run && run.start <= s.highWaterMark ? run.end : s.highWaterMark;
+    return { start: s.firstWindowStart, end };
+  }
+  return run;
+}
+
+export function coverageOf(s: CoverageSource, range: { from: string; to: string }): Coverage {
+  const span = readSpan(s);
+  const lastSyncedAt = s.lastSyncedAt?.toISOString() ?? null;
+  if (!span) return { connectionId: s.connectionId, from: null, to: null, complete: false, lastSyncedAt };
+  const from = [range.from, day(span.start)].sort()[1]!;
+  const to = [range.to, day(new Date(span.end.getTime() - 1))].sort()[0]!;
+  const finished = s.lastSyncedAt !== null;
+  const complete = finished && span.start.getTime() <= Date.parse(`${range.from}T00:00:00Z`);
+  return from <= to
+    ? { connectionId: s.connectionId, from, to, complete, lastSyncedAt }
+    : { connectionId: s.connectionId, from: null, to: null, complete, lastSyncedAt };
+}
+
+/** The UTC days from `from` to `to`, inclusive (empty when either is null). */
+export function daysOf(c: Pick<Coverage, "from" | "to">): string[] {
+  if (!c.from || !c.to) return [];
+  const days: string[] = [];
+  for (let t = Date.parse(`${c.from}T00:00:00Z`); t <= Date.parse(`${c.to}T00:00:00Z`); t += DAY) days.push(day(new Date(t)));
+  return days;
+}

@@ -1,0 +1,180 @@
+import { backfillProgress, connectionHealth, type HealthInput } from "../../src/health.js";
+import { advanceCheckpoint, newCheckpoint } from "../../src/sync/checkpoint.js";
+import { coverageOf } from "../../src/coverage.js";
+
+const now = new Date("2026-03-10T12:00:00.000Z");
+const minutesAgo = (m: number) => new Date(now.getTime() - m * 60_000);
+const created = minutesAgo(120);
+const backfill = newCheckpoint(
+  { now: minutesAgo(100), highWaterMark: null, oldestUnfinished: null, backfillDays: 90, lookbackHours: 24 },
+  "run-1",
+);
+const base: HealthInput = {
+  status: "connected",
+  createdAt: created,
+  updatedAt: created,
+  verifiedAt: minutesAgo(100),
+  lastSyncedAt: minutesAgo(100),
+  checkpoint: null,
+  lastRateLimited: null,
+  lastError: null,
+  lastSuccessAt: minutesAgo(90),
+  recoveredAt: minutesAgo(100),
+};
+const at = (m: number) => minutesAgo(m);
+// Protocol detail support should not have to read.
+const NOISE = /HTTP|\(\d{3}\)|Unauthorized|pages?\b/;
+
+// The seven customers of issue 12, as the database describes them.
+const customers: { name: string; input: HealthInput; expected: Record<string, unknown> }[] = [
+  { name: "healthy", input: base, expected: { state: "healthy", since: at(100).toISOString(), action: null, lastError: null } },
+  {
+    name: "second connection of a workspace",
+    input: { ...base, createdAt: at(30), verifiedAt: at(29), lastSyncedAt: at(29), recoveredAt: at(28), lastSuccessAt: at(28) },
+    expected: { state: "healthy", since: at(28).toISOString(), lastError: null },
+  },
+  {
+    name: "revoked (401 after syncing)",
+    input: {
+      ...base,
+      status: "credential_error",
+      lastError: { at: at(10), kind: "credential_invalid", httpStatus: 401 },
+      recoveredAt: null,
+    },
+    expected: {
+      state: "action_required",
+      since: at(10).toISOString(),
+      action: expect.stringMatching(/new API token in the Replicate organization that owns the usage/),
+      lastError: { at: at(10).toISOString(), kind: "credential_invalid", httpStatus: 401, message: "Replicate rejected the token." },
+    },
+  },
+  {
+    name: "throttled mid-backfill",
+    input: {
+      ...base,
+      lastSyncedAt: null,
+      lastSuccessAt: at(100),
+      checkpoint: { ...backfill, pagesDone: 3, oldestCreatedAt: new Date(Date.parse(backfill.windowEnd) - 36 * 86_400_000).toISOString() },
+      lastRateLimited: { at: at(1), retryAfterSeconds: 900 },
+    },
+    expected: { state: "throttled", since: at(1).toISOString(), until: new Date(at(1).getTime() + 900_000).toISOString(), progress: 0.4 },
+  },
+  {
+    name: "empty account (first run read one empty page)",
+    input: { ...base, lastSyncedAt: at(99), recoveredAt: at(100) },
+    expected: { state: "healthy", lastError: null },
+  },
+  {
+    name: "mistyped token (401 at verify)",
+    input: {
+      ...base,
+      status: "credential_error",
+      verifiedAt: null,
+      lastSyncedAt: null,
+      lastSuccessAt: null,
+      recoveredAt: null,
+      lastError: { at: at(119), kind: "credential_invalid", httpStatus: 401 },
+    },
+    expected: {
+      state: "action_required",
+      action: expect.stringMatching(/copy the token again/),
+      lastError: expect.objectContaining({ kind: "credential_invalid" }),
+    },
+  },
+  {
+    name: "revoked then recovered",
+    input: { ...base, lastError: { at: at(50), kind: "credential_invalid", httpStatus: 401 }, lastSuccessAt: at(5), recoveredAt: at(40) },
+    expected: { state: "healthy", since: at(40).toISOString(), lastError: null, action: null },
+  },
+];
+
+test.each(customers)("$name", ({ input, expected }) => {
+  const health = connectionHealth(input, now);
+  expect(health).toMatchObject(expected);
+  expect(health.message).not.toMatch(NOISE);
+  expect(health.message).toMatch(/^[A-Z].*\.$/);
+});
+
+test.each([
+  {
+    name: "new connection",
+    input: { ...base, status: "pending" as const, verifiedAt: null, lastSyncedAt: null, lastSuccessAt: null },
+    state: "verifying",
+  },
+  {
+    name: "token replaced after a revoke: the old error is not current",
+    input: {
+      ...base,
+      status: "pending" as const,
+      lastError: { at: at(20), kind: "credential_invalid" as const, httpStatus: 401 },
+      lastSuccessAt: at(2),
+    },
+    state: "verifying",
+  },
+  { name: "first backfill running", input: { ...base, lastSyncedAt: null, checkpoint: backfill }, state: "backfilling" },
+  { name: "first backfill not yet started", input: { ...base, lastSyncedAt: null }, state: "backfilling" },
+  {
+    name: "a run failed after its retries",
+    input: { ...base, lastError: { at: at(3), kind: "sync_failed" as const, httpStatus: null } },
+    state: "failing",
+  },
+  { name: "a 429 whose wait is over", input: { ...base, lastRateLimited: { at: at(30), retryAfterSeconds: 60 } }, state: "healthy" },
+  {
+    name: "403",
+    input: { ...base, status: "credential_error" as const, lastError: { at: at(3), kind: "scope_denied" as const, httpStatus: 403 } },
+    state: "action_required",
+  },
+  { name: "disconnected", input: { ...base, status: "disconnected" as const }, state: "disconnected" },
+])("$name → $state", ({ input, state }) => {
+  const health = connectionHealth(input, now);
+  expect(health.state).toBe(state);
+  expect(health.message).not.toMatch(NOISE);
+  if (state === "backfilling") expect(health.progress).toBe(0);
+  if (state === "failing") expect(health.lastError).not.toBeNull();
+});
+
+test("the checkpoint remembers the oldest created_at read, which is what progress measures from", () => {
+  const page = (cp: typeof backfill, ...iso: string[]) =>
+    advanceCheckpoint(cp, { next: "n", createdAts: iso.map((d) => new Date(d)), days: [] });
+  const one = page(backfill, "2026-03-09T10:00:00.000Z", "2026-03-08T10:00:00.000Z");
+  expect(one.oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
+  expect(page(one, "2026-03-07T01:00:00.000Z").oldestCreatedAt).toBe("2026-03-07T01:00:00.000Z");
+  expect(advanceCheckpoint(one, { next: null, createdAts: [], days: [] }).oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
+});
+
+test("backfill progress is the share of the window read back from its end", () => {
+  const end = Date.parse(backfill.windowEnd);
+  expect(backfillProgress(backfill)).toBe(0);
+  expect(backfillProgress({ ...backfill, oldestCreatedAt: new Date(end - 45 * 86_400_000).toISOString() })).toBe(0.5);
+  expect(backfillProgress({ ...backfill, oldestCreatedAt: "2020-01-01T00:00:00.000Z" })).toBe(1);
+  expect(backfillProgress({ ...backfill, done: true })).toBe(1);
+});
+
+describe("coverage", () => {
+  const src = { connectionId: "c1", lastSyncedAt: null, highWaterMark: null, firstWindowStart: null, run: null };
+  const range = { from: "2026-03-01", to: "2026-03-10" };
+
+  test("nothing read yet: no span, not complete", () => {
+    expect(coverageOf(src, range)).toEqual({ connectionId: "c1", from: null, to: null, complete: false, lastSyncedAt: null });
+  });
+  test("a backfill stuck part way: the days read back from the run's end, not complete", () => {
+    const run = { windowEnd: new Date("2026-03-10T12:00:00Z"), oldestRead: new Date("2026-03-07T05:00:00Z") };
+    expect(coverageOf({ ...src, run }, range)).toMatchObject({ from: "2026-03-07", to: "2026-03-10", complete: false });
+  });
+  test("a finished backfill covers from its window start; a range before it was never read", () => {
+    const done = {
+      ...src,
+      lastSyncedAt: new Date("2026-03-10T11:00:00Z"),
+      highWaterMark: new Date("2026-03-10T11:00:00Z"),
+      firstWindowStart: new Date("2026-02-20T11:00:00Z"),
+    };
+    expect(coverageOf(done, range)).toMatchObject({
+      from: "2026-03-01",
+      to: "2026-03-10",
+      complete: true,
+      lastSyncedAt: "2026-03-10T11:00:00.000Z",
+    });
+    expect(coverageOf(done, { from: "2026-01-01", to: "2026-01-31" })).toMatchObject({ from: null, to: null, complete: false });
+    expect(coverageOf(done, { from: "2026-02-20", to: "2026-02-25" })).toMatchObject({ from: "2026-02-20", complete: false });
+  });
+});
