@@ -18,7 +18,12 @@ export interface FakePrediction {
   source?: string | null;
   started_at?: string | null;
   completed_at?: string | null;
-  metrics?: { predict_time?: number | null; total_time?: number | null } | null;
+  metrics?: {
+    predict_time?: number | null;
+    total_time?: number | null;
+    input_token_count?: number | null;
+    output_token_count?: number | null;
+  } | null;
   input?: unknown;
   output?: unknown;
   logs?: string | null;

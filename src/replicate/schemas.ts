@@ -14,6 +14,15 @@ const seconds = z
   .nonnegative()
   .nullish()
   .transform((v) => v ?? null);
+// A token count of an unexpected shape is dropped rather than failing the whole page.
+const tokenCount = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(Number.MAX_SAFE_INTEGER)
+  .nullish()
+  .catch(null)
+  .transform((v) => v ?? null);
 
 export const predictionSchema = z.object({
   id: z.string().min(1),
@@ -26,10 +35,21 @@ export const predictionSchema = z.object({
   source: optionalText,
   started_at: timestamp.nullish().transform((v) => v ?? null),
   completed_at: timestamp.nullish().transform((v) => v ?? null),
-  metrics: z
-    .object({ predict_time: seconds, total_time: seconds })
+  // Whether Replicate has deleted the inputs and outputs (a flag; the data itself is never read).
+  data_removed: z
+    .boolean()
     .nullish()
-    .transform((m) => ({ predictTime: m?.predict_time ?? null, totalTime: m?.total_time ?? null })),
+    .transform((v) => v ?? null),
+  // Token counts are reported by Replicate's official language models; other numeric metrics are ignored.
+  metrics: z
+    .object({ predict_time: seconds, total_time: seconds, input_token_count: tokenCount, output_token_count: tokenCount })
+    .nullish()
+    .transform((m) => ({
+      predictTime: m?.predict_time ?? null,
+      totalTime: m?.total_time ?? null,
+      inputTokens: m?.input_token_count ?? null,
+      outputTokens: m?.output_token_count ?? null,
+    })),
 });
 
 export type Prediction = z.output<typeof predictionSchema>;

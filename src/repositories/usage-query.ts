@@ -1,6 +1,6 @@
 import type { Db } from "../db/client.js";
 
-export const GROUP_BY = ["date", "connection", "model", "deployment", "status"] as const;
+export const GROUP_BY = ["date", "connection", "model", "deployment", "source", "status"] as const;
 export type GroupBy = (typeof GROUP_BY)[number];
 
 export interface UsageQuery {
@@ -16,6 +16,7 @@ export interface UsageResultRow {
   connectionId?: string;
   model?: string;
   deployment?: string;
+  source?: string;
   status?: string;
   predictions: number;
   succeeded?: number;
@@ -26,6 +27,9 @@ export interface UsageResultRow {
   other?: number;
   computeSeconds?: number;
   meteredPredictions?: number;
+  billableSeconds?: number;
+  inputTokens?: number;
+  outputTokens?: number;
 }
 
 const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
@@ -33,6 +37,7 @@ const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
   connection: `d.connection_id::text AS "connectionId"`,
   model: `d.model AS "model"`,
   deployment: `d.deployment AS "deployment"`,
+  source: `d.source AS "source"`,
 };
 
 // Grouping by status turns each row's status counts into one row per status. Compute seconds are
@@ -62,6 +67,10 @@ export async function queryUsage(db: Db, q: UsageQuery): Promise<UsageResultRow[
         `sum(d.other)::int AS "other"`,
         `sum(d.compute_seconds)::float8 AS "computeSeconds"`,
         `sum(d.metered_predictions)::int AS "meteredPredictions"`,
+        `sum(d.billable_seconds)::float8 AS "billableSeconds"`,
+        // float8 holds token sums exactly up to 2^53 and serialises as a JSON number.
+        `sum(d.input_tokens)::float8 AS "inputTokens"`,
+        `sum(d.output_tokens)::float8 AS "outputTokens"`,
       ];
   const params: unknown[] = [q.from, q.to];
   const filters = [`d.usage_date BETWEEN $1::date AND $2::date`];
