@@ -32,6 +32,18 @@ export interface FakePrediction {
   data_removed?: boolean;
 }
 
+export interface FakeDeployment {
+  owner: string;
+  name: string;
+  current_release: {
+    number: number;
+    model: string;
+    version: string;
+    created_at: string;
+    configuration: { hardware: string; min_instances: number; max_instances: number };
+  } | null;
+}
+
 export interface FakeAccount {
   type: "user" | "organization";
   username: string;
@@ -48,12 +60,13 @@ export type Fault =
   /** Ignore created_after/created_before (a server that does not filter). */
   | { kind: "ignore-filters" };
 
-type Endpoint = "account" | "predictions";
+type Endpoint = "account" | "predictions" | "deployments";
 
 interface TokenState {
   account: FakeAccount;
   /** Sorted newest first by (created_at, id). */
   predictions: FakePrediction[];
+  deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
 }
 
@@ -72,6 +85,14 @@ interface Cursor {
   last: [string, string];
 }
 
+const FOREIGN_NEXT = "http://attacker.invalid/v1/predictions?cursor=stolen";
+
+const ENDPOINTS: Record<string, Endpoint> = {
+  "/v1/account": "account",
+  "/v1/predictions": "predictions",
+  "/v1/deployments": "deployments",
+};
+
 const newestFirst = (a: FakePrediction, b: FakePrediction) =>
   a.created_at === b.created_at ? (a.id < b.id ? 1 : a.id > b.id ? -1 : 0) : a.created_at < b.created_at ? 1 : -1;
 
@@ -80,6 +101,7 @@ export class FakeReplicate {
   private readonly tokens = new Map<string, TokenState>();
   readonly requests: RecordedRequest[] = [];
   pageSize = 100;
+  deploymentPageSize = 100;
   /** Added to every predictions page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
   baseUrl = "";
@@ -97,7 +119,12 @@ export class FakeReplicate {
   }
 
   addAccount(token: string, account: FakeAccount, predictions: FakePrediction[] = []): void {
-    this.tokens.set(token, { account, predictions: [...predictions].sort(newestFirst), faults: { account: [], predictions: [] } });
+    this.tokens.set(token, {
+      account,
+      predictions: [...predictions].sort(newestFirst),
+      deployments: [],
+      faults: { account: [], predictions: [], deployments: [] },
+    });
   }
 
   removeToken(token: string): void {
@@ -112,6 +139,11 @@ export class FakeReplicate {
     state.predictions = [...byId.values()].sort(newestFirst);
   }
 
+  /** Replaces what GET /v1/deployments lists for the token. */
+  setDeployments(token: string, deployments: FakeDeployment[]): void {
+    this.state(token).deployments = deployments;
+  }
+
   predictions(token: string): FakePrediction[] {
     return this.state(token).predictions;
   }
@@ -123,7 +155,7 @@ export class FakeReplicate {
 
   pendingFaults(token: string): number {
     const f = this.state(token).faults;
-    return f.account.length + f.predictions.length;
+    return f.account.length + f.predictions.length + f.deployments.length;
   }
 
   private state(token: string): TokenState {
@@ -134,8 +166,7 @@ export class FakeReplicate {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://fake");
-    const endpoint: Endpoint | "unknown" =
-      url.pathname === "/v1/account" ? "account" : url.pathname === "/v1/predictions" ? "predictions" : "unknown";
+    const endpoint = ENDPOINTS[url.pathname] ?? "unknown";
     const record: RecordedRequest = {
       endpoint,
       url: url.pathname + url.search,
@@ -165,6 +196,7 @@ export class FakeReplicate {
     if (res.destroyed) return;
 
     if (endpoint === "account") return send(200, JSON.stringify({ ...state.account, github_url: null }));
+    if (endpoint === "deployments") return send(200, this.deploymentPage(state, url, fault));
 
     const body = this.page(state, url, fault);
     if (fault?.kind === "truncated-json") return send(200, body.slice(0, Math.max(1, Math.floor(body.length / 2))));
@@ -195,11 +227,20 @@ export class FakeReplicate {
       const c: Cursor = { after, before, last: [last.created_at, last.id] };
       next = `${this.baseUrl}/predictions?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
     }
-    if (fault?.kind === "foreign-next") next = `http://attacker.invalid/v1/predictions?cursor=stolen`;
+    if (fault?.kind === "foreign-next") next = FOREIGN_NEXT;
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     if (fault?.kind === "schema-violation") served.push({ id: 42, status: null, created_at: "yesterday" });
     return JSON.stringify({ next, previous: null, results: served });
+  }
+
+  // Offset cursors: deployments are few and do not move while listed.
+  private deploymentPage(state: TokenState, url: URL, fault: Fault | undefined): string {
+    const offset = Number(url.searchParams.get("cursor") ?? 0);
+    const results = state.deployments.slice(offset, offset + this.deploymentPageSize);
+    const more = offset + results.length < state.deployments.length;
+    const next = more ? `${this.baseUrl}/deployments?cursor=${offset + results.length}` : null;
+    return JSON.stringify({ next: fault?.kind === "foreign-next" ? FOREIGN_NEXT : next, previous: null, results });
   }
 
   // Binary searches over the newest-first list.

@@ -12,6 +12,7 @@ import { AppError, ConflictError, NotFoundError, ValidationError } from "../erro
 import { moduleLogger } from "../logger.js";
 import { tokenMatches } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
+import { deploymentRoutes } from "./routes/deployments.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
 import { usageRoutes } from "./routes/usage.js";
@@ -70,6 +71,7 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(deploymentRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;

@@ -1,5 +1,6 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
+import { refreshDeployments } from "../pricing/deployments.js";
 import { readToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { upsertSyncScheduler } from "../queue/schedulers.js";
@@ -13,6 +14,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   const token = await readToken(ctx.db, ctx.vault, connectionId);
   if (!token) return "gone";
   const account = await ctx.replicate.getAccount(token);
+  await refreshDeployments(ctx, connectionId, token, { force: true });
   const { count } = await ctx.db.connection.updateMany({
     where: { id: connectionId, status: { not: "disconnected" } },
     data: { status: "connected", accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },

@@ -12,7 +12,15 @@ import { redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
 import type { RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
-import { accountSchema, predictionPageSchema, problemSchema, type Account, type PredictionPage } from "./schemas.js";
+import {
+  accountSchema,
+  deploymentPageSchema,
+  predictionPageSchema,
+  problemSchema,
+  type Account,
+  type DeploymentPage,
+  type PredictionPage,
+} from "./schemas.js";
 
 export interface ReplicateClientOptions {
   baseUrl: string;
@@ -62,6 +70,12 @@ export class ReplicateClient {
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
     return this.get(token, this.predictionsUrl(request), predictionPageSchema);
+  }
+
+  /** One page of the account's deployments; `cursorUrl` is a `next` link (same origin only). */
+  async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
+    const url = cursorUrl ? this.sameOriginLink(cursorUrl) : new URL("deployments", this.base);
+    return this.get(token, url, deploymentPageSchema);
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */

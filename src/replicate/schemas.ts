@@ -82,3 +82,35 @@ export const problemSchema = z.object({ title: z.string().optional(), detail: z.
 
 export const TERMINAL_STATUSES = ["succeeded", "failed", "canceled", "aborted"] as const;
 export const IN_PROGRESS_STATUSES = ["starting", "processing"] as const;
+
+/** A deployment and the configuration of its current release (hardware SKU and instance bounds). */
+export const deploymentSchema = z.object({
+  owner: z.string().min(1),
+  name: z.string().min(1),
+  current_release: z
+    .object({
+      number: z.number().int(),
+      model: z.string().min(1),
+      version: z.string().min(1),
+      created_at: timestamp,
+      configuration: z.object({
+        hardware: z.string().min(1),
+        min_instances: z.number().int().nonnegative(),
+        max_instances: z.number().int().nonnegative(),
+      }),
+    })
+    .nullish()
+    .transform((v) => v ?? null),
+});
+
+export type Deployment = z.output<typeof deploymentSchema>;
+
+export const deploymentPageSchema = z.object({
+  next: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? null),
+  results: z.array(deploymentSchema),
+});
+
+export type DeploymentPage = z.output<typeof deploymentPageSchema>;
