@@ -13,6 +13,7 @@ import { moduleLogger } from "../logger.js";
 import { tokenMatches } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { deploymentRoutes } from "./routes/deployments.js";
+import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
 import { usageRoutes } from "./routes/usage.js";
@@ -72,6 +73,7 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
   await app.register(deploymentRoutes(ctx));
+  await app.register(priceRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;
