@@ -1,7 +1,11 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { GROUP_BY, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+import { GROUP_BY, queryIdleFloor, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+
+const COST_NOTE =
+  "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
+  "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
 const usageQuery = z
   .object({
@@ -24,14 +28,19 @@ const usageQuery = z
   .refine((q) => q.workspaceId || q.connectionId, { message: "give workspaceId or connectionId", path: ["workspaceId"] })
   .refine((q) => q.from <= q.to, { message: "from must not be after to", path: ["from"] });
 
-/** Dashboard usage: rows of predictions, status counts and compute seconds, as JSON or CSV. */
+/** Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost, as JSON or CSV. */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
     app.get("/v1/usage", { schema: { querystring: usageQuery } }, async (request, reply) => {
       const q = request.query;
-      const rows = await queryUsage(ctx.db, { ...q, groupBy: q.groupBy as GroupBy[] });
-      if (q.format === "csv") return reply.type("text/csv; charset=utf-8").send(toCsv(rows));
-      return { from: q.from, to: q.to, groupBy: q.groupBy, rows };
+      const query = { ...q, groupBy: q.groupBy as GroupBy[] };
+      const [rows, idleFloor] = await Promise.all([queryUsage(ctx.db, query), queryIdleFloor(ctx.db, query)]);
+      if (q.format === "csv") {
+        // One sheet: usage lines, then idle-floor lines, told apart by the `line` column.
+        const lines = [...rows.map((r) => ({ line: "usage", ...r })), ...idleFloor];
+        return reply.type("text/csv; charset=utf-8").send(toCsv(lines));
+      }
+      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, rows, idleFloor };
     });
   };
 }
