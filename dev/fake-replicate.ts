@@ -62,12 +62,23 @@ export type Fault =
 
 type Endpoint = "account" | "predictions" | "deployments";
 
+/**
+ * Replicate's throttle for accounts low on credit: `requests` per `perMs` with a burst of `burst`
+ * (6 per 60 000 ms, burst 1), a token bucket per API token, answered with 429 and the wait in the body.
+ */
+export interface RateLimit {
+  requests: number;
+  perMs: number;
+  burst: number;
+}
+
 interface TokenState {
   account: FakeAccount;
   /** Sorted newest first by (created_at, id). */
   predictions: FakePrediction[];
   deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
+  bucket?: { tokens: number; at: number };
 }
 
 export interface RecordedRequest {
@@ -102,6 +113,8 @@ export class FakeReplicate {
   readonly requests: RecordedRequest[] = [];
   pageSize = 100;
   deploymentPageSize = 100;
+  /** When set, every token is throttled like an account low on credit. */
+  rateLimit: RateLimit | null = null;
   /** Added to every predictions page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
   baseUrl = "";
@@ -188,6 +201,12 @@ export class FakeReplicate {
     const state = token ? this.tokens.get(token) : undefined;
     if (!state) return problem(401, "You did not pass a valid authentication token");
 
+    const waitMs = this.rateLimit ? this.take(state, this.rateLimit) : 0;
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      return problem(429, `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? "" : "s"}.`);
+    }
+
     const fault = state.faults[endpoint].shift();
     if (fault?.kind === "status")
       return send(fault.status, fault.body ?? JSON.stringify({ detail: http.STATUS_CODES[fault.status] }), fault.headers);
@@ -232,6 +251,19 @@ export class FakeReplicate {
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     if (fault?.kind === "schema-violation") served.push({ id: 42, status: null, created_at: "yesterday" });
     return JSON.stringify({ next, previous: null, results: served });
+  }
+
+  /** Takes one request from the token's bucket; returns 0, or how long until one is available. */
+  private take(state: TokenState, limit: RateLimit): number {
+    const now = Date.now();
+    const perMs = limit.requests / limit.perMs;
+    const bucket = state.bucket ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + (now - bucket.at) * perMs);
+    bucket.at = now;
+    state.bucket = bucket;
+    if (bucket.tokens < 1) return (1 - bucket.tokens) / perMs;
+    bucket.tokens -= 1;
+    return 0;
   }
 
   // Offset cursors: deployments are few and do not move while listed.

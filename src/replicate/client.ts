@@ -117,7 +117,7 @@ export class ReplicateClient {
       }
       body = response.body;
     } catch (err) {
-      throw toProviderError(err, url, token);
+      throw await this.learnFrom(toProviderError(err, url, token), token);
     }
     let json: unknown;
     try {
@@ -132,6 +132,17 @@ export class ReplicateClient {
       throw new MalformedResponseError(`response from ${url.pathname} does not match the expected shape: ${where.join("; ")}`, 200);
     }
     return parsed.data;
+  }
+
+  // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
+  private async learnFrom(error: Error, token: string): Promise<Error> {
+    const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
+    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
+    const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
+    const rate = await throttled(token, { seconds, source }).catch(() => null);
+    if (rate === null) return error;
+    const perMinute = Math.round(rate * 60 * 100) / 100;
+    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute} requests/min`, seconds, source);
   }
 }
 
