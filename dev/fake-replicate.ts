@@ -19,13 +19,30 @@ export interface FakePrediction {
   source?: string | null;
   started_at?: string | null;
   completed_at?: string | null;
-  metrics?: { predict_time?: number | null; total_time?: number | null } | null;
+  metrics?: {
+    predict_time?: number | null;
+    total_time?: number | null;
+    input_token_count?: number | null;
+    output_token_count?: number | null;
+  } | null;
   input?: unknown;
   output?: unknown;
   logs?: string | null;
   error?: string | null;
   urls?: Record<string, string>;
   data_removed?: boolean;
+}
+
+export interface FakeDeployment {
+  owner: string;
+  name: string;
+  current_release: {
+    number: number;
+    model: string;
+    version: string;
+    created_at: string;
+    configuration: { hardware: string; min_instances: number; max_instances: number };
+  } | null;
 }
 
 export interface FakeAccount {
@@ -50,15 +67,27 @@ export type Fault =
   /** Ignore created_after/created_before (a server that does not filter). */
   | { kind: "ignore-filters" };
 
-type Endpoint = "account" | "predictions";
+type Endpoint = "account" | "predictions" | "deployments";
+
+/**
+ * Replicate's throttle for accounts low on credit: `requests` per `perMs` with a burst of `burst`
+ * (6 per 60 000 ms, burst 1), a token bucket per API token, answered with 429 and the wait in the body.
+ */
+export interface RateLimit {
+  requests: number;
+  perMs: number;
+  burst: number;
+}
 
 interface TokenState {
   account: FakeAccount;
   /** Sorted newest first by (created_at, id). */
   predictions: FakePrediction[];
+  deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
   /** Raw records served at the end of every first page (odd or invalid predictions), see serveOnFirstPage. */
   oddRecords: unknown[];
+  bucket?: { tokens: number; at: number };
 }
 
 export interface RecordedRequest {
@@ -76,6 +105,14 @@ interface Cursor {
   last: [string, string];
 }
 
+const FOREIGN_NEXT = "http://attacker.invalid/v1/predictions?cursor=stolen";
+
+const ENDPOINTS: Record<string, Endpoint> = {
+  "/v1/account": "account",
+  "/v1/predictions": "predictions",
+  "/v1/deployments": "deployments",
+};
+
 const newestFirst = (a: FakePrediction, b: FakePrediction) =>
   a.created_at === b.created_at ? (a.id < b.id ? 1 : a.id > b.id ? -1 : 0) : a.created_at < b.created_at ? 1 : -1;
 
@@ -84,6 +121,9 @@ export class FakeReplicate {
   private readonly tokens = new Map<string, TokenState>();
   readonly requests: RecordedRequest[] = [];
   pageSize = 100;
+  deploymentPageSize = 100;
+  /** When set, every token is throttled like an account low on credit. */
+  rateLimit: RateLimit | null = null;
   /** Added to every predictions page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
   baseUrl = "";
@@ -104,7 +144,8 @@ export class FakeReplicate {
     this.tokens.set(token, {
       account,
       predictions: [...predictions].sort(newestFirst),
-      faults: { account: [], predictions: [] },
+      deployments: [],
+      faults: { account: [], predictions: [], deployments: [] },
       oddRecords: [],
     });
   }
@@ -119,6 +160,11 @@ export class FakeReplicate {
     const byId = new Map(state.predictions.map((p) => [p.id, p]));
     for (const p of predictions) byId.set(p.id, p);
     state.predictions = [...byId.values()].sort(newestFirst);
+  }
+
+  /** Replaces what GET /v1/deployments lists for the token. */
+  setDeployments(token: string, deployments: FakeDeployment[]): void {
+    this.state(token).deployments = deployments;
   }
 
   predictions(token: string): FakePrediction[] {
@@ -137,7 +183,7 @@ export class FakeReplicate {
 
   pendingFaults(token: string): number {
     const f = this.state(token).faults;
-    return f.account.length + f.predictions.length;
+    return f.account.length + f.predictions.length + f.deployments.length;
   }
 
   private state(token: string): TokenState {
@@ -148,8 +194,7 @@ export class FakeReplicate {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://fake");
-    const endpoint: Endpoint | "unknown" =
-      url.pathname === "/v1/account" ? "account" : url.pathname === "/v1/predictions" ? "predictions" : "unknown";
+    const endpoint = ENDPOINTS[url.pathname] ?? "unknown";
     const record: RecordedRequest = {
       endpoint,
       url: url.pathname + url.search,
@@ -171,6 +216,12 @@ export class FakeReplicate {
     const state = token ? this.tokens.get(token) : undefined;
     if (!state) return problem(401, "You did not pass a valid authentication token");
 
+    const waitMs = this.rateLimit ? this.take(state, this.rateLimit) : 0;
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      return problem(429, `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? "" : "s"}.`);
+    }
+
     const fault = state.faults[endpoint].shift();
     const delay =
       (fault?.kind === "delay" ? fault.ms : fault?.kind === "status" ? (fault.delayMs ?? 0) : 0) +
@@ -186,6 +237,7 @@ export class FakeReplicate {
     }
 
     if (endpoint === "account") return send(200, JSON.stringify({ ...state.account, github_url: null }));
+    if (endpoint === "deployments") return send(200, this.deploymentPage(state, url, fault));
 
     const body = this.page(state, url, fault);
     if (fault?.kind === "truncated-json") return send(200, body.slice(0, Math.max(1, Math.floor(body.length / 2))));
@@ -216,13 +268,35 @@ export class FakeReplicate {
       const c: Cursor = { after, before, last: [last.created_at, last.id] };
       next = `${this.baseUrl}/predictions?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
     }
-    if (fault?.kind === "foreign-next") next = `http://attacker.invalid/v1/predictions?cursor=stolen`;
+    if (fault?.kind === "foreign-next") next = FOREIGN_NEXT;
     if (fault?.kind === "userinfo-next" && next) next = next.replace("://", "://evil:pw@");
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     if (!cursor) served.push(...state.oddRecords);
     if (fault?.kind === "schema-violation") return JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
     return JSON.stringify({ next, previous: null, results: served });
+  }
+
+  /** Takes one request from the token's bucket; returns 0, or how long until one is available. */
+  private take(state: TokenState, limit: RateLimit): number {
+    const now = Date.now();
+    const perMs = limit.requests / limit.perMs;
+    const bucket = state.bucket ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + (now - bucket.at) * perMs);
+    bucket.at = now;
+    state.bucket = bucket;
+    if (bucket.tokens < 1) return (1 - bucket.tokens) / perMs;
+    bucket.tokens -= 1;
+    return 0;
+  }
+
+  // Offset cursors: deployments are few and do not move while listed.
+  private deploymentPage(state: TokenState, url: URL, fault: Fault | undefined): string {
+    const offset = Number(url.searchParams.get("cursor") ?? 0);
+    const results = state.deployments.slice(offset, offset + this.deploymentPageSize);
+    const more = offset + results.length < state.deployments.length;
+    const next = more ? `${this.baseUrl}/deployments?cursor=${offset + results.length}` : null;
+    return JSON.stringify({ next: fault?.kind === "foreign-next" ? FOREIGN_NEXT : next, previous: null, results });
   }
 
   // Binary searches over the newest-first list.

@@ -15,6 +15,8 @@ export function rng(seed: number): () => number {
 
 export const MODELS = ["stability-ai/sdxl", "meta/meta-llama-3-70b-instruct", "black-forest-labs/flux-schnell", "openai/whisper"];
 export const DEPLOYMENTS = ["acme/sdxl-prod"];
+/** Replicate's official language models report token counts in their metrics. */
+export const TOKEN_MODELS = ["meta/meta-llama-3-70b-instruct"];
 const STATUSES = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "canceled", "aborted", "processing", "starting"];
 
 export interface GenerateOptions {
@@ -40,11 +42,12 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
     const viaDeployment = next() < 0.2;
     const metered = status !== "starting" && next() < 0.85;
     const predictTime = Math.round(next() * 30_000_000) / 1_000_000;
+    const model = MODELS[Math.floor(next() * MODELS.length)]!;
     return {
       id: `${o.idPrefix ?? "p"}${i.toString(36).padStart(6, "0")}`,
       status,
       created_at: created.toISOString(),
-      model: MODELS[Math.floor(next() * MODELS.length)]!,
+      model,
       version: next() < 0.1 ? "hidden" : `v${Math.floor(next() * 1e6).toString(16)}`,
       deployment: viaDeployment ? DEPLOYMENTS[0]! : null,
       source: next() < 0.7 ? "api" : "web",
@@ -52,7 +55,7 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
       completed_at: ["succeeded", "failed", "canceled", "aborted"].includes(status)
         ? new Date(created.getTime() + 5000).toISOString()
         : null,
-      metrics: metered ? { predict_time: predictTime, total_time: predictTime + 0.5 } : null,
+      metrics: metered ? { predict_time: predictTime, total_time: predictTime + 0.5, ...tokenMetrics(model, predictTime) } : null,
       input: { prompt: `a watercolor fox ${marker}` },
       output: [`https://replicate.delivery/${marker}/out.png`],
       logs: `step 1/50 ${marker}`,
@@ -62,10 +65,17 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
   });
 }
 
+// Derived from predict_time rather than drawn from the PRNG, so every other field stays as before.
+function tokenMetrics(model: string, predictTime: number) {
+  if (!TOKEN_MODELS.includes(model)) return {};
+  return { input_token_count: 20 + Math.floor(predictTime * 7), output_token_count: Math.floor(predictTime * 31) };
+}
+
 export interface UsageRow {
   usageDate: string;
   model: string;
   deployment: string;
+  source: string;
   predictions: number;
   succeeded: number;
   failed: number;
@@ -75,6 +85,10 @@ export interface UsageRow {
   other: number;
   computeMicros: number;
   meteredPredictions: number;
+  /** predict_time of predictions not aborted. */
+  billableMicros: number;
+  inputTokens: number;
+  outputTokens: number;
 }
 
 const micros = (seconds: number | null | undefined) => (seconds == null ? 0 : Math.round(seconds * 1_000_000));
@@ -87,6 +101,7 @@ export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
       usageDate: p.created_at.slice(0, 10),
       model: p.model ?? "",
       deployment: p.deployment ?? "",
+      source: p.source ?? "",
       predictions: 0,
       succeeded: 0,
       failed: 0,
@@ -96,8 +111,11 @@ export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
       other: 0,
       computeMicros: 0,
       meteredPredictions: 0,
+      billableMicros: 0,
+      inputTokens: 0,
+      outputTokens: 0,
     };
-    const key = `${row.usageDate}|${row.model}|${row.deployment}`;
+    const key = rowKey(row);
     const g = groups.get(key) ?? (groups.set(key, row), row);
     g.predictions++;
     if (p.status === "succeeded" || p.status === "failed" || p.status === "canceled" || p.status === "aborted") g[p.status]++;
@@ -106,6 +124,11 @@ export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
     if (p.metrics?.predict_time != null) {
       g.computeMicros += micros(p.metrics.predict_time);
       g.meteredPredictions++;
+    }
+    if (p.status !== "aborted") {
+      g.billableMicros += micros(p.metrics?.predict_time);
+      g.inputTokens += p.metrics?.input_token_count ?? 0;
+      g.outputTokens += p.metrics?.output_token_count ?? 0;
     }
   }
   return sortRows([...groups.values()]);
@@ -118,6 +141,7 @@ export async function actualUsage(db: Db, connectionId: string): Promise<UsageRo
       usageDate: r.usageDate.toISOString().slice(0, 10),
       model: r.model,
       deployment: r.deployment,
+      source: r.source,
       predictions: r.predictions,
       succeeded: r.succeeded,
       failed: r.failed,
@@ -127,10 +151,15 @@ export async function actualUsage(db: Db, connectionId: string): Promise<UsageRo
       other: r.other,
       computeMicros: Math.round(Number(r.computeSeconds) * 1_000_000),
       meteredPredictions: r.meteredPredictions,
+      billableMicros: Math.round(Number(r.billableSeconds) * 1_000_000),
+      inputTokens: Number(r.inputTokens),
+      outputTokens: Number(r.outputTokens),
     })),
   );
 }
 
+const rowKey = (r: UsageRow) => `${r.usageDate}|${r.model}|${r.deployment}|${r.source}`;
+
 function sortRows(rows: UsageRow[]): UsageRow[] {
-  return rows.sort((a, b) => `${a.usageDate}|${a.model}|${a.deployment}`.localeCompare(`${b.usageDate}|${b.model}|${b.deployment}`));
+  return rows.sort((a, b) => rowKey(a).localeCompare(rowKey(b)));
 }

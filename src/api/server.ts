@@ -13,6 +13,8 @@ import { AppError, ConflictError, NotFoundError, ValidationError } from "../erro
 import { moduleLogger } from "../logger.js";
 import { requireCredential } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
+import { deploymentRoutes } from "./routes/deployments.js";
+import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
 import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
@@ -61,6 +63,8 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(deploymentRoutes(ctx));
+  await app.register(priceRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;

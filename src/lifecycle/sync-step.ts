@@ -1,5 +1,6 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
+import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
@@ -64,6 +65,7 @@ export async function runPage(
   if (!state) return { outcome: "disconnected" };
   const checkpoint = parseCheckpoint(state.syncState);
   if (checkpoint?.runId !== runId || page > checkpoint.pagesDone + 1) return { outcome: "stale" };
+  await refreshDeployments(ctx, connectionId, state.token);
 
   let current: Checkpoint = checkpoint;
   let written = 0;

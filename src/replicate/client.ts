@@ -14,7 +14,15 @@ import { redactSecret, redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
 import type { RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
-import { accountSchema, predictionPageSchema, problemSchema, type Account, type PredictionPage } from "./schemas.js";
+import {
+  accountSchema,
+  deploymentPageSchema,
+  predictionPageSchema,
+  problemSchema,
+  type Account,
+  type DeploymentPage,
+  type PredictionPage,
+} from "./schemas.js";
 
 export interface ReplicateClientOptions {
   baseUrl: string;
@@ -84,6 +92,12 @@ export class ReplicateClient {
     return this.get(token, this.predictionsUrl(request, token), predictionPageSchema);
   }
 
+  /** One page of the account's deployments; `cursorUrl` is a `next` link (same origin only). */
+  async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
+    const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
+    return this.get(token, url, deploymentPageSchema);
+  }
+
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
   predictionsUrl(request: PredictionListRequest, token = ""): URL {
     if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl, token);
@@ -131,7 +145,7 @@ export class ReplicateClient {
       }
       body = await this.decode(response);
     } catch (err) {
-      throw await this.toProviderError(err, url, token);
+      throw await this.learnFrom(await this.toProviderError(err, url, token), token);
     }
     let json: unknown;
     try {
@@ -179,6 +193,17 @@ export class ReplicateClient {
       return httpError(err.response.statusCode, err.response.headers["retry-after"], text, url, token);
     }
     return toProviderError(err, url, token);
+  }
+
+  // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
+  private async learnFrom(error: Error, token: string): Promise<Error> {
+    const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
+    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
+    const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
+    const rate = await throttled(token, { seconds, source }).catch(() => null);
+    if (rate === null) return error;
+    const perMinute = Math.round(rate * 60 * 100) / 100;
+    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute} requests/min`, seconds, source);
   }
 }
 

@@ -1,49 +1,125 @@
 import type { Redis } from "ioredis";
 import { RateLimitError } from "../errors.js";
 import { tokenFingerprint } from "../vault.js";
+import type { RetryAfter } from "./retry-after.js";
 
 /** Paces requests made with one token, across every worker process. */
 export interface RequestRateCap {
   acquire(token: string): Promise<void>;
+  /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
+  throttled?(token: string, retryAfter: RetryAfter): Promise<number>;
+}
+
+export interface AdaptiveOptions {
+  /** A token that saw no 429 for this long is raised by `raiseFactor` (default 60 s). */
+  quietMs?: number;
+  /** Default 1.25: from a halving back to the cap in about 3 quiet periods. */
+  raiseFactor?: number;
+  /** Never slower than this (requests per second; default one a minute). */
+  floorPerSecond?: number;
 }
 
 // Waits shorter than this are slept inline; longer ones become a RateLimitError so the job is
 // delayed instead of holding a worker slot.
 const MAX_INLINE_WAIT_MS = 2000;
+// The learned rate is forgotten after a day without requests: the account may have been topped up.
+const LEARNED_TTL_MS = 86_400_000;
 
 // GCRA with no burst: each request reserves the next slot `interval` ms after the previous one, on
 // Redis's clock. Fixed one-second windows (what rate-limiter-flexible offers) let a full window's
 // worth through at the end of one window and again at the start of the next: measured 38 requests
 // in one second for a cap of 20. Evenly spaced slots never put more than the cap in any second.
+// The interval follows the learned rate (KEYS[2]), raised toward the configured cap after a quiet
+// period; 10% headroom because timers fire late and requests queue in sockets (see bench/RESULTS.md).
 // Returns the wait before the reserved slot, or -wait (nothing reserved) when it exceeds the maximum.
 const RESERVE_SLOT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
+local cap = tonumber(ARGV[1])
+local rate = math.min(cap, tonumber(redis.call('HGET', KEYS[2], 'rate') or cap))
+if rate < cap and now - tonumber(redis.call('HGET', KEYS[2], 'changed') or '0') >= tonumber(ARGV[3]) then
+  rate = math.min(cap, rate * tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[2], 'rate', rate, 'changed', now)
+  redis.call('PEXPIRE', KEYS[2], ${LEARNED_TTL_MS})
+end
+local interval = math.ceil(1100 / rate)
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local wait = slot - now
 if wait > tonumber(ARGV[2]) then return -wait end
 redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 1000)
 return wait`;
 
+// AIMD: a 429 halves the rate, or sets it to one request per Retry-After when that is lower (with
+// a burst of 1, Retry-After is the server's own interval), and keeps every worker off the token until
+// then. Returns the new rate in millirequests per second (Lua returns integers).
+const THROTTLED = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
+local rate = math.min(cap, tonumber(redis.call('HGET', KEYS[2], 'rate') or cap)) / 2
+local retryMs = tonumber(ARGV[2])
+if tonumber(ARGV[3]) == 1 then rate = math.min(rate, 1000 / retryMs) end
+rate = math.max(rate, tonumber(ARGV[4]))
+redis.call('HSET', KEYS[2], 'rate', rate, 'changed', now)
+redis.call('PEXPIRE', KEYS[2], ${LEARNED_TTL_MS})
+local slot = math.max(now + retryMs, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], slot, 'PX', slot - now + 1000)
+return math.floor(rate * 1000)`;
+
+export interface LearnedRate {
+  /** What this token is paced at now (the configured cap until a 429 lowers it). */
+  requestsPerSecond: number;
+  configuredPerSecond: number;
+  /** When a 429 or a quiet period last changed it; null when it never did (or was forgotten). */
+  changedAt: Date | null;
+}
+
 export class RedisRequestRateCap implements RequestRateCap {
-  private readonly intervalMs: number;
+  private readonly quietMs: number;
+  private readonly raiseFactor: number;
+  private readonly floorPerSecond: number;
 
   constructor(
     private readonly redis: Redis,
-    requestsPerSecond: number,
+    private readonly requestsPerSecond: number,
     private readonly keyPrefix: string,
+    options: AdaptiveOptions = {},
   ) {
-    // 10% headroom: timers fire late and requests queue in sockets, so slots leave a little less evenly
-    // than reserved; with it, the cap holds where the requests arrive (see bench/RESULTS.md).
-    this.intervalMs = Math.ceil(1100 / requestsPerSecond);
+    this.quietMs = options.quietMs ?? 60_000;
+    this.raiseFactor = options.raiseFactor ?? 1.25;
+    this.floorPerSecond = options.floorPerSecond ?? 1 / 60;
+  }
+
+  // Redis keys carry a hash of the token, never the token.
+  private keys(token: string): [string, string] {
+    const key = `${this.keyPrefix}:ratecap:${tokenFingerprint(token)}`;
+    return [key, `${key}:learned`];
   }
 
   async acquire(token: string): Promise<void> {
-    // Redis keys carry a hash of the token, never the token.
-    const key = `${this.keyPrefix}:ratecap:${tokenFingerprint(token)}`;
-    const wait = Number(await this.redis.eval(RESERVE_SLOT, 1, key, this.intervalMs, MAX_INLINE_WAIT_MS));
+    const [slot, learned] = this.keys(token);
+    const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
+    const wait = Number(await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args));
     if (wait < 0) throw new RateLimitError("local request cap reached for this token", Math.ceil(-wait / 1000), "local_cap");
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  async throttled(token: string, retryAfter: RetryAfter): Promise<number> {
+    // A default Retry-After is a guess of ours, not the server's interval: halve only.
+    const hinted = retryAfter.source === "default" ? 0 : 1;
+    const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond];
+    const milli = Number(await this.redis.eval(THROTTLED, 2, ...this.keys(token), ...args));
+    return milli / 1000;
+  }
+
+  /** The rate this token is paced at, for health views and the event log. */
+  async learnedRate(token: string): Promise<LearnedRate> {
+    const state = await this.redis.hgetall(this.keys(token)[1]);
+    const rate = state.rate === undefined ? this.requestsPerSecond : Math.min(this.requestsPerSecond, Number(state.rate));
+    return {
+      requestsPerSecond: rate,
+      configuredPerSecond: this.requestsPerSecond,
+      changedAt: state.changed === undefined ? null : new Date(Number(state.changed)),
+    };
   }
 }

@@ -35,6 +35,15 @@ const seconds = z
   .max(RECORD_LIMITS.maxSeconds)
   .nullish()
   .transform((v) => v ?? null);
+// A token count of an unexpected shape is dropped rather than failing the whole page.
+const tokenCount = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(Number.MAX_SAFE_INTEGER)
+  .nullish()
+  .catch(null)
+  .transform((v) => v ?? null);
 
 export const predictionSchema = z.object({
   id: z.string().transform(withoutNul).pipe(z.string().min(1).max(RECORD_LIMITS.idChars)),
@@ -47,10 +56,21 @@ export const predictionSchema = z.object({
   source: optionalText,
   started_at: timestamp.nullish().transform((v) => v ?? null),
   completed_at: timestamp.nullish().transform((v) => v ?? null),
-  metrics: z
-    .object({ predict_time: seconds, total_time: seconds })
+  // Whether Replicate has deleted the inputs and outputs (a flag; the data itself is never read).
+  data_removed: z
+    .boolean()
     .nullish()
-    .transform((m) => ({ predictTime: m?.predict_time ?? null, totalTime: m?.total_time ?? null })),
+    .transform((v) => v ?? null),
+  // Token counts are reported by Replicate's official language models; other numeric metrics are ignored.
+  metrics: z
+    .object({ predict_time: seconds, total_time: seconds, input_token_count: tokenCount, output_token_count: tokenCount })
+    .nullish()
+    .transform((m) => ({
+      predictTime: m?.predict_time ?? null,
+      totalTime: m?.total_time ?? null,
+      inputTokens: m?.input_token_count ?? null,
+      outputTokens: m?.output_token_count ?? null,
+    })),
 });
 
 export type Prediction = z.output<typeof predictionSchema>;
@@ -109,3 +129,35 @@ export type Account = z.output<typeof accountSchema>;
 
 /** Problem-details error body; every field optional because proxies answer with anything. */
 export const problemSchema = z.object({ title: z.string().optional(), detail: z.string().optional() }).partial();
+
+/** A deployment and the configuration of its current release (hardware SKU and instance bounds). */
+export const deploymentSchema = z.object({
+  owner: z.string().min(1),
+  name: z.string().min(1),
+  current_release: z
+    .object({
+      number: z.number().int(),
+      model: z.string().min(1),
+      version: z.string().min(1),
+      created_at: timestamp,
+      configuration: z.object({
+        hardware: z.string().min(1),
+        min_instances: z.number().int().nonnegative(),
+        max_instances: z.number().int().nonnegative(),
+      }),
+    })
+    .nullish()
+    .transform((v) => v ?? null),
+});
+
+export type Deployment = z.output<typeof deploymentSchema>;
+
+export const deploymentPageSchema = z.object({
+  next: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? null),
+  results: z.array(deploymentSchema),
+});
+
+export type DeploymentPage = z.output<typeof deploymentPageSchema>;

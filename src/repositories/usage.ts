@@ -34,28 +34,34 @@ WITH conn AS (
 ),
 incoming AS (
   SELECT * FROM unnest($4::text[], $5::date[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                       $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::float8[])
-    AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time)
+                       $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::float8[],
+                       $16::bigint[], $17::bigint[], $18::boolean[])
+    AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time,
+         input_tokens, output_tokens, data_removed)
   WHERE EXISTS (SELECT 1 FROM conn)
 ),
 previous AS (
   -- One primary-key lookup per incoming id (LIMIT 1 keeps the planner from turning this into a
   -- join that scans every row of the connection when its statistics are stale).
   SELECT p.* FROM incoming i CROSS JOIN LATERAL (
-    SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
+    SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
+           p.input_tokens, p.output_tokens
     FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.prediction_id = i.prediction_id LIMIT 1
   ) p
 ),
 written AS (
   INSERT INTO prediction_records AS p (connection_id, prediction_id, usage_date, model, version, deployment, status, source,
-                                       created_at, started_at, completed_at, predict_time, total_time, updated_at)
+                                       created_at, started_at, completed_at, predict_time, total_time, input_tokens, output_tokens,
+                                       data_removed, updated_at)
   SELECT $1::uuid, i.*, now() FROM incoming i
   ON CONFLICT (connection_id, prediction_id) DO UPDATE SET
     usage_date = EXCLUDED.usage_date, model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
     status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
-    completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time, updated_at = now()
+    completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time,
+    input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, data_removed = EXCLUDED.data_removed, updated_at = now()
   WHERE ${sqlStatusRank("EXCLUDED.status")} >= ${sqlStatusRank("p.status")}
-  RETURNING p.prediction_id, p.usage_date, p.model, p.deployment, p.status, p.predict_time, p.total_time
+  RETURNING p.prediction_id, p.usage_date, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
+            p.input_tokens, p.output_tokens
 ),
 changes AS (
   SELECT w.*, 1 AS sign FROM written w
@@ -63,7 +69,7 @@ changes AS (
   SELECT b.*, -1 FROM previous b JOIN written w USING (prediction_id)
 ),
 deltas AS (
-  SELECT usage_date, model, deployment,
+  SELECT usage_date, model, deployment, coalesce(source, '') AS source,
     sum(sign)::int AS predictions,
     ${TERMINAL_STATUSES.map((s) => `coalesce(sum(sign) FILTER (WHERE status = '${s}'), 0)::int AS ${s},`).join("\n    ")}
     coalesce(sum(sign) FILTER (WHERE status IN (${IN_PROGRESS})), 0)::int AS in_progress,
@@ -71,22 +77,30 @@ deltas AS (
     -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
     coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
     coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
-    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions
-  FROM changes GROUP BY usage_date, model, deployment
+    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions,
+    -- Replicate does not bill aborted predictions; failed and canceled ones bill the time they ran.
+    coalesce(sum(sign * round(predict_time::numeric, 6)) FILTER (WHERE status <> 'aborted'), 0) AS billable_seconds,
+    coalesce(sum(sign * input_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS input_tokens,
+    coalesce(sum(sign * output_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS output_tokens
+  FROM changes GROUP BY usage_date, model, deployment, coalesce(source, '')
 ),
 applied AS (
-  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
-                                aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, updated_at)
-  SELECT $1::uuid, conn.workspace_id, usage_date, model, deployment, predictions, succeeded, failed, canceled,
-         aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, now()
+  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
+                                canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
+                                billable_seconds, input_tokens, output_tokens, updated_at)
+  SELECT $1::uuid, conn.workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
+         canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
+         billable_seconds, input_tokens, output_tokens, now()
   FROM deltas CROSS JOIN conn
-  ON CONFLICT (connection_id, usage_date, model, deployment) DO UPDATE SET
+  ON CONFLICT (connection_id, usage_date, model, deployment, source) DO UPDATE SET
     predictions = d.predictions + EXCLUDED.predictions, succeeded = d.succeeded + EXCLUDED.succeeded,
     failed = d.failed + EXCLUDED.failed, canceled = d.canceled + EXCLUDED.canceled, aborted = d.aborted + EXCLUDED.aborted,
     in_progress = d.in_progress + EXCLUDED.in_progress, other = d.other + EXCLUDED.other,
     compute_seconds = d.compute_seconds + EXCLUDED.compute_seconds, total_seconds = d.total_seconds + EXCLUDED.total_seconds,
-    metered_predictions = d.metered_predictions + EXCLUDED.metered_predictions, updated_at = now()
-  RETURNING d.usage_date, d.model, d.deployment, d.predictions
+    metered_predictions = d.metered_predictions + EXCLUDED.metered_predictions,
+    billable_seconds = d.billable_seconds + EXCLUDED.billable_seconds,
+    input_tokens = d.input_tokens + EXCLUDED.input_tokens, output_tokens = d.output_tokens + EXCLUDED.output_tokens, updated_at = now()
+  RETURNING d.usage_date, d.model, d.deployment, d.source, d.predictions
 ),
 advanced AS (
   UPDATE connections c SET sync_state = $3::jsonb, updated_at = now() FROM conn WHERE c.id = conn.id RETURNING c.id
@@ -95,13 +109,14 @@ SELECT (SELECT count(*) FROM advanced)::int = 1 AS applied,
        count(applied.*)::int AS groups,
        coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
        coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
-       coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments"
+       coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments",
+       coalesce(array_agg(source) FILTER (WHERE predictions = 0), '{}') AS "emptySources"
 FROM applied`;
 
 const DELETE_EMPTY = `
-DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[]) AS e(usage_date, model, deployment)
+DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[], $5::text[]) AS e(usage_date, model, deployment, source)
 WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
-  AND d.predictions = 0`;
+  AND d.source = e.source AND d.predictions = 0`;
 
 export interface FencedPage {
   connectionId: string;
@@ -120,7 +135,14 @@ export async function writePage(db: Db, page: FencedPage): Promise<{ applied: bo
   const rows = latestById(page.predictions);
   const col = <T>(f: (p: Prediction) => T) => rows.map(f);
   const [result] = await db.$queryRawUnsafe<
-    { applied: boolean; groups: number; emptyDates: string[]; emptyModels: string[]; emptyDeployments: string[] }[]
+    {
+      applied: boolean;
+      groups: number;
+      emptyDates: string[];
+      emptyModels: string[];
+      emptyDeployments: string[];
+      emptySources: string[];
+    }[]
   >(
     WRITE_PAGE,
     page.connectionId,
@@ -138,11 +160,21 @@ export async function writePage(db: Db, page: FencedPage): Promise<{ applied: bo
     col((p) => p.completed_at?.toISOString() ?? null),
     col((p) => p.metrics.predictTime),
     col((p) => p.metrics.totalTime),
+    col((p) => p.metrics.inputTokens),
+    col((p) => p.metrics.outputTokens),
+    col((p) => p.data_removed),
   );
   // A group whose last prediction moved to another day/model: the statement that emptied it cannot
   // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
   if (result && result.emptyDates.length > 0) {
-    await db.$executeRawUnsafe(DELETE_EMPTY, page.connectionId, result.emptyDates, result.emptyModels, result.emptyDeployments);
+    await db.$executeRawUnsafe(
+      DELETE_EMPTY,
+      page.connectionId,
+      result.emptyDates,
+      result.emptyModels,
+      result.emptyDeployments,
+      result.emptySources,
+    );
   }
   return { applied: result?.applied ?? false, groups: result?.groups ?? 0 };
 }

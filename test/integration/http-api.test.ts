@@ -60,7 +60,13 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
   );
   const csv = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=date&format=csv`);
   expect(String(csv.body).split("\n")[0]).toBe(
-    "date,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions",
+    "line,date,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions,billableSeconds,inputTokens,outputTokens," +
+      "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare",
+  );
+  const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=source`);
+  const truth = h.fake.predictions(token);
+  expect(bySource.body.rows).toEqual(
+    ["api", "web"].map((source) => expect.objectContaining({ source, predictions: truth.filter((p) => p.source === source).length })),
   );
 
   const page1 = await call("GET", `/v1/connections/${id}/events?limit=2`);

@@ -45,7 +45,10 @@ test("connect → verify → backfill → incremental → disconnect, with exact
     (c) => c.lastSyncedAt!.getTime() > synced.lastSyncedAt!.getTime(),
   );
   expect(await actualUsage(h.ctx.db, created.id)).toEqual(expectedUsage(h.fake.predictions(token)));
-  const completed = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: created.id, kind: "sync_completed" }, orderBy: { id: "asc" } });
+  const completed = await h.ctx.db.integrationEvent.findFirst({
+    where: { connectionId: created.id, kind: "sync_completed" },
+    orderBy: { id: "asc" },
+  });
   expect(completed?.detail).toMatchObject({ pages: 5, predictions: 430 });
 
   await producer.disconnect(h.ctx, created.id);

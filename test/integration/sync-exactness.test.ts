@@ -43,6 +43,8 @@ const predictionArb = fc.record({
   finalStatus: fc.constantFrom(...FINAL),
   earlier: fc.constantFrom("none", "starting", "processing"),
   predictMicros: fc.option(fc.integer({ min: 0, max: 120_000_000 }), { nil: null }),
+  source: fc.constantFrom("api", "web", null),
+  tokens: fc.option(fc.tuple(fc.integer({ min: 0, max: 2_000_000 }), fc.integer({ min: 0, max: 2_000_000 })), { nil: null }),
 });
 
 type Spec = typeof predictionArb extends fc.Arbitrary<infer T> ? T : never;
@@ -56,7 +58,16 @@ function build(specs: Spec[], id0: number) {
       created_at: created,
       model: s.model,
       deployment: s.deployment,
-      metrics: s.predictMicros === null ? null : { predict_time: s.predictMicros / 1e6, total_time: s.predictMicros / 1e6 + 1 },
+      source: s.source,
+      metrics:
+        s.predictMicros === null
+          ? null
+          : {
+              predict_time: s.predictMicros / 1e6,
+              total_time: s.predictMicros / 1e6 + 1,
+              input_token_count: s.tokens?.[0] ?? null,
+              output_token_count: s.tokens?.[1] ?? null,
+            },
       input: { prompt: "x" },
     };
     const earlier: FakePrediction | null = s.earlier === "none" ? null : { ...final, status: s.earlier, metrics: null };
@@ -200,9 +211,10 @@ test("a prediction that moves to another model leaves its old group (deleted onc
     status: "processing",
     created_at: NOW.toISOString(),
     model: "a/one",
-    metrics: { predict_time: 2 },
+    source: "api",
+    metrics: { predict_time: 2, input_token_count: 5, output_token_count: 9 },
   };
-  const moved: FakePrediction = { ...first, model: "a/two", status: "succeeded" };
+  const moved: FakePrediction = { ...first, model: "a/two", source: "web", status: "succeeded" };
   await writeBatch(connectionId, parse([first]));
   await writeBatch(connectionId, parse([moved]));
   expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage([moved]));
@@ -213,9 +225,21 @@ test("a page for a disconnected connection writes nothing", async () => {
   const checkpoint = await beginRun(t.db, connectionId, SETTINGS, NOW);
   await t.db.connection.update({ where: { id: connectionId }, data: { status: "disconnected" } });
   const batch = parse(
-    build([{ minute: 5, model: "a/one", deployment: null, finalStatus: "succeeded", earlier: "none", predictMicros: 1 }], 0).map(
-      (x) => x.final,
-    ),
+    build(
+      [
+        {
+          minute: 5,
+          model: "a/one",
+          deployment: null,
+          finalStatus: "succeeded",
+          earlier: "none",
+          predictMicros: 1,
+          source: "api",
+          tokens: null,
+        },
+      ],
+      0,
+    ).map((x) => x.final),
   );
   const outcome = await applyPage(t.db, { connectionId, checkpoint: checkpoint!, predictions: batch, next: null });
   expect(outcome).toMatchObject({ applied: false, reason: "not_connected" });

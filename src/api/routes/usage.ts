@@ -3,7 +3,11 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { coverageOf, daysOf, type Coverage } from "../../coverage.js";
 import { coverageSources } from "../../repositories/connection-views.js";
-import { GROUP_BY, fillZeroDays, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+import { GROUP_BY, fillZeroDays, queryIdleFloor, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+
+const COST_NOTE =
+  "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
+  "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
 const usageQuery = z
   .object({
@@ -42,7 +46,7 @@ function zeroDays(coverage: Coverage[], byConnection: boolean): Map<string, stri
 }
 
 /**
- * Dashboard usage: rows of predictions, status counts and compute seconds, as JSON or CSV, with the
+ * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost, as JSON or CSV, with the
  * coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header, same JSON).
  */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
@@ -50,16 +54,20 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
     app.get("/v1/usage", { schema: { querystring: usageQuery } }, async (request, reply) => {
       const q = request.query;
       const groupBy = q.groupBy as GroupBy[];
-      const [found, sources] = await Promise.all([
-        queryUsage(ctx.db, { ...q, groupBy }),
+      const query = { ...q, groupBy };
+      const [found, idleFloor, sources] = await Promise.all([
+        queryUsage(ctx.db, query),
+        queryIdleFloor(ctx.db, query),
         coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
       ]);
       const coverage = sources.map((s) => coverageOf(s, q));
       const rows = q.fillZeros === "true" ? fillZeroDays(found, groupBy, zeroDays(coverage, groupBy.includes("connection"))) : found;
       if (q.format === "csv") {
-        return reply.type("text/csv; charset=utf-8").header("x-coverage", JSON.stringify(coverage)).send(toCsv(rows));
+        // One sheet: usage lines, then idle-floor lines, told apart by the `line` column.
+        const lines = [...rows.map((r) => ({ line: "usage", ...r })), ...idleFloor];
+        return reply.type("text/csv; charset=utf-8").header("x-coverage", JSON.stringify(coverage)).send(toCsv(lines));
       }
-      return { from: q.from, to: q.to, groupBy: q.groupBy, coverage, rows };
+      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor };
     });
   };
 }

@@ -1,0 +1,25 @@
+import { z } from "zod";
+
+// Money is a decimal string end to end (JSON, CLI, Postgres numeric): a float would round prices
+// such as 0.000725 and drift in sums.
+const usd = (scale: number) =>
+  z.string().regex(new RegExp(`^\\d{1,9}(\\.\\d{1,${scale}})?$`), `a non-negative decimal string with at most ${scale} decimals`);
+
+const effectiveFrom = z.iso.date();
+const source = z.string().trim().min(1).max(500);
+const sku = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "a hardware SKU such as gpu-l40s or gpu-h100-2x");
+const model = z
+  .string()
+  .regex(/^[\w.-]+\/[\w.-]+$/, "a model as owner/name")
+  .max(200);
+
+export const MODEL_PRICE_UNITS = ["input_token", "output_token", "prediction"] as const;
+
+export const hardwarePriceInput = z.object({ sku, usdPerSecond: usd(12), effectiveFrom, source }).strict();
+export const modelPriceInput = z.object({ model, unit: z.enum(MODEL_PRICE_UNITS), usdPerUnit: usd(15), effectiveFrom, source }).strict();
+/** `sku: null` unsets the mapping from that day. */
+export const modelHardwareInput = z.object({ model, sku: sku.nullable(), effectiveFrom, source }).strict();
+
+export type HardwarePriceInput = z.output<typeof hardwarePriceInput>;
+export type ModelPriceInput = z.output<typeof modelPriceInput>;
+export type ModelHardwareInput = z.output<typeof modelHardwareInput>;

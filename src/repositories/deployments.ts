@@ -1,0 +1,82 @@
+import type { Db } from "../db/client.js";
+import type { Deployment } from "../replicate/schemas.js";
+import { usageDate } from "./usage.js";
+
+/** True when the connection's deployments were not read yet on `now`'s UTC day. */
+export async function deploymentsDue(db: Db, connectionId: string, now: Date): Promise<boolean> {
+  const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
+  return !row?.deploymentsCheckedAt || usageDate(row.deploymentsCheckedAt) < usageDate(now);
+}
+
+/**
+ * Records what GET /v1/deployments listed on `now`'s day: a row per release not seen before (its
+ * configuration applies from the day the release was created), today as the last day every listed
+ * deployment was seen, and the check time. Deployments no longer listed keep their old last day.
+ */
+export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<void> {
+  const today = new Date(usageDate(now));
+  const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));
+  await db.$transaction([
+    db.deployment.createMany({
+      data: released.map(({ name, release }) => ({
+        connectionId,
+        name,
+        releaseNumber: release.number,
+        model: release.model,
+        version: release.version,
+        hardware: release.configuration.hardware,
+        minInstances: release.configuration.min_instances,
+        maxInstances: release.configuration.max_instances,
+        effectiveFrom: new Date(usageDate(release.created_at)),
+        lastSeenOn: today,
+      })),
+      skipDuplicates: true,
+    }),
+    db.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } }),
+    db.connection.update({ where: { id: connectionId }, data: { deploymentsCheckedAt: now } }),
+  ]);
+}
+
+export interface DeploymentView {
+  name: string;
+  releaseNumber: number;
+  model: string;
+  version: string;
+  hardware: string;
+  minInstances: number;
+  maxInstances: number;
+  effectiveFrom: string;
+  lastSeenOn: string;
+}
+
+/** Each deployment's latest known release, by name. */
+export async function currentDeployments(db: Db, connectionIds: string[]): Promise<(DeploymentView & { connectionId: string })[]> {
+  const rows = await db.deployment.findMany({
+    where: { connectionId: { in: connectionIds } },
+    orderBy: [{ connectionId: "asc" }, { name: "asc" }, { releaseNumber: "desc" }],
+    distinct: ["connectionId", "name"],
+  });
+  return rows.map((r) => ({
+    connectionId: r.connectionId,
+    name: r.name,
+    releaseNumber: r.releaseNumber,
+    model: r.model,
+    version: r.version,
+    hardware: r.hardware,
+    minInstances: r.minInstances,
+    maxInstances: r.maxInstances,
+    effectiveFrom: usageDate(r.effectiveFrom),
+    lastSeenOn: usageDate(r.lastSeenOn),
+  }));
+}
+
+/** The deployments route's view; null when the connection does not exist. */
+export async function connectionDeployments(
+  db: Db,
+  connectionId: string,
+): Promise<{ checkedAt: Date | null; deployments: DeploymentView[] } | null> {
+  const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
+  if (!row) return null;
+  const deployments = (await currentDeployments(db, [connectionId])).map(({ connectionId: _c, ...d }) => d);
+  return { checkedAt: row.deploymentsCheckedAt, deployments };
+}

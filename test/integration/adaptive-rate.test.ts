@@ -1,0 +1,79 @@
+import * as producer from "../../src/producer.js";
+import { RedisRequestRateCap } from "../../src/replicate/rate-cap.js";
+import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { deleteKeys, redisConnection, uniquePrefix } from "../support/redis.js";
+
+const redis = redisConnection();
+const prefix = uniquePrefix();
+let h: Harness;
+beforeAll(async () => {
+  // The service's default cap (10/s) against a fake that throttles like an account low on credit.
+  h = await createHarness({ REPLICATE_REQUESTS_PER_SECOND: "10" });
+});
+afterAll(async () => {
+  await h.close();
+  await deleteKeys(redis, prefix);
+  redis.disconnect();
+});
+
+test("a 429 halves the shared rate (or drops it to the server's interval), and quiet periods raise it back, never above the cap", async () => {
+  const token = "r8_adaptiveToken00000000000";
+  const workerA = new RedisRequestRateCap(redis, 10, prefix, { quietMs: 100 });
+  const workerB = new RedisRequestRateCap(redis, 10, prefix, { quietMs: 100 });
+  expect(await workerA.learnedRate(token)).toEqual({ requestsPerSecond: 10, configuredPerSecond: 10, changedAt: null });
+
+  // No server interval to go by (a default Retry-After): halve.
+  expect(await workerA.throttled(token, { seconds: 1, source: "default" })).toBe(5);
+  expect((await workerB.learnedRate(token)).requestsPerSecond).toBe(5);
+  // The server said one request per 4 s: that is lower than half, so it wins.
+  expect(await workerB.throttled(token, { seconds: 4, source: "body" })).toBe(0.25);
+  expect((await workerA.learnedRate(token)).requestsPerSecond).toBe(0.25);
+  // No worker sends before the server allows it again.
+  await expect(workerA.acquire(token)).rejects.toMatchObject({ retryAfterSource: "local_cap" });
+
+  // Quiet periods raise it by 1.25× at a time until the configured cap, and no further.
+  const seen: number[] = [];
+  await waitFor(
+    "raised back to the cap",
+    async () => {
+      await workerA.acquire(token).catch(() => undefined);
+      const rate = (await workerB.learnedRate(token)).requestsPerSecond;
+      seen.push(rate);
+      return rate;
+    },
+    (rate) => rate === 10,
+    20_000,
+    50,
+  );
+  expect(Math.max(...seen)).toBe(10);
+  const raises = [...new Set(seen)];
+  raises.slice(1).forEach((r, i) => expect(r).toBeCloseTo(Math.min(10, raises[i]! * 1.25), 9));
+});
+
+test("throttled to 6 requests/min with a burst of 1 (scaled 10×: 1/s), a 10-page backfill completes with at most 3 429s", async () => {
+  const token = "r8_lowCreditAccount000000000";
+  const predictions = generatePredictions({ count: 100, days: 5, seed: 5 });
+  h.fake.addAccount(token, { type: "user", username: "low-credit" }, predictions);
+  h.fake.pageSize = 10;
+  h.fake.rateLimit = { requests: 6, perMs: 6_000, burst: 1 };
+  try {
+    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-rate", token });
+    await waitFor(
+      "backfill",
+      () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
+      (c) => c.lastSyncedAt !== null,
+      60_000,
+    );
+    const mine = h.fake.requests.filter((r) => r.authorization === `Bearer ${token}`);
+    expect(mine.filter((r) => r.endpoint === "predictions" && r.status === 200)).toHaveLength(10);
+    expect(mine.filter((r) => r.status === 429).length).toBeLessThanOrEqual(3);
+    expect(await actualUsage(h.ctx.db, id)).toEqual(expectedUsage(predictions));
+    // The event log says what the token is paced at now.
+    const events = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id, kind: "rate_limited", httpStatus: 429 } });
+    expect(events.length).toBeGreaterThan(0);
+    expect(events[0]!.message).toMatch(/paced at [\d.]+ requests\/min/);
+  } finally {
+    h.fake.rateLimit = null;
+  }
+}, 90_000);
