@@ -75,16 +75,3 @@ export async function queryUsage(db: Db, q: UsageQuery): Promise<UsageResultRow[
   // Without grouping, an empty range yields one row of nulls: report no rows instead.
   return rows.filter((r) => r.predictions !== null);
 }
-
-export function toCsv(rows: UsageResultRow[]): string {
-  if (rows.length === 0) return "";
-  const headers = Object.keys(rows[0]!);
-  const cell = (v: unknown) => {
-    const s = v === null || v === undefined ? "" : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return (
-    [headers.join(","), ...rows.map((r) => headers.map((h) => cell((r as unknown as Record<string, unknown>)[h])).join(","))].join("\n") +
-    "\n"
-  );
-}

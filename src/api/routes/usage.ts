@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { GROUP_BY, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+import { GROUP_BY, queryUsage, type GroupBy } from "../../repositories/usage-query.js";
+import { toCsv } from "../csv.js";
 
 const usageQuery = z
   .object({
@@ -30,7 +31,12 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
     app.get("/v1/usage", { schema: { querystring: usageQuery } }, async (request, reply) => {
       const q = request.query;
       const rows = await queryUsage(ctx.db, { ...q, groupBy: q.groupBy as GroupBy[] });
-      if (q.format === "csv") return reply.type("text/csv; charset=utf-8").send(toCsv(rows));
+      if (q.format === "csv") {
+        return reply
+          .type("text/csv; charset=utf-8")
+          .header("content-disposition", `attachment; filename="usage-${q.from}-${q.to}.csv"`)
+          .send(toCsv(rows));
+      }
       return { from: q.from, to: q.to, groupBy: q.groupBy, rows };
     });
   };
