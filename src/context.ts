@@ -5,6 +5,7 @@ import { ServiceMetrics } from "./metrics.js";
 import { createQueues, jobOptions, type Queues } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
+import { holdsToken } from "./repositories/connections.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 
@@ -31,6 +32,8 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     baseUrl: config.replicate.baseUrl,
     timeoutMs: config.replicate.timeoutMs,
     maxResponseBytes: config.replicate.maxResponseBytes,
+    // After a disconnect or a token replacement, the client's own retries stop.
+    stillWanted: (token, connectionId) => holdsToken(db, vault, connectionId, token),
     rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
     ...overrides,
   });

@@ -12,7 +12,7 @@ import { kickSync } from "./sync-step.js";
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "gone"> {
   const token = await readToken(ctx.db, ctx.vault, connectionId);
   if (!token) return "gone";
-  const account = await ctx.replicate.getAccount(token);
+  const account = await ctx.replicate.getAccount(token, connectionId);
   const { count } = await ctx.db.connection.updateMany({
     where: { id: connectionId, status: { not: "disconnected" } },
     data: { status: "connected", accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },

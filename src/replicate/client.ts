@@ -25,6 +25,11 @@ export interface ReplicateClientOptions {
   rateCap?: RequestRateCap;
   /** Largest body accepted, counted decoded (after gzip/deflate/br) and on the wire; larger ones are aborted. */
   maxResponseBytes?: number;
+  /**
+   * Asked before each of the client's own retries of a request made for a connection: false (the
+   * connection was disconnected or its token replaced) ends the request instead of sending it again.
+   */
+  stillWanted?: (token: string, connectionId: string) => Promise<boolean>;
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 2 ** 20;
@@ -34,6 +39,8 @@ export interface PredictionListRequest {
   cursorUrl?: string | null;
   createdAfter?: Date;
   createdBefore?: Date;
+  /** The connection the request is made for: its retries stop once it no longer holds the token. */
+  connectionId?: string;
 }
 
 const RETRY_STATUS_CODES = [408, 500, 502, 503, 504, 520, 521, 522, 523, 524];
@@ -47,6 +54,9 @@ const DECODERS: Record<string, (body: Buffer, options: { maxOutputLength: number
 
 /** A response body that is, or decodes to, more than the limit (a decompression bomb, a runaway proxy). */
 class BodyTooLarge extends Error {}
+
+/** A retry not sent because the connection no longer holds the token. */
+class NoLongerWanted extends Error {}
 
 /** Reads prediction metadata and the account a token belongs to; nothing else. */
 export class ReplicateClient {
@@ -76,12 +86,12 @@ export class ReplicateClient {
     });
   }
 
-  async getAccount(token: string): Promise<Account> {
-    return this.get(token, new URL("account", this.base), accountSchema);
+  async getAccount(token: string, connectionId?: string): Promise<Account> {
+    return this.get(token, new URL("account", this.base), accountSchema, connectionId);
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
@@ -112,14 +122,25 @@ export class ReplicateClient {
     return url;
   }
 
-  private async get<S extends z.ZodType>(token: string, url: URL, schema: S): Promise<z.output<S>> {
-    const rateCap = this.options.rateCap;
+  private async get<S extends z.ZodType>(token: string, url: URL, schema: S, connectionId?: string): Promise<z.output<S>> {
+    const { rateCap, stillWanted } = this.options;
     let body: string;
     try {
       const request = this.http.get(url, {
         responseType: "buffer",
         headers: { authorization: `Bearer ${token}` },
-        hooks: rateCap ? { beforeRequest: [async () => rateCap.acquire(token)] } : {},
+        hooks: {
+          beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],
+          // Checked after the backoff, right before the request would go out again.
+          beforeRetry:
+            stillWanted && connectionId
+              ? [
+                  async () => {
+                    if (!(await stillWanted(token, connectionId))) throw new NoLongerWanted();
+                  },
+                ]
+              : [],
+        },
       });
       // Bytes on the wire: a body over the limit is aborted while it streams in.
       request.on("downloadProgress", ({ transferred }) => {
@@ -210,6 +231,9 @@ function toProviderError(err: unknown, url: URL, token: string): Error {
   if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
   // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
   if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
+  if (err instanceof RequestError && err.cause instanceof NoLongerWanted) {
+    return new TransientProviderError(`request to ${url.pathname} not retried: the connection no longer holds this token`);
+  }
   if (err instanceof RequestError) {
     return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
       cause: redactSecret(redactText(err.message), token),

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Db } from "../db/client.js";
 import type { Connection, Prisma } from "../generated/prisma/client.js";
-import type { TokenVault } from "../vault.js";
+import { tokenFingerprint, type TokenVault } from "../vault.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
 export type PublicConnection = Omit<Connection, "tokenCiphertext" | "tokenKeyId" | "syncState">;
@@ -40,6 +40,12 @@ export async function storedToken(db: Db, vault: TokenVault, id: string): Promis
 /** The plaintext token, or null when the connection is gone or disconnected. */
 export async function readToken(db: Db, vault: TokenVault, id: string): Promise<string | null> {
   return (await storedToken(db, vault, id))?.token ?? null;
+}
+
+/** Whether the connection still stores this token (not disconnected, not replaced): one small read. */
+export async function holdsToken(db: Db, vault: TokenVault, id: string, token: string): Promise<boolean> {
+  const stored = await storedToken(db, vault, id);
+  return stored !== null && tokenFingerprint(stored.token) === tokenFingerprint(token);
 }
 
 /**

@@ -245,3 +245,37 @@ test("#6 usage CSV: formula cells neutralised, RFC 4180 quoting (bare CR too), n
     outcome: "formula cells prefixed with ', quoted per RFC 4180 (bare CR too), numbers unchanged; Content-Disposition attachment",
   });
 });
+
+test(
+  "#9 after DELETE answers, the client's own retries stop: only the request already on the wire completes",
+  async () => {
+    const slow503: Fault = { kind: "status", status: 503, delayMs: 1500 };
+    const truth = generatePredictions({ count: 200, days: 2, seed: 911, idPrefix: "w" });
+    const { id, token } = await connect("deletemidretry", truth, { faults: [slow503, slow503, slow503] });
+    const withToken = () => h.fake.requests.filter((r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions");
+    await waitFor(
+      "the first page request on the wire",
+      async () => withToken().length,
+      (n) => n === 1,
+    );
+    expect((await api("DELETE", `/v1/connections/${id}`)).status).toBe(204);
+    const deletedAt = Date.now();
+    await waitFor(
+      "the request in flight answered and the job settled",
+      async () => ({
+        unanswered: withToken().filter((r) => r.status === 0).length,
+        jobs: (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+      }),
+      (s) => s.unanswered === 0 && s.jobs === 0,
+    );
+    const late = withToken().filter((r) => r.at > deletedAt);
+    expect(late).toEqual([]);
+    expect(withToken()).toHaveLength(1);
+    recordScenario({
+      scenario: "#9 DELETE while the client retries a slow 503",
+      injected: "3 × 503 after 1.5 s on the first page; DELETE while the first is on the wire",
+      outcome: `${withToken().length} request with the token in all, ${late.length} after DELETE answered`,
+    });
+  },
+  TIMEOUT,
+);
