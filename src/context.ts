@@ -22,7 +22,10 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-export function createContext(config: Config, overrides: { retryBaseMs?: number; retries?: number } = {}): AppContext {
+export function createContext(
+  config: Config,
+  overrides: { retryBaseMs?: number; retries?: number; signal?: AbortSignal } = {},
+): AppContext {
   const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
   // BullMQ workers need maxRetriesPerRequest: null; the same connection serves the rate cap.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });

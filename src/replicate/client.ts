@@ -30,6 +30,8 @@ export interface ReplicateClientOptions {
    * connection was disconnected or its token replaced) ends the request instead of sending it again.
    */
   stillWanted?: (token: string, connectionId: string) => Promise<boolean>;
+  /** Aborted at shutdown: requests in flight end at once and their jobs are retried by another worker. */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 2 ** 20;
@@ -128,6 +130,7 @@ export class ReplicateClient {
     try {
       const request = this.http.get(url, {
         responseType: "buffer",
+        signal: this.options.signal,
         headers: { authorization: `Bearer ${token}` },
         hooks: {
           beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],

@@ -7,6 +7,8 @@ import { generatePredictions } from "../../dev/predictions.js";
 import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
 import { dumpRedis } from "../support/redis.js";
+import { WorkerProcess } from "../support/worker-process.js";
+import * as producer from "../../src/producer.js";
 
 // Issue 11, provider edges: what a hostile or broken provider can send, one connection per test,
 // connected through the real HTTP API.
@@ -195,9 +197,9 @@ test("#8 a next link with user:password on the API origin is refused, never foll
   );
   expect(refused!.message).toMatch(/user name or password/);
   expect(refused!.message).not.toContain("pw");
-  const sent = h.fake.requests.filter((r) => r.endpoint === "predictions");
-  expect(sent.length).toBeGreaterThan(0);
-  expect(sent.filter((r) => r.authorization !== `Bearer ${token}`)).toEqual([]);
+  // got would have sent the link's user:password as Basic auth.
+  expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${token}`).length).toBeGreaterThan(0);
+  expect(h.fake.requests.filter((r) => !r.authorization?.startsWith("Bearer "))).toEqual([]);
   expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "connected" });
   expect((await api("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
   await waitForSyncedSince(h, id, null);
@@ -276,6 +278,53 @@ test(
       injected: "3 × 503 after 1.5 s on the first page; DELETE while the first is on the wire",
       outcome: `${withToken().length} request with the token in all, ${late.length} after DELETE answered`,
     });
+  },
+  TIMEOUT,
+);
+
+test(
+  "#10 SIGTERM while a job waits on a hanging provider: the worker exits within 20 s; a later worker completes the run exactly",
+  async () => {
+    // Workers only as OS processes here, with a provider timeout longer than the hang.
+    const own = await createHarness({ REPLICATE_TIMEOUT_MS: "180000", JOB_ATTEMPTS: "4", JOB_BACKOFF_MS: "20" }, { workers: false });
+    const processes: WorkerProcess[] = [];
+    try {
+      const token = "r8_hangingProviderToken000000000000000";
+      const truth = generatePredictions({ count: 300, days: 3, seed: 1011, idPrefix: "t" });
+      own.fake.addAccount(token, { type: "organization", username: "hang" }, truth);
+      own.fake.inject(token, "predictions", { kind: "delay", ms: 120_000 });
+      const first = new WorkerProcess(own.env);
+      processes.push(first);
+      await first.ready();
+      const { id } = await producer.connect(own.ctx, { workspaceId: "ws-hang", token });
+      await waitFor(
+        "the page request hanging",
+        async () => own.fake.requests.filter((r) => r.endpoint === "predictions").length,
+        (n) => n === 1,
+      );
+      const sentAt = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([first.stop().then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), 25_000)))]);
+      clearTimeout(timer);
+      const took = Date.now() - sentAt;
+      expect(exited).toBe(true);
+      expect(took).toBeLessThan(20_000);
+
+      const second = new WorkerProcess(own.env);
+      processes.push(second);
+      await second.ready();
+      await waitForSyncedSince(own, id, null);
+      await expectExact(own, id, truth);
+      expect(await eventCounts(own, id)).toMatchObject({ sync_started: 1, sync_completed: 1 });
+      recordScenario({
+        scenario: "#10 SIGTERM during a hanging provider request",
+        injected: "first page answers after 120 s (timeout 180 s); SIGTERM to the worker process",
+        outcome: `exited ${(took / 1000).toFixed(1)} s after SIGTERM (request aborted); a new worker resumed the run; exact`,
+      });
+    } finally {
+      await Promise.all(processes.map((p) => p.kill9()));
+      await own.close();
+    }
   },
   TIMEOUT,
 );
