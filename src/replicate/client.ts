@@ -153,7 +153,7 @@ export class ReplicateClient {
       if (response.statusCode !== 200) {
         throw new MalformedResponseError(`unexpected HTTP ${response.statusCode} from ${url.pathname}`, response.statusCode);
       }
-      body = await this.decode(response);
+      body = await this.decode(response, token);
     } catch (err) {
       throw await this.toProviderError(err, url, token);
     }
@@ -172,8 +172,15 @@ export class ReplicateClient {
     return parsed.data;
   }
 
-  /** The body as text, decoded per Content-Encoding, never more than maxBytes of it. */
-  private async decode(response: Response<Buffer>): Promise<string> {
+  /**
+   * The body as text, decoded per Content-Encoding, never more than maxBytes of it, with the token
+   * removed before anything (an error, an event, a stored record) can hold it.
+   */
+  private async decode(response: Response<Buffer>, token: string): Promise<string> {
+    return redactSecret(await this.decoded(response), token);
+  }
+
+  private async decoded(response: Response<Buffer>): Promise<string> {
     const encoding = String(response.headers["content-encoding"] ?? "identity")
       .trim()
       .toLowerCase();
@@ -195,8 +202,7 @@ export class ReplicateClient {
     if (err instanceof HTTPError) {
       let text = "";
       try {
-        // Scrubbed before any error holds it: messages end up in events, job records and stack traces.
-        text = redactSecret(await this.decode(err.response as Response<Buffer>), token);
+        text = await this.decode(err.response as Response<Buffer>, token);
       } catch {
         // An error body that cannot be decoded says nothing.
       }
@@ -206,8 +212,7 @@ export class ReplicateClient {
   }
 }
 
-function problemText(body: unknown): string {
-  if (typeof body !== "string") return "";
+function problemText(body: string): string {
   try {
     const problem = problemSchema.safeParse(JSON.parse(body));
     if (problem.success) return redactText([problem.data.title, problem.data.detail].filter(Boolean).join(": ").slice(0, 300));

@@ -259,3 +259,15 @@ test("the client's own retries ask stillWanted first, for requests made for a co
   expect((await c.listPredictions(TOKEN)).results).toHaveLength(100);
   expect(asked).toEqual([]);
 });
+
+test("the token is removed by value from everything a response holds, whatever its shape", async () => {
+  const token = "sk-live.Echo1234567890";
+  fake.addAccount(token, { type: "user", username: "echo" }, [
+    { id: "e1", status: "succeeded", created_at: new Date().toISOString(), model: `acme/${token}` },
+  ]);
+  fake.inject(token, "predictions", { kind: "status", status: 400, body: JSON.stringify({ detail: `bad token ${token}` }) });
+  const err = await failure(client.listPredictions(token));
+  expect(err.message).toBe("unexpected HTTP 400 from /v1/predictions (bad token [REDACTED])");
+  expect(err.stack).not.toContain(token);
+  expect((await client.listPredictions(token)).results[0]!.model).toBe("acme/[REDACTED]");
+});
