@@ -5,6 +5,7 @@ import { ServiceMetrics } from "./metrics.js";
 import { JobQueues, jobOptions } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
+import { holdsToken } from "./repositories/connections.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 
@@ -21,7 +22,10 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-export function createContext(config: Config, overrides: { retryBaseMs?: number; retries?: number } = {}): AppContext {
+export function createContext(
+  config: Config,
+  overrides: { retryBaseMs?: number; retries?: number; signal?: AbortSignal } = {},
+): AppContext {
   const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
   // BullMQ workers need maxRetriesPerRequest: null; the same connection serves the rate cap.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -36,6 +40,8 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     baseUrl: config.replicate.baseUrl,
     timeoutMs: config.replicate.timeoutMs,
     maxResponseBytes: config.replicate.maxResponseBytes,
+    // After a disconnect or a token replacement, the client's own retries stop.
+    stillWanted: (token, connectionId) => holdsToken(db, vault, connectionId, token),
     rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
     ...overrides,
   });

@@ -21,7 +21,9 @@ try {
 }
 logger.level = config.logLevel;
 
-const ctx = createContext(config);
+// Aborted first at shutdown, so a job waiting on a hanging provider does not hold the exit up.
+const shutdownSignal = new AbortController();
+const ctx = createContext(config, { signal: shutdownSignal.signal });
 const runWorkers = config.role !== "api";
 const runApi = config.role !== "worker";
 
@@ -38,6 +40,8 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info("shutting down", { signal });
+  // In-flight provider requests end now; their jobs fail this attempt and are retried later.
+  shutdownSignal.abort();
   // Stop taking requests and jobs first; in-flight jobs finish (or are released to another worker).
   await server.close();
   await workers?.close();

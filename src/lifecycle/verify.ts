@@ -11,7 +11,7 @@ import { recordEvent } from "../repositories/events.js";
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
-  const account = await ctx.replicate.getAccount(stored.token);
+  const account = await ctx.replicate.getAccount(stored.token, connectionId);
   await refreshDeployments(ctx, connectionId, stored.token, { force: true });
   // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
   if (!(await markConnected(ctx.db, connectionId, stored.ciphertext, account))) return "gone";

@@ -33,6 +33,13 @@ export interface ReplicateClientOptions {
   rateCap?: RequestRateCap;
   /** Largest body accepted, counted decoded (after gzip/deflate/br) and on the wire; larger ones are aborted. */
   maxResponseBytes?: number;
+  /**
+   * Asked before each of the client's own retries of a request made for a connection: false (the
+   * connection was disconnected or its token replaced) ends the request instead of sending it again.
+   */
+  stillWanted?: (token: string, connectionId: string) => Promise<boolean>;
+  /** Aborted at shutdown: requests in flight end at once and their jobs are retried by another worker. */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 2 ** 20;
@@ -42,6 +49,8 @@ export interface PredictionListRequest {
   cursorUrl?: string | null;
   createdAfter?: Date;
   createdBefore?: Date;
+  /** The connection the request is made for: its retries stop once it no longer holds the token. */
+  connectionId?: string;
 }
 
 const RETRY_STATUS_CODES = [408, 500, 502, 503, 504, 520, 521, 522, 523, 524];
@@ -55,6 +64,9 @@ const DECODERS: Record<string, (body: Buffer, options: { maxOutputLength: number
 
 /** A response body that is, or decodes to, more than the limit (a decompression bomb, a runaway proxy). */
 class BodyTooLarge extends Error {}
+
+/** A retry not sent because the connection no longer holds the token. */
+class NoLongerWanted extends Error {}
 
 /** Reads prediction metadata and the account a token belongs to; nothing else. */
 export class ReplicateClient {
@@ -84,12 +96,12 @@ export class ReplicateClient {
     });
   }
 
-  async getAccount(token: string): Promise<Account> {
-    return this.get(token, new URL("account", this.base), accountSchema);
+  async getAccount(token: string, connectionId?: string): Promise<Account> {
+    return this.get(token, new URL("account", this.base), accountSchema, connectionId);
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
   /** One page of the account's deployments; `cursorUrl` is a `next` link (same origin only). */
@@ -126,14 +138,26 @@ export class ReplicateClient {
     return url;
   }
 
-  private async get<S extends z.ZodType>(token: string, url: URL, schema: S): Promise<z.output<S>> {
-    const rateCap = this.options.rateCap;
+  private async get<S extends z.ZodType>(token: string, url: URL, schema: S, connectionId?: string): Promise<z.output<S>> {
+    const { rateCap, stillWanted } = this.options;
     let body: string;
     try {
       const request = this.http.get(url, {
         responseType: "buffer",
+        signal: this.options.signal,
         headers: { authorization: `Bearer ${token}` },
-        hooks: rateCap ? { beforeRequest: [async () => rateCap.acquire(token)] } : {},
+        hooks: {
+          beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],
+          // Checked after the backoff, right before the request would go out again.
+          beforeRetry:
+            stillWanted && connectionId
+              ? [
+                  async () => {
+                    if (!(await stillWanted(token, connectionId))) throw new NoLongerWanted();
+                  },
+                ]
+              : [],
+        },
       });
       // Bytes on the wire: a body over the limit is aborted while it streams in.
       request.on("downloadProgress", ({ transferred }) => {
@@ -143,7 +167,7 @@ export class ReplicateClient {
       if (response.statusCode !== 200) {
         throw new MalformedResponseError(`unexpected HTTP ${response.statusCode} from ${url.pathname}`, response.statusCode);
       }
-      body = await this.decode(response);
+      body = await this.decode(response, token);
     } catch (err) {
       throw await this.learnFrom(await this.toProviderError(err, url, token), token);
     }
@@ -162,8 +186,15 @@ export class ReplicateClient {
     return parsed.data;
   }
 
-  /** The body as text, decoded per Content-Encoding, never more than maxBytes of it. */
-  private async decode(response: Response<Buffer>): Promise<string> {
+  /**
+   * The body as text, decoded per Content-Encoding, never more than maxBytes of it, with the token
+   * removed before anything (an error, an event, a stored record) can hold it.
+   */
+  private async decode(response: Response<Buffer>, token: string): Promise<string> {
+    return redactSecret(await this.decoded(response), token);
+  }
+
+  private async decoded(response: Response<Buffer>): Promise<string> {
     const encoding = String(response.headers["content-encoding"] ?? "identity")
       .trim()
       .toLowerCase();
@@ -185,8 +216,7 @@ export class ReplicateClient {
     if (err instanceof HTTPError) {
       let text = "";
       try {
-        // Scrubbed before any error holds it: messages end up in events, job records and stack traces.
-        text = redactSecret(await this.decode(err.response as Response<Buffer>), token);
+        text = await this.decode(err.response as Response<Buffer>, token);
       } catch {
         // An error body that cannot be decoded says nothing.
       }
@@ -207,8 +237,7 @@ export class ReplicateClient {
   }
 }
 
-function problemText(body: unknown): string {
-  if (typeof body !== "string") return "";
+function problemText(body: string): string {
   try {
     const problem = problemSchema.safeParse(JSON.parse(body));
     if (problem.success) return redactText([problem.data.title, problem.data.detail].filter(Boolean).join(": ").slice(0, 300));
@@ -235,6 +264,9 @@ function toProviderError(err: unknown, url: URL, token: string): Error {
   if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
   // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
   if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
+  if (err instanceof RequestError && err.cause instanceof NoLongerWanted) {
+    return new TransientProviderError(`request to ${url.pathname} not retried: the connection no longer holds this token`);
+  }
   if (err instanceof RequestError) {
     return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
       cause: redactSecret(redactText(err.message), token),

@@ -4,7 +4,7 @@ import { TRANSITIONS, type Transition } from "../domain/connection-state.js";
 import { ConflictError, NotFoundError } from "../errors.js";
 import { Prisma, type Connection } from "../generated/prisma/client.js";
 import type { Account } from "../replicate/schemas.js";
-import type { TokenVault } from "../vault.js";
+import { tokenFingerprint, type TokenVault } from "../vault.js";
 import { recordEvent } from "./events.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
@@ -94,6 +94,12 @@ export async function storedToken(db: Db, vault: TokenVault, id: string): Promis
   const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true } });
   if (!row?.tokenCiphertext || row.status === "disconnected") return null;
   return { token: vault.open(row.tokenCiphertext, id), ciphertext: row.tokenCiphertext };
+}
+
+/** Whether the connection still stores this token (not disconnected, not replaced): one small read. */
+export async function holdsToken(db: Db, vault: TokenVault, id: string, token: string): Promise<boolean> {
+  const stored = await storedToken(db, vault, id);
+  return stored !== null && tokenFingerprint(stored.token) === tokenFingerprint(token);
 }
 
 /**

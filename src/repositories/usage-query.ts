@@ -191,20 +191,6 @@ export async function queryIdleFloor(db: Db, q: UsageQuery): Promise<IdleFloorRo
   return rows.filter((r) => r.instanceSeconds !== null);
 }
 
-export function toCsv(rows: object[]): string {
-  if (rows.length === 0) return "";
-  // Usage and idle-floor lines share one sheet: every column either has.
-  const headers = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const cell = (v: unknown) => {
-    const s = v === null || v === undefined ? "" : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return (
-    [headers.join(","), ...rows.map((r) => headers.map((h) => cell((r as unknown as Record<string, unknown>)[h])).join(","))].join("\n") +
-    "\n"
-  );
-}
-
 // The measures of an ungrouped-by-status row (queryUsage), each zero in a filled row.
 const ALL_MEASURES = [
   "predictions",

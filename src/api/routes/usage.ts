@@ -3,7 +3,8 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { coverageOf, daysOf, type Coverage } from "../../coverage.js";
 import { coverageSources } from "../../repositories/connection-views.js";
-import { GROUP_BY, fillZeroDays, queryIdleFloor, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
+import { GROUP_BY, fillZeroDays, queryIdleFloor, queryUsage, type GroupBy } from "../../repositories/usage-query.js";
+import { toCsv } from "../csv.js";
 
 const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
@@ -65,7 +66,11 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       if (q.format === "csv") {
         // One sheet: usage lines, then idle-floor lines, told apart by the `line` column.
         const lines = [...rows.map((r) => ({ line: "usage", ...r })), ...idleFloor];
-        return reply.type("text/csv; charset=utf-8").header("x-coverage", JSON.stringify(coverage)).send(toCsv(lines));
+        return reply
+          .type("text/csv; charset=utf-8")
+          .header("content-disposition", `attachment; filename="usage-${q.from}-${q.to}.csv"`)
+          .header("x-coverage", JSON.stringify(coverage))
+          .send(toCsv(lines));
       }
       return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor };
     });
