@@ -53,6 +53,7 @@ const envShape = z.object({
   JOB_ATTEMPTS: int(1, 5),
   JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
+  RECONCILE_SECONDS: int(1, 60),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -91,9 +92,10 @@ export interface Config {
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number };
   /**
    * Attempts per job and the base of the exponential backoff between them (with jitter); lockMs is
-   * how long a job stays claimed by a worker that stopped answering before another worker takes it.
+   * how long a job stays claimed by a worker that stopped answering before another worker takes it;
+   * reconcileSeconds is how often workers compare Postgres with Redis's schedulers and jobs.
    */
-  jobs: { attempts: number; backoffMs: number; lockMs: number };
+  jobs: { attempts: number; backoffMs: number; lockMs: number; reconcileSeconds: number };
   /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
   http: { host: string; port: number; apiToken: string; supportToken: string };
   logLevel: string;
@@ -136,7 +138,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       lookbackHours: e.LOOKBACK_HOURS,
       concurrency: e.WORKER_CONCURRENCY,
     },
-    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS },
+    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     logLevel: e.LOG_LEVEL,
   });

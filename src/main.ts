@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { createContext } from "./context.js";
 import { logger } from "./logger.js";
 import { startWorkers, workerDeps } from "./queue/workers.js";
-import { connectedConnectionIds } from "./repositories/connections.js";
+import { keepReconciled, reconcile } from "./lifecycle/reconcile.js";
 
 // ROLE=all (default) runs the API and the workers in one process; ROLE=api or ROLE=worker runs one
 // side, so workers scale out as separate processes on the same Redis and Postgres.
@@ -27,8 +27,9 @@ const ctx = createContext(config, { signal: shutdownSignal.signal });
 const runWorkers = config.role !== "api";
 const runApi = config.role !== "worker";
 
-if (runWorkers) await ctx.queues.reconcileSchedulers(await connectedConnectionIds(ctx.db));
+if (runWorkers) await reconcile(ctx);
 const workers = runWorkers ? startWorkers(workerDeps(ctx), processors(ctx)) : null;
+const reconciler = runWorkers ? keepReconciled(ctx, config.jobs.reconcileSeconds) : null;
 // A worker process serves only the probes and /metrics (its job durations and 429 counts).
 const server = await buildServer(ctx, { opsOnly: !runApi });
 const address = await server.listen({ host: config.http.host, port: config.http.port });
@@ -44,6 +45,7 @@ async function shutdown(signal: string): Promise<void> {
   shutdownSignal.abort();
   // Stop taking requests and jobs first; in-flight jobs finish (or are released to another worker).
   await server.close();
+  reconciler?.stop();
   await workers?.close();
   await ctx.close();
   logger.info("stopped");

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { Queue, type DefaultJobOptions, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { moduleLogger } from "../logger.js";
 
 // The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
 // ids and options are decided here and nowhere else. Job data carries ids only: the token stays
@@ -39,7 +38,6 @@ export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptio
 }
 
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
-const log = moduleLogger("queues");
 
 export class JobQueues {
   readonly verify: Queue<VerifyJobData>;
@@ -105,7 +103,7 @@ export class JobQueues {
    * Makes the set of schedulers equal the given set of connected connections: BullMQ can race when
    * several processes upsert at once, a crash can leave one behind, and Redis can lose them all.
    */
-  async reconcileSchedulers(connectedIds: string[]): Promise<{ added: number; removed: number }> {
+  async reconcileSchedulers(connectedIds: string[]): Promise<{ added: string[]; removed: number }> {
     const wanted = new Set(connectedIds.map(jobIds.scheduler));
     const have = new Set((await this.sync.getJobSchedulers(0, -1)).map((s) => s.key));
     let removed = 0;
@@ -115,15 +113,15 @@ export class JobQueues {
         removed++;
       }
     }
-    let added = 0;
-    for (const id of connectedIds) {
-      if (!have.has(jobIds.scheduler(id))) {
-        await this.upsertScheduler(id);
-        added++;
-      }
-    }
-    if (added || removed) log.info("schedulers reconciled", { added, removed });
+    const added = connectedIds.filter((id) => !have.has(jobIds.scheduler(id)));
+    for (const id of added) await this.upsertScheduler(id);
     return { added, removed };
+  }
+
+  /** Connections with a verify job waiting, delayed or running. */
+  async connectionsAwaitingVerify(): Promise<Set<string>> {
+    const jobs = await this.verify.getJobs([...PENDING_STATES, "active"]);
+    return new Set(jobs.filter(Boolean).map((j) => j.data.connectionId));
   }
 
   /** Removes every waiting or delayed job of the connection (active ones see the disconnect and stop). */

@@ -1,6 +1,5 @@
 import pg from "pg";
 import * as producer from "../../src/producer.js";
-import { connectedConnectionIds } from "../../src/repositories/connections.js";
 import { recordScenario } from "../support/fault-summary.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
@@ -19,7 +18,7 @@ const logs = captureLogs();
 beforeAll(async () => {
   redis = await ThrowawayRedis.create();
   await redis.start();
-  h = await createHarness({ REDIS_URL: redis.url, JOB_ATTEMPTS: "50", JOB_BACKOFF_MS: "20", JOB_LOCK_MS: "1000" });
+  h = await createHarness({ REDIS_URL: redis.url, JOB_ATTEMPTS: "50", JOB_BACKOFF_MS: "20", JOB_LOCK_MS: "1000", RECONCILE_SECONDS: "1" });
   h.fake.pageLatencyMs = 5;
 });
 afterAll(async () => {
@@ -62,25 +61,22 @@ test(
 );
 
 test(
-  "Redis comes back empty: start-up reconciliation restores the scheduler and the run resumes from Postgres",
+  "Redis comes back empty: the running workers' reconciler rebuilds the scheduler and resumes the run from Postgres, no restart",
   async () => {
     const { id, truth } = await startBackfill("empty", 15_000);
-    await h.workers!.close();
     await redis.wipe();
     const pagesAtLoss = await checkpointPages(h, id);
     await redis.start();
-    // What a restarted worker does first (src/main.ts), then the first scheduled tick.
-    expect(await h.ctx.queues.reconcileSchedulers(await connectedConnectionIds(h.ctx.db))).toMatchObject({ added: 2 });
-    h.startWorkers();
-    await producer.syncNow(h.ctx, id);
+    // Nothing else: no restart, no syncNow. The reconciler (every RECONCILE_SECONDS) notices.
     await waitForSyncedSince(h, id, null, 120_000);
     await expectExact(h, id, truth);
+    expect(await h.ctx.queues.sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
     const run = await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } });
     expect(run).toBe(1); // resumed, not restarted
     recordScenario({
-      scenario: "Redis loses all data",
-      injected: `wipe Redis at page ${pagesAtLoss}/150 (queues and schedulers gone)`,
-      outcome: "schedulers rebuilt from Postgres; run resumes at its checkpoint; exact",
+      scenario: "Redis loses all data (issue 11 #12)",
+      injected: `wipe Redis at page ${pagesAtLoss}/150 (queues and schedulers gone), workers left running`,
+      outcome: "reconciler rebuilt the schedulers within RECONCILE_SECONDS; run resumed at its checkpoint; exact",
     });
   },
   TIMEOUT,

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createContext, type AppContext } from "../../src/context.js";
 import { processors } from "../../jobs/index.js";
+import { keepReconciled } from "../../src/lifecycle/reconcile.js";
 import { startWorkers, workerDeps, type Workers } from "../../src/queue/workers.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
@@ -55,7 +56,15 @@ export async function createHarness(env: Record<string, string> = {}, options: {
     ctx,
     workers: null,
     startWorkers() {
-      h.workers = startWorkers(workerDeps(ctx), processors(ctx));
+      // As src/main.ts runs a worker process: the workers and the reconciler beside them.
+      const workers = startWorkers(workerDeps(ctx), processors(ctx));
+      const reconciler = keepReconciled(ctx, config.jobs.reconcileSeconds);
+      h.workers = {
+        async close() {
+          reconciler.stop();
+          await workers.close();
+        },
+      };
     },
     async close() {
       await h.workers?.close();
