@@ -77,6 +77,8 @@ export class FakeReplicate {
   pageSize = 100;
   /** Added to every predictions page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
+  /** When set, a starting/processing prediction has succeeded by the next request after it was listed, as real ones finish. */
+  finishListedInFlight = false;
   baseUrl = "";
 
   async start(port = 0): Promise<string> {
@@ -191,10 +193,24 @@ export class FakeReplicate {
       next = `${this.baseUrl}/predictions?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
     }
     if (fault?.kind === "foreign-next") next = `http://attacker.invalid/v1/predictions?cursor=stolen`;
+    if (this.finishListedInFlight) this.finish(state, results);
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     if (fault?.kind === "schema-violation") served.push({ id: 42, status: null, created_at: "yesterday" });
     return JSON.stringify({ next, previous: null, results: served });
+  }
+
+  /** Replaces each listed in-flight prediction with its succeeded state (same key, so the order holds); `results` keeps what was listed. */
+  private finish(state: TokenState, results: FakePrediction[]): void {
+    const done = new Map(
+      results
+        .filter((p) => p.status === "starting" || p.status === "processing")
+        .map((p) => [
+          p.id,
+          { ...p, status: "succeeded", started_at: p.started_at ?? p.created_at, completed_at: new Date().toISOString() },
+        ]),
+    );
+    if (done.size > 0) state.predictions = state.predictions.map((p) => done.get(p.id) ?? p);
   }
 
   // Binary searches over the newest-first list.
