@@ -126,6 +126,8 @@ export class FakeReplicate {
   rateLimit: RateLimit | null = null;
   /** Added to every predictions page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
+  /** When set, a starting/processing prediction has succeeded by the next request after it was listed, as real ones finish. */
+  finishListedInFlight = false;
   baseUrl = "";
 
   async start(port = 0): Promise<string> {
@@ -270,6 +272,7 @@ export class FakeReplicate {
     }
     if (fault?.kind === "foreign-next") next = FOREIGN_NEXT;
     if (fault?.kind === "userinfo-next" && next) next = next.replace("://", "://evil:pw@");
+    if (this.finishListedInFlight) this.finish(state, results);
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     if (!cursor) served.push(...state.oddRecords);
@@ -297,6 +300,19 @@ export class FakeReplicate {
     const more = offset + results.length < state.deployments.length;
     const next = more ? `${this.baseUrl}/deployments?cursor=${offset + results.length}` : null;
     return JSON.stringify({ next: fault?.kind === "foreign-next" ? FOREIGN_NEXT : next, previous: null, results });
+  }
+
+  /** Replaces each listed in-flight prediction with its succeeded state (same key, so the order holds); `results` keeps what was listed. */
+  private finish(state: TokenState, results: FakePrediction[]): void {
+    const done = new Map(
+      results
+        .filter((p) => p.status === "starting" || p.status === "processing")
+        .map((p) => [
+          p.id,
+          { ...p, status: "succeeded", started_at: p.started_at ?? p.created_at, completed_at: new Date().toISOString() },
+        ]),
+    );
+    if (done.size > 0) state.predictions = state.predictions.map((p) => done.get(p.id) ?? p);
   }
 
   // Binary searches over the newest-first list.

@@ -28,7 +28,13 @@ export interface GenerateOptions {
   idPrefix?: string;
   /** A marker placed in every input, output, logs and error. */
   marker?: string;
+  /** The one model the deployment serves (by default a deployment prediction draws any model). */
+  deploymentModel?: string;
+  /** Only predictions created this recently before `end` can still be starting/processing; older ones succeeded. */
+  inFlightWithinMs?: number;
 }
+
+const IN_FLIGHT = new Set(["starting", "processing"]);
 
 /** Realistic prediction objects: several models, one deployment, every status, some without metrics. */
 export function generatePredictions(o: GenerateOptions): FakePrediction[] {
@@ -38,7 +44,9 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
   const marker = o.marker ?? "";
   return Array.from({ length: o.count }, (_, i) => {
     const created = new Date(end - 1 - Math.floor(next() * span));
-    const status = STATUSES[Math.floor(next() * STATUSES.length)]!;
+    const drawn = STATUSES[Math.floor(next() * STATUSES.length)]!;
+    const stale = o.inFlightWithinMs !== undefined && end - created.getTime() > o.inFlightWithinMs;
+    const status = stale && IN_FLIGHT.has(drawn) ? "succeeded" : drawn;
     const viaDeployment = next() < 0.2;
     const metered = status !== "starting" && next() < 0.85;
     const predictTime = Math.round(next() * 30_000_000) / 1_000_000;
@@ -47,7 +55,7 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
       id: `${o.idPrefix ?? "p"}${i.toString(36).padStart(6, "0")}`,
       status,
       created_at: created.toISOString(),
-      model,
+      model: viaDeployment && o.deploymentModel ? o.deploymentModel : model,
       version: next() < 0.1 ? "hidden" : `v${Math.floor(next() * 1e6).toString(16)}`,
       deployment: viaDeployment ? DEPLOYMENTS[0]! : null,
       source: next() < 0.7 ? "api" : "web",
