@@ -27,10 +27,13 @@ export function createContext(
   overrides: { retryBaseMs?: number; retries?: number; signal?: AbortSignal } = {},
 ): AppContext {
   const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
-  // BullMQ workers need maxRetriesPerRequest: null; the same connection serves the rate cap.
+  // BullMQ workers need maxRetriesPerRequest: null (they wait for Redis); the same connection serves
+  // the rate cap. Enqueues and reads (the API, bull-board, metrics) fail within seconds instead, so a
+  // request never hangs while Redis is down.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const commands = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
   const queues = new JobQueues(
-    redis,
+    commands,
     config.queuePrefix,
     jobOptions(config.jobs.attempts, config.jobs.backoffMs),
     config.sync.intervalMinutes,
@@ -57,6 +60,7 @@ export function createContext(
     async close() {
       await queues.close();
       redis.disconnect();
+      commands.disconnect();
       await db.$disconnect();
     },
   };

@@ -99,6 +99,11 @@ export class NotFoundError extends AppError {
   readonly code = "not_found";
 }
 
+/** A dependency the request needs (Redis, for the job queue) does not answer; nothing was changed. */
+export class ServiceUnavailableError extends AppError {
+  readonly code = "unavailable";
+}
+
 export class ConflictError extends AppError {
   readonly code = "conflict";
 }

@@ -34,9 +34,11 @@ export class ServiceMetrics {
       labelNames: ["queue", "state"] as const,
       registers: [this.registry],
       async collect() {
+        this.reset();
         for (const queue of [queues.verify, queues.sync]) {
-          const counts = await queue.getJobCounts(...JOB_STATES);
-          for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+          // Redis not answering leaves the series out (scrape still succeeds); readiness says why.
+          const counts = await queue.getJobCounts(...JOB_STATES).catch(() => null);
+          for (const state of JOB_STATES) if (counts) this.set({ queue: queue.name, state }, counts[state] ?? 0);
         }
       },
     });

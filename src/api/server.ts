@@ -9,7 +9,7 @@ import {
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
 import type { AppContext } from "../context.js";
-import { AppError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
+import { AppError, ConflictError, NotFoundError, ServiceUnavailableError, ValidationError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import { requireCredential } from "./auth.js";
 import { connectionRoutes } from "./routes/connections.js";
@@ -50,6 +50,7 @@ export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean 
     if (err instanceof ValidationError) return reply.code(400).send({ error: err.code, message: err.message, issues: err.issues });
     if (err instanceof NotFoundError) return reply.code(404).send({ error: err.code, message: err.message });
     if (err instanceof ConflictError) return reply.code(409).send({ error: err.code, message: err.message });
+    if (err instanceof ServiceUnavailableError) return reply.code(503).send({ error: err.code, message: err.message });
     if (err instanceof AppError) return reply.code(502).send({ error: err.code, message: err.message });
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) return reply.code(status).send({ error: "bad_request", message: (err as Error).message });

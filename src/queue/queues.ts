@@ -44,7 +44,7 @@ export class JobQueues {
   readonly sync: Queue<SyncJobData>;
 
   constructor(
-    connection: Redis,
+    private readonly connection: Redis,
     prefix: string,
     defaultJobOptions: DefaultJobOptions,
     private readonly syncIntervalMinutes: number,
@@ -136,6 +136,11 @@ export class JobQueues {
       }
     }
     return removed;
+  }
+
+  /** Readiness: resolves when Redis answers. */
+  async ping(): Promise<void> {
+    await this.connection.ping();
   }
 
   async close(): Promise<void> {

@@ -18,11 +18,49 @@ export function toPublic(row: Connection): PublicConnection {
 /** Only the state machine's allowed sources: the row lock the UPDATE takes makes a lost race a no-op. */
 const allowed = (transition: Transition) => ({ status: { in: [...TRANSITIONS[transition].from] } });
 
-export async function createConnection(db: Db, vault: TokenVault, workspaceId: string, token: string): Promise<Connection> {
+export async function createConnection(
+  db: Db,
+  vault: TokenVault,
+  workspaceId: string,
+  token: string,
+  idempotencyKey?: string,
+): Promise<Connection> {
   // The id is chosen here because the ciphertext is bound to it.
   const id = randomUUID();
   const sealed = vault.seal(token, id);
-  return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
+  return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId, idempotencyKey } });
+}
+
+/**
+ * Creates a pending connection, or returns the one an earlier request with the same Idempotency-Key
+ * created in this workspace (`created: false`), also when two such requests race.
+ */
+export async function createIdempotently(
+  db: Db,
+  vault: TokenVault,
+  input: { workspaceId: string; token: string; idempotencyKey?: string },
+): Promise<{ row: Connection; created: boolean }> {
+  const { workspaceId, token, idempotencyKey } = input;
+  const find = () => idempotencyKey && db.connection.findUnique({ where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey } } });
+  const existing = await find();
+  if (existing) return { row: existing, created: false };
+  try {
+    return { row: await createConnection(db, vault, workspaceId, token, idempotencyKey), created: true };
+  } catch (err) {
+    const raced = idempotencyKey && err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002" && (await find());
+    if (!raced) throw err;
+    return { row: raced, created: false };
+  }
+}
+
+/** Undoes a create whose verification could not be queued: nothing else refers to it yet. */
+export async function deleteNewConnection(db: Db, id: string): Promise<void> {
+  await db.connection.deleteMany({ where: { id, status: "pending", verifiedAt: null } });
+}
+
+/** Whether the stored token is `token` (an Idempotency-Key reused for another token is a conflict). */
+export function storesToken(vault: TokenVault, row: Connection, token: string): boolean {
+  return row.tokenCiphertext !== null && vault.open(row.tokenCiphertext, row.id) === token;
 }
 
 export const connectionNotFound = (id: string) => new NotFoundError(`connection ${id} not found`);

@@ -1,7 +1,8 @@
 import pg from "pg";
+import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
-import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
 import { ADMIN_URL } from "../../dev/postgres.js";
 import { generatePredictions } from "../../dev/predictions.js";
@@ -113,6 +114,79 @@ test(
       injected: `${terminated} busy backends terminated over ${rounds} rounds`,
       outcome: "transactions roll back, jobs retry; exact totals",
     });
+  },
+  TIMEOUT,
+);
+
+test(
+  "while Redis is down: /readyz says so in time, Postgres reads answer, writes fail fast and leave nothing; Idempotency-Key retries return the first result",
+  async () => {
+    const app = await buildServer(h.ctx);
+    const origin = await app.listen({ host: "127.0.0.1", port: 0 });
+    const call = async (method: string, path: string, body?: object, headers: Record<string, string> = {}) => {
+      const started = Date.now();
+      const res = await fetch(origin + path, {
+        method,
+        headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, ms: Date.now() - started, body: text.startsWith("{") ? JSON.parse(text) : text };
+    };
+    try {
+      const token = "r8_redisDownToken000000000000000";
+      tokens.push(token);
+      h.fake.addAccount(token, { type: "user", username: "down" }, generatePredictions({ count: 50, seed: 99, idPrefix: "rd" }));
+      const existing = await producer.connect(h.ctx, { workspaceId: "ws-down", token });
+      await waitForSyncedSince(h, existing.id, null);
+      await redis.kill9();
+
+      const ready = await call("GET", "/readyz");
+      expect(ready).toMatchObject({ status: 503, body: { postgres: "ok", redis: "unreachable" } });
+      expect(ready.ms).toBeLessThan(2_500);
+      for (const path of [
+        `/v1/connections/${existing.id}`,
+        "/v1/connections?workspaceId=ws-down",
+        `/v1/usage?workspaceId=ws-down&from=2020-01-01&to=2099-12-31`,
+        "/metrics",
+      ]) {
+        const read = await call("GET", path);
+        expect({ path, status: read.status }).toEqual({ path, status: 200 });
+        expect(read.ms).toBeLessThan(2_500);
+      }
+      const key = { "idempotency-key": "create-ws-down-1" };
+      const refused = await call("POST", "/v1/connections", { workspaceId: "ws-down", token: "r8_secondDownToken0000000000" }, key);
+      expect(refused).toMatchObject({ status: 503, body: { error: "unavailable" } });
+      expect(refused.ms).toBeLessThan(2_500);
+      expect(await h.ctx.db.connection.count({ where: { workspaceId: "ws-down" } })).toBe(1);
+      // Disconnect keeps its promise without Redis: the token is gone at once.
+      expect((await call("DELETE", `/v1/connections/${existing.id}`)).status).toBe(204);
+      expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id: existing.id } })).toMatchObject({ tokenCiphertext: null });
+
+      await redis.start();
+      const second = "r8_secondDownToken0000000000";
+      tokens.push(second);
+      h.fake.addAccount(second, { type: "user", username: "down2" });
+      const first = await call("POST", "/v1/connections", { workspaceId: "ws-down", token: second }, key);
+      const retried = await call("POST", "/v1/connections", { workspaceId: "ws-down", token: second }, key);
+      expect(first.status).toBe(202);
+      expect(retried).toMatchObject({ status: 202, body: { id: first.body.id } });
+      expect((await call("POST", "/v1/connections", { workspaceId: "ws-down", token: "r8_otherToken000000000000" }, key)).status).toBe(409);
+      expect(await h.ctx.db.connection.count({ where: { workspaceId: "ws-down" } })).toBe(2);
+      await waitFor(
+        "the retried connect verified once",
+        () => h.ctx.db.connection.findUniqueOrThrow({ where: { id: first.body.id } }),
+        (c) => c.status === "connected",
+      );
+      expect(await h.ctx.queues.sync.getJobScheduler(`sync-${existing.id}`)).toBeFalsy();
+      recordScenario({
+        scenario: "Redis down under the API (issue 11 #5)",
+        injected: "SIGKILL redis-server; probes, reads, POST, DELETE; then POST retried with one Idempotency-Key",
+        outcome: `/readyz 503 in ${ready.ms} ms; reads 200; POST 503 in ${refused.ms} ms, nothing created; DELETE 204; retries return one connection`,
+      });
+    } finally {
+      await app.close();
+    }
   },
   TIMEOUT,
 );

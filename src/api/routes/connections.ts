@@ -35,9 +35,14 @@ const listQuery = z
 /** Connection lifecycle and the health view support staff read. Responses never include the token. */
 export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
-    app.post("/v1/connections", { schema: { body: producer.connectInput } }, async (request, reply) => {
-      return reply.code(202).send(await producer.connect(ctx, request.body));
-    });
+    app.post(
+      "/v1/connections",
+      { schema: { body: producer.connectInput, headers: z.object({ "idempotency-key": producer.idempotencyKey.optional() }) } },
+      async (request, reply) => {
+        const idempotencyKey = request.headers["idempotency-key"];
+        return reply.code(202).send(await producer.connect(ctx, request.body, { idempotencyKey }));
+      },
+    );
 
     app.get("/v1/connections", { schema: { querystring: listQuery } }, async (request) => {
       const { limit, cursor, state, workspaceId, q } = request.query;
@@ -47,7 +52,8 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
     app.get("/v1/connections/:id", { schema: { params: idParams } }, async (request) => {
       const view = await getConnectionView(ctx.db, request.params.id);
       if (!view) throw connectionNotFound(request.params.id);
-      const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id) : null;
+      // Only Postgres is needed to answer: without Redis the next sync time is unknown (null).
+      const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id).catch(() => null) : null;
       return { ...view, nextSyncAt: nextSyncAt?.toISOString() ?? null };
     });
 
