@@ -1,38 +1,16 @@
 import { Decimal } from "decimal.js";
-import type { FastifyInstance } from "fastify";
-import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { withApi } from "../support/api.js";
+import { waitFor } from "../support/harness.js";
 
 // The expected cost is computed here, independently of the SQL, with decimal arithmetic from the
 // fake's ground truth and the prices this test records, and compared exactly.
 
-let h: Harness;
-let app: FastifyInstance;
-let origin: string;
-
-beforeAll(async () => {
-  h = await createHarness();
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
-});
-afterAll(async () => {
-  await app.close();
-  await h.close();
-});
-
-async function call(method: "GET" | "POST", url: string, payload?: object) {
-  const res = await fetch(origin + url, {
-    method,
-    headers: { authorization: `Bearer ${API_TOKEN}`, ...(payload ? { "content-type": "application/json" } : {}) },
-    body: payload ? JSON.stringify(payload) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text };
-}
+const started = withApi();
+const call = (method: "GET" | "POST", url: string, payload?: object) => started.api.call(method, url, payload);
 
 const DAY = 86_400_000;
 const day = (t: number) => new Date(t).toISOString().slice(0, 10);
@@ -140,8 +118,8 @@ test("estimated cost per daily row equals an independent decimal computation, an
     metrics: { predict_time: 12.5 },
   };
   const truth = [...generatePredictions({ count: 400, days: 10, seed: 21, end: new Date(now - 60_000) }), abortedOnly];
-  h.fake.addAccount(token, { type: "organization", username: "acme" }, truth);
-  h.fake.setDeployments(token, [
+  started.h.fake.addAccount(token, { type: "organization", username: "acme" }, truth);
+  started.h.fake.setDeployments(token, [
     fakeDeployment(DEPLOYMENT.name, {
       number: 1,
       createdAt: `${DEPLOYMENT.from}T09:00:00Z`,
@@ -157,10 +135,10 @@ test("estimated cost per daily row equals an independent decimal computation, an
   }
   for (const [model, sku] of Object.entries(modelSku)) await record("model-hardware", { model, sku, effectiveFrom: "2025-01-01" });
 
-  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-cost", token });
+  const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-cost", token });
   await waitFor(
     "synced",
-    () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
+    () => started.h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
     (c) => c.lastSyncedAt !== null,
   );
   const before = await actualRows(id);
@@ -242,5 +220,5 @@ test("the price book: decimal strings only, history kept, prices in force by dat
       .map((p) => p.usdPerSecond)
       .sort(),
   ).toEqual(["0.001525", "0.00305", "0.0061", "0.0122"]);
-  await expect(h.ctx.db.$executeRawUnsafe("UPDATE hardware_prices SET usd_per_second = 0")).rejects.toThrow(/append-only/);
+  await expect(started.h.ctx.db.$executeRawUnsafe("UPDATE hardware_prices SET usd_per_second = 0")).rejects.toThrow(/append-only/);
 });
