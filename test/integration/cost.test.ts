@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { Decimal } from "decimal.js";
 import * as producer from "../../src/producer.js";
 import type { FakePrediction } from "../../dev/fake-replicate.js";
@@ -144,6 +145,10 @@ test("estimated cost per daily row equals an independent decimal computation, an
   const before = await actualRows(id);
   expect(before.rows).toEqual(expectedRows(truth));
   expect(before.body.costNote).toMatch(/estimate/);
+  expect(before.body.deployments).toEqual([
+    expect.objectContaining({ connectionId: id, name: "acme/scale-to-zero", hardware: "gpu-h100", minInstances: 0 }),
+    expect.objectContaining({ connectionId: id, name: DEPLOYMENT.name, hardware: DEPLOYMENT.hardware, minInstances: 1, maxInstances: 3 }),
+  ]);
   // Every basis occurs, an unpriced public model is reported as such, aborted costs nothing.
   const bases = new Set(Object.values(before.rows).map((r) => r.costBasis));
   expect([...bases].sort()).toEqual(["hardware_seconds", "outputs", "tokens", "unpriced"]);
@@ -221,4 +226,28 @@ test("the price book: decimal strings only, history kept, prices in force by dat
       .sort(),
   ).toEqual(["0.001525", "0.00305", "0.0061", "0.0122"]);
   await expect(started.h.ctx.db.$executeRawUnsafe("UPDATE hardware_prices SET usd_per_second = 0")).rejects.toThrow(/append-only/);
+});
+
+test("npm run prices: the CLI records and lists prices with the API's validation", () => {
+  const cli = (...args: string[]) =>
+    spawnSync("node_modules/.bin/tsx", ["src/cli/prices.ts", ...args], {
+      env: { ...process.env, DATABASE_URL: started.h.t.url, NODE_ENV: "development" },
+      encoding: "utf8",
+    });
+  const set = cli("set-model", "acme/cli-model", "prediction", "0.0125", "--from", "2026-04-01", "--source", "cli test");
+  expect(set.status).toBe(0);
+  expect(JSON.parse(set.stdout)).toMatchObject({
+    model: "acme/cli-model",
+    unit: "prediction",
+    usdPerUnit: "0.0125",
+    effectiveFrom: "2026-04-01",
+  });
+  const listed = JSON.parse(cli("list", "--as-of", "2026-04-01").stdout);
+  expect(listed.models).toEqual(expect.arrayContaining([expect.objectContaining({ model: "acme/cli-model", usdPerUnit: "0.0125" })]));
+  expect(JSON.parse(cli("list", "--as-of", "2026-03-31").stdout).models).not.toEqual(
+    expect.arrayContaining([expect.objectContaining({ model: "acme/cli-model" })]),
+  );
+  const bad = cli("set-hardware", "gpu-l40s", "0.5e-3", "--source", "x");
+  expect(bad.status).toBe(2);
+  expect(bad.stdout).toBe("");
 });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
+import { currentDeployments } from "../../repositories/deployments.js";
 import { GROUP_BY, queryIdleFloor, queryUsage, toCsv, type GroupBy } from "../../repositories/usage-query.js";
 
 const COST_NOTE =
@@ -40,7 +41,9 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         const lines = [...rows.map((r) => ({ line: "usage", ...r })), ...idleFloor];
         return reply.type("text/csv; charset=utf-8").send(toCsv(lines));
       }
-      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, rows, idleFloor };
+      // Usage by deployment comes with what each deployment runs on.
+      const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
+      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, rows, idleFloor, deployments };
     });
   };
 }
