@@ -10,7 +10,7 @@ import {
 } from "../errors.js";
 import { redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
-import type { RequestRateCap } from "./rate-cap.js";
+import type { LearnedRate, RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
 import {
   accountSchema,
@@ -76,6 +76,11 @@ export class ReplicateClient {
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
     const url = cursorUrl ? this.sameOriginLink(cursorUrl) : new URL("deployments", this.base);
     return this.get(token, url, deploymentPageSchema);
+  }
+
+  /** What requests with this token are paced at now, for health views; null without a rate cap. */
+  async learnedRate(token: string): Promise<LearnedRate | null> {
+    return (await this.options.rateCap?.learnedRate?.(token)) ?? null;
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */

@@ -8,6 +8,7 @@ export interface RequestRateCap {
   acquire(token: string): Promise<void>;
   /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
   throttled?(token: string, retryAfter: RetryAfter): Promise<number>;
+  learnedRate?(token: string): Promise<LearnedRate>;
 }
 
 export interface AdaptiveOptions {

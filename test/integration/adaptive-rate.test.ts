@@ -69,7 +69,8 @@ test("throttled to 6 requests/min with a burst of 1 (scaled 10×: 1/s), a 10-pag
     expect(mine.filter((r) => r.endpoint === "predictions" && r.status === 200)).toHaveLength(10);
     expect(mine.filter((r) => r.status === 429).length).toBeLessThanOrEqual(3);
     expect(await actualUsage(h.ctx.db, id)).toEqual(expectedUsage(predictions));
-    // The event log says what the token is paced at now.
+    // Health views can read the learned rate; the event log says what the token is paced at.
+    expect((await h.ctx.replicate.learnedRate(token))?.requestsPerSecond).toBeLessThanOrEqual(1);
     const events = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id, kind: "rate_limited", httpStatus: 429 } });
     expect(events.length).toBeGreaterThan(0);
     expect(events[0]!.message).toMatch(/paced at [\d.]+ requests\/min/);
