@@ -14,7 +14,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   const token = await readToken(ctx.db, ctx.vault, connectionId);
   if (!token) return "gone";
   const account = await ctx.replicate.getAccount(token);
-  await refreshDeployments(ctx, connectionId, token, { force: true });
+  await refreshDeployments(ctx, connectionId, token, { force: true, deferWhenThrottled: true });
   const { count } = await ctx.db.connection.updateMany({
     where: { id: connectionId, status: { not: "disconnected" } },
     data: { status: "connected", accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },

@@ -10,7 +10,7 @@ import {
 } from "../errors.js";
 import { redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
-import type { LearnedRate, RequestRateCap } from "./rate-cap.js";
+import { perMinute, type LearnedRate, type RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
 import {
   accountSchema,
@@ -146,8 +146,7 @@ export class ReplicateClient {
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
     const rate = await throttled(token, { seconds, source }).catch(() => null);
     if (rate === null) return error;
-    const perMinute = Math.round(rate * 60 * 100) / 100;
-    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute} requests/min`, seconds, source);
+    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute(rate)} requests/min`, seconds, source);
   }
 }
 

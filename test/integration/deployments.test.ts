@@ -64,7 +64,7 @@ test("deployments are read at verification (all pages), shown per connection, an
   expect((await listed("00000000-0000-4000-8000-000000000000")).status).toBe(404);
 });
 
-test("401 and 403 on GET /v1/deployments pause the connection; a 429 only delays verification", async () => {
+test("401 and 403 on GET /v1/deployments pause the connection; after a 429 the first sync page reads them", async () => {
   for (const [status, expected] of [
     [401, "credential_invalid"],
     [403, "scope_denied"],
@@ -88,12 +88,14 @@ test("401 and 403 on GET /v1/deployments pause the connection; a 429 only delays
   ]);
   started.h.fake.inject(token, "deployments", { kind: "status", status: 429, headers: { "retry-after": "1" } });
   const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
-  await waitFor(
-    "verified after 429",
+  // Verification goes on without them; the first sync page reads them.
+  const synced = await waitFor(
+    "synced after a 429 on deployments",
     () => connection(id),
-    (c) => c.status === "connected",
+    (c) => c.lastSyncedAt !== null,
   );
-  expect(await started.h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "rate_limited" } })).toBe(1);
+  expect(synced.status).toBe("connected");
+  expect(deploymentRequests(token)).toBe(2);
   expect((await listed(id)).body.deployments).toEqual([expect.objectContaining({ name: "u/d", hardware: "cpu" })]);
 });
 
