@@ -8,6 +8,7 @@ import {
   ScopeError,
   TransientProviderError,
 } from "../errors.js";
+import { moduleLogger } from "../logger.js";
 import { redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
 import { perMinute, type LearnedRate, type RequestRateCap } from "./rate-cap.js";
@@ -144,7 +145,11 @@ export class ReplicateClient {
     const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
     if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
-    const rate = await throttled(token, { seconds, source }).catch(() => null);
+    // Redis failing here must not hide the 429 itself: the job is still delayed by Retry-After.
+    const rate = await throttled(token, { seconds, source }).catch((err: unknown) => {
+      moduleLogger("replicate").warn("could not lower the learned rate", { error: err instanceof Error ? err.message : String(err) });
+      return null;
+    });
     if (rate === null) return error;
     return new RateLimitError(`${error.message}; this token is now paced at ${perMinute(rate)} requests/min`, seconds, source);
   }
