@@ -12,7 +12,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
   const account = await ctx.replicate.getAccount(stored.token, connectionId);
-  await refreshDeployments(ctx, connectionId, stored.token, { force: true });
+  await refreshDeployments(ctx, connectionId, stored.token, { force: true, deferWhenThrottled: true });
   // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
   if (!(await markConnected(ctx.db, connectionId, stored.ciphertext, account))) return "gone";
   await recordEvent(ctx.db, {

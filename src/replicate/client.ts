@@ -10,9 +10,10 @@ import {
   ScopeError,
   TransientProviderError,
 } from "../errors.js";
+import { moduleLogger } from "../logger.js";
 import { redactSecret, redactText } from "../redact.js";
 import { tokenFingerprint } from "../vault.js";
-import type { RequestRateCap } from "./rate-cap.js";
+import { perMinute, type LearnedRate, type RequestRateCap } from "./rate-cap.js";
 import { parseRetryAfter } from "./retry-after.js";
 import {
   accountSchema,
@@ -108,6 +109,11 @@ export class ReplicateClient {
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
     const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
     return this.get(token, url, deploymentPageSchema);
+  }
+
+  /** What requests with this token are paced at now, for health views; null without a rate cap. */
+  async learnedRate(token: string): Promise<LearnedRate | null> {
+    return (await this.options.rateCap?.learnedRate?.(token)) ?? null;
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
@@ -230,10 +236,13 @@ export class ReplicateClient {
     const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
     if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
-    const rate = await throttled(token, { seconds, source }).catch(() => null);
+    // Redis failing here must not hide the 429 itself: the job is still delayed by Retry-After.
+    const rate = await throttled(token, { seconds, source }).catch((err: unknown) => {
+      moduleLogger("replicate").warn("could not lower the learned rate", { error: err instanceof Error ? err.message : String(err) });
+      return null;
+    });
     if (rate === null) return error;
-    const perMinute = Math.round(rate * 60 * 100) / 100;
-    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute} requests/min`, seconds, source);
+    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute(rate)} requests/min`, seconds, source);
   }
 }
 

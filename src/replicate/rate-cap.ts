@@ -8,6 +8,7 @@ export interface RequestRateCap {
   acquire(token: string): Promise<void>;
   /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
   throttled?(token: string, retryAfter: RetryAfter): Promise<number>;
+  learnedRate?(token: string): Promise<LearnedRate>;
 }
 
 export interface AdaptiveOptions {
@@ -31,7 +32,8 @@ const LEARNED_TTL_MS = 86_400_000;
 // in one second for a cap of 20. Evenly spaced slots never put more than the cap in any second.
 // The interval follows the learned rate (KEYS[2]), raised toward the configured cap after a quiet
 // period; 10% headroom because timers fire late and requests queue in sockets (see bench/RESULTS.md).
-// Returns the wait before the reserved slot, or -wait (nothing reserved) when it exceeds the maximum.
+// Returns {wait before the reserved slot, or -wait (nothing reserved) when it exceeds the maximum;
+// the rate in millirequests per second}.
 const RESERVE_SLOT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,13 +47,13 @@ end
 local interval = math.ceil(1100 / rate)
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local wait = slot - now
-if wait > tonumber(ARGV[2]) then return -wait end
+if wait > tonumber(ARGV[2]) then return {-wait, math.floor(rate * 1000)} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 1000)
-return wait`;
+return {wait, math.floor(rate * 1000)}`;
 
 // AIMD: a 429 halves the rate, or sets it to one request per Retry-After when that is lower (with
-// a burst of 1, Retry-After is the server's own interval), and keeps every worker off the token until
-// then. Returns the new rate in millirequests per second (Lua returns integers).
+// a burst of 1, Retry-After is the server's own interval; an account cut to 6/min says about 10 s),
+// and keeps every worker off the token until then. Returns millirequests per second (Lua returns integers).
 const THROTTLED = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -65,6 +67,9 @@ redis.call('PEXPIRE', KEYS[2], ${LEARNED_TTL_MS})
 local slot = math.max(now + retryMs, tonumber(redis.call('GET', KEYS[1]) or '0'))
 redis.call('SET', KEYS[1], slot, 'PX', slot - now + 1000)
 return math.floor(rate * 1000)`;
+
+/** Requests per second as per minute, for messages. */
+export const perMinute = (perSecond: number) => Math.round(perSecond * 60 * 100) / 100;
 
 export interface LearnedRate {
   /** What this token is paced at now (the configured cap until a 429 lowers it). */
@@ -99,14 +104,19 @@ export class RedisRequestRateCap implements RequestRateCap {
   async acquire(token: string): Promise<void> {
     const [slot, learned] = this.keys(token);
     const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
-    const wait = Number(await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args));
-    if (wait < 0) throw new RateLimitError("local request cap reached for this token", Math.ceil(-wait / 1000), "local_cap");
+    const [wait, milli] = (await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args)) as [number, number];
+    if (wait < 0) {
+      const message = `local request cap reached for this token (paced at ${perMinute(milli / 1000)} requests/min)`;
+      throw new RateLimitError(message, Math.ceil(-wait / 1000), "local_cap");
+    }
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
 
   async throttled(token: string, retryAfter: RetryAfter): Promise<number> {
-    // A default Retry-After is a guess of ours, not the server's interval: halve only.
-    const hinted = retryAfter.source === "default" ? 0 : 1;
+    // Only a server-given wait of 2 s or more says something about its rate: waits are whole seconds
+    // of at least 1, so "1" means anything under a second (a full-speed account says that too), and a
+    // default Retry-After is our own guess. Otherwise halve.
+    const hinted = retryAfter.source !== "default" && retryAfter.seconds >= 2 ? 1 : 0;
     const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond];
     const milli = Number(await this.redis.eval(THROTTLED, 2, ...this.keys(token), ...args));
     return milli / 1000;

@@ -152,12 +152,6 @@ export const deploymentSchema = z.object({
 
 export type Deployment = z.output<typeof deploymentSchema>;
 
-export const deploymentPageSchema = z.object({
-  next: z
-    .string()
-    .nullish()
-    .transform((v) => v ?? null),
-  results: z.array(deploymentSchema),
-});
+export const deploymentPageSchema = z.object({ next: optionalText, results: z.array(deploymentSchema) });
 
 export type DeploymentPage = z.output<typeof deploymentPageSchema>;

@@ -49,10 +49,13 @@ export interface DeploymentView {
   lastSeenOn: string;
 }
 
-/** Each deployment's latest known release, by name. */
-export async function currentDeployments(db: Db, connectionIds: string[]): Promise<(DeploymentView & { connectionId: string })[]> {
+/** Each deployment's latest known release, by connection and name: of one connection or of a workspace. */
+export async function currentDeployments(
+  db: Db,
+  scope: { connectionId?: string; workspaceId?: string },
+): Promise<(DeploymentView & { connectionId: string })[]> {
   const rows = await db.deployment.findMany({
-    where: { connectionId: { in: connectionIds } },
+    where: { connectionId: scope.connectionId, connection: scope.workspaceId ? { workspaceId: scope.workspaceId } : undefined },
     orderBy: [{ connectionId: "asc" }, { name: "asc" }, { releaseNumber: "desc" }],
     distinct: ["connectionId", "name"],
   });
@@ -77,6 +80,6 @@ export async function connectionDeployments(
 ): Promise<{ checkedAt: Date | null; deployments: DeploymentView[] } | null> {
   const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
   if (!row) return null;
-  const deployments = (await currentDeployments(db, [connectionId])).map(({ connectionId: _c, ...d }) => d);
+  const deployments = (await currentDeployments(db, { connectionId })).map(({ connectionId: _c, ...d }) => d);
   return { checkedAt: row.deploymentsCheckedAt, deployments };
 }

@@ -1,38 +1,17 @@
+import { spawnSync } from "node:child_process";
 import { Decimal } from "decimal.js";
-import type { FastifyInstance } from "fastify";
-import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { withApi } from "../support/api.js";
+import { waitFor } from "../support/harness.js";
 
 // The expected cost is computed here, independently of the SQL, with decimal arithmetic from the
 // fake's ground truth and the prices this test records, and compared exactly.
 
-let h: Harness;
-let app: FastifyInstance;
-let origin: string;
-
-beforeAll(async () => {
-  h = await createHarness();
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
-});
-afterAll(async () => {
-  await app.close();
-  await h.close();
-});
-
-async function call(method: "GET" | "POST", url: string, payload?: object) {
-  const res = await fetch(origin + url, {
-    method,
-    headers: { authorization: `Bearer ${API_TOKEN}`, ...(payload ? { "content-type": "application/json" } : {}) },
-    body: payload ? JSON.stringify(payload) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text };
-}
+const started = withApi();
+const call = (method: "GET" | "POST", url: string, payload?: object) => started.api.call(method, url, payload);
 
 const DAY = 86_400_000;
 const day = (t: number) => new Date(t).toISOString().slice(0, 10);
@@ -140,8 +119,8 @@ test("estimated cost per daily row equals an independent decimal computation, an
     metrics: { predict_time: 12.5 },
   };
   const truth = [...generatePredictions({ count: 400, days: 10, seed: 21, end: new Date(now - 60_000) }), abortedOnly];
-  h.fake.addAccount(token, { type: "organization", username: "acme" }, truth);
-  h.fake.setDeployments(token, [
+  started.h.fake.addAccount(token, { type: "organization", username: "acme" }, truth);
+  started.h.fake.setDeployments(token, [
     fakeDeployment(DEPLOYMENT.name, {
       number: 1,
       createdAt: `${DEPLOYMENT.from}T09:00:00Z`,
@@ -157,15 +136,19 @@ test("estimated cost per daily row equals an independent decimal computation, an
   }
   for (const [model, sku] of Object.entries(modelSku)) await record("model-hardware", { model, sku, effectiveFrom: "2025-01-01" });
 
-  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-cost", token });
+  const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-cost", token });
   await waitFor(
     "synced",
-    () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
+    () => started.h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
     (c) => c.lastSyncedAt !== null,
   );
   const before = await actualRows(id);
   expect(before.rows).toEqual(expectedRows(truth));
   expect(before.body.costNote).toMatch(/estimate/);
+  expect(before.body.deployments).toEqual([
+    expect.objectContaining({ connectionId: id, name: "acme/scale-to-zero", hardware: "gpu-h100", minInstances: 0 }),
+    expect.objectContaining({ connectionId: id, name: DEPLOYMENT.name, hardware: DEPLOYMENT.hardware, minInstances: 1, maxInstances: 3 }),
+  ]);
   // Every basis occurs, an unpriced public model is reported as such, aborted costs nothing.
   const bases = new Set(Object.values(before.rows).map((r) => r.costBasis));
   expect([...bases].sort()).toEqual(["hardware_seconds", "outputs", "tokens", "unpriced"]);
@@ -242,5 +225,29 @@ test("the price book: decimal strings only, history kept, prices in force by dat
       .map((p) => p.usdPerSecond)
       .sort(),
   ).toEqual(["0.001525", "0.00305", "0.0061", "0.0122"]);
-  await expect(h.ctx.db.$executeRawUnsafe("UPDATE hardware_prices SET usd_per_second = 0")).rejects.toThrow(/append-only/);
+  await expect(started.h.ctx.db.$executeRawUnsafe("UPDATE hardware_prices SET usd_per_second = 0")).rejects.toThrow(/append-only/);
+});
+
+test("npm run prices: the CLI records and lists prices with the API's validation", () => {
+  const cli = (...args: string[]) =>
+    spawnSync("node_modules/.bin/tsx", ["src/cli/prices.ts", ...args], {
+      env: { ...process.env, DATABASE_URL: started.h.t.url, NODE_ENV: "development" },
+      encoding: "utf8",
+    });
+  const set = cli("set-model", "acme/cli-model", "prediction", "0.0125", "--from", "2026-04-01", "--source", "cli test");
+  expect(set.status).toBe(0);
+  expect(JSON.parse(set.stdout)).toMatchObject({
+    model: "acme/cli-model",
+    unit: "prediction",
+    usdPerUnit: "0.0125",
+    effectiveFrom: "2026-04-01",
+  });
+  const listed = JSON.parse(cli("list", "--as-of", "2026-04-01").stdout);
+  expect(listed.models).toEqual(expect.arrayContaining([expect.objectContaining({ model: "acme/cli-model", usdPerUnit: "0.0125" })]));
+  expect(JSON.parse(cli("list", "--as-of", "2026-03-31").stdout).models).not.toEqual(
+    expect.arrayContaining([expect.objectContaining({ model: "acme/cli-model" })]),
+  );
+  const bad = cli("set-hardware", "gpu-l40s", "0.5e-3", "--source", "x");
+  expect(bad.status).toBe(2);
+  expect(bad.stdout).toBe("");
 });

@@ -1,43 +1,27 @@
-import type { FastifyInstance } from "fastify";
-import { buildServer } from "../../src/api/server.js";
 import { ForeignLinkError } from "../../src/errors.js";
 import * as producer from "../../src/producer.js";
 import { refreshDeployments } from "../../src/pricing/deployments.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { withApi } from "../support/api.js";
+import { waitFor } from "../support/harness.js";
 
-let h: Harness;
-let app: FastifyInstance;
-let origin: string;
+const started = withApi();
 
-beforeAll(async () => {
-  h = await createHarness();
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
-});
-afterAll(async () => {
-  await app.close();
-  await h.close();
-});
-
-const connection = (id: string) => h.ctx.db.connection.findUniqueOrThrow({ where: { id } });
+const connection = (id: string) => started.h.ctx.db.connection.findUniqueOrThrow({ where: { id } });
 const deploymentRequests = (token: string) =>
-  h.fake.requests.filter((r) => r.endpoint === "deployments" && r.authorization === `Bearer ${token}`).length;
-async function listed(id: string) {
-  const res = await fetch(`${origin}/v1/connections/${id}/deployments`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
-  return { status: res.status, body: await res.json() };
-}
+  started.h.fake.requests.filter((r) => r.endpoint === "deployments" && r.authorization === `Bearer ${token}`).length;
+const listed = (id: string) => started.api.call("GET", `/v1/connections/${id}/deployments`);
 
 test("deployments are read at verification (all pages), shown per connection, and re-read at most once per UTC day", async () => {
   const token = "r8_deploymentsToken000000000000";
-  h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 50, days: 3, seed: 3 }));
-  h.fake.setDeployments(token, [
+  started.h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 50, days: 3, seed: 3 }));
+  started.h.fake.setDeployments(token, [
     fakeDeployment("acme/sdxl-prod", { number: 3, createdAt: "2026-01-10T08:00:00Z", hardware: "gpu-l40s", min: 1, max: 4 }),
     fakeDeployment("acme/llm", { number: 1, createdAt: "2026-02-01T00:00:00Z", hardware: "gpu-h100-2x", min: 0, max: 2 }),
   ]);
-  h.fake.deploymentPageSize = 1;
-  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-dep", token });
+  started.h.fake.deploymentPageSize = 1;
+  const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
   await waitFor(
     "synced",
     () => connection(id),
@@ -58,14 +42,14 @@ test("deployments are read at verification (all pages), shown per connection, an
   ]);
 
   // The next UTC day: a new release is read once; the old release stays for the days it applied to.
-  h.fake.setDeployments(token, [
+  started.h.fake.setDeployments(token, [
     fakeDeployment("acme/sdxl-prod", { number: 4, createdAt: "2026-03-01T08:00:00Z", hardware: "gpu-a100-large", min: 2, max: 4 }),
   ]);
   const tomorrow = new Date(Date.now() + 86_400_000);
-  await refreshDeployments(h.ctx, id, token, { now: tomorrow });
-  await refreshDeployments(h.ctx, id, token, { now: tomorrow });
+  await refreshDeployments(started.h.ctx, id, token, { now: tomorrow });
+  await refreshDeployments(started.h.ctx, id, token, { now: tomorrow });
   expect(deploymentRequests(token)).toBe(3);
-  const releases = await h.ctx.db.deployment.findMany({
+  const releases = await started.h.ctx.db.deployment.findMany({
     where: { connectionId: id, name: "acme/sdxl-prod" },
     orderBy: { releaseNumber: "asc" },
   });
@@ -80,44 +64,48 @@ test("deployments are read at verification (all pages), shown per connection, an
   expect((await listed("00000000-0000-4000-8000-000000000000")).status).toBe(404);
 });
 
-test("401 and 403 on GET /v1/deployments pause the connection; a 429 only delays verification", async () => {
+test("401 and 403 on GET /v1/deployments pause the connection; after a 429 the first sync page reads them", async () => {
   for (const [status, expected] of [
     [401, "credential_invalid"],
     [403, "scope_denied"],
   ] as const) {
     const token = `r8_deploymentsFault${status}0000000000`;
-    h.fake.addAccount(token, { type: "user", username: "u" });
-    h.fake.inject(token, "deployments", { kind: "status", status });
-    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-dep", token });
+    started.h.fake.addAccount(token, { type: "user", username: "u" });
+    started.h.fake.inject(token, "deployments", { kind: "status", status });
+    const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
     await waitFor(
       `status after ${status}`,
       () => connection(id),
       (c) => c.status === "credential_error",
     );
-    expect(await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: expected } })).toBe(1);
+    expect(await started.h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: expected } })).toBe(1);
   }
 
   const token = "r8_deploymentsThrottled000000000";
-  h.fake.addAccount(token, { type: "user", username: "u" });
-  h.fake.setDeployments(token, [fakeDeployment("u/d", { number: 1, createdAt: "2026-01-01T00:00:00Z", hardware: "cpu", min: 0, max: 1 })]);
-  h.fake.inject(token, "deployments", { kind: "status", status: 429, headers: { "retry-after": "1" } });
-  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-dep", token });
-  await waitFor(
-    "verified after 429",
+  started.h.fake.addAccount(token, { type: "user", username: "u" });
+  started.h.fake.setDeployments(token, [
+    fakeDeployment("u/d", { number: 1, createdAt: "2026-01-01T00:00:00Z", hardware: "cpu", min: 0, max: 1 }),
+  ]);
+  started.h.fake.inject(token, "deployments", { kind: "status", status: 429, headers: { "retry-after": "1" } });
+  const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
+  // Verification goes on without them; the first sync page reads them.
+  const synced = await waitFor(
+    "synced after a 429 on deployments",
     () => connection(id),
-    (c) => c.status === "connected",
+    (c) => c.lastSyncedAt !== null,
   );
-  expect(await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "rate_limited" } })).toBe(1);
+  expect(synced.status).toBe("connected");
+  expect(deploymentRequests(token)).toBe(2);
   expect((await listed(id)).body.deployments).toEqual([expect.objectContaining({ name: "u/d", hardware: "cpu" })]);
 });
 
 test("a deployments next link to another origin is not followed", async () => {
   const token = "r8_deploymentsForeign00000000000";
-  h.fake.addAccount(token, { type: "user", username: "u" });
-  const { id } = await h.ctx.db.connection.create({ data: { workspaceId: "ws-dep", status: "connected" } });
-  h.fake.inject(token, "deployments", { kind: "foreign-next" });
-  const before = h.fake.requests.length;
-  await expect(refreshDeployments(h.ctx, id, token, { force: true })).rejects.toBeInstanceOf(ForeignLinkError);
-  expect(h.fake.requests.slice(before).every((r) => r.endpoint === "deployments")).toBe(true);
+  started.h.fake.addAccount(token, { type: "user", username: "u" });
+  const { id } = await started.h.ctx.db.connection.create({ data: { workspaceId: "ws-dep", status: "connected" } });
+  started.h.fake.inject(token, "deployments", { kind: "foreign-next" });
+  const before = started.h.fake.requests.length;
+  await expect(refreshDeployments(started.h.ctx, id, token, { force: true })).rejects.toBeInstanceOf(ForeignLinkError);
+  expect(started.h.fake.requests.slice(before).every((r) => r.endpoint === "deployments")).toBe(true);
   expect((await connection(id)).deploymentsCheckedAt).toBeNull();
 });

@@ -1,39 +1,14 @@
-import type { FastifyInstance } from "fastify";
-import { buildServer } from "../../src/api/server.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { withApi, type Api } from "../support/api.js";
+import { waitFor } from "../support/harness.js";
 import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
 
-let h: Harness;
-let app: FastifyInstance;
-let origin: string;
-const auth = { authorization: `Bearer ${API_TOKEN}` };
-const responses: string[] = [];
-
-beforeAll(async () => {
-  h = await createHarness();
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
-});
-afterAll(async () => {
-  await app.close();
-  await h.close();
-});
-
-async function call(method: "GET" | "POST" | "PUT" | "DELETE", url: string, payload?: object, headers: Record<string, string> = auth) {
-  const res = await fetch(origin + url, {
-    method,
-    headers: { ...headers, ...(payload ? { "content-type": "application/json" } : {}) },
-    body: payload ? JSON.stringify(payload) : undefined,
-  });
-  const text = await res.text();
-  responses.push(text);
-  return { status: res.status, body: text ? (res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text) : null };
-}
+const started = withApi();
+const call: Api["call"] = (...args) => started.api.call(...args);
 
 test("full lifecycle through the HTTP API; aggregates equal the fake server's ground truth", async () => {
   const token = "r8_httpLifecycleToken000000000";
-  h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 260, days: 20, seed: 11 }));
+  started.h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 260, days: 20, seed: 11 }));
   const created = await call("POST", "/v1/connections", { workspaceId: "ws-http", token });
   expect(created.status).toBe(202);
   const id = created.body.id as string;
@@ -45,7 +20,7 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
   );
   expect(health.body).toMatchObject({ status: "connected", accountUsername: "acme", accountType: "organization", currentRun: null });
   expect(health.body.nextSyncAt).toEqual(expect.any(String));
-  expect(await actualUsage(h.ctx.db, id)).toEqual(expectedUsage(h.fake.predictions(token)));
+  expect(await actualUsage(started.h.ctx.db, id)).toEqual(expectedUsage(started.h.fake.predictions(token)));
 
   const list = await call("GET", "/v1/connections?workspaceId=ws-http");
   expect(list.body.connections).toHaveLength(1);
@@ -64,7 +39,7 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
       "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare",
   );
   const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=source`);
-  const truth = h.fake.predictions(token);
+  const truth = started.h.fake.predictions(token);
   expect(bySource.body.rows).toEqual(
     ["api", "web"].map((source) => expect.objectContaining({ source, predictions: truth.filter((p) => p.source === source).length })),
   );
@@ -84,29 +59,29 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
 
 test("disconnect during a running backfill leaves no token, no scheduler and no rows after it", async () => {
   const token = "r8_disconnectMidway00000000000";
-  h.fake.addAccount(token, { type: "user", username: "mid" }, generatePredictions({ count: 3000, days: 80, seed: 12 }));
-  h.fake.pageLatencyMs = 30;
+  started.h.fake.addAccount(token, { type: "user", username: "mid" }, generatePredictions({ count: 3000, days: 80, seed: 12 }));
+  started.h.fake.pageLatencyMs = 30;
   try {
     const { body } = await call("POST", "/v1/connections", { workspaceId: "ws-mid", token });
     await waitFor(
       "backfill under way",
-      () => h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } }),
+      () => started.h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } }),
       (n) => n >= 300,
     );
     expect((await call("DELETE", `/v1/connections/${body.id}`)).status).toBe(204);
-    const row = await h.ctx.db.connection.findUniqueOrThrow({ where: { id: body.id } });
+    const row = await started.h.ctx.db.connection.findUniqueOrThrow({ where: { id: body.id } });
     expect(row).toMatchObject({ status: "disconnected", tokenCiphertext: null });
-    const frozen = await h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } });
+    const frozen = await started.h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } });
     // Let any in-flight page job run to its end, then check nothing more was written.
     await waitFor(
       "no sync jobs left",
-      () => h.ctx.queues.sync.getJobCounts("active", "waiting", "delayed"),
+      () => started.h.ctx.queues.sync.getJobCounts("active", "waiting", "delayed"),
       (c) => (c.active ?? 0) + (c.waiting ?? 0) + (c.delayed ?? 0) === 0,
     );
-    expect(await h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } })).toBe(frozen);
-    expect(await h.ctx.queues.sync.getJobSchedulersCount()).toBe(0);
+    expect(await started.h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } })).toBe(frozen);
+    expect(await started.h.ctx.queues.sync.getJobSchedulersCount()).toBe(0);
   } finally {
-    h.fake.pageLatencyMs = 0;
+    started.h.fake.pageLatencyMs = 0;
   }
 });
 
@@ -129,9 +104,9 @@ test("bad input gets 400 with a reason, unknown ids 404, missing auth 401; probe
 });
 
 test("no token ever appears in an API response or in Redis", async () => {
-  const all = responses.join("\n");
+  const all = started.api.responses.join("\n");
   for (const t of ["httpLifecycleToken", "disconnectMidway"]) {
     expect(all).not.toContain(t);
-    expect(await dumpRedis(h.ctx.redis, h.config.queuePrefix)).not.toContain(t);
+    expect(await dumpRedis(started.h.ctx.redis, started.h.config.queuePrefix)).not.toContain(t);
   }
 });

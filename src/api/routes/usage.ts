@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { coverageOf, daysOf, type Coverage } from "../../coverage.js";
 import { coverageSources } from "../../repositories/connection-views.js";
+import { currentDeployments } from "../../repositories/deployments.js";
 import { GROUP_BY, fillZeroDays, queryIdleFloor, queryUsage, type GroupBy } from "../../repositories/usage-query.js";
 import { toCsv } from "../csv.js";
 
@@ -72,7 +73,9 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           .header("x-coverage", JSON.stringify(coverage))
           .send(toCsv(lines));
       }
-      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor };
+      // Usage by deployment comes with what each deployment runs on.
+      const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
+      return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
     });
   };
 }
