@@ -1,3 +1,4 @@
+import { isoDay } from "../domain/calendar.js";
 import { z } from "zod";
 
 // Money is a decimal string end to end (JSON, CLI, Postgres numeric): a float would round prices
@@ -5,7 +6,7 @@ import { z } from "zod";
 const usd = (scale: number) =>
   z.string().regex(new RegExp(`^\\d{1,9}(\\.\\d{1,${scale}})?$`), `a non-negative decimal string with at most ${scale} decimals`);
 
-const effectiveFrom = z.iso.date();
+const effectiveFrom = isoDay;
 const source = z.string().trim().min(1).max(500);
 const sku = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "a hardware SKU such as gpu-l40s or gpu-h100-2x");
 const model = z

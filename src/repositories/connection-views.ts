@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import { cursorTime } from "./events.js";
 import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
 import { connectionHealth, type Health, type HealthInput, type HealthState } from "../health.js";
 import { parseCheckpoint } from "../sync/checkpoint.js";
@@ -168,8 +169,11 @@ const encodeCursor = (p: Position) => Buffer.from(`${p.createdAt.toISOString()}|
 
 /** The position after which the next page starts; null when the cursor was not made by this module. */
 export function decodeConnectionCursor(cursor: string): Position | null {
-  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
-  return match ? { createdAt: new Date(match[1]!), id: match[2]! } : null;
+  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(
+    Buffer.from(cursor, "base64url").toString(),
+  );
+  const createdAt = match && cursorTime(match[1]!);
+  return createdAt ? { createdAt, id: match[2]! } : null;
 }
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;

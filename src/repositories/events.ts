@@ -62,12 +62,22 @@ export function toEventView(e: IntegrationEvent): EventView {
   };
 }
 
+const MAX_BIGINT = 2n ** 63n - 1n;
+
+/** A time a cursor of ours can hold: a real instant, written back exactly as we wrote it. */
+export function cursorTime(text: string): Date | null {
+  const at = new Date(text);
+  return !Number.isNaN(at.getTime()) && at.getTime() >= 0 && at.toISOString() === text ? at : null;
+}
+
 const encodeCursor = (e: IntegrationEvent) => Buffer.from(`${e.occurredAt.toISOString()}|${e.id}`).toString("base64url");
 
 /** The position after which the next page starts; null when the cursor was not made by this module. */
 export function decodeCursor(cursor: string): { occurredAt: Date; id: bigint } | null {
-  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
-  return match ? { occurredAt: new Date(match[1]!), id: BigInt(match[2]!) } : null;
+  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|(\d{1,19})$/.exec(Buffer.from(cursor, "base64url").toString());
+  const occurredAt = match && cursorTime(match[1]!);
+  const id = match ? BigInt(match[2]!) : null;
+  return occurredAt && id !== null && id <= MAX_BIGINT ? { occurredAt, id } : null;
 }
 
 /** Newest first (served by the (connection, occurred_at desc, id desc) index), keyset-paginated. */

@@ -1,3 +1,4 @@
+import { isoInstant } from "../../domain/calendar.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
@@ -11,7 +12,7 @@ import { decodeCursor, listEvents } from "../../repositories/events.js";
 const idParams = z.object({ id: producer.connectionId });
 const eventsQuery = z.object({
   kind: z.enum(Object.values(EventKind) as [string, ...string[]]).optional(),
-  since: z.iso.datetime().optional(),
+  since: isoInstant.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z
     .string()

@@ -1,3 +1,4 @@
+import { isoDay } from "../../domain/calendar.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
@@ -12,7 +13,7 @@ const today = () => new Date().toISOString().slice(0, 10);
  */
 export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
-    app.get("/v1/prices", { schema: { querystring: z.object({ asOf: z.iso.date().optional() }) } }, async (request) => {
+    app.get("/v1/prices", { schema: { querystring: z.object({ asOf: isoDay.optional() }) } }, async (request) => {
       const asOf = request.query.asOf ?? today();
       return { asOf, ...(await readPriceBook(ctx.db, { asOf })) };
     });

@@ -1,3 +1,5 @@
+import { isoDay } from "../../domain/calendar.js";
+import { workspaceId } from "../../producer.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
@@ -13,10 +15,10 @@ const COST_NOTE =
 
 const usageQuery = z
   .object({
-    workspaceId: z.string().min(1).optional(),
+    workspaceId: workspaceId.optional(),
     connectionId: z.uuid().optional(),
-    from: z.iso.date(),
-    to: z.iso.date(),
+    from: isoDay,
+    to: isoDay,
     groupBy: z
       .string()
       .default("date,model,deployment")
