@@ -39,12 +39,10 @@ const webhookSecret = z
   }, "must encode 24 to 64 random bytes after whsec_");
 
 /** Where webhooks go: http(s) only, and no credentials in the URL (the signature authenticates). */
-const webhookUrl = z
-  .url({ protocol: /^https?$/, message: "must be an http:// or https:// URL", abort: true })
-  .refine((u) => {
-    const url = new URL(u);
-    return !url.username && !url.password;
-  }, "must not contain a user name or password (receivers verify the webhook-signature header)");
+const webhookUrl = z.url({ protocol: /^https?$/, message: "must be an http:// or https:// URL", abort: true }).refine((u) => {
+  const url = new URL(u);
+  return !url.username && !url.password;
+}, "must not contain a user name or password (receivers verify the webhook-signature header)");
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 

@@ -117,7 +117,9 @@ describe("webhooks", () => {
     expect(problems({ ...GOOD, WEBHOOK_URL: "https://backend.example/hooks" })).toEqual([
       expect.stringMatching(/^WEBHOOK_SECRET: is required when WEBHOOK_URL is set/),
     ]);
-    expect(problems({ ...GOOD, WEBHOOK_SECRET: SECRET })).toEqual([expect.stringMatching(/^WEBHOOK_URL: is required when WEBHOOK_SECRET is set/)]);
+    expect(problems({ ...GOOD, WEBHOOK_SECRET: SECRET })).toEqual([
+      expect.stringMatching(/^WEBHOOK_URL: is required when WEBHOOK_SECRET is set/),
+    ]);
   });
 
   test("a bad URL or secret is named, and the secret is never echoed", () => {
