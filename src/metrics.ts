@@ -34,7 +34,7 @@ export class ServiceMetrics {
       labelNames: ["queue", "state"] as const,
       registers: [this.registry],
       async collect() {
-        for (const queue of [queues.verify, queues.sync]) {
+        for (const queue of [queues.verify, queues.sync, queues.webhook]) {
           const counts = await queue.getJobCounts(...JOB_STATES);
           for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
         }
