@@ -111,17 +111,24 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
     expect(backfilled!.payload.data.health.state).toBe("healthy");
     expect(verified!.headers["webhook-id"]).not.toBe(backfilled!.headers["webhook-id"]);
 
-    // Support sees the failed attempt and the delivery in the event log.
-    const events = await h.ctx.db.integrationEvent.findMany({
-      where: { kind: { in: ["webhook_failed", "webhook_delivered"] } },
-      orderBy: { id: "asc" },
-    });
-    const failed = events.find((e) => e.kind === "webhook_failed")!;
-    expect(failed).toMatchObject({ level: "warn", httpStatus: 500 });
-    expect(failed.detail).toMatchObject({ webhookId: first.headers["webhook-id"], attempt: 1 });
-    expect(
-      events.some((e) => e.kind === "webhook_delivered" && (e.detail as { webhookId: string }).webhookId === first.headers["webhook-id"]),
-    ).toBe(true);
+    // Support sees the failed attempt and the delivery in the event log (recorded once the answer is read).
+    const events = await waitFor(
+      "webhook attempts in the event log",
+      () =>
+        h.ctx.db.integrationEvent.findMany({
+          where: {
+            kind: { in: ["webhook_failed", "webhook_delivered"] },
+            detail: { path: ["webhookId"], equals: first.headers["webhook-id"] },
+          },
+          orderBy: { id: "asc" },
+        }),
+      (e) => e.length === 2,
+    );
+    expect(events.map((e) => [e.kind, e.level, e.httpStatus])).toEqual([
+      ["webhook_failed", "warn", 500],
+      ["webhook_delivered", "info", 204],
+    ]);
+    expect(events[0]!.detail).toMatchObject({ attempt: 1 });
   });
 
   test("a revoke then replace yields connection.action_required, then connection.recovered", async () => {
