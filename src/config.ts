@@ -29,6 +29,21 @@ const keyring = z.string().transform((raw, ctx) => {
   return keys;
 });
 
+/** Standard Webhooks signing secret: `whsec_` then base64 of 24 to 64 random bytes. */
+const webhookSecret = z
+  .string()
+  .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, { message: "must be whsec_ followed by base64 (a Standard Webhooks secret)", abort: true })
+  .refine((s) => {
+    const bytes = Buffer.from(s.slice("whsec_".length), "base64").length;
+    return bytes >= 24 && bytes <= 64;
+  }, "must encode 24 to 64 random bytes after whsec_");
+
+/** Where webhooks go: http(s) only, and no credentials in the URL (the signature authenticates). */
+const webhookUrl = z.url({ protocol: /^https?$/, message: "must be an http:// or https:// URL", abort: true }).refine((u) => {
+  const url = new URL(u);
+  return !url.username && !url.password;
+}, "must not contain a user name or password (receivers verify the webhook-signature header)");
+
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 
 const envShape = z.object({
@@ -59,6 +74,8 @@ const envShape = z.object({
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
   API_TOKEN: z.string().min(24, "must be at least 24 characters"),
   SUPPORT_TOKEN: z.string().min(24, "must be at least 24 characters"),
+  WEBHOOK_URL: webhookUrl.optional(),
+  WEBHOOK_SECRET: webhookSecret.optional(),
 });
 
 /** Every environment variable the service reads. */
@@ -71,6 +88,13 @@ const envSchema = envShape.superRefine((env, ctx) => {
   }
   if (env.SUPPORT_TOKEN === env.API_TOKEN) {
     ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
+  }
+  // Both or neither: a URL without a secret would send unsigned webhooks, a secret alone does nothing.
+  if (env.WEBHOOK_URL && !env.WEBHOOK_SECRET) {
+    ctx.addIssue({ code: "custom", path: ["WEBHOOK_SECRET"], message: "is required when WEBHOOK_URL is set" });
+  }
+  if (env.WEBHOOK_SECRET && !env.WEBHOOK_URL) {
+    ctx.addIssue({ code: "custom", path: ["WEBHOOK_URL"], message: "is required when WEBHOOK_SECRET is set" });
   }
 });
 
@@ -98,6 +122,8 @@ export interface Config {
   jobs: { attempts: number; backoffMs: number; lockMs: number; reconcileSeconds: number };
   /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
   http: { host: string; port: number; apiToken: string; supportToken: string };
+  /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
+  webhooks: { url: string; secret: string } | null;
   logLevel: string;
 }
 
@@ -140,6 +166,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
+    webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
     logLevel: e.LOG_LEVEL,
   });
 }

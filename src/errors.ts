@@ -107,3 +107,14 @@ export class ServiceUnavailableError extends AppError {
 export class ConflictError extends AppError {
   readonly code = "conflict";
 }
+
+/** The backend's webhook endpoint did not answer 2xx (or not at all); the webhook queue retries it. */
+export class WebhookDeliveryError extends AppError {
+  readonly code = "webhook_failed";
+  constructor(
+    message: string,
+    readonly httpStatus: number | null,
+  ) {
+    super(message);
+  }
+}

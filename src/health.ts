@@ -30,6 +30,8 @@ export interface HealthInput {
   lastSuccessAt: Date | null;
   /** The first verified or sync_completed event after the latest error (or ever, without one). */
   recoveredAt: Date | null;
+  /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
+  duplicateOf?: string | null;
 }
 
 export interface Health {
@@ -51,6 +53,7 @@ export interface Health {
 const ERROR_TEXT: Partial<Record<EventKind, string>> = {
   credential_invalid: "Replicate rejected the token.",
   scope_denied: "The token may not read this account's predictions.",
+  duplicate_account: "This Replicate account is already connected in this workspace.",
   provider_error: "Replicate's API kept failing.",
   foreign_link_refused: "Replicate sent a pagination link to another host; it was not followed.",
   sync_failed: "The sync run failed after its retries.",
@@ -103,6 +106,14 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   }
   if (c.status === "credential_error") {
     const since = currentError?.at ?? c.updatedAt;
+    if (c.duplicateOf) {
+      return at(
+        "action_required",
+        since,
+        `This Replicate account is already connected in this workspace as connection ${c.duplicateOf}, so this connection does not sync (its usage would be counted twice).`,
+        `Nothing is needed if connection ${c.duplicateOf} is the one the customer wants. To use this one instead, disconnect ${c.duplicateOf}, then paste the token here again.`,
+      );
+    }
     if (currentError?.kind === "scope_denied") {
       return at(
         "action_required",

@@ -35,7 +35,7 @@ export class ServiceMetrics {
       registers: [this.registry],
       async collect() {
         this.reset();
-        for (const queue of [queues.verify, queues.sync]) {
+        for (const queue of [queues.verify, queues.sync, queues.webhook]) {
           // Redis not answering leaves the series out (scrape still succeeds); readiness says why.
           const counts = await queue.getJobCounts(...JOB_STATES).catch(() => null);
           for (const state of JOB_STATES) if (counts) this.set({ queue: queue.name, state }, counts[state] ?? 0);

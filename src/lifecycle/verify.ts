@@ -6,15 +6,21 @@ import { recordEvent } from "../repositories/events.js";
 
 /**
  * Checks the token against GET /v1/account, records whose account it is, marks the connection
- * connected, and starts recurring syncs plus the initial backfill. "gone" when there is no token.
+ * connected, and starts recurring syncs plus the initial backfill. "gone" when there is no token;
+ * "duplicate" when the account already counts in the workspace through another connection.
  */
-export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "gone"> {
+export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "duplicate" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
   const account = await ctx.replicate.getAccount(stored.token, connectionId);
   await refreshDeployments(ctx, connectionId, stored.token, { force: true, deferWhenThrottled: true });
   // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
-  if (!(await markConnected(ctx.db, connectionId, stored.ciphertext, account))) return "gone";
+  const outcome = await markConnected(ctx.db, connectionId, stored.ciphertext, account);
+  if (outcome === "gone") return "gone";
+  if (outcome !== "connected") {
+    moduleLogger("verify", { connectionId, jobId }).info("account already connected in the workspace", outcome);
+    return "duplicate";
+  }
   await recordEvent(ctx.db, {
     connectionId,
     jobId,

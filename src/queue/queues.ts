@@ -14,10 +14,16 @@ export const syncJobData = z.object({
   runId: z.string().min(1).optional(),
   page: z.number().int().positive().optional(),
 });
+/** A webhook outbox row (webhook_deliveries.id); the body is read from Postgres, never carried here. */
+export const webhookJobData = z.object({ deliveryId: z.string().regex(/^\d+$/) });
 export type VerifyJobData = z.infer<typeof verifyJobData>;
 export type SyncJobData = z.infer<typeof syncJobData>;
+export type WebhookJobData = z.infer<typeof webhookJobData>;
 
-export const QUEUE = { verify: "verify", sync: "sync" } as const;
+export const QUEUE = { verify: "verify", sync: "sync", webhook: "webhook" } as const;
+
+/** A webhook is retried longer than a sync page: with exponential backoff from JOB_BACKOFF_MS (2 s), 12 attempts span about an hour. */
+export const WEBHOOK_ATTEMPTS = 12;
 
 /** Deterministic ids: a retried or repeated enqueue cannot fork a run or duplicate a tick. */
 export const jobIds = {
@@ -25,6 +31,7 @@ export const jobIds = {
   page: (connectionId: string, runId: string, page: number) => `page-${connectionId}-${runId}-${page}`,
   kick: (connectionId: string) => `kick-${connectionId}`,
   scheduler: (connectionId: string) => `sync-${connectionId}`,
+  webhook: (deliveryId: string) => `webhook-${deliveryId}`,
 };
 
 export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
@@ -42,6 +49,7 @@ const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting
 export class JobQueues {
   readonly verify: Queue<VerifyJobData>;
   readonly sync: Queue<SyncJobData>;
+  readonly webhook: Queue<WebhookJobData>;
 
   constructor(
     private readonly connection: Redis,
@@ -51,10 +59,16 @@ export class JobQueues {
   ) {
     this.verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
+    this.webhook = new Queue<WebhookJobData>(QUEUE.webhook, { connection, prefix, defaultJobOptions });
   }
 
   async enqueueVerify(connectionId: string): Promise<void> {
     await this.verify.add("verify", { connectionId }, { jobId: jobIds.verify(connectionId, randomUUID()) });
+  }
+
+  /** One job per outbox row: enqueueing the same row again (the relay crashed before marking it) adds nothing. */
+  async enqueueWebhook(deliveryId: string): Promise<void> {
+    await this.webhook.add("deliver", { deliveryId }, { jobId: jobIds.webhook(deliveryId), attempts: WEBHOOK_ATTEMPTS });
   }
 
   /** syncNow and the first backfill: one pending tick per connection at most (BullMQ deduplication). */
@@ -144,6 +158,6 @@ export class JobQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verify.close(), this.sync.close()]);
+    await Promise.all([this.verify.close(), this.sync.close(), this.webhook.close()]);
   }
 }

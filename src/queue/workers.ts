@@ -7,12 +7,15 @@ import { applyFailure, classify, type FailureDeps } from "../lifecycle/failures.
 import type { JobProgress } from "../lifecycle/sync-step.js";
 import { moduleLogger } from "../logger.js";
 import type { ServiceMetrics } from "../metrics.js";
-import { QUEUE, syncJobData, verifyJobData, type SyncJobData, type VerifyJobData } from "./queues.js";
+import type { WebhookAttempt } from "../webhooks/deliver.js";
+import { WebhookRelay } from "../webhooks/relay.js";
+import { QUEUE, syncJobData, verifyJobData, webhookJobData, type SyncJobData, type VerifyJobData, type WebhookJobData } from "./queues.js";
 
 /** One processor per queue, registered by the entry point (see jobs/); a processor never sees BullMQ itself. */
 export interface Processors {
   verify(data: VerifyJobData, job: JobProgress): Promise<unknown>;
   sync(data: SyncJobData, job: JobProgress): Promise<unknown>;
+  webhook(data: WebhookJobData, job: WebhookAttempt): Promise<unknown>;
 }
 
 export interface WorkerDeps {
@@ -20,7 +23,12 @@ export interface WorkerDeps {
   config: Pick<Config, "queuePrefix" | "jobs" | "sync">;
   metrics: ServiceMetrics;
   failures: FailureDeps;
+  /** Moves the webhook outbox to the webhook queue; null when webhooks are off (then no webhook worker runs either). */
+  webhookRelay: WebhookRelay | null;
 }
+
+/** How often each worker process looks for webhooks not yet queued. */
+const WEBHOOK_RELAY_INTERVAL_MS = 500;
 
 /** The narrow slice of the context the workers and the failure handling use. */
 export function workerDeps(ctx: AppContext): WorkerDeps {
@@ -34,6 +42,9 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
       removeScheduler: (id) => ctx.queues.removeScheduler(id),
       onRateLimited: (source) => ctx.metrics.rateLimited.inc({ source }),
     },
+    webhookRelay: ctx.config.webhooks
+      ? new WebhookRelay({ db: ctx.db, enqueue: (id) => ctx.queues.enqueueWebhook(id), intervalMs: WEBHOOK_RELAY_INTERVAL_MS })
+      : null,
   };
 }
 
@@ -85,7 +96,13 @@ function handler<D extends { connectionId: string; runId?: string }>(
   };
 }
 
-/** Starts the verify and sync workers. Each worker gets its own blocking Redis connection. */
+/** Webhook delivery: a failure is the backend's answer, retried by BullMQ with backoff until the last attempt. */
+function webhookHandler(process: Processors["webhook"]) {
+  return async (job: Job<WebhookJobData>) =>
+    process(webhookJobData.parse(job.data), { jobId: job.id, attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? 1 });
+}
+
+/** Starts the verify and sync workers, and the webhook worker and relay when webhooks are on. Each worker gets its own blocking Redis connection. */
 export function startWorkers(deps: WorkerDeps, processors: Processors): Workers {
   const log = moduleLogger("workers");
   // A worker killed mid-job leaves its lock to expire; the stalled-job check then hands the job to
@@ -101,7 +118,9 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
   const workers = [
     new Worker(QUEUE.verify, handler("verify", verifyJobData, processors.verify, deps), { ...options, concurrency: 4 }),
     new Worker(QUEUE.sync, handler("sync", syncJobData, processors.sync, deps), { ...options, concurrency: deps.config.sync.concurrency }),
+    ...(deps.webhookRelay ? [new Worker(QUEUE.webhook, webhookHandler(processors.webhook), { ...options, concurrency: 4 })] : []),
   ];
+  deps.webhookRelay?.start();
   for (const w of workers) {
     w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));
     const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
@@ -115,6 +134,7 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
   }
   return {
     async close() {
+      await deps.webhookRelay?.stop();
       await Promise.all(workers.map((w) => w.close()));
     },
   };

@@ -60,9 +60,17 @@ interface Row {
   ok_at: Date | null;
   recovered_at: Date | null;
   first_window_start: string | null;
+  duplicate_of: string | null;
 }
 
-const ERROR_KINDS: EventKind[] = ["credential_invalid", "scope_denied", "provider_error", "foreign_link_refused", "sync_failed"];
+const ERROR_KINDS: EventKind[] = [
+  "credential_invalid",
+  "scope_denied",
+  "duplicate_account",
+  "provider_error",
+  "foreign_link_refused",
+  "sync_failed",
+];
 const SUCCESS_KINDS: EventKind[] = ["verified", "sync_completed"];
 
 /** The newest (or oldest) matching event over several kinds: one LIMIT 1 index probe per kind. */
@@ -76,7 +84,7 @@ function pick(kinds: EventKind[], columns: string, where: string, order: "DESC" 
 
 const SELECT = `
 SELECT c.id, c.workspace_id, c.status, c.account_username, c.account_type, c.verified_at, c.last_sync_started_at,
-       c.last_synced_at, c.high_water_mark, c.sync_state, c.created_at, c.updated_at,
+       c.last_synced_at, c.high_water_mark, c.sync_state, c.created_at, c.updated_at, c.duplicate_of,
        rl.occurred_at AS rl_at, rl.retry_after_seconds AS rl_seconds,
        er.occurred_at AS err_at, er.kind AS err_kind, er.http_status AS err_status,
        ok.occurred_at AS ok_at, rec.occurred_at AS recovered_at, fw.window_start AS first_window_start
@@ -106,6 +114,7 @@ function toHealthInput(r: Row): HealthInput {
     lastError: r.err_at && r.err_kind ? { at: r.err_at, kind: r.err_kind, httpStatus: r.err_status } : null,
     lastSuccessAt: r.ok_at,
     recoveredAt: r.recovered_at,
+    duplicateOf: r.duplicate_of,
   };
 }
 

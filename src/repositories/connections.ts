@@ -84,13 +84,70 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   return row;
 }
 
-/** Verification succeeded for the token read as `ciphertext`: connected, unless it was replaced or disconnected meanwhile. */
-export async function markConnected(db: Db, id: string, ciphertext: string, account: Account): Promise<boolean> {
-  const { count } = await db.connection.updateMany({
-    where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
-    data: { status: TRANSITIONS.verify_ok.to, accountUsername: account.username, accountType: account.type, verifiedAt: new Date() },
+export type VerifyOutcome = "connected" | "gone" | { duplicateOf: string };
+
+const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
+
+/**
+ * Verification succeeded for the token read as `ciphertext`: connected, unless it was replaced or
+ * disconnected meanwhile ("gone"), or the same Replicate account already counts in the workspace.
+ * The unique index connections_one_account_per_workspace decides the last case, so two
+ * verifications of one account racing each other cannot both connect.
+ */
+export async function markConnected(db: Db, id: string, ciphertext: string, account: Account): Promise<VerifyOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { count } = await db.connection.updateMany({
+        where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
+        data: {
+          status: TRANSITIONS.verify_ok.to,
+          accountUsername: account.username,
+          accountType: account.type,
+          verifiedAt: new Date(),
+          duplicateOf: null,
+        },
+      });
+      return count === 1 ? "connected" : "gone";
+    } catch (err) {
+      if (!isUniqueViolation(err) || attempt === 3) throw err;
+    }
+    // The holder may have been disconnected since the violation: then the update is tried again.
+    const duplicate = await markDuplicate(db, id, ciphertext, account);
+    if (duplicate) return duplicate;
+  }
+}
+
+/** Pauses the connection as a duplicate of the one already holding the account, with the event that says so. */
+async function markDuplicate(db: Db, id: string, ciphertext: string, account: Account): Promise<VerifyOutcome | null> {
+  return db.$transaction(async (tx) => {
+    const locked = await lockConnection(tx, id);
+    if (!locked) return "gone";
+    const holder = await tx.connection.findFirst({
+      where: {
+        workspaceId: locked.workspace_id,
+        accountType: account.type,
+        accountUsername: account.username,
+        status: { not: "disconnected" },
+        duplicateOf: null,
+        id: { not: id },
+      },
+      select: { id: true },
+    });
+    if (!holder) return null;
+    const { count } = await tx.connection.updateMany({
+      where: { id, tokenCiphertext: ciphertext, ...allowed("duplicate_account") },
+      data: { status: TRANSITIONS.duplicate_account.to, duplicateOf: holder.id },
+    });
+    if (count === 0) return "gone";
+    await recordEvent(tx, {
+      connectionId: id,
+      kind: "duplicate_account",
+      level: "error",
+      message: `Replicate ${account.type} "${account.username}" is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
+      detail: { duplicateOf: holder.id, accountType: account.type, username: account.username },
+    });
+    return { duplicateOf: holder.id };
   });
-  return count === 1;
 }
 
 /**

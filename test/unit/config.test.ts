@@ -101,3 +101,35 @@ test("a local secrets file written before SUPPORT_TOKEN existed gets one added; 
   // Given the other two in the environment, the support token still comes from the file.
   expect(withLocalSecrets({ TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: GOOD.API_TOKEN }, file).SUPPORT_TOKEN).toBe(env.SUPPORT_TOKEN);
 });
+
+describe("webhooks", () => {
+  const SECRET = `whsec_${randomBytes(32).toString("base64")}`;
+
+  test("off when neither variable is set; on with both", () => {
+    expect(parseConfig(GOOD).webhooks).toBeNull();
+    expect(parseConfig({ ...GOOD, WEBHOOK_URL: "https://backend.example/hooks", WEBHOOK_SECRET: SECRET }).webhooks).toEqual({
+      url: "https://backend.example/hooks",
+      secret: SECRET,
+    });
+  });
+
+  test("one without the other names the missing variable", () => {
+    expect(problems({ ...GOOD, WEBHOOK_URL: "https://backend.example/hooks" })).toEqual([
+      expect.stringMatching(/^WEBHOOK_SECRET: is required when WEBHOOK_URL is set/),
+    ]);
+    expect(problems({ ...GOOD, WEBHOOK_SECRET: SECRET })).toEqual([
+      expect.stringMatching(/^WEBHOOK_URL: is required when WEBHOOK_SECRET is set/),
+    ]);
+  });
+
+  test("a bad URL or secret is named, and the secret is never echoed", () => {
+    for (const url of ["ftp://backend.example/hooks", "not a url", "https://user:pass@backend.example/hooks"]) {
+      expect(problems({ ...GOOD, WEBHOOK_URL: url, WEBHOOK_SECRET: SECRET })).toEqual([expect.stringMatching(/^WEBHOOK_URL: /)]);
+    }
+    for (const secret of ["plainsecretwithoutprefix", "whsec_c2hvcnQ=", "whsec_not base64!"]) {
+      const found = problems({ ...GOOD, WEBHOOK_URL: "http://127.0.0.1:9/hooks", WEBHOOK_SECRET: secret });
+      expect(found).toEqual([expect.stringMatching(/^WEBHOOK_SECRET: /)]);
+      expect(found.join("\n")).not.toContain(secret);
+    }
+  });
+});

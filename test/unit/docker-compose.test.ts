@@ -45,6 +45,12 @@ test("its environment names only variables the service reads, including the requ
   expect(env.SUPPORT_TOKEN).toMatch(/^\$\{SUPPORT_TOKEN:\?/);
 });
 
+test("webhooks are passed through when set and stay off (empty) when not", () => {
+  const env = service!.environment!;
+  expect(env.WEBHOOK_URL).toBe("${WEBHOOK_URL:-}");
+  expect(env.WEBHOOK_SECRET).toBe("${WEBHOOK_SECRET:-}");
+});
+
 test("the image runs the migrations, then the service, and listens on all interfaces", () => {
   const dockerfile = readFileSync("Dockerfile", "utf8");
   expect(dockerfile).toMatch(/^CMD .*node dist\/src\/cli\/migrate\.js && node dist\/src\/main\.js/m);

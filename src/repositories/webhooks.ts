@@ -1,0 +1,86 @@
+import type { Db } from "../db/client.js";
+import type { WebhookDeliveryStatus } from "../generated/prisma/enums.js";
+import { recordEvent, type NewEvent } from "./events.js";
+
+// The webhook outbox (table webhook_deliveries). Rows are inserted by a trigger on integration_events
+// in the same statement as the event that causes them; this module moves them along:
+// pending → queued (handed to the webhook queue) → delivered | failed, or pending → expired.
+
+export interface OutboxRow {
+  id: bigint;
+  eventId: bigint;
+  connectionId: string;
+  type: string;
+  status: WebhookDeliveryStatus;
+  /** The JSON body, fixed once; null until the relay prepared it. */
+  payload: string | null;
+  /** When the event that caused the webhook happened. */
+  occurredAt: Date;
+}
+
+const select = {
+  id: true,
+  eventId: true,
+  connectionId: true,
+  type: true,
+  status: true,
+  payload: true,
+  event: { select: { occurredAt: true } },
+} as const;
+
+type Selected = { id: bigint; eventId: bigint; connectionId: string; type: string; status: WebhookDeliveryStatus; payload: string | null };
+const toRow = ({ event, ...r }: Selected & { event: { occurredAt: Date } }): OutboxRow => ({ ...r, occurredAt: event.occurredAt });
+
+/** Rows still pending after maxAgeMs describe a state long gone (webhooks were off, or the service down): not sent. */
+export async function expireStaleWebhooks(db: Db, maxAgeMs: number): Promise<number> {
+  const { count } = await db.webhookDelivery.updateMany({
+    where: { status: "pending", createdAt: { lt: new Date(Date.now() - maxAgeMs) } },
+    data: { status: "expired" },
+  });
+  return count;
+}
+
+/** The oldest rows not yet handed to the queue (served by the partial index on pending rows). */
+export async function pendingWebhooks(db: Db, limit: number): Promise<OutboxRow[]> {
+  const rows = await db.webhookDelivery.findMany({ where: { status: "pending" }, orderBy: { id: "asc" }, take: limit, select });
+  return rows.map(toRow);
+}
+
+/** Fixes the body the first time only, so every attempt (from any process) sends the same bytes. */
+export async function fixWebhookPayload(db: Db, id: bigint, payload: string): Promise<void> {
+  await db.webhookDelivery.updateMany({ where: { id, payload: null }, data: { payload } });
+}
+
+export async function markWebhookQueued(db: Db, id: bigint): Promise<void> {
+  await db.webhookDelivery.updateMany({ where: { id, status: "pending" }, data: { status: "queued" } });
+}
+
+export async function findWebhook(db: Db, id: bigint): Promise<OutboxRow | null> {
+  const row = await db.webhookDelivery.findUnique({ where: { id }, select });
+  return row && toRow(row);
+}
+
+/**
+ * Records one delivery attempt on the row and in the event log support reads, together. `final`:
+ * the last attempt failed, the row is given up on.
+ */
+export async function recordWebhookAttempt(
+  db: Db,
+  id: bigint,
+  attempt: { delivered: boolean; final: boolean; httpStatus: number | null },
+  event: NewEvent,
+): Promise<void> {
+  const status: WebhookDeliveryStatus | undefined = attempt.delivered ? "delivered" : attempt.final ? "failed" : undefined;
+  await db.$transaction(async (tx) => {
+    await tx.webhookDelivery.update({
+      where: { id },
+      data: {
+        attempts: { increment: 1 },
+        lastHttpStatus: attempt.httpStatus,
+        ...(status ? { status } : {}),
+        ...(attempt.delivered ? { deliveredAt: new Date() } : {}),
+      },
+    });
+    await recordEvent(tx, event);
+  });
+}

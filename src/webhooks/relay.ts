@@ -1,0 +1,69 @@
+import type { Db } from "../db/client.js";
+import { moduleLogger } from "../logger.js";
+import { getConnectionView } from "../repositories/connection-views.js";
+import { expireStaleWebhooks, fixWebhookPayload, markWebhookQueued, pendingWebhooks } from "../repositories/webhooks.js";
+import { buildPayload } from "./payload.js";
+
+// Moves webhooks from the Postgres outbox to the webhook queue. The outbox row is written with its
+// event, so nothing is lost when Redis is down or a process dies before the enqueue: the row stays
+// pending and the next sweep (of any worker process) hands it over. The job id is the row id, so a
+// row enqueued twice (a crash between the enqueue and marking it queued) is still one job.
+
+/** A webhook still pending this long after its event describes a state long gone: it is not sent. */
+export const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;
+const BATCH = 100;
+
+export interface RelayDeps {
+  db: Db;
+  enqueue(deliveryId: string): Promise<void>;
+  intervalMs: number;
+}
+
+export class WebhookRelay {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly log = moduleLogger("webhook-relay");
+
+  constructor(private readonly deps: RelayDeps) {}
+
+  /** Hands every pending webhook to the queue; returns how many. */
+  async sweep(): Promise<number> {
+    const { db } = this.deps;
+    const expired = await expireStaleWebhooks(db, WEBHOOK_MAX_AGE_MS);
+    if (expired) this.log.warn("stale webhooks not sent", { expired });
+    let handed = 0;
+    for (;;) {
+      const rows = await pendingWebhooks(db, BATCH);
+      for (const row of rows) {
+        const connection = await getConnectionView(db, row.connectionId);
+        if (connection && row.payload === null) await fixWebhookPayload(db, row.id, JSON.stringify(buildPayload(row, connection)));
+        await this.deps.enqueue(row.id.toString());
+        await markWebhookQueued(db, row.id);
+        handed++;
+      }
+      if (rows.length < BATCH) return handed;
+    }
+  }
+
+  /** Sweeps every intervalMs until stop(); a failed sweep (Redis or Postgres away) is retried on the next. */
+  start(): void {
+    const tick = () => {
+      this.running = this.sweep()
+        .then(
+          () => undefined,
+          (err: unknown) => void this.log.warn("webhook relay sweep failed; retrying", { error: err }),
+        )
+        .finally(() => {
+          this.running = null;
+          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}
