@@ -29,6 +29,8 @@ import { TokenVault } from "./vault.js";
 // answer through (src/api/routes call these same functions). Job data never carries the token, and
 // no return value does.
 
+export { loadProducerConfig, type ProducerConfig } from "./config.js";
+
 const log = moduleLogger("producer");
 
 /** What every producer function needs: the database and the queues (Redis). AppContext is one. */
