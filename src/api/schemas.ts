@@ -116,18 +116,7 @@ export const health = z
   })
   .describe("one health object per connection: the same on the API, the producer and the support page");
 
-export const connectionView = z.object({
-  id: z.uuid(),
-  workspaceId: z.string(),
-  status: z.enum(ConnectionStatus),
-  accountUsername: z.string().nullable(),
-  accountType: z.enum(AccountType).nullable(),
-  verifiedAt: when.nullable(),
-  lastSyncStartedAt: when.nullable(),
-  lastSyncedAt: when.nullable(),
-  highWaterMark: when.nullable(),
-  createdAt: when,
-  updatedAt: when,
+export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
   currentRun: z
     .object({ runId: z.string(), startedAt: z.string(), pagesDone: z.number().int(), predictionsSeen: z.number().int() })
     .nullable()

@@ -43,39 +43,56 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       },
       async () => readPriceBook(ctx.db, { history: true }),
     );
-    const write = <B extends z.ZodType, C extends z.ZodType>(operationId: string, summary: string, body: B, created: C) => ({
-      schema: {
-        operationId,
-        summary,
-        tags,
-        querystring: noQuery,
-        body,
-        response: responses({ 201: created.describe("recorded") }, WRITE_ERRORS),
-      },
-    });
-    app.post(
+    // Each write records one row and answers it, 201.
+    const write = <B extends z.ZodType, C extends z.ZodType>(
+      url: string,
+      operationId: string,
+      summary: string,
+      body: B,
+      created: C,
+      // The answer is checked against `created` when it is serialized.
+      record: (db: AppContext["db"], input: z.output<B>) => Promise<object>,
+    ) =>
+      app.post(
+        url,
+        {
+          schema: {
+            operationId,
+            summary,
+            tags,
+            querystring: noQuery,
+            body,
+            response: responses({ 201: created.describe("recorded") }, WRITE_ERRORS),
+          },
+        },
+        async (request, reply) => {
+          reply.code(201);
+          return record(ctx.db, request.body as z.output<B>);
+        },
+      );
+    write(
       "/v1/prices/hardware",
-      write("recordHardwarePrice", "Record a hardware price from a day", hardwarePriceInput, hardwarePrice),
-      async (request, reply) => {
-        reply.code(201);
-        return recordHardwarePrice(ctx.db, request.body);
-      },
+      "recordHardwarePrice",
+      "Record a hardware price from a day",
+      hardwarePriceInput,
+      hardwarePrice,
+      recordHardwarePrice,
     );
-    app.post(
+    write(
       "/v1/prices/models",
-      write("recordModelPrice", "Record a per-token or per-output model price from a day", modelPriceInput, modelPrice),
-      async (request, reply) => {
-        reply.code(201);
-        return recordModelPrice(ctx.db, request.body);
-      },
+      "recordModelPrice",
+      "Record a per-token or per-output model price from a day",
+      modelPriceInput,
+      modelPrice,
+      recordModelPrice,
     );
-    app.post(
+    write(
       "/v1/prices/model-hardware",
-      write("recordModelHardware", "Record the hardware a public model runs on (sku null unsets it)", modelHardwareInput, modelHardware),
-      async (request, reply) => {
-        reply.code(201);
-        return recordModelHardware(ctx.db, request.body);
-      },
+      "recordModelHardware",
+      "Record the hardware a public model runs on (sku null unsets it)",
+      modelHardwareInput,
+      modelHardware,
+      recordModelHardware,
     );
   };
 }
