@@ -81,11 +81,15 @@ const envShape = z.object({
 /** Every environment variable the service reads. */
 export const CONFIG_VARIABLES = Object.keys(envShape.shape);
 
-const envSchema = envShape.superRefine((env, ctx) => {
+function checkKeyId(env: { TOKEN_ENCRYPTION_KEYS?: Map<string, Buffer>; TOKEN_ENCRYPTION_KEY_ID?: string }, ctx: z.RefinementCtx): void {
   const current = env.TOKEN_ENCRYPTION_KEY_ID;
-  if (current && env.TOKEN_ENCRYPTION_KEYS.size > 0 && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {
+  if (current && env.TOKEN_ENCRYPTION_KEYS?.size && !env.TOKEN_ENCRYPTION_KEYS.has(current)) {
     ctx.addIssue({ code: "custom", path: ["TOKEN_ENCRYPTION_KEY_ID"], message: `"${current}" is not in TOKEN_ENCRYPTION_KEYS` });
   }
+}
+
+const envSchema = envShape.superRefine((env, ctx) => {
+  checkKeyId(env, ctx);
   if (env.SUPPORT_TOKEN === env.API_TOKEN) {
     ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
   }
@@ -105,7 +109,20 @@ export class ConfigError extends Error {
   }
 }
 
-export interface Config {
+/**
+ * What the in-process producer needs (src/producer.ts): the stores and the queue settings it enqueues with. The
+ * keys are only needed to store tokens (connect, replaceToken); the readers work without them.
+ */
+export interface ProducerConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  queuePrefix: string;
+  encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string } | null;
+  jobs: { attempts: number; backoffMs: number };
+  sync: { intervalMinutes: number };
+}
+
+export interface Config extends ProducerConfig {
   env: "development" | "test" | "production";
   role: "all" | "api" | "worker";
   databaseUrl: string;
@@ -142,9 +159,42 @@ export function parseDatabaseUrl(env: Record<string, string | undefined>): strin
   return validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
 }
 
+const producerSchema = envShape
+  .pick({
+    DATABASE_URL: true,
+    REDIS_URL: true,
+    QUEUE_PREFIX: true,
+    TOKEN_ENCRYPTION_KEY_ID: true,
+    JOB_ATTEMPTS: true,
+    JOB_BACKOFF_MS: true,
+    SYNC_INTERVAL_MINUTES: true,
+  })
+  .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
+  .superRefine(checkKeyId);
+
+const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) => chosen ?? [...keys.keys()][0]!;
+
+/**
+ * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
+ * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES): no API or
+ * support token, and the keys only when tokens are stored.
+ */
+export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
+  const e = validate(producerSchema, env);
+  const keys = e.TOKEN_ENCRYPTION_KEYS;
+  return Object.freeze({
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
+    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
+    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES },
+  });
+}
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
   const e = validate(envSchema, env);
-  const currentKeyId = e.TOKEN_ENCRYPTION_KEY_ID ?? [...e.TOKEN_ENCRYPTION_KEYS.keys()][0]!;
+  const currentKeyId = currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID);
   return Object.freeze({
     env: e.NODE_ENV,
     role: e.ROLE,

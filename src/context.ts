@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
-import type { Config } from "./config.js";
+import type { Config, ProducerConfig } from "./config.js";
 import { createDb, type Db } from "./db/client.js";
 import { ServiceMetrics } from "./metrics.js";
 import { JobQueues, jobOptions } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
-import { holdsToken } from "./repositories/connections.js";
+import { holdsToken, workspaceOf } from "./repositories/connections.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 
@@ -22,11 +22,16 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-export function createContext(
-  config: Config,
-  overrides: { retryBaseMs?: number; retries?: number; signal?: AbortSignal } = {},
-): AppContext {
-  const db = createDb(config.databaseUrl, config.sync.concurrency + 4);
+/** The stores the producer and the service share: Postgres, Redis and the queues jobs are enqueued on. */
+export interface Stores {
+  db: Db;
+  redis: Redis;
+  queues: JobQueues;
+  close(): Promise<void>;
+}
+
+export function openStores(config: ProducerConfig, poolSize: number): Stores {
+  const db = createDb(config.databaseUrl, poolSize);
   // BullMQ workers need maxRetriesPerRequest: null (they wait for Redis); the same connection serves
   // the rate cap. Enqueues and reads (the API, bull-board, metrics) fail within seconds instead, so a
   // request never hangs while Redis is down.
@@ -37,7 +42,28 @@ export function createContext(
     config.queuePrefix,
     jobOptions(config.jobs.attempts, config.jobs.backoffMs),
     config.sync.intervalMinutes,
+    // Job names carry the workspace so an operator can find one in the queue dashboard.
+    (connectionId) => workspaceOf(db, connectionId),
   );
+  return {
+    db,
+    redis,
+    queues,
+    async close() {
+      await queues.close();
+      redis.disconnect();
+      commands.disconnect();
+      await db.$disconnect();
+    },
+  };
+}
+
+export function createContext(
+  config: Config,
+  overrides: { retryBaseMs?: number; retries?: number; signal?: AbortSignal } = {},
+): AppContext {
+  const stores = openStores(config, config.sync.concurrency + 4);
+  const { db, redis, queues } = stores;
   const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
   const replicate = new ReplicateClient({
     baseUrl: config.replicate.baseUrl,
@@ -57,11 +83,6 @@ export function createContext(
     replicate,
     metrics: new ServiceMetrics(queues, db),
     prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
-    async close() {
-      await queues.close();
-      redis.disconnect();
-      commands.disconnect();
-      await db.$disconnect();
-    },
+    close: stores.close,
   };
 }

@@ -48,3 +48,14 @@ export function daysOf(c: Pick<Coverage, "from" | "to">): string[] {
   for (let t = Date.parse(`${c.from}T00:00:00Z`); t <= Date.parse(`${c.to}T00:00:00Z`); t += DAY) days.push(day(new Date(t)));
   return days;
 }
+
+/**
+ * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
+ * under "" the days every connection in scope has read (a day one of them has not read is unknown, not zero).
+ */
+export function readDays(coverage: Coverage[], byConnection: boolean): Map<string, string[]> {
+  if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
+  const sets = coverage.map((c) => new Set(daysOf(c)));
+  const shared = coverage.length ? daysOf(coverage[0]!).filter((d) => sets.every((s) => s.has(d))) : [];
+  return new Map([["", shared]]);
+}

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import winston from "winston";
 import { redact } from "./redact.js";
 
@@ -6,11 +7,16 @@ const redaction = winston.format((info) => redact(info))();
 // level; dropping them first keeps debug logging on hot paths free when it is off.
 const enabledOnly = winston.format((info) => (logger.isLevelEnabled(info.level) ? info : false))();
 
+/** Fields every line logged inside a scope carries, e.g. the requestId of the HTTP request being served. */
+export const logScope = new AsyncLocalStorage<Record<string, unknown>>();
+const scoped = winston.format((info) => Object.assign(info, { ...logScope.getStore(), ...info }))();
+
 /** Root JSON logger; every module takes a child with its own fields (module, jobId, connectionId). */
 export const logger = winston.createLogger({
   level: process.env.LOG_LEVEL ?? "info",
   format: winston.format.combine(
     enabledOnly,
+    scoped,
     winston.format.errors({ stack: true }),
     redaction,
     winston.format.timestamp(),

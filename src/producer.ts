@@ -1,14 +1,44 @@
 import { z } from "zod";
-import type { AppContext } from "./context.js";
+import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
+import { openStores, type AppContext } from "./context.js";
+import { coverageOf, readDays, type Coverage } from "./coverage.js";
+import { isoDay, isoInstant } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
+import { EventKind } from "./generated/prisma/enums.js";
+import { HEALTH_STATES } from "./health.js";
 import { moduleLogger } from "./logger.js";
+import {
+  coverageSources,
+  decodeConnectionCursor,
+  getConnectionView,
+  listConnectionViews,
+  type ConnectionView,
+} from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
-import { recordEvent } from "./repositories/events.js";
+import { currentDeployments } from "./repositories/deployments.js";
+import * as events from "./repositories/events.js";
+import {
+  GROUP_BY,
+  fillZeroDays,
+  queryIdleFloor,
+  queryUsage as readUsage,
+  type IdleFloorRow,
+  type UsageResultRow,
+} from "./repositories/usage-query.js";
+import { TokenVault } from "./vault.js";
 
-// The typed API the backend calls, and the contract the HTTP routes validate with. Job data never
-// carries the token, and no return value does.
+// The typed API the backend calls in-process, and the contract the HTTP routes validate with and
+// answer through (src/api/routes call these same functions). Job data never carries the token, and
+// no return value does.
+
+export { loadProducerConfig, type ProducerConfig } from "./config.js";
 
 const log = moduleLogger("producer");
+
+/** What every producer function needs: the database and the queues (Redis). AppContext is one. */
+export type ProducerContext = Pick<AppContext, "db" | "queues">;
+/** What storing a token needs besides: the vault that seals it. */
+export type TokenContext = ProducerContext & Pick<AppContext, "vault">;
 
 export const replicateToken = z
   .string()
@@ -28,6 +58,63 @@ export const connectInput = z.object({ workspaceId, token: replicateToken }).str
 export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "Idempotency-Key must be 1-200 printable ASCII characters");
 export const tokenInput = z.object({ token: replicateToken }).strict();
 export const connectionId = z.uuid({ message: "connection id must be a UUID" });
+
+const limit = z.coerce.number().int().min(1).max(200).default(50);
+const issuedCursor = (decode: (c: string) => unknown) =>
+  z
+    .string()
+    .refine((c) => decode(c) !== null, "cursor was not issued by this API")
+    .optional();
+
+export const listConnectionsInput = z
+  .object({
+    limit,
+    cursor: issuedCursor(decodeConnectionCursor),
+    state: z.enum(HEALTH_STATES).optional(),
+    workspaceId: workspaceId.optional(),
+    /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
+    q: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
+export const listEventsInput = z
+  .object({
+    kind: z.enum(EventKind).optional(),
+    since: isoInstant.optional(),
+    limit,
+    cursor: issuedCursor(events.decodeCursor),
+  })
+  .strict();
+
+/** The usage query's fields; `usageRules` adds the checks between them (the HTTP route adds `format`). */
+export const usageFields = {
+  workspaceId: workspaceId.optional(),
+  connectionId: z.uuid().optional(),
+  from: isoDay,
+  to: isoDay,
+  groupBy: z
+    .array(z.enum(GROUP_BY))
+    .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
+    .default(["date", "model", "deployment"]),
+  /** Zero rows for days read but without usage (never for days not read yet); needs date in groupBy. */
+  fillZeros: z.boolean().default(false),
+};
+
+type UsageFields = z.output<z.ZodObject<typeof usageFields>>;
+
+function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
+  const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+  if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
+  if (q.from > q.to) issue("from", "from must not be after to");
+  if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
+}
+
+/** The usage query over `shape` (usageFields, plus `format` on HTTP): strict, and checked across fields. */
+export function usageRules<T extends typeof usageFields>(shape: T) {
+  // The checks read only the usage fields, which every extension keeps.
+  return z.strictObject(shape).superRefine((q, ctx) => checkUsage(q as UsageFields, ctx));
+}
+export const usageInput = usageRules(usageFields);
 
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
@@ -55,7 +142,7 @@ async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
  * retrying client to duplicate.
  */
 export async function connect(
-  ctx: AppContext,
+  ctx: TokenContext,
   input: z.input<typeof connectInput>,
   options: { idempotencyKey?: string } = {},
 ): Promise<connections.PublicConnection> {
@@ -74,7 +161,12 @@ export async function connect(
     await connections.deleteNewConnection(ctx.db, row.id);
     throw err;
   }
-  await recordEvent(ctx.db, { connectionId: row.id, kind: "connected", level: "info", message: "token stored; verification queued" });
+  await events.recordEvent(ctx.db, {
+    connectionId: row.id,
+    kind: "connected",
+    level: "info",
+    message: "token stored; verification queued",
+  });
   log.info("connection created", { connectionId: row.id, workspaceId: parsed.workspaceId });
   return connections.toPublic(row);
 }
@@ -83,9 +175,9 @@ export async function connect(
  * Stores a new token (e.g. after a credential error) and verifies it again; syncing resumes on
  * success. While Redis is down: 503, and the stored token is verified once Redis is back (reconciler).
  */
-export async function replaceToken(ctx: AppContext, id: string, token: string): Promise<connections.PublicConnection> {
+export async function replaceToken(ctx: TokenContext, id: string, token: string): Promise<connections.PublicConnection> {
   const row = await connections.replaceToken(ctx.db, ctx.vault, parse(connectionId, id), parse(replicateToken, token));
-  await recordEvent(ctx.db, {
+  await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "token_replaced",
     level: "info",
@@ -104,7 +196,7 @@ export async function replaceToken(ctx: AppContext, id: string, token: string): 
  * while Redis is down too: jobs left behind find no token and stop, and the reconciler removes the
  * scheduler once Redis answers.
  */
-export async function disconnect(ctx: AppContext, id: string): Promise<connections.PublicConnection> {
+export async function disconnect(ctx: ProducerContext, id: string): Promise<connections.PublicConnection> {
   const row = await connections.disconnect(ctx.db, parse(connectionId, id));
   try {
     await ctx.queues.removeScheduler(id);
@@ -117,8 +209,113 @@ export async function disconnect(ctx: AppContext, id: string): Promise<connectio
 }
 
 /** Starts a sync now, or does nothing if one is already pending or running. */
-export async function syncNow(ctx: AppContext, id: string): Promise<void> {
+export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   const row = await connections.requireConnection(ctx.db, parse(connectionId, id));
   if (row.status !== "connected") throw new ConflictError(`connection is ${row.status}; only connected connections sync`);
   await queue("sync not queued", () => ctx.queues.kickSync(id));
+}
+
+export type ConnectionDetail = ConnectionView & { nextSyncAt: Date | null };
+
+/** One connection with its health and, while it is connected, when its next scheduled sync runs. */
+export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {
+  const view = await getConnectionView(ctx.db, parse(connectionId, id));
+  if (!view) throw connections.connectionNotFound(id);
+  // Only Postgres is needed to answer: without Redis the next sync time is unknown (null).
+  const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id).catch(() => null) : null;
+  return { ...view, nextSyncAt };
+}
+
+export interface ConnectionPage {
+  connections: ConnectionView[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
+/** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
+export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}): Promise<ConnectionPage> {
+  return listConnectionViews(ctx.db, parse(listConnectionsInput, query));
+}
+
+export interface EventPage {
+  events: events.EventView[];
+  nextCursor: string | null;
+}
+
+/** A connection's event log (what support reads), newest first, a page at a time. */
+export async function listEvents(ctx: ProducerContext, id: string, query: z.input<typeof listEventsInput> = {}): Promise<EventPage> {
+  const q = parse(listEventsInput, query);
+  await connections.requireConnection(ctx.db, parse(connectionId, id));
+  return events.listEvents(ctx.db, id, { ...q, since: q.since ? new Date(q.since) : undefined });
+}
+
+export const COST_NOTE =
+  "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
+  "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
+
+export interface UsageReport {
+  from: string;
+  to: string;
+  groupBy: z.output<typeof usageFields.groupBy>;
+  costNote: string;
+  /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
+  coverage: Coverage[];
+  rows: UsageResultRow[];
+  idleFloor: IdleFloorRow[];
+  /** With groupBy deployment: what each deployment in scope runs on. */
+  deployments?: Awaited<ReturnType<typeof currentDeployments>>;
+}
+
+/** Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and coverage. */
+export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>): Promise<UsageReport> {
+  const q = parse(usageInput, query);
+  const [found, idleFloor, sources] = await Promise.all([
+    readUsage(ctx.db, q),
+    queryIdleFloor(ctx.db, q),
+    coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
+  ]);
+  const coverage = sources.map((s) => coverageOf(s, q));
+  const rows = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(coverage, q.groupBy.includes("connection"))) : found;
+  const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
+  return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
+}
+
+/** The producer bound to its own connections, for a backend that runs it in-process. */
+export interface Producer {
+  connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
+  replaceToken(id: string, token: string): Promise<connections.PublicConnection>;
+  disconnect(id: string): Promise<connections.PublicConnection>;
+  syncNow(id: string): Promise<void>;
+  getConnection(id: string): Promise<ConnectionDetail>;
+  listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
+  listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
+  queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
+  /** Closes its database pool and Redis connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the producer on the service's database and Redis, from the same variables the service reads
+ * (loadProducerConfig: no API or support token needed). Without TOKEN_ENCRYPTION_KEYS it reads but
+ * cannot store tokens: connect and replaceToken then throw.
+ */
+export function createProducer(config: ProducerConfig = loadProducerConfig()): Producer {
+  const stores = openStores(config, 4);
+  const keys = config.encryption;
+  const vault = keys && new TokenVault(keys.keys, keys.currentKeyId);
+  const writer = (): TokenContext => {
+    if (!vault) throw new ConfigError(["TOKEN_ENCRYPTION_KEYS: storing a token needs the service's encryption keys"]);
+    return { ...stores, vault };
+  };
+  return {
+    connect: async (input, options) => connect(writer(), input, options),
+    replaceToken: async (id, token) => replaceToken(writer(), id, token),
+    disconnect: (id) => disconnect(stores, id),
+    syncNow: (id) => syncNow(stores, id),
+    getConnection: (id) => getConnection(stores, id),
+    listConnections: (query) => listConnections(stores, query),
+    listEvents: (id, query) => listEvents(stores, id, query),
+    queryUsage: (query) => queryUsage(stores, query),
+    close: () => stores.close(),
+  };
 }

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Config } from "../config.js";
+import { errorReply } from "./schemas.js";
 
 const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
 
@@ -44,17 +45,21 @@ export function requireCredential(http: Config["http"]) {
     if (tokenMatches(header, http.apiToken)) return;
     if (tokenMatches(header, http.supportToken)) {
       if (supportMayOpen(request)) return;
-      await reply.code(403).send({
-        error: "forbidden",
-        message: "the support token only reads (/ui and GET /v1); this needs the API token",
-      });
+      await reply
+        .code(403)
+        .send(errorReply(request, "forbidden", "the support token only reads (/ui and GET /v1); this needs the API token"));
       return;
     }
     // The Basic challenge lets a browser prompt once for /ui/ and then answer it for the API calls the page makes.
     reply.header("www-authenticate", 'Basic realm="replicate-usage-sync", charset="UTF-8"');
-    await reply.code(401).send({
-      error: "unauthorized",
-      message: "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)",
-    });
+    await reply
+      .code(401)
+      .send(
+        errorReply(
+          request,
+          "unauthorized",
+          "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)",
+        ),
+      );
   };
 }

@@ -1,5 +1,6 @@
 import type { FastifyHelmetOptions } from "@fastify/helmet";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { errorReply } from "./schemas.js";
 
 /**
  * Headers for every answer: no framing (clickjacking), no MIME sniffing, and a CSP that lets the
@@ -41,13 +42,13 @@ export async function refuseCrossSiteWrites(request: FastifyRequest, reply: Fast
   if (origin !== undefined && hostOf(origin) !== request.host) {
     await reply
       .code(403)
-      .send({ error: "forbidden_origin", message: `${request.method} from origin ${origin} refused: not this service's own origin` });
+      .send(errorReply(request, "forbidden_origin", `${request.method} from origin ${origin} refused: not this service's own origin`));
     return;
   }
   const hasBody = Number(request.headers["content-length"] ?? 0) > 0 || request.headers["transfer-encoding"] !== undefined;
   const type = (request.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (hasBody && type !== "application/json") {
-    await reply.code(415).send({ error: "unsupported_media_type", message: "request bodies must be application/json" });
+    await reply.code(415).send(errorReply(request, "unsupported_media_type", "request bodies must be application/json"));
   }
 }
 

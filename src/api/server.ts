@@ -1,6 +1,7 @@
+import { randomUUID } from "node:crypto";
 import helmet from "@fastify/helmet";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from "fastify";
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -10,58 +11,116 @@ import {
 } from "fastify-type-provider-zod";
 import type { AppContext } from "../context.js";
 import { AppError, ConflictError, NotFoundError, ServiceUnavailableError, ValidationError } from "../errors.js";
-import { moduleLogger } from "../logger.js";
+import { logScope, moduleLogger } from "../logger.js";
 import { requireCredential } from "./auth.js";
+import { documentRoute, withRequestIds } from "./openapi.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { deploymentRoutes } from "./routes/deployments.js";
 import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
+import { errorReply } from "./schemas.js";
 import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
 
+export const REQUEST_ID_HEADER = "x-request-id";
+/** A caller's request id is kept when it is this tame (it reaches logs and bodies); anything else gets a new one. */
+const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestId(request: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = request.headers[REQUEST_ID_HEADER];
+  return typeof given === "string" && CALLER_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** The reason fastify's own errors (body parsing, limits) get in the error shape. */
+function fastifyErrorCode(err: FastifyError, status: number): string {
+  if (status === 413) return "payload_too_large";
+  if (status === 415) return "unsupported_media_type";
+  return err.code?.startsWith("FST_ERR_CTP_") ? "invalid_body" : "bad_request";
+}
+
 /**
- * The HTTP API: zod-validated input, a credential required on every route but the probes (src/api/auth.ts), JSON
- * errors with a reason. With `opsOnly` (ROLE=worker) it serves just the probes and /metrics.
+ * The HTTP API: zod-validated input, a credential required on every route but the probes (src/api/auth.ts), one
+ * error shape for every error, a request id on every answer. With `opsOnly` (ROLE=worker) it serves just the
+ * probes and /metrics.
  */
-export async function buildServer(ctx: AppContext, options: { opsOnly?: boolean } = {}): Promise<FastifyInstance> {
+export async function buildServer(
+  ctx: AppContext,
+  options: {
+    opsOnly?: boolean;
+    /** Sees each route as it is registered (the OpenAPI test checks each is documented). */ onRoute?: (route: RouteOptions) => void;
+  } = {},
+): Promise<FastifyInstance> {
   const log = moduleLogger("api");
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 }).withTypeProvider<ZodTypeProvider>();
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    requestIdHeader: false,
+    genReqId: requestId,
+  }).withTypeProvider<ZodTypeProvider>();
+  if (options.onRoute) app.addHook("onRoute", options.onRoute);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+
+  // Every answer names its request, and every line logged while serving it carries the same id. The
+  // scope is entered again after the body is read, whose stream events run outside the first one.
+  const enterScope = (request: FastifyRequest, _reply: FastifyReply, done: () => void) => logScope.run({ requestId: request.id }, done);
+  app.addHook("onRequest", enterScope);
+  app.addHook("preValidation", enterScope);
+  app.addHook("onSend", async (request, reply, payload) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+    return payload;
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    log.http("request", { requestId: request.id, method: request.method, route: request.routeOptions.url, status: reply.statusCode });
+  });
+
   await app.register(swagger, {
     openapi: {
-      info: { title: "replicate-usage-sync", version: "0.1.0", description: "Replicate prediction usage as daily rows." },
-      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-      security: [{ bearer: [] }],
+      openapi: "3.1.0",
+      info: {
+        title: "replicate-usage-sync",
+        version: "0.1.0",
+        description:
+          "Replicate prediction usage as daily rows. Every error, unknown routes included, is `{error, message, issues?, requestId}`; " +
+          "every answer carries `x-request-id` (the caller's when well-formed, else a new one). Unknown query parameters are a 400.",
+      },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" }, basic: { type: "http", scheme: "basic" } } },
+      security: [{ bearer: [] }, { basic: [] }],
     },
     transform: jsonSchemaTransform,
+    transformObject: withRequestIds,
   });
 
   await app.register(helmet, HELMET_OPTIONS);
   app.addHook("onRequest", refuseCrossSiteWrites);
   app.addHook("onRequest", requireCredential(ctx.config.http));
 
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorReply(request, "not_found", `no route ${request.method} ${request.url.split("?")[0]}`)),
+  );
   app.setErrorHandler((err, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issues = err.validation.map((v) => `${v.instancePath.replace(/^\//, "").replace(/\//g, ".") || "input"}: ${v.message}`);
-      return reply.code(400).send({ error: "validation_failed", message: `invalid ${err.validationContext ?? "input"}`, issues });
+      return reply.code(400).send(errorReply(request, "validation_failed", `invalid ${err.validationContext ?? "input"}`, issues));
     }
-    if (err instanceof ValidationError) return reply.code(400).send({ error: err.code, message: err.message, issues: err.issues });
-    if (err instanceof NotFoundError) return reply.code(404).send({ error: err.code, message: err.message });
-    if (err instanceof ConflictError) return reply.code(409).send({ error: err.code, message: err.message });
-    if (err instanceof ServiceUnavailableError) return reply.code(503).send({ error: err.code, message: err.message });
-    if (err instanceof AppError) return reply.code(502).send({ error: err.code, message: err.message });
-    const status = (err as { statusCode?: number }).statusCode;
-    if (status && status >= 400 && status < 500) return reply.code(status).send({ error: "bad_request", message: (err as Error).message });
-    log.error("request failed", { method: request.method, url: request.url, error: err });
-    return reply.code(500).send({ error: "internal", message: "internal error; see the service logs" });
+    if (err instanceof ValidationError) return reply.code(400).send(errorReply(request, err.code, err.message, err.issues));
+    if (err instanceof NotFoundError) return reply.code(404).send(errorReply(request, err.code, err.message));
+    if (err instanceof ConflictError) return reply.code(409).send(errorReply(request, err.code, err.message));
+    if (err instanceof ServiceUnavailableError) return reply.code(503).send(errorReply(request, err.code, err.message));
+    if (err instanceof AppError) return reply.code(502).send(errorReply(request, err.code, err.message));
+    const status = (err as FastifyError).statusCode;
+    if (status && status >= 400 && status < 500) {
+      return reply.code(status).send(errorReply(request, fastifyErrorCode(err as FastifyError, status), (err as Error).message));
+    }
+    log.error("request failed", { requestId: request.id, method: request.method, url: request.url, error: err });
+    return reply.code(500).send(errorReply(request, "internal", "internal error; see the service logs"));
   });
 
   await app.register(healthRoutes(ctx));
   await metricsRoute(app, ctx);
   if (options.opsOnly) return app;
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  documentRoute(app);
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
   await app.register(deploymentRoutes(ctx));

@@ -56,14 +56,24 @@ export class JobQueues {
     prefix: string,
     defaultJobOptions: DefaultJobOptions,
     private readonly syncIntervalMinutes: number,
+    private readonly workspaceOf: (connectionId: string) => Promise<string | null>,
   ) {
     this.verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
     this.webhook = new Queue<WebhookJobData>(QUEUE.webhook, { connection, prefix, defaultJobOptions });
   }
 
+  /** "page ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching for it. */
+  private async jobName(kind: "verify" | "tick" | "page", connectionId: string): Promise<string> {
+    return `${kind} ${(await this.workspaceOf(connectionId)) ?? connectionId}`;
+  }
+
   async enqueueVerify(connectionId: string): Promise<void> {
-    await this.verify.add("verify", { connectionId }, { jobId: jobIds.verify(connectionId, randomUUID()) });
+    await this.verify.add(
+      await this.jobName("verify", connectionId),
+      { connectionId },
+      { jobId: jobIds.verify(connectionId, randomUUID()) },
+    );
   }
 
   /** One job per outbox row: enqueueing the same row again (the relay crashed before marking it) adds nothing. */
@@ -73,11 +83,15 @@ export class JobQueues {
 
   /** syncNow and the first backfill: one pending tick per connection at most (BullMQ deduplication). */
   async kickSync(connectionId: string): Promise<void> {
-    await this.sync.add("tick", { connectionId }, { deduplication: { id: jobIds.kick(connectionId) } });
+    await this.sync.add(await this.jobName("tick", connectionId), { connectionId }, { deduplication: { id: jobIds.kick(connectionId) } });
   }
 
   async enqueuePage(connectionId: string, runId: string, page: number): Promise<void> {
-    await this.sync.add("page", { connectionId, runId, page }, { jobId: jobIds.page(connectionId, runId, page) });
+    await this.sync.add(
+      await this.jobName("page", connectionId),
+      { connectionId, runId, page },
+      { jobId: jobIds.page(connectionId, runId, page) },
+    );
   }
 
   /**
@@ -100,7 +114,7 @@ export class JobQueues {
     await this.sync.upsertJobScheduler(
       jobIds.scheduler(connectionId),
       { every: this.syncIntervalMinutes * 60_000 },
-      { name: "tick", data: { connectionId } },
+      { name: await this.jobName("tick", connectionId), data: { connectionId } },
     );
   }
 

@@ -126,7 +126,8 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
     const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
       if (!job?.processedOn || !job.finishedOn) return;
       const ms = job.finishedOn - job.processedOn;
-      deps.metrics.jobDuration.observe({ queue: w.name, name: job.name, outcome }, ms / 1000);
+      // The kind only ("page ws-1" → "page"): a workspace per label value would grow the series without bound.
+      deps.metrics.jobDuration.observe({ queue: w.name, name: job.name.split(" ")[0]!, outcome }, ms / 1000);
       log.debug(`job ${outcome}`, { queue: w.name, jobId: job.id, ms });
     };
     w.on("completed", (job) => observe(job, "completed"));

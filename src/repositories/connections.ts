@@ -72,6 +72,12 @@ export async function requireConnection(db: Db, id: string): Promise<Connection>
   return row;
 }
 
+/** The workspace a connection belongs to (never changes), or null for an unknown id. */
+export async function workspaceOf(db: Db, id: string): Promise<string | null> {
+  const row = await db.connection.findUnique({ where: { id }, select: { workspaceId: true } });
+  return row?.workspaceId ?? null;
+}
+
 /** Replaces the stored token; the connection goes back to pending until it is verified again. Never revives a disconnected one. */
 export async function replaceToken(db: Db, vault: TokenVault, id: string, token: string): Promise<Connection> {
   const sealed = vault.seal(token, id);

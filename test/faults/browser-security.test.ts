@@ -65,7 +65,11 @@ test("a cross-site page cannot make a logged-in browser change anything", async 
   // What an HTML form on evil.example posting to the service sends (no CORS preflight for text/plain).
   const forged = await send("POST", sync, { origin: "https://evil.example", "content-type": "text/plain" }, "x");
   expect(forged.status).toBe(403);
-  expect(forged.json()).toEqual({ error: "forbidden_origin", message: expect.stringContaining("https://evil.example") });
+  expect(forged.json()).toEqual({
+    error: "forbidden_origin",
+    message: expect.stringContaining("https://evil.example"),
+    requestId: expect.any(String),
+  });
   expect((await send("DELETE", `/v1/connections/${connectionId}`, { origin: "null" })).status).toBe(403);
   const foreignJson = await send(
     "PUT",
@@ -78,7 +82,11 @@ test("a cross-site page cannot make a logged-in browser change anything", async 
   // Same origin (or no Origin at all: programs) but a body that is not JSON.
   const sameOriginText = await send("POST", sync, { origin, "content-type": "text/plain" }, "x");
   expect(sameOriginText.status).toBe(415);
-  expect(sameOriginText.json()).toEqual({ error: "unsupported_media_type", message: expect.stringContaining("application/json") });
+  expect(sameOriginText.json()).toEqual({
+    error: "unsupported_media_type",
+    message: expect.stringContaining("application/json"),
+    requestId: expect.any(String),
+  });
   expect((await send("POST", sync, { "content-type": "application/x-www-form-urlencoded" }, "a=1")).status).toBe(415);
 
   // The connection is untouched, and the service's own page and programs still work.

@@ -119,5 +119,9 @@ test("the API token still opens everything, and the support token works as a Bas
   expect(list.status).toBe(200);
   const dashboard = await fetch(`${origin}/admin/queues`, { headers: { authorization: basic } });
   expect(dashboard.status).toBe(403);
-  expect(await dashboard.json()).toEqual({ error: "forbidden", message: expect.stringContaining("API token") });
+  expect(await dashboard.json()).toEqual({
+    error: "forbidden",
+    message: expect.stringContaining("API token"),
+    requestId: expect.any(String),
+  });
 });

@@ -1,18 +1,33 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { NotFoundError } from "../../errors.js";
+import { connectionId } from "../../producer.js";
+import { connectionNotFound } from "../../repositories/connections.js";
 import { connectionDeployments } from "../../repositories/deployments.js";
+import { deploymentList, noQuery, responses } from "../schemas.js";
 
-const idParams = z.object({ id: z.uuid({ message: "connection id must be a UUID" }) });
+const idParams = z.object({ id: connectionId });
 
 /** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
 export function deploymentRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
-    app.get("/v1/connections/:id/deployments", { schema: { params: idParams } }, async (request) => {
-      const found = await connectionDeployments(ctx.db, request.params.id);
-      if (!found) throw new NotFoundError(`connection ${request.params.id} not found`);
-      return found;
-    });
+    app.get(
+      "/v1/connections/:id/deployments",
+      {
+        schema: {
+          operationId: "listConnectionDeployments",
+          summary: "The connection's deployments: hardware SKU, min/max instances, current release",
+          tags: ["connections"],
+          params: idParams,
+          querystring: noQuery,
+          response: responses({ 200: deploymentList.describe("the deployments as last read") }, [400, 401, 404]),
+        },
+      },
+      async (request) => {
+        const found = await connectionDeployments(ctx.db, request.params.id);
+        if (!found) throw connectionNotFound(request.params.id);
+        return found;
+      },
+    );
   };
 }

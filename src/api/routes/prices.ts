@@ -4,8 +4,10 @@ import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../../pricing/schemas.js";
 import { readPriceBook, recordHardwarePrice, recordModelHardware, recordModelPrice } from "../../repositories/prices.js";
+import { WRITE_ERRORS, hardwarePrice, modelHardware, modelPrice, noQuery, priceBook, responses } from "../schemas.js";
 
 const today = () => new Date().toISOString().slice(0, 10);
+const tags = ["prices"];
 
 /**
  * The price book behind the cost estimates. Every change is a new row (the history stays), so a
@@ -13,19 +15,85 @@ const today = () => new Date().toISOString().slice(0, 10);
  */
 export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
-    app.get("/v1/prices", { schema: { querystring: z.object({ asOf: isoDay.optional() }) } }, async (request) => {
-      const asOf = request.query.asOf ?? today();
-      return { asOf, ...(await readPriceBook(ctx.db, { asOf })) };
-    });
-    app.get("/v1/prices/history", async () => readPriceBook(ctx.db, { history: true }));
-    app.post("/v1/prices/hardware", { schema: { body: hardwarePriceInput } }, async (request, reply) =>
-      reply.code(201).send(await recordHardwarePrice(ctx.db, request.body)),
+    app.get(
+      "/v1/prices",
+      {
+        schema: {
+          operationId: "getPriceBook",
+          summary: "The price book in force on a day (default today)",
+          tags,
+          querystring: z.object({ asOf: isoDay.optional() }).strict(),
+          response: responses({ 200: priceBook.extend({ asOf: z.iso.date() }).describe("prices in force") }, [400, 401]),
+        },
+      },
+      async (request) => {
+        const asOf = request.query.asOf ?? today();
+        return { asOf, ...(await readPriceBook(ctx.db, { asOf })) };
+      },
     );
-    app.post("/v1/prices/models", { schema: { body: modelPriceInput } }, async (request, reply) =>
-      reply.code(201).send(await recordModelPrice(ctx.db, request.body)),
+    app.get(
+      "/v1/prices/history",
+      {
+        schema: {
+          operationId: "listPriceHistory",
+          summary: "Every recorded price change, newest first",
+          tags,
+          querystring: noQuery,
+          response: responses({ 200: priceBook.describe("every recorded row") }, [400, 401]),
+        },
+      },
+      async () => readPriceBook(ctx.db, { history: true }),
     );
-    app.post("/v1/prices/model-hardware", { schema: { body: modelHardwareInput } }, async (request, reply) =>
-      reply.code(201).send(await recordModelHardware(ctx.db, request.body)),
+    // Each write records one row and answers it, 201.
+    const write = <B extends z.ZodType, C extends z.ZodType>(
+      url: string,
+      operationId: string,
+      summary: string,
+      body: B,
+      created: C,
+      // The answer is checked against `created` when it is serialized.
+      record: (db: AppContext["db"], input: z.output<B>) => Promise<object>,
+    ) =>
+      app.post(
+        url,
+        {
+          schema: {
+            operationId,
+            summary,
+            tags,
+            querystring: noQuery,
+            body,
+            response: responses({ 201: created.describe("recorded") }, WRITE_ERRORS),
+          },
+        },
+        async (request, reply) => {
+          reply.code(201);
+          return record(ctx.db, request.body as z.output<B>);
+        },
+      );
+    write(
+      "/v1/prices/hardware",
+      "recordHardwarePrice",
+      "Record a hardware price from a day",
+      hardwarePriceInput,
+      hardwarePrice,
+      recordHardwarePrice,
+    );
+    write(
+      "/v1/prices/models",
+      "recordModelPrice",
+      "Record a per-token or per-output model price from a day",
+      modelPriceInput,
+      modelPrice,
+      recordModelPrice,
+    );
+    write(
+      "/v1/prices/model-hardware",
+      "recordModelHardware",
+      "Record the hardware a public model runs on (sku null unsets it)",
+      modelHardwareInput,
+      modelHardware,
+      recordModelHardware,
     );
   };
 }

@@ -1,0 +1,326 @@
+import type { FastifyRequest } from "fastify";
+import { z } from "zod";
+import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
+import { HEALTH_STATES } from "../health.js";
+import { GROUP_BY } from "../repositories/usage-query.js";
+
+// The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
+// every answer through them (so the document cannot drift from the responses) and @fastify/swagger
+// turns them into /openapi.json. Input schemas are the producer's (src/producer.ts).
+
+/** Every error the API answers, whatever produced it (a route, validation, auth, fastify itself, an unknown route). */
+export const errorBody = z
+  .object({
+    error: z.string().describe("machine-readable reason, e.g. validation_failed, not_found, unauthorized"),
+    message: z.string().describe("one sentence for a person"),
+    issues: z.array(z.string()).optional().describe("validation_failed: one `field: problem` line per bad input"),
+    requestId: z.string().describe("the x-request-id of this request, also in the service's log lines"),
+  })
+  .meta({
+    examples: [
+      {
+        error: "validation_failed",
+        message: "invalid querystring",
+        issues: ["limit: Too big: expected number to be <=200"],
+        requestId: "5c0f9b9e-0f5e-4a53-9a55-8d2d2b1f6f1c",
+      },
+    ],
+  });
+export type ErrorBody = z.output<typeof errorBody>;
+
+export function errorReply(request: FastifyRequest, error: string, message: string, issues?: string[]): ErrorBody {
+  return { error, message, ...(issues ? { issues } : {}), requestId: request.id };
+}
+
+const ERROR_MEANING = {
+  400: "bad input: a body, path or query parameter fails validation, an unknown query parameter, or a body that is not valid JSON (`validation_failed`, `invalid_body`)",
+  401: "no credential, or a wrong one (`unauthorized`)",
+  403: "the support token on a route it may not use (`forbidden`), or a write from another site's page (`forbidden_origin`)",
+  404: "no connection with this id (`not_found`)",
+  409: "the connection's state does not allow this, or an Idempotency-Key was reused for another token (`conflict`)",
+  413: "a body larger than 64 KiB (`payload_too_large`)",
+  415: "a body that is not application/json (`unsupported_media_type`)",
+  503: "the job queue (Redis) does not answer; nothing was queued, retry later (`unavailable`)",
+} as const;
+export type ErrorStatus = keyof typeof ERROR_MEANING;
+
+/** What every write answers besides its own outcome. */
+export const WRITE_ERRORS: ErrorStatus[] = [400, 401, 403, 413, 415];
+
+/**
+ * A route's response map: its successes plus the error statuses it answers (each the error shape, with
+ * a per-route note where the generic meaning is not enough) and `default` for 5xx.
+ */
+export function responses<S extends Record<number, unknown>>(
+  ok: S,
+  statuses: ErrorStatus[],
+  notes: Partial<Record<ErrorStatus, string>> = {},
+): S & Partial<Record<ErrorStatus | "default", typeof errorBody>> {
+  const errors = Object.fromEntries(statuses.map((s) => [s, errorBody.describe(notes[s] ?? ERROR_MEANING[s])]));
+  return {
+    ...ok,
+    ...errors,
+    default: errorBody.describe("an unexpected failure (500 `internal`; see the service logs under the requestId)"),
+  };
+}
+
+/** Routes without query parameters still refuse unknown ones. */
+export const noQuery = z.object({}).strict();
+
+const when = z.date();
+const uuid = "3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10";
+const at = "2026-03-10T12:00:00.000Z";
+
+export const publicConnection = z.object({
+  id: z.uuid(),
+  workspaceId: z.string(),
+  status: z.enum(ConnectionStatus),
+  accountUsername: z.string().nullable(),
+  accountType: z.enum(AccountType).nullable(),
+  verifiedAt: when.nullable(),
+  lastSyncStartedAt: when.nullable(),
+  lastSyncedAt: when.nullable().describe("start time of the last sync run that finished"),
+  highWaterMark: when.nullable().describe("created_at of the newest prediction a finished run has seen"),
+  deploymentsCheckedAt: when.nullable(),
+  createdAt: when,
+  updatedAt: when,
+});
+
+const connectionExample = {
+  id: uuid,
+  workspaceId: "ws-1",
+  status: "pending",
+  accountUsername: null,
+  accountType: null,
+  verifiedAt: null,
+  lastSyncStartedAt: null,
+  lastSyncedAt: null,
+  highWaterMark: null,
+  deploymentsCheckedAt: null,
+  createdAt: at,
+  updatedAt: at,
+} as const;
+export const acceptedConnection = publicConnection.meta({ examples: [connectionExample] });
+
+export const health = z
+  .object({
+    state: z.enum(HEALTH_STATES),
+    since: z.iso.datetime().describe("when the connection entered this state, as far as the database can tell"),
+    message: z.string().describe("one plain sentence for support staff"),
+    action: z.string().nullable().describe("what to tell the customer, or null"),
+    lastError: z
+      .object({ at: z.iso.datetime(), kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
+      .nullable()
+      .describe("the error behind the state, only while it is current"),
+    progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
+    until: z.iso.datetime().optional().describe("throttled: when the delayed request is retried"),
+  })
+  .describe("one health object per connection: the same on the API, the producer and the support page");
+
+export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
+  currentRun: z
+    .object({ runId: z.string(), startedAt: z.string(), pagesDone: z.number().int(), predictionsSeen: z.number().int() })
+    .nullable()
+    .describe("the run in progress, or null between runs"),
+  health,
+});
+
+const viewExample = {
+  ...connectionExample,
+  status: "connected",
+  accountUsername: "acme",
+  accountType: "organization",
+  verifiedAt: at,
+  lastSyncStartedAt: at,
+  lastSyncedAt: at,
+  highWaterMark: at,
+  currentRun: null,
+  health: {
+    state: "healthy",
+    since: at,
+    message: "Syncing normally; the last completed run started at 2026-03-10 12:00 UTC.",
+    action: null,
+    lastError: null,
+  },
+};
+const { deploymentsCheckedAt: _d, ...viewFields } = viewExample;
+
+export const connectionDetail = connectionView
+  .extend({ nextSyncAt: when.nullable().describe("the next scheduled sync while connected") })
+  .meta({ examples: [{ ...viewFields, nextSyncAt: "2026-03-10T13:00:00.000Z" }] });
+
+export const connectionPage = z
+  .object({ connections: z.array(connectionView), nextCursor: z.string().nullable().describe("pass as `cursor` for the next page") })
+  .meta({ examples: [{ connections: [viewFields], nextCursor: null }] });
+
+export const eventPage = z
+  .object({
+    events: z.array(
+      z.object({
+        id: z.string(),
+        occurredAt: z.iso.datetime(),
+        kind: z.enum(EventKind),
+        level: z.enum(EventLevel),
+        message: z.string(),
+        httpStatus: z.number().int().nullable(),
+        retryAfterSeconds: z.number().int().nullable(),
+        jobId: z.string().nullable(),
+        detail: z.unknown(),
+      }),
+    ),
+    nextCursor: z.string().nullable(),
+  })
+  .meta({
+    examples: [
+      {
+        events: [
+          {
+            id: "42",
+            occurredAt: at,
+            kind: "verified",
+            level: "info",
+            message: 'token verified for Replicate organization "acme"',
+            httpStatus: null,
+            retryAfterSeconds: null,
+            jobId: "verify-3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10-1",
+            detail: { accountType: "organization", username: "acme" },
+          },
+        ],
+        nextCursor: null,
+      },
+    ],
+  });
+
+export const syncQueued = z.object({ status: z.literal("queued") });
+
+const deployment = z.object({
+  name: z.string(),
+  releaseNumber: z.number().int(),
+  model: z.string(),
+  version: z.string(),
+  hardware: z.string(),
+  minInstances: z.number().int(),
+  maxInstances: z.number().int(),
+  effectiveFrom: z.iso.date(),
+  lastSeenOn: z.iso.date(),
+});
+
+export const deploymentList = z.object({
+  checkedAt: when.nullable().describe("when GET /v1/deployments was last read for this connection"),
+  deployments: z.array(deployment),
+});
+
+// Usage rows and prices gain columns as the price book grows: known fields are described, and any
+// others pass through (loose objects), so a new column is never dropped from an answer.
+const decimal = z.string().describe("USD as a decimal string");
+const dimension = z.string().nullable().optional();
+const count = z.number().int().optional();
+
+export const usageReport = z
+  .looseObject({
+    from: z.iso.date(),
+    to: z.iso.date(),
+    groupBy: z.array(z.enum(GROUP_BY)),
+    costNote: z.string(),
+    deployments: z
+      .array(deployment.extend({ connectionId: z.uuid() }))
+      .optional()
+      .describe("with groupBy deployment: what each deployment in scope runs on (its latest release)"),
+    coverage: z.array(
+      z.object({
+        connectionId: z.uuid(),
+        from: z.iso.date().nullable().describe("first day of the range that has been read"),
+        to: z.iso.date().nullable().describe("last day of the range that has been read"),
+        complete: z.boolean(),
+        lastSyncedAt: z.iso.datetime().nullable(),
+      }),
+    ),
+    rows: z.array(
+      z.looseObject({
+        date: dimension,
+        connectionId: dimension,
+        model: dimension,
+        deployment: dimension,
+        source: dimension,
+        status: dimension,
+        predictions: z.number().int(),
+        succeeded: count,
+        failed: count,
+        canceled: count,
+        aborted: count,
+        inProgress: count,
+        other: count,
+        computeSeconds: z.number().optional(),
+        meteredPredictions: count,
+        billableSeconds: z.number().optional(),
+        inputTokens: z.number().optional(),
+        outputTokens: z.number().optional(),
+        estimatedCostUsd: decimal.optional(),
+        costBasis: z.string().optional().describe("hardware_seconds, tokens, outputs, unpriced, or mixed"),
+        hardwareCostUsd: decimal.optional(),
+        tokenCostUsd: decimal.optional(),
+        outputCostUsd: decimal.optional(),
+        pricedPredictions: count,
+        pricedShare: z.string().nullable().optional(),
+      }),
+    ),
+    idleFloor: z.array(
+      z.looseObject({
+        line: z.literal("idle_floor"),
+        date: dimension,
+        connectionId: dimension,
+        model: dimension,
+        deployment: dimension,
+        instanceSeconds: z.number(),
+        estimatedCostUsd: decimal,
+        costBasis: z.string(),
+      }),
+    ),
+  })
+  .meta({
+    examples: [
+      {
+        from: "2026-03-01",
+        to: "2026-03-02",
+        groupBy: ["date", "model"],
+        costNote: "estimatedCostUsd is an estimate from this service's price book …",
+        coverage: [{ connectionId: uuid, from: "2026-03-01", to: "2026-03-02", complete: true, lastSyncedAt: at }],
+        rows: [
+          {
+            date: "2026-03-01",
+            model: "black-forest-labs/flux-schnell",
+            predictions: 12,
+            succeeded: 11,
+            failed: 1,
+            canceled: 0,
+            aborted: 0,
+            inProgress: 0,
+            other: 0,
+            computeSeconds: 14.5,
+            meteredPredictions: 12,
+            billableSeconds: 14.5,
+            inputTokens: 0,
+            outputTokens: 0,
+            estimatedCostUsd: "0.036",
+            costBasis: "outputs",
+            hardwareCostUsd: "0",
+            tokenCostUsd: "0",
+            outputCostUsd: "0.036",
+            pricedPredictions: 12,
+            pricedShare: "1",
+          },
+        ],
+        idleFloor: [],
+      },
+    ],
+  });
+
+const priceRow = { id: z.string(), effectiveFrom: z.iso.date(), source: z.string(), recordedAt: when };
+export const hardwarePrice = z.looseObject({ ...priceRow, sku: z.string(), usdPerSecond: decimal });
+export const modelPrice = z.looseObject({ ...priceRow, model: z.string(), unit: z.string(), usdPerUnit: decimal });
+export const modelHardware = z.looseObject({ ...priceRow, model: z.string(), sku: z.string().nullable() });
+export const priceBook = z.looseObject({
+  hardware: z.array(hardwarePrice),
+  models: z.array(modelPrice),
+  modelHardware: z.array(modelHardware),
+});
