@@ -1,7 +1,7 @@
 import pg from "pg";
 import { createConnection } from "../src/repositories/connections.js";
 import { predictionPageSchema, type Prediction } from "../src/replicate/schemas.js";
-import { applyPage } from "../src/sync/engine.js";
+import { applyPages } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
 import { generatePredictions } from "../dev/predictions.js";
 import { startService, timed } from "./support.js";
@@ -70,7 +70,8 @@ export async function writePath(pages = 300, perPage = 100): Promise<WritePathRe
   const ours = await createConnection(db, vault, "bench", "r8_benchWritePath");
   const floor = await createConnection(db, vault, "bench", "r8_benchWritePathFloor");
   await db.connection.updateMany({ data: { status: "connected" } });
-  let checkpoint = (await beginRun(db, ours.id, config.sync))!;
+  let { checkpoint } = (await beginRun(db, ours.id, config.sync))!;
+  const windowId = Object.keys(checkpoint.windows)[0]!;
   const all = predictionPageSchema.parse({
     next: null,
     results: generatePredictions({ count: pages * perPage, days: 30, seed: 3 }).sort((a, b) => (a.created_at < b.created_at ? 1 : -1)),
@@ -82,7 +83,9 @@ export async function writePath(pages = 300, perPage = 100): Promise<WritePathRe
   try {
     for (let i = 0; i < pages; i++) {
       const page = all.slice(i * perPage, (i + 1) * perPage);
-      const a = await timed(() => applyPage(db, { connectionId: ours.id, checkpoint, predictions: page, next: "more" }));
+      const a = await timed(() =>
+        applyPages(db, { connectionId: ours.id, checkpoint, windowId, pages: [{ next: "more", predictions: page }], parallelism: 1 }),
+      );
       if (!a.value.applied) throw new Error(`write-path bench: page ${i + 1} not applied`);
       checkpoint = a.value.checkpoint;
       const b = await timed(() => preparedUnnest(client, floor.id, page));

@@ -181,6 +181,12 @@ export class FakeReplicate {
     this.state(token).faults[endpoint].push(...faults);
   }
 
+  /** Drops the faults not served yet. */
+  clearFaults(token: string): void {
+    const f = this.state(token).faults;
+    f.account.length = f.predictions.length = f.deployments.length = 0;
+  }
+
   pendingFaults(token: string): number {
     const f = this.state(token).faults;
     return f.account.length + f.predictions.length + f.deployments.length;

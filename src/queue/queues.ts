@@ -13,17 +13,24 @@ export const syncJobData = z.object({
   connectionId: z.uuid(),
   /** Absent on scheduler ticks and syncNow: "start or continue a run". */
   runId: z.string().min(1).optional(),
+  /** With runId and page: a slice of that window of the run (src/lifecycle/sync-step.ts). */
+  window: z
+    .string()
+    .regex(/^[0-9a-z]+$/)
+    .optional(),
   page: z.number().int().positive().optional(),
 });
 export type VerifyJobData = z.infer<typeof verifyJobData>;
 export type SyncJobData = z.infer<typeof syncJobData>;
+/** A slice of one window of a run: `page` is the window's next page when the job was enqueued. */
+export type SliceJob = Required<SyncJobData>;
 
 export const QUEUE = { verify: "verify", sync: "sync" } as const;
 
 /** Deterministic ids: a retried or repeated enqueue cannot fork a run or duplicate a tick. */
 export const jobIds = {
   verify: (connectionId: string, attempt: string) => `verify-${connectionId}-${attempt}`,
-  page: (connectionId: string, runId: string, page: number) => `page-${connectionId}-${runId}-${page}`,
+  slice: (s: SliceJob) => `page-${s.connectionId}-${s.runId}-${s.window}-${s.page}`,
   kick: (connectionId: string) => `kick-${connectionId}`,
   scheduler: (connectionId: string) => `sync-${connectionId}`,
 };
@@ -64,23 +71,24 @@ export class JobQueues {
     await this.sync.add("tick", { connectionId }, { deduplication: { id: jobIds.kick(connectionId) } });
   }
 
-  async enqueuePage(connectionId: string, runId: string, page: number): Promise<void> {
-    await this.sync.add("page", { connectionId, runId, page }, { jobId: jobIds.page(connectionId, runId, page) });
+  /** A window's next slice; a second enqueue of the same slice is a no-op (the id is taken). */
+  async enqueueSlice(slice: SliceJob): Promise<void> {
+    await this.sync.add("page", slice, { jobId: jobIds.slice(slice) });
   }
 
   /**
-   * Makes sure the page job exists and will run: true when one is already pending or running. A
-   * finished job for a page the checkpoint still wants failed for good or stopped without writing
-   * (the connection was paused meanwhile), so it is removed and enqueued again.
+   * Makes sure the slice job exists and will run: "running" when one is already pending or running.
+   * A finished job for a slice the checkpoint still wants failed for good or stopped without
+   * writing (the connection was paused meanwhile), so it is removed and enqueued again.
    */
-  async ensurePage(connectionId: string, runId: string, page: number): Promise<"running" | "enqueued"> {
-    const existing = await this.sync.getJob(jobIds.page(connectionId, runId, page));
+  async ensureSlice(slice: SliceJob): Promise<"running" | "enqueued"> {
+    const existing = await this.sync.getJob(jobIds.slice(slice));
     if (existing) {
       const state = await existing.getState();
       if (state !== "failed" && state !== "completed") return "running";
       await existing.remove();
     }
-    await this.enqueuePage(connectionId, runId, page);
+    await this.enqueueSlice(slice);
     return "enqueued";
   }
 
