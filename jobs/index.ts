@@ -1,6 +1,7 @@
 import type { AppContext } from "../src/context.js";
+import { pruneJob } from "./prune.job.js";
 import { syncJob } from "./sync.job.js";
 import { verifyJob } from "./verify.job.js";
 
 /** One processor per queue; the entry points hand these to startWorkers. */
-export const processors = (ctx: AppContext) => ({ verify: verifyJob(ctx), sync: syncJob(ctx) });
+export const processors = (ctx: AppContext) => ({ verify: verifyJob(ctx), sync: syncJob(ctx), prune: pruneJob(ctx) });

@@ -25,7 +25,7 @@ export type SyncJobData = z.infer<typeof syncJobData>;
 /** A slice of one window of a run: `page` is the window's next page when the job was enqueued. */
 export type SliceJob = Required<SyncJobData>;
 
-export const QUEUE = { verify: "verify", sync: "sync" } as const;
+export const QUEUE = { verify: "verify", sync: "sync", maintenance: "maintenance" } as const;
 
 /** Deterministic ids: a retried or repeated enqueue cannot fork a run or duplicate a tick. */
 export const jobIds = {
@@ -33,7 +33,11 @@ export const jobIds = {
   slice: (s: SliceJob) => `page-${s.connectionId}-${s.runId}-${s.window}-${s.page}`,
   kick: (connectionId: string) => `kick-${connectionId}`,
   scheduler: (connectionId: string) => `sync-${connectionId}`,
+  prune: "prune-ledger",
 };
+
+/** The ledger prune runs once a day (src/lifecycle/prune.ts). */
+const PRUNE_EVERY_MS = 24 * 3_600_000;
 
 export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
   return {
@@ -51,6 +55,7 @@ const log = moduleLogger("queues");
 export class JobQueues {
   readonly verify: Queue<VerifyJobData>;
   readonly sync: Queue<SyncJobData>;
+  readonly maintenance: Queue;
 
   constructor(
     connection: Redis,
@@ -60,6 +65,7 @@ export class JobQueues {
   ) {
     this.verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
+    this.maintenance = new Queue(QUEUE.maintenance, { connection, prefix, defaultJobOptions });
   }
 
   async enqueueVerify(connectionId: string): Promise<void> {
@@ -131,6 +137,8 @@ export class JobQueues {
       }
     }
     if (added || removed) log.info("schedulers reconciled", { added, removed });
+    // Not per connection: one for the whole service, upserted (idempotent) with the others.
+    await this.maintenance.upsertJobScheduler(jobIds.prune, { every: PRUNE_EVERY_MS }, { name: "prune" });
     return { added, removed };
   }
 
@@ -149,6 +157,6 @@ export class JobQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verify.close(), this.sync.close()]);
+    await Promise.all([this.verify.close(), this.sync.close(), this.maintenance.close()]);
   }
 }

@@ -13,6 +13,8 @@ import { QUEUE, syncJobData, verifyJobData, type SyncJobData, type VerifyJobData
 export interface Processors {
   verify(data: VerifyJobData, job: JobProgress): Promise<unknown>;
   sync(data: SyncJobData, job: JobProgress): Promise<unknown>;
+  /** Scheduled upkeep with no connection (the ledger prune); a failure is retried by BullMQ. */
+  prune(): Promise<unknown>;
 }
 
 export interface WorkerDeps {
@@ -101,6 +103,7 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
   const workers = [
     new Worker(QUEUE.verify, handler("verify", verifyJobData, processors.verify, deps), { ...options, concurrency: 4 }),
     new Worker(QUEUE.sync, handler("sync", syncJobData, processors.sync, deps), { ...options, concurrency: deps.config.sync.concurrency }),
+    new Worker(QUEUE.maintenance, () => processors.prune(), { ...options, concurrency: 1 }),
   ];
   for (const w of workers) {
     w.on("error", (err) => log.error("worker error", { queue: w.name, error: err }));

@@ -212,3 +212,28 @@ function latestById(predictions: Prediction[]): Prediction[] {
   }
   return [...byId.values()];
 }
+
+// Per batch, so a large prune never holds locks or bloats one transaction for long.
+const PRUNE_LEDGER = {
+  name: "prune_ledger",
+  text: `DELETE FROM prediction_records WHERE ctid IN (
+    SELECT p.ctid FROM prediction_records p JOIN connections c ON c.id = p.connection_id
+    WHERE p.created_at < $1::timestamptz AND p.status IN (${TERMINAL})
+      -- A run in progress may reach further back than the cutoff (it started before the last prune).
+      AND p.created_at < coalesce((c.sync_state->>'windowStart')::timestamptz, $1::timestamptz)
+    LIMIT $2::int)`,
+};
+
+/**
+ * Deletes ledger rows no run can read again: terminal predictions created before `cutoff` (and
+ * before the window of any run in progress). DailyUsage is not touched, so no total changes; a run
+ * never reaches back past BACKFILL_DAYS, so a pruned prediction is never read (and counted) again.
+ */
+export async function pruneLedger(db: Db, cutoff: Date, batch = 10_000): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const result = await db.pool.query({ ...PRUNE_LEDGER, values: [cutoff.toISOString(), batch] });
+    deleted += result.rowCount ?? 0;
+    if ((result.rowCount ?? 0) < batch) return deleted;
+  }
+}
