@@ -4,6 +4,8 @@ import { FakeProcess, startService, timed, until, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
+  parallelism: number;
+  busyDay: number;
   pages: number;
   floorMs: number;
   serviceMs: number;
@@ -55,11 +57,16 @@ export async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: 
 }
 
 /** connect → verify → every page written → aggregates checked, vs the floor measured before and after. */
-export async function backfill(fake: FakeProcess, latencyMs: number, count: number): Promise<BackfillResult> {
-  const token = `r8_benchBackfill${latencyMs}x${count}`;
-  await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30 });
+export async function backfill(
+  fake: FakeProcess,
+  latencyMs: number,
+  count: number,
+  { parallelism = 4, busyDay = 0 }: { parallelism?: number; busyDay?: number } = {},
+): Promise<BackfillResult> {
+  const token = `r8_benchBackfill${latencyMs}x${count}p${parallelism}b${busyDay}`;
+  await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30, busyDay });
   await fake.send({ type: "latency", ms: latencyMs });
-  const service = await startService(fake.baseUrl);
+  const service = await startService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
   try {
     const before = await fetchFloor(fake.baseUrl, token);
     const { cpuMs, value: run } = await withCpu(() =>
@@ -75,7 +82,16 @@ export async function backfill(fake: FakeProcess, latencyMs: number, count: numb
       throw new Error(`backfill bench: expected ${count} predictions, got ${totals._sum.predictions} (floor saw ${before.predictions})`);
     }
     const floorMs = (before.ms + after.ms) / 2;
-    return { latencyMs, pages: before.pages, floorMs, serviceMs: run.ms, ratio: run.ms / floorMs, cpuMsPerPage: cpuMs / before.pages };
+    return {
+      latencyMs,
+      parallelism,
+      busyDay,
+      pages: before.pages,
+      floorMs,
+      serviceMs: run.ms,
+      ratio: run.ms / floorMs,
+      cpuMsPerPage: cpuMs / before.pages,
+    };
   } finally {
     await fake.send({ type: "latency", ms: 0 });
     await service.close();

@@ -85,7 +85,7 @@ interface TokenState {
   predictions: FakePrediction[];
   deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
-  /** Raw records served at the end of every first page (odd or invalid predictions), see serveOnFirstPage. */
+  /** Raw records served at the end of every run's first page (odd or invalid predictions), see serveOnFirstPage. */
   oddRecords: unknown[];
   bucket?: { tokens: number; at: number };
 }
@@ -278,7 +278,9 @@ export class FakeReplicate {
     if (fault?.kind === "userinfo-next" && next) next = next.replace("://", "://evil:pw@");
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
-    if (!cursor) served.push(...state.oddRecords);
+    // On a run's first page only: the window reaching the newest predictions (a run split into time
+    // windows asks for each window's first page; the odd records belong to one of them).
+    if (!cursor && (!before || list.every((p) => Date.parse(p.created_at) < Date.parse(before)))) served.push(...state.oddRecords);
     if (fault?.kind === "schema-violation") return JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
     return JSON.stringify({ next, previous: null, results: served });
   }

@@ -17,6 +17,8 @@ export interface AppContext {
   vault: TokenVault;
   replicate: ReplicateClient;
   prefetcher: PagePrefetcher;
+  /** The per-token request pacing the client uses, shared by every worker through Redis. */
+  rateCap: RedisRequestRateCap;
   metrics: ServiceMetrics;
   close(): Promise<void>;
 }
@@ -31,12 +33,13 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     jobOptions(config.jobs.attempts, config.jobs.backoffMs),
     config.sync.intervalMinutes,
   );
+  const rateCap = new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix);
   const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
   const replicate = new ReplicateClient({
     baseUrl: config.replicate.baseUrl,
     timeoutMs: config.replicate.timeoutMs,
     maxResponseBytes: config.replicate.maxResponseBytes,
-    rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
+    rateCap,
     ...overrides,
   });
   return {
@@ -46,6 +49,7 @@ export function createContext(config: Config, overrides: { retryBaseMs?: number;
     queues,
     vault,
     replicate,
+    rateCap,
     metrics: new ServiceMetrics(queues, db),
     prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
     async close() {

@@ -73,7 +73,11 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
   let next = [window];
   if (page === at.pagesDone + 1 && !at.done) {
     await refreshDeployments(ctx, connectionId, state.token);
-    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, ctx.config.sync, ctx.prefetcher);
+    // A token Replicate is throttling is not split further: more windows would only queue behind its learned rate.
+    const rate = await ctx.rateCap.learnedRate(state.token);
+    const parallelism = rate.requestsPerSecond < rate.configuredPerSecond ? 1 : ctx.config.sync.parallelism;
+    const settings = { sliceMs: ctx.config.sync.sliceMs, parallelism };
+    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, settings, ctx.prefetcher);
     if (!slice.applied) return { outcome: slice.reason === "not_connected" ? "disconnected" : "stale" };
     current = slice.checkpoint;
     written = slice;
