@@ -1,5 +1,6 @@
 import pg from "pg";
 import { createConnection } from "../src/repositories/connections.js";
+import { ledgerColumns } from "../src/repositories/usage.js";
 import { predictionPageSchema, type Prediction } from "../src/replicate/schemas.js";
 import { applyPages } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
@@ -35,28 +36,7 @@ const FLOOR = {
 };
 
 function preparedUnnest(client: pg.Client, connectionId: string, rows: Prediction[]) {
-  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
-  return client.query({
-    ...FLOOR,
-    values: [
-      connectionId,
-      col((p) => p.id),
-      col((p) => p.created_at.toISOString().slice(0, 10)),
-      col((p) => p.model ?? ""),
-      col((p) => p.version),
-      col((p) => p.deployment ?? ""),
-      col((p) => p.status),
-      col((p) => p.source),
-      col((p) => p.created_at.toISOString()),
-      col((p) => p.started_at?.toISOString() ?? null),
-      col((p) => p.completed_at?.toISOString() ?? null),
-      col((p) => p.metrics.predictTime),
-      col((p) => p.metrics.totalTime),
-      col((p) => p.metrics.inputTokens),
-      col((p) => p.metrics.outputTokens),
-      col((p) => p.data_removed),
-    ],
-  });
+  return client.query({ ...FLOOR, values: [connectionId, ...ledgerColumns(rows)] });
 }
 
 /**

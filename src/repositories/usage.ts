@@ -156,7 +156,6 @@ const PRUNE_EMPTY = { name: "delete_empty_usage", text: DELETE_EMPTY };
  */
 export async function writePages(db: Db, page: FencedPages): Promise<{ syncState: unknown; groups: number }> {
   const rows = latestById(page.predictions);
-  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
   const [result] = await runPrepared<{
     syncState: unknown;
     groups: number;
@@ -173,6 +172,27 @@ export async function writePages(db: Db, page: FencedPages): Promise<{ syncState
     page.pages,
     rows.length,
     page.days,
+    ...ledgerColumns(rows),
+    page.splitFor,
+  ]);
+  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
+  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
+  if (result && result.emptyDates.length > 0) {
+    await runPrepared(db, PRUNE_EMPTY, [
+      page.connectionId,
+      result.emptyDates,
+      result.emptyModels,
+      result.emptyDeployments,
+      result.emptySources,
+    ]);
+  }
+  return { syncState: result?.syncState ?? null, groups: result?.groups ?? 0 };
+}
+
+/** The ledger columns of `rows`, one array each, in the order the write statement's `unnest` takes them. */
+export function ledgerColumns(rows: Prediction[]): unknown[][] {
+  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
+  return [
     col((p) => p.id),
     col((p) => usageDate(p.created_at)),
     col((p) => p.model ?? ""),
@@ -188,20 +208,7 @@ export async function writePages(db: Db, page: FencedPages): Promise<{ syncState
     col((p) => p.metrics.inputTokens),
     col((p) => p.metrics.outputTokens),
     col((p) => p.data_removed),
-    page.splitFor,
-  ]);
-  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
-  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
-  if (result && result.emptyDates.length > 0) {
-    await runPrepared(db, PRUNE_EMPTY, [
-      page.connectionId,
-      result.emptyDates,
-      result.emptyModels,
-      result.emptyDeployments,
-      result.emptySources,
-    ]);
-  }
-  return { syncState: result?.syncState ?? null, groups: result?.groups ?? 0 };
+  ];
 }
 
 function latestById(predictions: Prediction[]): Prediction[] {
