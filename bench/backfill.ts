@@ -1,13 +1,17 @@
 import http from "node:http";
 import * as producer from "../src/producer.js";
-import { FakeProcess, startService, timed, until } from "./support.js";
+import { FakeProcess, startService, timed, until, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
+  parallelism: number;
+  busyDay: number;
   pages: number;
   floorMs: number;
   serviceMs: number;
   ratio: number;
+  /** CPU of the service process per page over the measured phase. */
+  cpuMsPerPage: number;
 }
 
 const WINDOW_DAYS = 90; // the service's default BACKFILL_DAYS
@@ -53,25 +57,41 @@ export async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: 
 }
 
 /** connect → verify → every page written → aggregates checked, vs the floor measured before and after. */
-export async function backfill(fake: FakeProcess, latencyMs: number, count: number): Promise<BackfillResult> {
-  const token = `r8_benchBackfill${latencyMs}x${count}`;
-  await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30 });
+export async function backfill(
+  fake: FakeProcess,
+  latencyMs: number,
+  count: number,
+  { parallelism = 4, busyDay = 0 }: { parallelism?: number; busyDay?: number } = {},
+): Promise<BackfillResult> {
+  const token = `r8_benchBackfill${latencyMs}x${count}p${parallelism}b${busyDay}`;
+  await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30, busyDay });
   await fake.send({ type: "latency", ms: latencyMs });
-  const service = await startService(fake.baseUrl);
+  const service = await startService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
   try {
     const before = await fetchFloor(fake.baseUrl, token);
-    const run = await timed(async () => {
-      const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
-      await until("backfill", async () => (await service.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt !== null);
-      return id;
-    });
+    const { cpuMs, value: run } = await withCpu(() =>
+      timed(async () => {
+        const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
+        await until("backfill", async () => (await service.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt !== null);
+        return id;
+      }),
+    );
     const after = await fetchFloor(fake.baseUrl, token);
     const totals = await service.ctx.db.dailyUsage.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });
     if (totals._sum.predictions !== count || before.predictions !== count) {
       throw new Error(`backfill bench: expected ${count} predictions, got ${totals._sum.predictions} (floor saw ${before.predictions})`);
     }
     const floorMs = (before.ms + after.ms) / 2;
-    return { latencyMs, pages: before.pages, floorMs, serviceMs: run.ms, ratio: run.ms / floorMs };
+    return {
+      latencyMs,
+      parallelism,
+      busyDay,
+      pages: before.pages,
+      floorMs,
+      serviceMs: run.ms,
+      ratio: run.ms / floorMs,
+      cpuMsPerPage: cpuMs / before.pages,
+    };
   } finally {
     await fake.send({ type: "latency", ms: 0 });
     await service.close();

@@ -5,7 +5,8 @@ import { generatePredictions } from "../dev/predictions.js";
 // service being measured. Driven over IPC by bench/support.ts.
 
 export type FakeCommand =
-  | { type: "account"; token: string; count: number; seed: number; days: number }
+  /** `busyDay`: that share of the predictions on one day (10 days back), the rest over `days`. */
+  | { type: "account"; token: string; count: number; seed: number; days: number; busyDay?: number }
   | { type: "accounts"; tokenPrefix: string; accounts: number; perAccount: number }
   | { type: "latency"; ms: number }
   | { type: "requests" };
@@ -17,9 +18,16 @@ process.send!({ type: "ready", baseUrl });
 process.on("message", (command: FakeCommand & { seq: number }) => {
   const reply = (body: object = {}) => process.send!({ seq: command.seq, ...body });
   switch (command.type) {
-    case "account":
-      fake.addAccount(command.token, { type: "organization", username: "bench" }, generatePredictions(command));
+    case "account": {
+      const busy = Math.round(command.count * (command.busyDay ?? 0));
+      const end = new Date(Date.now() - 10 * 86_400_000);
+      const predictions = [
+        ...generatePredictions({ ...command, count: command.count - busy }),
+        ...generatePredictions({ count: busy, seed: command.seed + 1, days: 1, end, idPrefix: "busy" }),
+      ];
+      fake.addAccount(command.token, { type: "organization", username: "bench" }, predictions);
       return reply();
+    }
     case "accounts":
       for (let i = 0; i < command.accounts; i++) {
         const predictions = generatePredictions({ count: command.perAccount, days: 0.5, seed: i, idPrefix: `a${i}-` });

@@ -2,7 +2,7 @@ import { Queue, Worker } from "bullmq";
 import { randomBytes } from "node:crypto";
 
 import * as producer from "../src/producer.js";
-import { FakeProcess, startService, timed, until } from "./support.js";
+import { FakeProcess, startService, timed, until, withCpu } from "./support.js";
 
 export interface FleetResult {
   connections: number;
@@ -10,6 +10,8 @@ export interface FleetResult {
   syncsPerSecond: number;
   noopJobsPerSecond: number;
   jobsPerSync: number;
+  /** CPU of the service process per connection-sync over the measured phase. */
+  cpuMsPerSync: number;
 }
 
 /** BullMQ's own ceiling: no-op jobs through one worker at the same concurrency and Redis. */
@@ -47,10 +49,15 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
     const synced = () => ctx.db.connection.count({ where: { lastSyncedAt: { not: null } } });
     await until("first syncs", async () => (await synced()) === connections);
     const start = new Date();
-    const { ms } = await timed(async () => {
-      await Promise.all(ids.map((id) => ctx.queues.kickSync(id)));
-      await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
-    });
+    const {
+      cpuMs,
+      value: { ms },
+    } = await withCpu(() =>
+      timed(async () => {
+        await Promise.all(ids.map((id) => ctx.queues.kickSync(id)));
+        await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
+      }),
+    );
     const noop = await noopThroughput(config.redisUrl, config.sync.concurrency, connections * 2);
     return {
       connections,
@@ -58,6 +65,7 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
       syncsPerSecond: (connections * 1000) / ms,
       noopJobsPerSecond: noop,
       jobsPerSync: 2,
+      cpuMsPerSync: cpuMs / connections,
     };
   } finally {
     await service.close();

@@ -95,4 +95,12 @@ export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value
   return { ms: performance.now() - start, value };
 }
 
+/** CPU time (user + system) this process spent while `f` ran: the service's cost, the fake being another process. */
+export async function withCpu<T>(f: () => Promise<T>): Promise<{ cpuMs: number; value: T }> {
+  const before = process.cpuUsage();
+  const value = await f();
+  const used = process.cpuUsage(before);
+  return { cpuMs: (used.user + used.system) / 1000, value };
+}
+
 export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -85,7 +85,7 @@ interface TokenState {
   predictions: FakePrediction[];
   deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
-  /** Raw records served at the end of every first page (odd or invalid predictions), see serveOnFirstPage. */
+  /** Raw records served at the end of every run's first page (odd or invalid predictions), see serveOnFirstPage. */
   oddRecords: unknown[];
   bucket?: { tokens: number; at: number };
 }
@@ -183,6 +183,12 @@ export class FakeReplicate {
     this.state(token).faults[endpoint].push(...faults);
   }
 
+  /** Drops the faults not served yet. */
+  clearFaults(token: string): void {
+    const f = this.state(token).faults;
+    f.account.length = f.predictions.length = f.deployments.length = 0;
+  }
+
   pendingFaults(token: string): number {
     const f = this.state(token).faults;
     return f.account.length + f.predictions.length + f.deployments.length;
@@ -275,7 +281,9 @@ export class FakeReplicate {
     if (this.finishListedInFlight) this.finish(state, results);
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
-    if (!cursor) served.push(...state.oddRecords);
+    // On a run's first page only: the window reaching the newest predictions (a run split into time
+    // windows asks for each window's first page; the odd records belong to one of them).
+    if (!cursor && (!before || list.every((p) => Date.parse(p.created_at) < Date.parse(before)))) served.push(...state.oddRecords);
     if (fault?.kind === "schema-violation") return JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
     return JSON.stringify({ next, previous: null, results: served });
   }

@@ -65,6 +65,8 @@ const envShape = z.object({
   BACKFILL_DAYS: int(1, 90),
   LOOKBACK_HOURS: int(0, 24),
   WORKER_CONCURRENCY: int(1, 16),
+  BACKFILL_PARALLELISM: int(1, 4),
+  SYNC_SLICE_MS: int(50, 2000),
   JOB_ATTEMPTS: int(1, 5),
   JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
@@ -130,7 +132,11 @@ export interface Config extends ProducerConfig {
   queuePrefix: string;
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string };
   replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number; maxResponseBytes: number };
-  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number };
+  /**
+   * parallelism: time windows of one run read at once (a busy window is split up to this many);
+   * sliceMs: how long a job reads one window before re-enqueueing its continuation.
+   */
+  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number; parallelism: number; sliceMs: number };
   /**
    * Attempts per job and the base of the exponential backoff between them (with jitter); lockMs is
    * how long a job stays claimed by a worker that stopped answering before another worker takes it;
@@ -213,6 +219,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       backfillDays: e.BACKFILL_DAYS,
       lookbackHours: e.LOOKBACK_HOURS,
       concurrency: e.WORKER_CONCURRENCY,
+      parallelism: e.BACKFILL_PARALLELISM,
+      sliceMs: e.SYNC_SLICE_MS,
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },

@@ -18,6 +18,8 @@ export interface AppContext {
   vault: TokenVault;
   replicate: ReplicateClient;
   prefetcher: PagePrefetcher;
+  /** The per-token request pacing the client uses, shared by every worker through Redis. */
+  rateCap: RedisRequestRateCap;
   metrics: ServiceMetrics;
   close(): Promise<void>;
 }
@@ -64,6 +66,7 @@ export function createContext(
 ): AppContext {
   const stores = openStores(config, config.sync.concurrency + 4);
   const { db, redis, queues } = stores;
+  const rateCap = new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix);
   const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
   const replicate = new ReplicateClient({
     baseUrl: config.replicate.baseUrl,
@@ -71,7 +74,7 @@ export function createContext(
     maxResponseBytes: config.replicate.maxResponseBytes,
     // After a disconnect or a token replacement, the client's own retries stop.
     stillWanted: (token, connectionId) => holdsToken(db, vault, connectionId, token),
-    rateCap: new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix),
+    rateCap,
     ...overrides,
   });
   return {
@@ -81,6 +84,7 @@ export function createContext(
     queues,
     vault,
     replicate,
+    rateCap,
     metrics: new ServiceMetrics(queues, db),
     prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
     close: stores.close,

@@ -1,5 +1,5 @@
 import type { ConnectionStatus, EventKind } from "./generated/prisma/enums.js";
-import type { Checkpoint } from "./sync/checkpoint.js";
+import { runProgress, type Checkpoint } from "./sync/checkpoint.js";
 
 /**
  * One health object per connection, computed from what the database says (the connection row and
@@ -70,16 +70,6 @@ const NEW_TOKEN = "Ask the customer to create a new API token in the Replicate o
 /** "2026-03-10 12:00 UTC": the one time format of messages. */
 export const utc = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 
-/** Share of the run's window read so far: pages come newest first, so [oldest read, windowEnd) is done. */
-export function backfillProgress(cp: Checkpoint): number {
-  if (cp.done) return 1;
-  if (!cp.oldestCreatedAt) return 0;
-  const end = Date.parse(cp.windowEnd);
-  const span = end - Date.parse(cp.windowStart);
-  const share = span > 0 ? (end - Date.parse(cp.oldestCreatedAt)) / span : 1;
-  return Math.round(Math.min(1, Math.max(0, share)) * 100) / 100;
-}
-
 export function connectionHealth(c: HealthInput, now: Date): Health {
   const currentError = c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null;
   const lastError = currentError && {
@@ -97,7 +87,7 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     ...extra,
   });
   // The first backfill is the run before any run finished; its progress is what support asks about.
-  const backfill = c.status === "connected" && !c.lastSyncedAt ? (c.checkpoint ? backfillProgress(c.checkpoint) : 0) : undefined;
+  const backfill = c.status === "connected" && !c.lastSyncedAt ? (c.checkpoint ? runProgress(c.checkpoint) : 0) : undefined;
   const backfillDays = c.checkpoint && Math.round((Date.parse(c.checkpoint.windowEnd) - Date.parse(c.checkpoint.windowStart)) / 86_400_000);
   const backfillText = backfill === undefined ? "" : ` The first backfill is ${Math.round(backfill * 100)} % done.`;
 

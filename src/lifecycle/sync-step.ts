@@ -1,98 +1,111 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
+import type { SliceJob } from "../queue/queues.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
-import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
-import { beginRun, syncPage } from "../sync/run.js";
+import { openWindows, parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
+import { beginRun, runSlice } from "../sync/run.js";
 
 export type SyncStepResult =
   | { outcome: "disconnected" | "stale" | "chain_running" }
-  | { outcome: "page_enqueued"; page: number }
-  | { outcome: "page_written"; page: number; predictions: number }
+  | { outcome: "page_enqueued"; windows: number }
+  | { outcome: "page_written"; page: number; pages: number; predictions: number }
   | { outcome: "completed"; pages: number; predictions: number; daysTouched: number };
 
-/** What a page job reports while it runs. */
+/** What a slice job reports while it runs. */
 export interface JobProgress {
   id?: string;
   updateProgress(progress: object): Promise<void>;
 }
 
 /**
- * A tick (scheduler or syncNow) starts a run or continues the current one by enqueueing the page
- * job after the checkpoint. Page jobs have deterministic ids, so a tick during a run is a no-op.
+ * A tick (scheduler or syncNow) starts a run or continues the current one by making sure each open
+ * window has its slice job. Slice jobs have deterministic ids, so a tick during a run is a no-op.
  */
 export async function runTick(ctx: AppContext, connectionId: string, jobId?: string): Promise<SyncStepResult> {
-  const checkpoint = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), (tx, started) =>
-    recordEvent(tx, {
-      connectionId,
-      jobId,
-      kind: "sync_started",
-      level: "info",
-      message: `sync started for predictions created from ${started.windowStart} to ${started.windowEnd}`,
-      detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
-    }),
-  );
-  if (!checkpoint) return { outcome: "disconnected" };
-  const page = checkpoint.pagesDone + 1;
-  // Page jobs have deterministic ids, so a tick during a run finds the chain running.
-  if ((await ctx.queues.ensurePage(connectionId, checkpoint.runId, page)) === "running") return { outcome: "chain_running" };
-  return { outcome: "page_enqueued", page };
+  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), (started) => ({
+    jobId,
+    kind: "sync_started",
+    level: "info",
+    message: `sync started for predictions created from ${started.windowStart} to ${started.windowEnd}`,
+    detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
+  }));
+  if (!run) return { outcome: "disconnected" };
+  const { checkpoint } = run;
+  if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, jobId);
+  let enqueued = 0;
+  for (const [window, w] of openWindows(checkpoint)) {
+    const state = await ctx.queues.ensureSlice({ connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
+    if (state === "enqueued") enqueued++;
+  }
+  return enqueued > 0 ? { outcome: "page_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
-/** One event per page naming the skipped predictions (ids and reasons only) so support can see them. */
+/** One event per slice naming the skipped predictions (ids and reasons only) so support can see them. */
 async function recordRejected(ctx: AppContext, connectionId: string, jobId: string | undefined, page: number, rejected: RejectedRecord[]) {
   await recordEvent(ctx.db, {
     connectionId,
     jobId,
     kind: "record_rejected",
     level: "warn",
-    message: `${rejected.length} prediction(s) on page ${page} could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
+    message: `${rejected.length} prediction(s) from page ${page} on could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
     detail: { page, rejected },
   });
 }
 
-/** One page of a run: fetch, write (ledger, daily totals, checkpoint), then chain the next page or close the run. */
-export async function runPage(
-  ctx: AppContext,
-  data: { connectionId: string; runId: string; page: number },
-  job: JobProgress,
-): Promise<SyncStepResult> {
-  const { connectionId, runId, page } = data;
+/**
+ * One slice of a window: read and write its pages for a bounded time, then chain the window's next
+ * slice (and the first slice of any window split off), or close the run when every window is done.
+ */
+export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobProgress): Promise<SyncStepResult> {
+  const { connectionId, runId, window, page } = data;
   const state = await readSyncState(ctx.db, ctx.vault, connectionId);
   if (!state) return { outcome: "disconnected" };
   const checkpoint = parseCheckpoint(state.syncState);
-  if (checkpoint?.runId !== runId || page > checkpoint.pagesDone + 1) return { outcome: "stale" };
-  await refreshDeployments(ctx, connectionId, state.token);
+  const at = checkpoint?.runId === runId ? checkpoint.windows[window] : undefined;
+  if (!checkpoint || !at || page > at.pagesDone + 1) return { outcome: "stale" };
 
   let current: Checkpoint = checkpoint;
-  let written = 0;
-  if (page === checkpoint.pagesDone + 1 && !checkpoint.done) {
-    const outcome = await syncPage(ctx.db, ctx.replicate, state.token, checkpoint, connectionId, ctx.prefetcher);
-    if (!outcome.applied) return { outcome: outcome.reason === "not_connected" ? "disconnected" : "stale" };
-    current = outcome.checkpoint;
-    written = outcome.checkpoint.predictionsSeen - checkpoint.predictionsSeen;
-    if (outcome.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, outcome.rejected);
+  let written = { pages: 0, predictions: 0 };
+  let next = [window];
+  if (page === at.pagesDone + 1 && !at.done) {
+    await refreshDeployments(ctx, connectionId, state.token);
+    // A token Replicate is throttling is not split further: more windows would only queue behind its learned rate.
+    const rate = await ctx.rateCap.learnedRate(state.token);
+    const parallelism = rate.requestsPerSecond < rate.configuredPerSecond ? 1 : ctx.config.sync.parallelism;
+    const settings = { sliceMs: ctx.config.sync.sliceMs, parallelism };
+    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, settings, ctx.prefetcher);
+    if (!slice.applied) return { outcome: slice.reason === "not_connected" ? "disconnected" : "stale" };
+    current = slice.checkpoint;
+    written = slice;
+    next = [window, ...slice.newWindows];
+    if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, slice.rejected);
     await job.updateProgress({ pagesDone: current.pagesDone, predictionsSeen: current.predictionsSeen });
+  } else {
+    // This slice was written by an attempt that crashed before chaining: chain every open window.
+    next = openWindows(current).map(([id]) => id);
   }
-  // Also reached when this page was written by an attempt that crashed before chaining.
-  if (!current.done) {
-    await ctx.queues.enqueuePage(connectionId, runId, current.pagesDone + 1);
-    return { outcome: "page_written", page, predictions: written };
+  for (const id of next) {
+    const w = current.windows[id]!;
+    if (!w.done) await ctx.queues.enqueueSlice({ connectionId, runId, window: id, page: w.pagesDone + 1 });
   }
-  const summary = await completeRun(ctx.db, connectionId, runId, (tx, done) =>
-    recordEvent(tx, {
-      connectionId,
-      jobId: job.id,
-      kind: "sync_completed",
-      level: "info",
-      message: `sync finished: ${done.predictions} predictions in ${done.pages} pages, ${done.daysTouched} days updated`,
-      detail: { runId, pages: done.pages, predictions: done.predictions, daysTouched: done.daysTouched },
-    }),
-  );
+  if (!current.done) return { outcome: "page_written", page, ...written };
+  return finishRun(ctx, connectionId, current, job.id);
+}
+
+/** Closes a run whose windows are all done, with its sync_completed event; only one caller succeeds. */
+async function finishRun(ctx: AppContext, connectionId: string, checkpoint: Checkpoint, jobId?: string): Promise<SyncStepResult> {
+  const summary = await completeRun(ctx.db, connectionId, checkpoint, (done) => ({
+    jobId,
+    kind: "sync_completed",
+    level: "info",
+    message: `sync finished: ${done.predictions} predictions in ${done.pages} pages, ${done.daysTouched} days updated`,
+    detail: { runId: done.runId, pages: done.pages, predictions: done.predictions, daysTouched: done.daysTouched },
+  }));
   if (!summary) return { outcome: "stale" };
-  moduleLogger("sync", { connectionId, jobId: job.id }).info("sync run completed", { ...summary });
+  moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...summary });
   return { outcome: "completed", pages: summary.pages, predictions: summary.predictions, daysTouched: summary.daysTouched };
 }

@@ -12,6 +12,11 @@ export const syncJobData = z.object({
   connectionId: z.uuid(),
   /** Absent on scheduler ticks and syncNow: "start or continue a run". */
   runId: z.string().min(1).optional(),
+  /** With runId and page: a slice of that window of the run (src/lifecycle/sync-step.ts). */
+  window: z
+    .string()
+    .regex(/^[0-9a-z]+$/)
+    .optional(),
   page: z.number().int().positive().optional(),
 });
 /** A webhook outbox row (webhook_deliveries.id); the body is read from Postgres, never carried here. */
@@ -20,7 +25,10 @@ export type VerifyJobData = z.infer<typeof verifyJobData>;
 export type SyncJobData = z.infer<typeof syncJobData>;
 export type WebhookJobData = z.infer<typeof webhookJobData>;
 
-export const QUEUE = { verify: "verify", sync: "sync", webhook: "webhook" } as const;
+/** A slice of one window of a run: `page` is the window's next page when the job was enqueued. */
+export type SliceJob = Required<SyncJobData>;
+
+export const QUEUE = { verify: "verify", sync: "sync", webhook: "webhook", maintenance: "maintenance" } as const;
 
 /** A webhook is retried longer than a sync page: with exponential backoff from JOB_BACKOFF_MS (2 s), 12 attempts span about an hour. */
 export const WEBHOOK_ATTEMPTS = 12;
@@ -28,11 +36,15 @@ export const WEBHOOK_ATTEMPTS = 12;
 /** Deterministic ids: a retried or repeated enqueue cannot fork a run or duplicate a tick. */
 export const jobIds = {
   verify: (connectionId: string, attempt: string) => `verify-${connectionId}-${attempt}`,
-  page: (connectionId: string, runId: string, page: number) => `page-${connectionId}-${runId}-${page}`,
+  slice: (s: SliceJob) => `page-${s.connectionId}-${s.runId}-${s.window}-${s.page}`,
   kick: (connectionId: string) => `kick-${connectionId}`,
   scheduler: (connectionId: string) => `sync-${connectionId}`,
   webhook: (deliveryId: string) => `webhook-${deliveryId}`,
+  prune: "prune-ledger",
 };
+
+/** The ledger prune runs once a day (src/lifecycle/prune.ts). */
+const PRUNE_EVERY_MS = 24 * 3_600_000;
 
 export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
   return {
@@ -50,6 +62,7 @@ export class JobQueues {
   readonly verify: Queue<VerifyJobData>;
   readonly sync: Queue<SyncJobData>;
   readonly webhook: Queue<WebhookJobData>;
+  readonly maintenance: Queue;
 
   constructor(
     private readonly connection: Redis,
@@ -61,6 +74,7 @@ export class JobQueues {
     this.verify = new Queue<VerifyJobData>(QUEUE.verify, { connection, prefix, defaultJobOptions });
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
     this.webhook = new Queue<WebhookJobData>(QUEUE.webhook, { connection, prefix, defaultJobOptions });
+    this.maintenance = new Queue(QUEUE.maintenance, { connection, prefix, defaultJobOptions });
   }
 
   /** "page ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching for it. */
@@ -86,27 +100,24 @@ export class JobQueues {
     await this.sync.add(await this.jobName("tick", connectionId), { connectionId }, { deduplication: { id: jobIds.kick(connectionId) } });
   }
 
-  async enqueuePage(connectionId: string, runId: string, page: number): Promise<void> {
-    await this.sync.add(
-      await this.jobName("page", connectionId),
-      { connectionId, runId, page },
-      { jobId: jobIds.page(connectionId, runId, page) },
-    );
+  /** A window's next slice; a second enqueue of the same slice is a no-op (the id is taken). */
+  async enqueueSlice(slice: SliceJob): Promise<void> {
+    await this.sync.add(await this.jobName("page", slice.connectionId), slice, { jobId: jobIds.slice(slice) });
   }
 
   /**
-   * Makes sure the page job exists and will run: true when one is already pending or running. A
-   * finished job for a page the checkpoint still wants failed for good or stopped without writing
-   * (the connection was paused meanwhile), so it is removed and enqueued again.
+   * Makes sure the slice job exists and will run: "running" when one is already pending or running.
+   * A finished job for a slice the checkpoint still wants failed for good or stopped without
+   * writing (the connection was paused meanwhile), so it is removed and enqueued again.
    */
-  async ensurePage(connectionId: string, runId: string, page: number): Promise<"running" | "enqueued"> {
-    const existing = await this.sync.getJob(jobIds.page(connectionId, runId, page));
+  async ensureSlice(slice: SliceJob): Promise<"running" | "enqueued"> {
+    const existing = await this.sync.getJob(jobIds.slice(slice));
     if (existing) {
       const state = await existing.getState();
       if (state !== "failed" && state !== "completed") return "running";
       await existing.remove();
     }
-    await this.enqueuePage(connectionId, runId, page);
+    await this.enqueueSlice(slice);
     return "enqueued";
   }
 
@@ -143,6 +154,8 @@ export class JobQueues {
     }
     const added = connectedIds.filter((id) => !have.has(jobIds.scheduler(id)));
     for (const id of added) await this.upsertScheduler(id);
+    // Not per connection: one for the whole service, upserted (idempotent) with the others.
+    await this.maintenance.upsertJobScheduler(jobIds.prune, { every: PRUNE_EVERY_MS }, { name: "prune" });
     return { added, removed };
   }
 
@@ -172,6 +185,6 @@ export class JobQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verify.close(), this.sync.close(), this.webhook.close()]);
+    await Promise.all([this.verify.close(), this.sync.close(), this.webhook.close(), this.maintenance.close()]);
   }
 }

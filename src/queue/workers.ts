@@ -16,6 +16,8 @@ export interface Processors {
   verify(data: VerifyJobData, job: JobProgress): Promise<unknown>;
   sync(data: SyncJobData, job: JobProgress): Promise<unknown>;
   webhook(data: WebhookJobData, job: WebhookAttempt): Promise<unknown>;
+  /** Scheduled upkeep with no connection (the ledger prune); a failure is retried by BullMQ. */
+  prune(): Promise<unknown>;
 }
 
 export interface WorkerDeps {
@@ -119,6 +121,7 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
     new Worker(QUEUE.verify, handler("verify", verifyJobData, processors.verify, deps), { ...options, concurrency: 4 }),
     new Worker(QUEUE.sync, handler("sync", syncJobData, processors.sync, deps), { ...options, concurrency: deps.config.sync.concurrency }),
     ...(deps.webhookRelay ? [new Worker(QUEUE.webhook, webhookHandler(processors.webhook), { ...options, concurrency: 4 })] : []),
+    new Worker(QUEUE.maintenance, () => processors.prune(), { ...options, concurrency: 1 }),
   ];
   deps.webhookRelay?.start();
   for (const w of workers) {

@@ -2,7 +2,7 @@ import type { Db } from "../db/client.js";
 import { cursorTime } from "./events.js";
 import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
 import { connectionHealth, type Health, type HealthInput, type HealthState } from "../health.js";
-import { parseCheckpoint } from "../sync/checkpoint.js";
+import { parseCheckpoint, readSince } from "../sync/checkpoint.js";
 
 /**
  * Connections as support and the API read them: the row plus what health and coverage need (the
@@ -144,7 +144,7 @@ function toCoverageSource(r: Row): CoverageSource {
     lastSyncedAt: r.last_synced_at,
     highWaterMark: r.high_water_mark,
     firstWindowStart: r.first_window_start ? new Date(r.first_window_start) : null,
-    run: cp && { windowEnd: new Date(cp.windowEnd), oldestRead: cp.oldestCreatedAt ? new Date(cp.oldestCreatedAt) : null },
+    run: cp && { windowEnd: new Date(cp.windowEnd), oldestRead: readSince(cp) },
   };
 }
 

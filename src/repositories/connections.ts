@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Db } from "../db/client.js";
+import { runPrepared, type Db } from "../db/client.js";
 import { TRANSITIONS, type Transition } from "../domain/connection-state.js";
 import { ConflictError, NotFoundError } from "../errors.js";
 import { Prisma, type Connection } from "../generated/prisma/client.js";
@@ -203,12 +203,17 @@ export async function holdsToken(db: Db, vault: TokenVault, id: string, token: s
   return stored !== null && tokenFingerprint(stored.token) === tokenFingerprint(token);
 }
 
+const READ_SYNC_STATE = {
+  name: "read_sync_state",
+  text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState" FROM connections WHERE id = $1::uuid`,
+};
+
 /**
  * What a page job needs before fetching: the token and the checkpoint, read without a lock (the
  * page write re-checks both under the row lock). Null unless the connection is connected.
  */
 export async function readSyncState(db: Db, vault: TokenVault, id: string): Promise<{ token: string; syncState: unknown } | null> {
-  const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true, syncState: true } });
+  const [row] = await runPrepared<{ tokenCiphertext: string | null; status: string; syncState: unknown }>(db, READ_SYNC_STATE, [id]);
   if (!row?.tokenCiphertext || row.status !== "connected") return null;
   return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState };
 }

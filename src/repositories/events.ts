@@ -13,20 +13,37 @@ export interface NewEvent {
   detail?: Record<string, unknown>;
 }
 
-/** Appends a row to the log support staff read; secrets are scrubbed on the way in. */
+/** An event as stored: secrets are scrubbed on the way in. */
+function scrubbed(event: NewEvent) {
+  return {
+    connectionId: event.connectionId,
+    kind: event.kind,
+    level: event.level,
+    message: redactText(event.message).slice(0, 1000),
+    httpStatus: event.httpStatus ?? null,
+    retryAfterSeconds: event.retryAfterSeconds ?? null,
+    jobId: event.jobId ?? null,
+    detail: event.detail ? (redact(event.detail) as Prisma.InputJsonValue) : undefined,
+  };
+}
+
+/** Appends a row to the log support staff read. */
 export async function recordEvent(db: Db | Prisma.TransactionClient, event: NewEvent): Promise<void> {
-  await db.integrationEvent.create({
-    data: {
-      connectionId: event.connectionId,
-      kind: event.kind,
-      level: event.level,
-      message: redactText(event.message).slice(0, 1000),
-      httpStatus: event.httpStatus ?? null,
-      retryAfterSeconds: event.retryAfterSeconds ?? null,
-      jobId: event.jobId ?? null,
-      detail: event.detail ? (redact(event.detail) as Prisma.InputJsonValue) : undefined,
-    },
-  });
+  await db.integrationEvent.create({ data: scrubbed(event) });
+}
+
+/**
+ * The event as an INSERT … SELECT inside another statement: one row per row of `source` (a CTE
+ * with an `id` column), so the event is written exactly when the statement's change is. The values
+ * are the statement's parameters from `$first` on, in the order of `eventParams`.
+ */
+export const insertEventFrom = (source: string, first: number) => `
+  INSERT INTO integration_events (connection_id, kind, level, message, job_id, detail)
+  SELECT id, $${first}::"EventKind", $${first + 1}::"EventLevel", $${first + 2}, $${first + 3}, $${first + 4}::jsonb FROM ${source}`;
+
+export function eventParams(event: Omit<NewEvent, "connectionId">): unknown[] {
+  const e = scrubbed({ ...event, connectionId: "" });
+  return [e.kind, e.level, e.message, e.jobId, e.detail === undefined ? null : JSON.stringify(e.detail)];
 }
 
 export interface EventQuery {

@@ -1,10 +1,10 @@
-import type { Db } from "../db/client.js";
-import { Prisma } from "../generated/prisma/client.js";
+import { runPrepared, type Db } from "../db/client.js";
+import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
 import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
-import { lockConnection, type LockedConnection } from "./connections.js";
-import { oldestUnfinished } from "./usage.js";
+import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
-type Tx = Prisma.TransactionClient;
+// A run starts and ends in one fenced statement each (no interactive transaction): the change and
+// its sync_started / sync_completed event are written together or not at all, exactly once.
 
 export interface RunSummary {
   runId: string;
@@ -14,62 +14,101 @@ export interface RunSummary {
   daysTouched: number;
 }
 
+type RunEvent = Omit<NewEvent, "connectionId">;
+
+const READ_RUN = {
+  name: "read_run",
+  text: `SELECT status, sync_state AS "syncState", high_water_mark AS "highWaterMark",
+    (SELECT min(created_at) FROM prediction_records
+     WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished"
+  FROM connections WHERE id = $1::uuid`,
+};
+
+// Fenced on what was read: still connected, the same (absent or unreadable) checkpoint and the same
+// high-water mark, so two ticks never start two runs and a finished run is never planned from stale data.
+const START_RUN = {
+  name: "start_run",
+  text: `WITH started AS (
+    UPDATE connections SET sync_state = $2::jsonb, last_sync_started_at = $3::timestamptz, updated_at = now()
+    WHERE id = $1::uuid AND status = 'connected' AND sync_state IS NOT DISTINCT FROM $4::jsonb
+      AND high_water_mark IS NOT DISTINCT FROM $5::timestamptz
+    RETURNING id
+  ), event AS (${insertEventFrom("started", 6)})
+  SELECT count(*)::int AS n FROM started`,
+};
+
+const COMPLETE_RUN = {
+  name: "complete_run",
+  text: `WITH completed AS (
+    UPDATE connections SET last_synced_at = $3::timestamptz, high_water_mark = $4::timestamptz, sync_state = NULL, updated_at = now()
+    WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2 AND (sync_state->>'done')::boolean
+    RETURNING id
+  ), event AS (${insertEventFrom("completed", 5)})
+  SELECT count(*)::int AS n FROM completed`,
+};
+
+export interface RunPlanInputs {
+  highWaterMark: Date | null;
+  oldestUnfinished: Date | null;
+}
+
 /**
  * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
- * crashed run resumes from its checkpoint. Null when the connection is not connected.
+ * crashed run resumes from its checkpoint; `started` says which. Null when the connection is not
+ * connected.
  */
 export async function startRun(
   db: Db,
   connectionId: string,
-  plan: (connection: LockedConnection, oldestUnfinished: Date | null) => Checkpoint,
-  /** Runs in the same transaction when a new run starts (so "started" is recorded exactly once). */
-  onStart?: (tx: Tx, checkpoint: Checkpoint) => Promise<void>,
-): Promise<Checkpoint | null> {
-  return db.$transaction(async (tx) => {
-    const connection = await lockConnection(tx, connectionId);
-    if (!connection || connection.status !== "connected") return null;
-    const current = parseCheckpoint(connection.sync_state);
-    if (current) return current;
-    const checkpoint = plan(connection, await oldestUnfinished(tx, connectionId));
-    await tx.connection.update({
-      where: { id: connectionId },
-      data: { syncState: checkpoint, lastSyncStartedAt: new Date(checkpoint.startedAt) },
-    });
-    await onStart?.(tx, checkpoint);
-    return checkpoint;
-  });
+  plan: (inputs: RunPlanInputs) => Checkpoint,
+  /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
+  event: (checkpoint: Checkpoint) => RunEvent,
+): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
+  for (;;) {
+    const [row] = await runPrepared<{ status: string; syncState: unknown; highWaterMark: Date | null; oldestUnfinished: Date | null }>(
+      db,
+      READ_RUN,
+      [connectionId],
+    );
+    if (row?.status !== "connected") return null;
+    const current = parseCheckpoint(row.syncState);
+    if (current) return { checkpoint: current, started: false };
+    // No run, or one saved in a form this version cannot read: start again (windows overlap, nothing is lost).
+    const checkpoint = plan(row);
+    const [won] = await runPrepared<{ n: number }>(db, START_RUN, [
+      connectionId,
+      JSON.stringify(checkpoint),
+      checkpoint.startedAt,
+      row.syncState === null ? null : JSON.stringify(row.syncState),
+      row.highWaterMark,
+      ...eventParams(event(checkpoint)),
+    ]);
+    if (won?.n === 1) return { checkpoint, started: true };
+    // Another tick started it (or the connection changed) meanwhile: read again.
+  }
 }
 
 /**
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
- * end. Null (and no write) when that run is not the connection's current, finished run.
+ * end, with its event, in one statement. Null (and nothing written) when that run is not the
+ * connection's current, finished run (another worker completed it, or the connection changed).
  */
-export async function completeRun(
-  db: Db,
-  connectionId: string,
-  runId: string,
-  /** Runs in the same transaction, so "finished" is recorded exactly once even if the worker dies right after. */
-  onComplete?: (tx: Tx, summary: RunSummary) => Promise<void>,
-): Promise<RunSummary | null> {
-  return db.$transaction(async (tx) => {
-    const connection = await lockConnection(tx, connectionId);
-    const checkpoint = parseCheckpoint(connection?.sync_state);
-    if (!connection || connection.status !== "connected" || checkpoint?.runId !== runId || !checkpoint.done) return null;
-    const startedAt = new Date(checkpoint.startedAt);
-    await tx.connection.update({
-      where: { id: connectionId },
-      data: { lastSyncedAt: startedAt, highWaterMark: new Date(checkpoint.windowEnd), syncState: Prisma.DbNull },
-    });
-    const summary: RunSummary = {
-      runId,
-      startedAt,
-      pages: checkpoint.pagesDone,
-      predictions: checkpoint.predictionsSeen,
-      daysTouched: checkpoint.daysTouched.length,
-    };
-    await onComplete?.(tx, summary);
-    return summary;
-  });
+export async function completeRun(db: Db, connectionId: string, checkpoint: Checkpoint, event: (summary: RunSummary) => RunEvent) {
+  const summary: RunSummary = {
+    runId: checkpoint.runId,
+    startedAt: new Date(checkpoint.startedAt),
+    pages: checkpoint.pagesDone,
+    predictions: checkpoint.predictionsSeen,
+    daysTouched: checkpoint.daysTouched.length,
+  };
+  const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, [
+    connectionId,
+    checkpoint.runId,
+    checkpoint.startedAt,
+    checkpoint.windowEnd,
+    ...eventParams(event(summary)),
+  ]);
+  return done?.n === 1 ? summary : null;
 }
 
 /** Drops an unfinished run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */

@@ -1,9 +1,6 @@
-import type { Db } from "../db/client.js";
-import type { Prisma } from "../generated/prisma/client.js";
+import { runPrepared, type Db } from "../db/client.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
 import type { Prediction } from "../replicate/schemas.js";
-
-type Tx = Prisma.TransactionClient;
 
 /** UTC calendar day of a timestamp: the day a prediction's usage counts under. */
 export function usageDate(createdAt: Date): string {
@@ -14,28 +11,32 @@ const TERMINAL = sqlList(TERMINAL_STATUSES);
 const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
 
 /**
- * One statement, one round trip, atomic on its own: writes a page only if the connection is still
- * connected and its checkpoint is still the one the page continues (compare-and-set under the row
- * lock, so a disconnect or a second worker with the same page makes it write nothing). It upserts
- * the page into the ledger and moves DailyUsage by exactly what changed: each written row adds its
+ * One prepared statement, one round trip, atomic on its own: writes the pages read from one window
+ * only if the connection is still connected and that window is still where the pages continue
+ * (compare-and-set under the row lock, so a disconnect or a second worker with the same pages makes
+ * it write nothing). It upserts the pages into the ledger and moves DailyUsage by exactly what changed: each written row adds its
  * new state and subtracts the state it replaced. A replayed row changes nothing, so it adds nothing;
  * a row the status guard keeps is not written, so it neither adds nor subtracts. The cost is the
  * page's size, never the size of its day.
  *
  * `previous` reads the statement's snapshot, taken before the row lock is granted. That is safe
- * because only one writer can pass the compare-and-set for a checkpoint: any writer that held the
- * lock first changed the checkpoint, so a waiting one writes nothing.
+ * because only one writer can pass the compare-and-set for a window (any writer of the same window
+ * that held the lock first changed it, so a waiting one writes nothing), and windows are disjoint in
+ * created_at, so writers of other windows never touch the same predictions.
  */
-const WRITE_PAGE = `
+const WRITE_PAGES = `
 WITH conn AS (
-  SELECT id, workspace_id FROM connections
-  WHERE id = $1::uuid AND status = 'connected' AND sync_state = $2::jsonb
+  SELECT id, workspace_id, sync_state FROM connections
+  WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2 AND sync_state->'windows'->$3 = $4::jsonb
+    -- A split is planned for the windows open when the pages were read: more open now means another
+    -- window split meanwhile, and splitting too would open more than the parallelism.
+    AND ($24::int IS NULL OR (SELECT count(*) FROM jsonb_each(sync_state->'windows') e WHERE NOT (e.value->>'done')::boolean) <= $24)
   FOR UPDATE
 ),
 incoming AS (
-  SELECT * FROM unnest($4::text[], $5::date[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                       $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::float8[],
-                       $16::bigint[], $17::bigint[], $18::boolean[])
+  SELECT * FROM unnest($9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                       $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::float8[], $20::float8[],
+                       $21::bigint[], $22::bigint[], $23::boolean[])
     AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time,
          input_tokens, output_tokens, data_removed)
   WHERE EXISTS (SELECT 1 FROM conn)
@@ -102,10 +103,22 @@ applied AS (
     input_tokens = d.input_tokens + EXCLUDED.input_tokens, output_tokens = d.output_tokens + EXCLUDED.output_tokens, updated_at = now()
   RETURNING d.usage_date, d.model, d.deployment, d.source, d.predictions
 ),
+windows AS (
+  SELECT (conn.sync_state->'windows') || $5::jsonb AS w FROM conn
+),
 advanced AS (
-  UPDATE connections c SET sync_state = $3::jsonb, updated_at = now() FROM conn WHERE c.id = conn.id RETURNING c.id
+  -- Totals are added here, not carried in from the caller: windows written concurrently all count.
+  UPDATE connections c SET updated_at = now(), sync_state = conn.sync_state || jsonb_build_object(
+    'windows', windows.w,
+    'pagesDone', (conn.sync_state->>'pagesDone')::int + $6::int,
+    'predictionsSeen', (conn.sync_state->>'predictionsSeen')::int + $7::int,
+    'daysTouched', (SELECT coalesce(jsonb_agg(d ORDER BY d), '[]'::jsonb)
+                    FROM (SELECT jsonb_array_elements_text(conn.sync_state->'daysTouched') UNION SELECT unnest($8::text[])) t(d)),
+    'done', NOT EXISTS (SELECT 1 FROM jsonb_each(windows.w) e WHERE NOT (e.value->>'done')::boolean))
+  FROM conn, windows WHERE c.id = conn.id
+  RETURNING c.sync_state
 )
-SELECT (SELECT count(*) FROM advanced)::int = 1 AS applied,
+SELECT (SELECT sync_state FROM advanced) AS "syncState",
        count(applied.*)::int AS groups,
        coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
        coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
@@ -118,36 +131,68 @@ DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[], $5::t
 WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
   AND d.source = e.source AND d.predictions = 0`;
 
-export interface FencedPage {
+export interface FencedPages {
   connectionId: string;
-  /** The checkpoint this page continues: the write happens only if it is still the stored one. */
+  runId: string;
+  windowId: string;
+  /** The window the pages continue: the write happens only if it is still the stored one. */
   expected: object;
-  /** The checkpoint stored with the page. */
-  next: object;
+  /** The windows stored with the pages (the advanced window, and new ones when it was split). */
+  windows: Record<string, object>;
+  pages: number;
+  days: string[];
   predictions: Prediction[];
+  /** When the write splits the window: the open windows the split was planned for (see the fence). */
+  splitFor: number | null;
 }
 
+const WRITE = { name: "write_pages", text: WRITE_PAGES };
+const PRUNE_EMPTY = { name: "delete_empty_usage", text: DELETE_EMPTY };
+
 /**
- * Writes a page (deduped by id, the most advanced state winning) into the ledger and DailyUsage and
- * stores the next checkpoint, all or nothing. `applied` is false when the fence did not hold.
+ * Writes pages (deduped by id, the most advanced state winning) into the ledger and DailyUsage and
+ * stores their window, all or nothing. `syncState` is the checkpoint after the write, or null when
+ * the fence did not hold (nothing was written).
  */
-export async function writePage(db: Db, page: FencedPage): Promise<{ applied: boolean; groups: number }> {
+export async function writePages(db: Db, page: FencedPages): Promise<{ syncState: unknown; groups: number }> {
   const rows = latestById(page.predictions);
-  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
-  const [result] = await db.$queryRawUnsafe<
-    {
-      applied: boolean;
-      groups: number;
-      emptyDates: string[];
-      emptyModels: string[];
-      emptyDeployments: string[];
-      emptySources: string[];
-    }[]
-  >(
-    WRITE_PAGE,
+  const [result] = await runPrepared<{
+    syncState: unknown;
+    groups: number;
+    emptyDates: string[];
+    emptyModels: string[];
+    emptyDeployments: string[];
+    emptySources: string[];
+  }>(db, WRITE, [
     page.connectionId,
+    page.runId,
+    page.windowId,
     JSON.stringify(page.expected),
-    JSON.stringify(page.next),
+    JSON.stringify(page.windows),
+    page.pages,
+    rows.length,
+    page.days,
+    ...ledgerColumns(rows),
+    page.splitFor,
+  ]);
+  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
+  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
+  if (result && result.emptyDates.length > 0) {
+    await runPrepared(db, PRUNE_EMPTY, [
+      page.connectionId,
+      result.emptyDates,
+      result.emptyModels,
+      result.emptyDeployments,
+      result.emptySources,
+    ]);
+  }
+  return { syncState: result?.syncState ?? null, groups: result?.groups ?? 0 };
+}
+
+/** The ledger columns of `rows`, one array each, in the order the write statement's `unnest` takes them. */
+export function ledgerColumns(rows: Prediction[]): unknown[][] {
+  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
+  return [
     col((p) => p.id),
     col((p) => usageDate(p.created_at)),
     col((p) => p.model ?? ""),
@@ -163,20 +208,7 @@ export async function writePage(db: Db, page: FencedPage): Promise<{ applied: bo
     col((p) => p.metrics.inputTokens),
     col((p) => p.metrics.outputTokens),
     col((p) => p.data_removed),
-  );
-  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
-  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
-  if (result && result.emptyDates.length > 0) {
-    await db.$executeRawUnsafe(
-      DELETE_EMPTY,
-      page.connectionId,
-      result.emptyDates,
-      result.emptyModels,
-      result.emptyDeployments,
-      result.emptySources,
-    );
-  }
-  return { applied: result?.applied ?? false, groups: result?.groups ?? 0 };
+  ];
 }
 
 function latestById(predictions: Prediction[]): Prediction[] {
@@ -188,15 +220,27 @@ function latestById(predictions: Prediction[]): Prediction[] {
   return [...byId.values()];
 }
 
+// Per batch, so a large prune never holds locks or bloats one transaction for long.
+const PRUNE_LEDGER = {
+  name: "prune_ledger",
+  text: `DELETE FROM prediction_records WHERE ctid IN (
+    SELECT p.ctid FROM prediction_records p JOIN connections c ON c.id = p.connection_id
+    WHERE p.created_at < $1::timestamptz AND p.status IN (${TERMINAL})
+      -- A run in progress may reach further back than the cutoff (it started before the last prune).
+      AND p.created_at < coalesce((c.sync_state->>'windowStart')::timestamptz, $1::timestamptz)
+    LIMIT $2::int)`,
+};
+
 /**
- * created_at of the oldest prediction not yet in a terminal status (its final state is still owed).
- * Served by the partial index prediction_records_unfinished_idx.
+ * Deletes ledger rows no run can read again: terminal predictions created before `cutoff` (and
+ * before the window of any run in progress). DailyUsage is not touched, so no total changes; a run
+ * never reaches back past BACKFILL_DAYS, so a pruned prediction is never read (and counted) again.
  */
-export async function oldestUnfinished(tx: Tx, connectionId: string): Promise<Date | null> {
-  const rows = await tx.$queryRawUnsafe<{ created_at: Date | null }[]>(
-    `SELECT min(created_at) AS created_at FROM prediction_records
-     WHERE connection_id = $1::uuid AND status NOT IN (${TERMINAL})`,
-    connectionId,
-  );
-  return rows[0]?.created_at ?? null;
+export async function pruneLedger(db: Db, cutoff: Date, batch = 10_000): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const result = await db.pool.query({ ...PRUNE_LEDGER, values: [cutoff.toISOString(), batch] });
+    deleted += result.rowCount ?? 0;
+    if ((result.rowCount ?? 0) < batch) return deleted;
+  }
 }

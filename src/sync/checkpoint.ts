@@ -1,10 +1,26 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import type { Prediction } from "../replicate/schemas.js";
 
 /**
- * Where a sync run is: saved in the same transaction as each page's rows, so a crashed run resumes
- * at the page after the last one written, and a page is never applied under two checkpoints.
+ * Where a sync run is. A run's window [windowStart, windowEnd) is read as one or more disjoint time
+ * windows, each paged newest first by its own cursor; each window is saved in the same statement as
+ * the pages written from it, so a crashed window resumes at the page after the last one written,
+ * and a page is never applied under two checkpoints.
  */
+export const windowSchema = z.object({
+  /** created_after (inclusive). Moves up when the window is split: the part below goes to a new window. */
+  start: z.iso.datetime(),
+  /** created_before (exclusive); never changes, so it names the window (see windowId). */
+  end: z.iso.datetime(),
+  /** Link to the next page, or null before the first page. */
+  nextUrl: z.string().nullable(),
+  pagesDone: z.number().int().nonnegative(),
+  /** created_at of the oldest prediction this window has read (pages are newest first). */
+  oldest: z.iso.datetime().optional(),
+  done: z.boolean(),
+});
+
 export const checkpointSchema = z.object({
   runId: z.string().min(1),
   startedAt: z.iso.datetime(),
@@ -12,17 +28,18 @@ export const checkpointSchema = z.object({
   windowStart: z.iso.datetime(),
   /** created_before of the run (exclusive): the run's start, so predictions made meanwhile go to the next run. */
   windowEnd: z.iso.datetime(),
-  /** Link to the next page, or null before the first page. */
-  nextUrl: z.string().nullable(),
+  /** The windows partitioning [windowStart, windowEnd), by windowId. */
+  windows: z.record(z.string(), windowSchema),
+  /** Totals over every window (summed in the write statement, so concurrent windows never lose one). */
   pagesDone: z.number().int().nonnegative(),
   predictionsSeen: z.number().int().nonnegative(),
   daysTouched: z.array(z.string()),
+  /** Every window is done. */
   done: z.boolean(),
-  /** created_at of the oldest prediction read so far (pages are newest first): how far back the run has got. */
-  oldestCreatedAt: z.iso.datetime().optional(),
 });
 
 export type Checkpoint = z.infer<typeof checkpointSchema>;
+export type SyncWindow = z.infer<typeof windowSchema>;
 
 export interface WindowInputs {
   now: Date;
@@ -34,6 +51,8 @@ export interface WindowInputs {
 }
 
 const HOUR = 3_600_000;
+/** A window is split only when it still holds at least this many pages per part (a split costs a request and a job). */
+export const MIN_PAGES_PER_SPLIT = 4;
 
 /**
  * First run: the last `backfillDays`. Later runs: from `lookbackHours` before the high-water mark,
@@ -47,14 +66,21 @@ export function syncWindowStart(w: WindowInputs): Date {
   return new Date(Math.max(backfill, Math.min(lookback, w.oldestUnfinished?.getTime() ?? Infinity)));
 }
 
+/** A window's id: its end, which no split changes and no two disjoint windows share. Safe in job ids. */
+export const windowId = (w: Pick<SyncWindow, "end">) => Date.parse(w.end).toString(36);
+
+const freshWindow = (start: string, end: string): SyncWindow => ({ start, end, nextUrl: null, pagesDone: 0, done: false });
+
+/** A run starts as one window; it is split once its first page shows it holds many (see planWrite). */
 export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Checkpoint {
   const now = w.now.toISOString();
+  const first = freshWindow(syncWindowStart(w).toISOString(), now);
   return {
     runId,
     startedAt: now,
-    windowStart: syncWindowStart(w).toISOString(),
+    windowStart: first.start,
     windowEnd: now,
-    nextUrl: null,
+    windows: { [windowId(first)]: first },
     pagesDone: 0,
     predictionsSeen: 0,
     daysTouched: [],
@@ -63,23 +89,126 @@ export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Ch
 }
 
 /**
- * The checkpoint after one more page. The run is done at the last page, or at the first page whose
- * predictions are all older than the window (a server that ignores created_after).
+ * The window after one more page. It is done at its last page, at an empty page (one that still
+ * links onward would loop forever on a misbehaving server), or at the first page reaching below its
+ * start: pages are newest first, so everything in [start, end) has then been read.
  */
-export function advanceCheckpoint(cp: Checkpoint, page: { next: string | null; createdAts: Date[]; days: string[] }): Checkpoint {
-  const windowStart = Date.parse(cp.windowStart);
-  const whollyOlder = page.createdAts.length > 0 && page.createdAts.every((d) => d.getTime() < windowStart);
-  const oldest = Math.min(cp.oldestCreatedAt ? Date.parse(cp.oldestCreatedAt) : Infinity, ...page.createdAts.map((d) => d.getTime()));
+export function advanceWindow(w: SyncWindow, page: { next: string | null; createdAts: Date[] }): SyncWindow {
+  const times = page.createdAts.map((d) => d.getTime());
+  const pageOldest = Math.min(...times);
+  const oldest = Math.min(w.oldest ? Date.parse(w.oldest) : Infinity, pageOldest);
   return {
-    ...cp,
+    ...w,
     nextUrl: page.next,
-    pagesDone: cp.pagesDone + 1,
-    predictionsSeen: cp.predictionsSeen + page.createdAts.length,
-    daysTouched: [...new Set([...cp.daysTouched, ...page.days])].sort(),
-    // An empty page that still links onward would loop forever on a misbehaving server.
-    done: page.next === null || page.createdAts.length === 0 || whollyOlder,
-    ...(Number.isFinite(oldest) ? { oldestCreatedAt: new Date(oldest).toISOString() } : {}),
+    pagesDone: w.pagesDone + 1,
+    done: page.next === null || times.length === 0 || pageOldest < Date.parse(w.start),
+    ...(Number.isFinite(oldest) ? { oldest: new Date(oldest).toISOString() } : {}),
   };
+}
+
+/**
+ * Splits what is left of a busy window, [start, oldest read), into equal parts when fewer than
+ * `parallelism` windows are open and each part would still hold MIN_PAGES_PER_SPLIT pages (estimated
+ * from the pages read so far). The window keeps the top part (its cursor is there); the others are
+ * new windows, each read from its own first page.
+ */
+export function splitWindow(w: SyncWindow, openWindows: number, parallelism: number): SyncWindow[] {
+  if (w.done || !w.oldest || w.pagesDone === 0) return [w];
+  const start = Date.parse(w.start);
+  const oldest = Date.parse(w.oldest);
+  const covered = Date.parse(w.end) - oldest;
+  const left = oldest - start;
+  if (covered <= 0 || left <= 1) return [w];
+  const pagesLeft = (w.pagesDone * left) / covered;
+  const parts = Math.min(parallelism - openWindows + 1, Math.floor(pagesLeft / MIN_PAGES_PER_SPLIT), left);
+  if (parts < 2) return [w];
+  const cuts = Array.from({ length: parts + 1 }, (_, i) => new Date(start + Math.round((left * i) / parts)).toISOString());
+  const children = cuts.slice(0, parts - 1).map((from, i) => freshWindow(from, cuts[i + 1]!));
+  return [{ ...w, start: cuts[parts - 1]! }, ...children];
+}
+
+export interface PlannedWrite {
+  /** The windows the write stores (the window itself and any new ones), by windowId. */
+  windows: Record<string, SyncWindow>;
+  window: SyncWindow;
+  /** The predictions this window owns: created in [start, end) of the window after the write. */
+  predictions: Prediction[];
+  pages: number;
+  days: string[];
+}
+
+/**
+ * What writing `pages` (read in order from window `id`) stores: the advanced window, split if it
+ * turned out busy, and only the predictions inside it. Windows are disjoint and every prediction has
+ * one created_at, so no two windows ever write the same prediction; a prediction below a split
+ * point is left to the new window that owns it.
+ */
+export function planWrite(
+  cp: Checkpoint,
+  id: string,
+  pages: { next: string | null; predictions: Prediction[] }[],
+  parallelism: number,
+): PlannedWrite {
+  let w = cp.windows[id]!;
+  let used = 0;
+  for (const page of pages) {
+    if (w.done) break;
+    w = advanceWindow(w, { next: page.next, createdAts: page.predictions.map((p) => p.created_at) });
+    used++;
+  }
+  const open = Object.values(cp.windows).filter((x) => !x.done).length;
+  const [kept, ...children] = splitWindow(w, open, parallelism);
+  const from = Date.parse(kept!.start);
+  const to = Date.parse(kept!.end);
+  const predictions = pages
+    .slice(0, used)
+    .flatMap((p) => p.predictions)
+    .filter((p) => p.created_at.getTime() >= from && p.created_at.getTime() < to);
+  return {
+    windows: Object.fromEntries([kept!, ...children].map((x) => [windowId(x), x])),
+    window: kept!,
+    predictions,
+    pages: used,
+    days: [...new Set(predictions.map((p) => p.created_at.toISOString().slice(0, 10)))].sort(),
+  };
+}
+
+/** Windows still to read. */
+export const openWindows = (cp: Checkpoint) => Object.entries(cp.windows).filter(([, w]) => !w.done);
+
+/** Milliseconds of the run's window read so far: a done window entirely, an open one from its oldest read to its end. */
+function coveredMs(cp: Checkpoint): number {
+  return Object.values(cp.windows).reduce((sum, w) => {
+    const end = Date.parse(w.end);
+    if (w.done) return sum + end - Date.parse(w.start);
+    return sum + (w.oldest ? end - Math.max(Date.parse(w.oldest), Date.parse(w.start)) : 0);
+  }, 0);
+}
+
+/** Share of the run's window read so far (0–1, two decimals). */
+export function runProgress(cp: Checkpoint): number {
+  if (cp.done) return 1;
+  const span = Date.parse(cp.windowEnd) - Date.parse(cp.windowStart);
+  const share = span > 0 ? coveredMs(cp) / span : 1;
+  return Math.round(Math.min(1, Math.max(0, share)) * 100) / 100;
+}
+
+/**
+ * The earliest time t such that [t, windowEnd) has been read without a gap (windows are read
+ * concurrently, so what is read need not be contiguous); null when nothing has.
+ */
+export function readSince(cp: Checkpoint): Date | null {
+  const windows = Object.values(cp.windows).sort((a, b) => Date.parse(b.end) - Date.parse(a.end));
+  let since: number | null = null;
+  for (const w of windows) {
+    if (since !== null && Date.parse(w.end) < since) break;
+    if (w.done) since = Date.parse(w.start);
+    else {
+      if (w.oldest) since = Math.max(Date.parse(w.oldest), Date.parse(w.start));
+      break;
+    }
+  }
+  return since === null ? null : new Date(since);
 }
 
 export function parseCheckpoint(value: unknown): Checkpoint | null {

@@ -1,13 +1,17 @@
 import type { PredictionPage } from "../replicate/schemas.js";
-import type { Checkpoint } from "./checkpoint.js";
+import { windowId, type SyncWindow } from "./checkpoint.js";
+
+/** Where a window's next page is read from. */
+export interface WindowPosition {
+  runId: string;
+  window: SyncWindow;
+}
 
 /**
- * The next page, requested while this one is written: the job for page N starts fetching page N+1
- * as soon as it has page N's link, and the job for N+1 takes that response when it runs in the same
- * process (otherwise it fetches as usual). Only one page ahead: fetching further measured no faster
- * (bench/ANALYSIS.md), and after a disconnect at most that one request is still in flight. The key
- * holds everything the request depends on, so a response is reused only for exactly that request;
- * an unused one is dropped after `capacity` newer ones.
+ * The first page of a window's next slice, requested while the current slice writes its last pages:
+ * the job for the next slice takes that response when it runs in the same process (otherwise it
+ * fetches as usual). The key holds everything the request depends on, so a response is reused only
+ * for exactly that request; an unused one is dropped after `capacity` newer ones.
  */
 export class PagePrefetcher {
   private readonly pages = new Map<string, Promise<PredictionPage>>();
@@ -15,8 +19,8 @@ export class PagePrefetcher {
   constructor(private readonly capacity: number) {}
 
   /** `scope` names the connection and the token the request is made with. */
-  static key(scope: string, checkpoint: Checkpoint): string {
-    return `${scope}|${checkpoint.runId}|${checkpoint.pagesDone}|${checkpoint.nextUrl ?? ""}`;
+  static key(scope: string, at: WindowPosition): string {
+    return `${scope}|${at.runId}|${windowId(at.window)}|${at.window.pagesDone}|${at.window.nextUrl ?? ""}`;
   }
 
   take(key: string): Promise<PredictionPage> | undefined {
@@ -25,11 +29,11 @@ export class PagePrefetcher {
     return page;
   }
 
-  /** Starts fetching the page after `from` (the checkpoint once the current page is written). */
-  ahead(scope: string, from: Checkpoint, fetch: (at: Checkpoint) => Promise<PredictionPage>): void {
+  /** Starts fetching the page after `from` (the window once the current slice is written). */
+  ahead(scope: string, from: WindowPosition, fetch: (at: SyncWindow) => Promise<PredictionPage>): void {
     const key = PagePrefetcher.key(scope, from);
-    if (!from.nextUrl || this.pages.has(key)) return;
-    const page = fetch(from);
+    if (!from.window.nextUrl || from.window.done || this.pages.has(key)) return;
+    const page = fetch(from.window);
     // Its error reaches the job that takes it; one nobody takes must not be an unhandled rejection.
     page.catch(() => undefined);
     this.pages.set(key, page);

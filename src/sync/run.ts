@@ -1,11 +1,11 @@
 import type { Db } from "../db/client.js";
-import type { Prisma } from "../generated/prisma/client.js";
 import type { ReplicateClient } from "../replicate/client.js";
-import type { PredictionPage } from "../replicate/schemas.js";
+import type { PredictionPage, RejectedRecord } from "../replicate/schemas.js";
+import type { NewEvent } from "../repositories/events.js";
 import { startRun } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
-import { newCheckpoint, type Checkpoint } from "./checkpoint.js";
-import { applyPage, type PageOutcome } from "./engine.js";
+import { newCheckpoint, type Checkpoint, type SyncWindow } from "./checkpoint.js";
+import { applyPages, type PageOutcome } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
 
 export interface RunSettings {
@@ -13,54 +13,163 @@ export interface RunSettings {
   lookbackHours: number;
 }
 
+/** How a window is read: for about `sliceMs` per job, up to `parallelism` windows of a run at once. */
+export interface SliceSettings {
+  sliceMs: number;
+  parallelism: number;
+}
+
+/**
+ * Pages read ahead of the writer in a slice. They are written together in one statement (one commit
+ * for several pages) whenever the write is the slower half; a few bound what a disconnect discards.
+ */
+export const READ_AHEAD_PAGES = 4;
+
 /** Starts a run over the window the settings give, or returns the current one; null unless connected. */
 export function beginRun(
   db: Db,
   connectionId: string,
   settings: RunSettings,
   now = new Date(),
-  onStart?: (tx: Prisma.TransactionClient, checkpoint: Checkpoint) => Promise<void>,
-): Promise<Checkpoint | null> {
+  startedEvent: (checkpoint: Checkpoint) => Omit<NewEvent, "connectionId"> = () => ({
+    kind: "sync_started",
+    level: "info",
+    message: "sync started",
+  }),
+): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
   return startRun(
     db,
     connectionId,
-    (connection, oldestUnfinished) => newCheckpoint({ now, highWaterMark: connection.high_water_mark, oldestUnfinished, ...settings }),
-    onStart,
+    (inputs) => newCheckpoint({ now, highWaterMark: inputs.highWaterMark, oldestUnfinished: inputs.oldestUnfinished, ...settings }),
+    startedEvent,
   );
 }
 
-/** Fetches the page after the checkpoint: the filtered first page, then the `next` links. */
-export function fetchNextPage(
-  client: ReplicateClient,
-  token: string,
-  checkpoint: Checkpoint,
-  connectionId?: string,
-): Promise<PredictionPage> {
+/** Fetches a window's next page: its filtered first page, then the `next` links. */
+export function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<PredictionPage> {
   return client.listPredictions(token, {
     connectionId,
-    cursorUrl: checkpoint.nextUrl,
-    createdAfter: new Date(checkpoint.windowStart),
-    createdBefore: new Date(checkpoint.windowEnd),
+    cursorUrl: w.nextUrl,
+    createdAfter: new Date(w.start),
+    createdBefore: new Date(w.end),
   });
 }
 
 /**
- * Fetches and writes the page after the checkpoint. With a prefetcher, a response fetched ahead is
- * used, and the following pages are requested before this one is written.
+ * A window's pages, fetched one after another (each link is in the previous page) up to `max` ahead
+ * of the writer. It stops at the window's last page, at an empty page, at a page reaching below the
+ * window's start (read when the page arrives: a split moves it), and when stopped.
  */
-export async function syncPage(
+class WindowReader {
+  private readonly queue: { page: Promise<PredictionPage>; value?: PredictionPage }[] = [];
+  private inFlight = false;
+  private finished = false;
+  private stopped = false;
+
+  constructor(
+    private readonly fetch: (url: string | null) => Promise<PredictionPage>,
+    private url: string | null,
+    private readonly start: () => number,
+    private readonly max: number,
+    first?: Promise<PredictionPage>,
+  ) {
+    this.pump(first);
+  }
+
+  /** Every page that has arrived (at least one, waiting for it), oldest first; [] once nothing more comes. */
+  async take(): Promise<PredictionPage[]> {
+    const head = this.queue[0];
+    if (!head) return [];
+    await head.page;
+    const pages: PredictionPage[] = [];
+    while (this.queue[0]?.value) pages.push(this.queue.shift()!.value!);
+    this.pump();
+    return pages;
+  }
+
+  /** No request is started after this; the one in flight (if any) is still taken. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private pump(first?: Promise<PredictionPage>): void {
+    if (this.stopped || this.finished || this.inFlight || this.queue.length >= this.max) return;
+    const entry: (typeof this.queue)[number] = { page: first ?? this.fetch(this.url) };
+    this.inFlight = true;
+    this.queue.push(entry);
+    entry.page.then(
+      (page) => {
+        entry.value = page;
+        this.inFlight = false;
+        this.url = page.next;
+        const below = page.results.some((p) => p.created_at.getTime() < this.start());
+        this.finished = !page.next || page.results.length === 0 || below;
+        this.pump();
+      },
+      // The error reaches the writer through take(); here it only ends the reading.
+      () => {
+        this.inFlight = false;
+        this.finished = true;
+      },
+    );
+  }
+}
+
+export type SliceOutcome =
+  | Exclude<PageOutcome, { applied: true }>
+  | { applied: true; checkpoint: Checkpoint; pages: number; predictions: number; rejected: RejectedRecord[]; newWindows: string[] };
+
+/**
+ * Reads and writes one window for about `sliceMs`: pages are fetched ahead while earlier ones are
+ * written, and whatever has arrived is written together in one fenced statement. Token and
+ * checkpoint are read once, by the caller. With a prefetcher, a first page fetched ahead by the
+ * previous slice is used, and the next slice's first page is requested before this one returns.
+ */
+export async function runSlice(
   db: Db,
   client: ReplicateClient,
   token: string,
-  checkpoint: Checkpoint,
   connectionId: string,
+  checkpoint: Checkpoint,
+  id: string,
+  settings: SliceSettings,
   prefetcher?: PagePrefetcher,
-): Promise<PageOutcome> {
+): Promise<SliceOutcome> {
   // A response fetched with a token that has since been replaced is never reused.
   const scope = `${connectionId}|${tokenFingerprint(token)}`;
-  const page = await (prefetcher?.take(PagePrefetcher.key(scope, checkpoint)) ?? fetchNextPage(client, token, checkpoint, connectionId));
-  prefetcher?.ahead(scope, { ...checkpoint, pagesDone: checkpoint.pagesDone + 1, nextUrl: page.next }, (at) =>
-    fetchNextPage(client, token, at, connectionId),
+  const deadline = Date.now() + settings.sliceMs;
+  const fetchAt = (w: SyncWindow) => fetchWindowPage(client, token, w, connectionId);
+  let current = checkpoint;
+  const window = () => current.windows[id]!;
+  const first = window();
+  const reader = new WindowReader(
+    (url) => fetchAt({ ...window(), nextUrl: url }),
+    first.nextUrl,
+    () => Date.parse(window().start),
+    READ_AHEAD_PAGES,
+    prefetcher?.take(PagePrefetcher.key(scope, { runId: checkpoint.runId, window: first })),
   );
-  return applyPage(db, { connectionId, checkpoint, predictions: page.results, rejected: page.rejected, next: page.next });
+  const done = { pages: 0, predictions: 0, rejected: [] as RejectedRecord[], newWindows: [] as string[] };
+  for (let pages = await reader.take(); pages.length > 0; pages = await reader.take()) {
+    if (Date.now() >= deadline) reader.stop();
+    const outcome = await applyPages(db, {
+      connectionId,
+      checkpoint: current,
+      windowId: id,
+      pages: pages.map((p) => ({ next: p.next, predictions: p.results })),
+      parallelism: settings.parallelism,
+    });
+    if (!outcome.applied) {
+      reader.stop();
+      return outcome;
+    }
+    current = outcome.checkpoint;
+    done.pages += outcome.pages;
+    done.predictions += outcome.predictions;
+    done.rejected.push(...pages.slice(0, outcome.pages).flatMap((p) => p.rejected));
+    done.newWindows.push(...outcome.newWindows);
+    if (window().done) break;
+  }
+  prefetcher?.ahead(scope, { runId: current.runId, window: window() }, fetchAt);
+  return { applied: true, checkpoint: current, ...done };
 }

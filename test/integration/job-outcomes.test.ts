@@ -68,7 +68,7 @@ test("job names carry the workspace id (verify, tick, page and the scheduler); j
   );
   const jobs = [...(await finished(h.ctx.queues.verify)), ...(await finished(h.ctx.queues.sync))].filter((j) => j.data.connectionId === id);
   expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(["verify ws-named", "tick ws-named", "page ws-named"]));
-  for (const job of jobs) expect(Object.keys(job.data).filter((k) => !["connectionId", "runId", "page"].includes(k))).toEqual([]);
+  for (const job of jobs) expect(Object.keys(job.data).filter((k) => !["connectionId", "runId", "window", "page"].includes(k))).toEqual([]);
   expect(JSON.stringify(jobs.map((j) => j.data))).not.toContain("jobsNamed");
   expect((await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(id)))?.name).toBe("tick ws-named");
 });

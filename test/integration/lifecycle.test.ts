@@ -145,19 +145,26 @@ test.each([
 test("5xx that outlasts every retry fails the run; the next run resumes from the checkpoint and is exact", async () => {
   const token = "r8_flakyProvider0000000000";
   h.fake.addAccount(token, { type: "user", username: "f" }, generatePredictions({ count: 350, seed: 10 }));
-  // Page 1 succeeds; page 2 fails on every client retry of every job attempt (2 × JOB_ATTEMPTS=3).
+  // Page 1 succeeds; then every request fails, on every client retry of every job attempt (2 × JOB_ATTEMPTS=3)
+  // of every window the run was split into, until each window's job gives up.
   const conn = await producer.connect(h.ctx, { workspaceId: "ws-6", token });
   await waitFor(
     "page 1 written",
     () => h.ctx.db.predictionRecord.count({ where: { connectionId: conn.id } }),
     (n) => n >= 100,
   );
-  h.fake.inject(token, "predictions", ...Array.from({ length: 6 }, () => ({ kind: "status" as const, status: 503 })));
+  h.fake.inject(token, "predictions", ...Array.from({ length: 100 }, () => ({ kind: "status" as const, status: 503 })));
   await waitFor(
     "sync_failed",
     () => eventKinds(conn.id),
     (k) => k.includes("sync_failed"),
   );
+  await waitFor(
+    "every window's job gave up",
+    () => h.ctx.queues.sync.getJobs(["active", "waiting", "delayed", "prioritized"]),
+    (jobs) => !jobs.some((j) => j?.name === "page" && j.data.connectionId === conn.id),
+  );
+  h.fake.clearFaults(token);
   const failed = await connectionState(conn.id);
   expect(failed.lastSyncedAt).toBeNull();
   const events = await h.ctx.db.integrationEvent.findMany({
@@ -175,11 +182,13 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   );
   expect(await actualUsage(h.ctx.db, conn.id)).toEqual(expectedUsage(h.fake.predictions(token)));
   const completed = await h.ctx.db.integrationEvent.findFirst({ where: { connectionId: conn.id, kind: "sync_completed" } });
-  expect(completed?.detail).toMatchObject({ pages: 4, predictions: 350 });
-  // Resumed, not restarted: one run, and its first page (the only request without a cursor) read once.
+  // 350 predictions are 4 full pages; each window split off ends with a partial page of its own.
+  expect(completed?.detail).toMatchObject({ predictions: 350 });
+  expect((completed?.detail as { pages: number }).pages).toBeGreaterThanOrEqual(4);
+  // Resumed, not restarted: one run, and each window's first page (a request without a cursor) read once.
   expect((await eventKinds(conn.id)).filter((k) => k === "sync_started")).toHaveLength(1);
   const firstPages = h.fake.requests.filter(
-    (r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions" && !r.url.includes("cursor="),
+    (r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions" && !r.url.includes("cursor=") && r.status === 200,
   );
-  expect(firstPages).toHaveLength(1);
+  expect(new Set(firstPages.map((r) => r.url)).size).toBe(firstPages.length);
 });

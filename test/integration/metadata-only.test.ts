@@ -1,6 +1,7 @@
 import { ReplicateClient } from "../../src/replicate/client.js";
 import { completeRun } from "../../src/repositories/runs.js";
-import { beginRun, syncPage } from "../../src/sync/run.js";
+import { openWindows } from "../../src/sync/checkpoint.js";
+import { beginRun, runSlice } from "../../src/sync/run.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { captureLogs, dumpDatabase } from "../support/leaks.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
@@ -26,12 +27,13 @@ test("inputs, outputs, logs, error text and urls reach no table and no log line"
   const { id } = await t.db.connection.create({ data: { workspaceId: "ws", status: "connected" } });
   const logs = captureLogs();
   try {
-    let checkpoint = await beginRun(t.db, id, { backfillDays: 30, lookbackHours: 1 });
-    while (checkpoint && !checkpoint.done) {
-      const outcome = await syncPage(t.db, client, "r8_metadataOnly", checkpoint, id);
-      checkpoint = outcome.checkpoint;
+    let checkpoint = (await beginRun(t.db, id, { backfillDays: 30, lookbackHours: 1 }))!.checkpoint;
+    for (const [window] of openWindows(checkpoint)) {
+      const outcome = await runSlice(t.db, client, "r8_metadataOnly", id, checkpoint, window, { sliceMs: 60_000, parallelism: 1 });
+      if (outcome.applied) checkpoint = outcome.checkpoint;
     }
-    expect(await completeRun(t.db, id, checkpoint!.runId)).toMatchObject({ pages: 4, predictions: 320 });
+    const done = { kind: "sync_completed" as const, level: "info" as const, message: "done" };
+    expect(await completeRun(t.db, id, checkpoint, () => done)).toMatchObject({ pages: 4, predictions: 320 });
   } finally {
     logs.stop();
   }

@@ -2,10 +2,10 @@ import fc from "fast-check";
 import { ReplicateClient } from "../../src/replicate/client.js";
 import type { Prediction } from "../../src/replicate/schemas.js";
 import { predictionSchema } from "../../src/replicate/schemas.js";
-import { newCheckpoint, parseCheckpoint } from "../../src/sync/checkpoint.js";
-import { applyPage } from "../../src/sync/engine.js";
+import { newCheckpoint, openWindows, parseCheckpoint, type Checkpoint } from "../../src/sync/checkpoint.js";
+import { applyPages } from "../../src/sync/engine.js";
 import { completeRun } from "../../src/repositories/runs.js";
-import { beginRun, syncPage } from "../../src/sync/run.js";
+import { beginRun, runSlice } from "../../src/sync/run.js";
 import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js";
 import { actualUsage, expectedUsage, rng } from "../../dev/predictions.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
@@ -77,6 +77,9 @@ function build(specs: Spec[], id0: number) {
 
 const parse = (ps: FakePrediction[]): Prediction[] => ps.map((p) => predictionSchema.parse(p));
 
+const completed = () => ({ kind: "sync_completed" as const, level: "info" as const, message: "done" });
+const onlyWindow = (cp: Checkpoint) => Object.keys(cp.windows)[0]!;
+
 /**
  * Writes a batch the way the engine does, as the next page of a never-ending run. Concurrent writers
  * race on the checkpoint fence; a loser re-reads the checkpoint and tries again, as a retried job would.
@@ -85,7 +88,13 @@ async function writeBatch(connectionId: string, batch: Prediction[]) {
   for (;;) {
     const row = await t.db.connection.findUniqueOrThrow({ where: { id: connectionId } });
     const checkpoint = parseCheckpoint(row.syncState)!;
-    const outcome = await applyPage(t.db, { connectionId, checkpoint, predictions: batch, next: "more" });
+    const outcome = await applyPages(t.db, {
+      connectionId,
+      checkpoint,
+      windowId: onlyWindow(checkpoint),
+      pages: [{ next: "more", predictions: batch }],
+      parallelism: 1,
+    });
     if (outcome.applied) return;
   }
 }
@@ -134,19 +143,33 @@ test("ledger + daily deltas: random batches, duplicates, overlaps, replays and c
   );
 });
 
-test("runs: random page sizes, duplicate pages, crashes between steps, double processing and status changes between runs", async () => {
+test("runs over random window splits: page sizes, parallelism, concurrent windows, duplicate pages, crashes, double processing, status changes", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.array(predictionArb, { minLength: 0, maxLength: 150 }),
       fc.integer({ min: 1, max: 30 }),
-      fc.array(fc.constantFrom("ok", "ok", "ok", "crash-before-fetch", "crash-after-write", "double", "duplicate-page", "truncated"), {
-        minLength: 1,
-        maxLength: 30,
-      }),
-      async (specs, pageSize, script) => {
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(
+        fc.constantFrom(
+          "ok",
+          "ok",
+          "ok",
+          "parallel",
+          "parallel",
+          "crash-before-fetch",
+          "crash-after-write",
+          "double",
+          "duplicate-page",
+          "truncated",
+        ),
+        { minLength: 1, maxLength: 30 },
+      ),
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      async (specs, pageSize, parallelism, script, seed) => {
         const connectionId = await newConnection();
         const token = `r8_prop${(seq += 1000)}`;
         const items = build(specs, seq);
+        const random = rng(seed);
         // First run sees the earlier states of in-progress predictions; the second run sees the final ones.
         fake.addAccount(
           token,
@@ -154,33 +177,44 @@ test("runs: random page sizes, duplicate pages, crashes between steps, double pr
           items.map((x) => x.earlier ?? x.final),
         );
         fake.pageSize = pageSize;
+        // A slice of 0 ms writes what its first read brought (one or two pages), so windows interleave finely.
+        const slice = (checkpoint: Checkpoint, id: string) =>
+          runSlice(t.db, client, token, connectionId, checkpoint, id, { sliceMs: 0, parallelism });
         let step = 0;
+        let most = 0;
         const runToEnd = async (now: Date) => {
-          for (let guard = 0; guard < 500; guard++) {
-            const action = script[step++] ?? "ok"; // the scripted faults, then plain pages
-            const checkpoint = await beginRun(t.db, connectionId, SETTINGS, now);
-            if (!checkpoint) throw new Error("connection not connected");
-            if (checkpoint.done) return completeRun(t.db, connectionId, checkpoint.runId);
+          for (let guard = 0; guard < 1000; guard++) {
+            const action = script[step++] ?? (random() < 0.5 ? "parallel" : "ok"); // the scripted faults, then plain pages
+            const run = await beginRun(t.db, connectionId, SETTINGS, now);
+            if (!run) throw new Error("connection not connected");
+            const { checkpoint } = run;
+            if (checkpoint.done) return completeRun(t.db, connectionId, checkpoint, completed);
+            const open = openWindows(checkpoint).map(([id]) => id);
+            most = Math.max(most, open.length);
+            const id = open[Math.floor(random() * open.length)]!;
             if (action === "crash-before-fetch") continue; // the process died; the next attempt resumes
             if (action === "duplicate-page") fake.inject(token, "predictions", { kind: "duplicate-results" });
             if (action === "truncated") {
               fake.inject(token, "predictions", { kind: "truncated-json" });
-              await expect(syncPage(t.db, client, token, checkpoint, connectionId)).rejects.toThrow(/not valid JSON/);
+              await expect(slice(checkpoint, id)).rejects.toThrow(/not valid JSON/);
               continue;
             }
             if (action === "double") {
-              const outcomes = await Promise.all([
-                syncPage(t.db, client, token, checkpoint, connectionId),
-                syncPage(t.db, client, token, checkpoint, connectionId),
-              ]);
+              const outcomes = await Promise.all([slice(checkpoint, id), slice(checkpoint, id)]);
               expect(outcomes.filter((o) => o.applied)).toHaveLength(1);
               continue;
             }
-            const outcome = await syncPage(t.db, client, token, checkpoint, connectionId);
+            if (action === "parallel") {
+              // Every open window at once, as several workers would: disjoint windows never block each other.
+              const outcomes = await Promise.all(open.map((w) => slice(checkpoint, w)));
+              expect(outcomes.every((o) => o.applied)).toBe(true);
+              continue;
+            }
+            const outcome = await slice(checkpoint, id);
             expect(outcome.applied).toBe(true);
             if (action === "crash-after-write") {
-              // The same page again (a retried job): recognised as already applied, nothing written.
-              const again = await applyPage(t.db, { connectionId, checkpoint, predictions: [], next: null });
+              // The same pages again (a retried job): recognised as already applied, nothing written.
+              const again = await applyPages(t.db, { connectionId, checkpoint, windowId: id, pages: [], parallelism });
               expect(again).toMatchObject({ applied: false, reason: "already_applied" });
             }
           }
@@ -188,6 +222,7 @@ test("runs: random page sizes, duplicate pages, crashes between steps, double pr
         };
         const first = await runToEnd(NOW);
         expect(first?.predictions).toBeGreaterThanOrEqual(items.length);
+        expect(most).toBeLessThanOrEqual(parallelism);
         expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.earlier ?? x.final)));
 
         // Between runs every in-progress prediction finishes; the next run's window reaches back to them.
@@ -204,12 +239,44 @@ test("runs: random page sizes, duplicate pages, crashes between steps, double pr
   );
 });
 
+test("a busy window is split: its parts are read concurrently and the totals stay exact", async () => {
+  const connectionId = await newConnection();
+  const token = "r8_propSplit";
+  const predictions = build(
+    Array.from({ length: 400 }, (_, i) => ({
+      minute: (i * 37) % (7 * 24 * 60),
+      model: "a/one",
+      deployment: null,
+      finalStatus: "succeeded" as const,
+      earlier: "none" as const,
+      predictMicros: 1000 + i,
+      source: "api" as const,
+      tokens: null,
+    })),
+    900_000,
+  ).map((x) => x.final);
+  fake.addAccount(token, { type: "user", username: "u" }, predictions);
+  fake.pageSize = 10;
+  let checkpoint = (await beginRun(t.db, connectionId, SETTINGS, NOW))!.checkpoint;
+  let most = 1;
+  while (!checkpoint.done) {
+    const outcomes = await Promise.all(
+      openWindows(checkpoint).map(([id]) => runSlice(t.db, client, token, connectionId, checkpoint, id, { sliceMs: 0, parallelism: 4 })),
+    );
+    checkpoint = (await beginRun(t.db, connectionId, SETTINGS, NOW))!.checkpoint;
+    most = Math.max(most, outcomes.length, openWindows(checkpoint).length);
+  }
+  expect(most).toBe(4);
+  expect(await completeRun(t.db, connectionId, checkpoint, completed)).toMatchObject({ predictions: 400 });
+  expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(predictions));
+});
+
 test("a prediction that moves to another model leaves its old group (deleted once empty)", async () => {
   const connectionId = await newConnection();
   const first: FakePrediction = {
     id: "moves",
     status: "processing",
-    created_at: NOW.toISOString(),
+    created_at: new Date(NOW.getTime() - 1000).toISOString(),
     model: "a/one",
     source: "api",
     metrics: { predict_time: 2, input_token_count: 5, output_token_count: 9 },
@@ -241,7 +308,13 @@ test("a page for a disconnected connection writes nothing", async () => {
       0,
     ).map((x) => x.final),
   );
-  const outcome = await applyPage(t.db, { connectionId, checkpoint: checkpoint!, predictions: batch, next: null });
+  const outcome = await applyPages(t.db, {
+    connectionId,
+    checkpoint: checkpoint!.checkpoint,
+    windowId: onlyWindow(checkpoint!.checkpoint),
+    pages: [{ next: null, predictions: batch }],
+    parallelism: 1,
+  });
   expect(outcome).toMatchObject({ applied: false, reason: "not_connected" });
   expect(await t.db.predictionRecord.count({ where: { connectionId } })).toBe(0);
 });

@@ -1,5 +1,5 @@
-import { backfillProgress, connectionHealth, type HealthInput } from "../../src/health.js";
-import { advanceCheckpoint, newCheckpoint } from "../../src/sync/checkpoint.js";
+import { connectionHealth, type HealthInput } from "../../src/health.js";
+import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/sync/checkpoint.js";
 import { coverageOf } from "../../src/coverage.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -9,6 +9,13 @@ const backfill = newCheckpoint(
   { now: minutesAgo(100), highWaterMark: null, oldestUnfinished: null, backfillDays: 90, lookbackHours: 24 },
   "run-1",
 );
+const DAY = 86_400_000;
+const firstWindow = Object.values(backfill.windows)[0]!;
+/** The backfill's one window, read back to `oldest`. */
+const readBackTo = (oldest: string): Checkpoint => ({
+  ...backfill,
+  windows: { [windowId(firstWindow)]: { ...firstWindow, pagesDone: 3, oldest } },
+});
 const base: HealthInput = {
   status: "connected",
   createdAt: created,
@@ -54,7 +61,7 @@ const customers: { name: string; input: HealthInput; expected: Record<string, un
       ...base,
       lastSyncedAt: null,
       lastSuccessAt: at(100),
-      checkpoint: { ...backfill, pagesDone: 3, oldestCreatedAt: new Date(Date.parse(backfill.windowEnd) - 36 * 86_400_000).toISOString() },
+      checkpoint: readBackTo(new Date(Date.parse(backfill.windowEnd) - 36 * DAY).toISOString()),
       lastRateLimited: { at: at(1), retryAfterSeconds: 900 },
     },
     expected: { state: "throttled", since: at(1).toISOString(), until: new Date(at(1).getTime() + 900_000).toISOString(), progress: 0.4 },
@@ -133,21 +140,31 @@ test.each([
   if (state === "failing") expect(health.lastError).not.toBeNull();
 });
 
-test("the checkpoint remembers the oldest created_at read, which is what progress measures from", () => {
-  const page = (cp: typeof backfill, ...iso: string[]) =>
-    advanceCheckpoint(cp, { next: "n", createdAts: iso.map((d) => new Date(d)), days: [] });
-  const one = page(backfill, "2026-03-09T10:00:00.000Z", "2026-03-08T10:00:00.000Z");
-  expect(one.oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
-  expect(page(one, "2026-03-07T01:00:00.000Z").oldestCreatedAt).toBe("2026-03-07T01:00:00.000Z");
-  expect(advanceCheckpoint(one, { next: null, createdAts: [], days: [] }).oldestCreatedAt).toBe("2026-03-08T10:00:00.000Z");
+test("a window remembers the oldest created_at it read, which is what progress measures from", () => {
+  const page = (w: typeof firstWindow, ...iso: string[]) => advanceWindow(w, { next: "n", createdAts: iso.map((d) => new Date(d)) });
+  const one = page(firstWindow, "2026-03-09T10:00:00.000Z", "2026-03-08T10:00:00.000Z");
+  expect(one.oldest).toBe("2026-03-08T10:00:00.000Z");
+  expect(page(one, "2026-03-07T01:00:00.000Z").oldest).toBe("2026-03-07T01:00:00.000Z");
+  expect(advanceWindow(one, { next: null, createdAts: [] }).oldest).toBe("2026-03-08T10:00:00.000Z");
 });
 
-test("backfill progress is the share of the window read back from its end", () => {
+test("backfill progress is the share of the run's window read, whichever windows read it", () => {
   const end = Date.parse(backfill.windowEnd);
-  expect(backfillProgress(backfill)).toBe(0);
-  expect(backfillProgress({ ...backfill, oldestCreatedAt: new Date(end - 45 * 86_400_000).toISOString() })).toBe(0.5);
-  expect(backfillProgress({ ...backfill, oldestCreatedAt: "2020-01-01T00:00:00.000Z" })).toBe(1);
-  expect(backfillProgress({ ...backfill, done: true })).toBe(1);
+  expect(runProgress(backfill)).toBe(0);
+  expect(runProgress(readBackTo(new Date(end - 45 * DAY).toISOString()))).toBe(0.5);
+  expect(runProgress(readBackTo("2020-01-01T00:00:00.000Z"))).toBe(1);
+  expect(runProgress({ ...backfill, done: true })).toBe(1);
+  // Split after 9 days read in 90 pages: three new windows below; the bottom one is finished.
+  const busy = { ...firstWindow, pagesDone: 90, oldest: new Date(end - 9 * DAY).toISOString() };
+  const [top, ...rest] = splitWindow(busy, 1, 4);
+  expect(rest).toHaveLength(3);
+  const bottom = rest.find((w) => w.start === firstWindow.start)!;
+  const windows = Object.fromEntries([top!, ...rest].map((w) => [windowId(w), w.start === bottom.start ? { ...w, done: true } : w]));
+  const split: Checkpoint = { ...backfill, windows };
+  // 9 days at the top + the bottom quarter of the 81 days left (20.25 days) = 29.25 of 90.
+  expect(runProgress(split)).toBe(0.33);
+  // Coverage counts only what is read without a gap back from the end.
+  expect(readSince(split)?.toISOString()).toBe(busy.oldest);
 });
 
 describe("coverage", () => {

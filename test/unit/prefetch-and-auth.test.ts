@@ -10,18 +10,20 @@ const run = newCheckpoint({
   backfillDays: 1,
   lookbackHours: 1,
 });
+const first = Object.values(run.windows)[0]!;
+const at = (pagesDone: number, nextUrl: string | null) => ({ runId: run.runId, window: { ...first, pagesDone, nextUrl } });
 const page = (next: string | null): PredictionPage => ({ next, previous: null, results: [], rejected: [] });
 
 describe("PagePrefetcher", () => {
-  test("a page fetched ahead is taken once, and only for exactly the same connection, token, run and link", async () => {
+  test("a page fetched ahead is taken once, and only for exactly the same connection, token, run, window and link", async () => {
     const prefetcher = new PagePrefetcher(8);
-    const after1 = { ...run, pagesDone: 1, nextUrl: "https://api/p?c=2" };
+    const after1 = at(1, "https://api/p?c=2");
     let fetches = 0;
     prefetcher.ahead("conn|tokenA", after1, async () => (fetches++, page("https://api/p?c=3")));
     prefetcher.ahead("conn|tokenA", after1, async () => (fetches++, page(null))); // already under way
     expect(fetches).toBe(1);
     expect(prefetcher.take(PagePrefetcher.key("conn|tokenB", after1))).toBeUndefined();
-    expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", { ...after1, nextUrl: "https://api/p?c=other" }))).toBeUndefined();
+    expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", at(1, "https://api/p?c=other")))).toBeUndefined();
     await expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", after1))).resolves.toMatchObject({ next: "https://api/p?c=3" });
     expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", after1))).toBeUndefined();
   });
@@ -29,12 +31,11 @@ describe("PagePrefetcher", () => {
   test("nothing is fetched after the last page; old entries are dropped past capacity; a failure is not unhandled", async () => {
     const prefetcher = new PagePrefetcher(2);
     let fetches = 0;
-    prefetcher.ahead("c", { ...run, nextUrl: null }, async () => (fetches++, page(null)));
+    prefetcher.ahead("c", at(0, null), async () => (fetches++, page(null)));
     expect(fetches).toBe(0);
-    for (const n of [1, 2, 3])
-      prefetcher.ahead("c", { ...run, pagesDone: n, nextUrl: `u${n}` }, () => Promise.reject(new Error(`boom ${n}`)));
-    expect(prefetcher.take(PagePrefetcher.key("c", { ...run, pagesDone: 1, nextUrl: "u1" }))).toBeUndefined();
-    await expect(prefetcher.take(PagePrefetcher.key("c", { ...run, pagesDone: 3, nextUrl: "u3" }))).rejects.toThrow("boom 3");
+    for (const n of [1, 2, 3]) prefetcher.ahead("c", at(n, `u${n}`), () => Promise.reject(new Error(`boom ${n}`)));
+    expect(prefetcher.take(PagePrefetcher.key("c", at(1, "u1")))).toBeUndefined();
+    await expect(prefetcher.take(PagePrefetcher.key("c", at(3, "u3")))).rejects.toThrow("boom 3");
   });
 });
 

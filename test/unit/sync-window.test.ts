@@ -1,4 +1,5 @@
-import { advanceCheckpoint, newCheckpoint, syncWindowStart } from "../../src/sync/checkpoint.js";
+import type { Prediction } from "../../src/replicate/schemas.js";
+import { advanceWindow, newCheckpoint, planWrite, splitWindow, syncWindowStart, windowId } from "../../src/sync/checkpoint.js";
 import { parseRetryAfter } from "../../src/replicate/retry-after.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -17,16 +18,54 @@ test("later runs start LOOKBACK_HOURS before the high-water mark, or at the olde
   expect(syncWindowStart({ ...base, highWaterMark: hwm, oldestUnfinished: ancient }).toISOString()).toBe("2025-12-10T12:00:00.000Z");
 });
 
-test("a run is done at the last page, at a page wholly older than the window, or at an empty page", () => {
+test("a window is done at its last page, at a page reaching below its start, or at an empty page", () => {
   const cp = newCheckpoint({ ...base, highWaterMark: new Date("2026-03-10T00:00:00.000Z") }, "run-1");
   expect(cp).toMatchObject({ windowStart: "2026-03-09T00:00:00.000Z", windowEnd: now.toISOString(), pagesDone: 0, done: false });
+  const w = Object.values(cp.windows)[0]!;
+  expect(windowId(w)).toBe(now.getTime().toString(36));
   const inside = new Date("2026-03-09T06:00:00.000Z");
   const older = new Date("2026-03-01T06:00:00.000Z");
-  const page = (next: string | null, createdAts: Date[]) => advanceCheckpoint(cp, { next, createdAts, days: ["2026-03-09"] });
-  expect(page("n", [inside, older]).done).toBe(false);
-  expect(page("n", [older, older]).done).toBe(true);
+  const page = (next: string | null, createdAts: Date[]) => advanceWindow(w, { next, createdAts });
+  expect(page("n", [inside, inside]).done).toBe(false);
+  expect(page("n", [inside, older]).done).toBe(true);
   expect(page("n", []).done).toBe(true);
-  expect(page(null, [inside])).toMatchObject({ done: true, pagesDone: 1, predictionsSeen: 1, daysTouched: ["2026-03-09"] });
+  expect(page(null, [inside])).toMatchObject({ done: true, pagesDone: 1, oldest: inside.toISOString() });
+});
+
+test("a busy window is split into equal parts, never past the parallelism, never into parts of a few pages", () => {
+  const cp = newCheckpoint(base, "run-1");
+  const w = Object.values(cp.windows)[0]!;
+  // 2 pages read 1 day of 90: about 178 pages left.
+  const busy = { ...w, pagesDone: 2, oldest: new Date(now.getTime() - 86_400_000).toISOString() };
+  expect(splitWindow(busy, 1, 4)).toHaveLength(4);
+  expect(splitWindow(busy, 3, 4)).toHaveLength(2);
+  expect(splitWindow(busy, 4, 4)).toHaveLength(1);
+  expect(splitWindow(busy, 1, 1)).toHaveLength(1);
+  // Nearly read (the rest holds under MIN_PAGES_PER_SPLIT pages per part): not split.
+  expect(splitWindow({ ...busy, oldest: new Date(Date.parse(w.start) + 3_600_000).toISOString() }, 1, 4)).toHaveLength(1);
+  const [top, ...children] = splitWindow(busy, 1, 4);
+  // The parts tile [start, oldest) and the window keeps its end (its id) and cursor.
+  const edges = [top!, ...children].map((x) => [x.start, x.end]).sort();
+  expect(edges[0]![0]).toBe(w.start);
+  for (let i = 1; i < edges.length; i++) expect(edges[i]![0]).toBe(edges[i - 1]![1]);
+  expect(top).toMatchObject({ end: w.end, pagesDone: 2 });
+  expect(children.every((c) => c.pagesDone === 0 && c.nextUrl === null)).toBe(true);
+});
+
+test("after a split, a window writes only the predictions above its new start and stops there", () => {
+  const cp = newCheckpoint(base, "run-1");
+  const id = windowId(Object.values(cp.windows)[0]!);
+  const at = (ms: number) => ({ created_at: new Date(ms) }) as Prediction;
+  const hoursAgo = (h: number) => now.getTime() - h * 3_600_000;
+  const first = planWrite(cp, id, [{ next: "n", predictions: [at(hoursAgo(1)), at(hoursAgo(2))] }], 4);
+  expect(Object.keys(first.windows)).toHaveLength(4);
+  expect(first.predictions).toHaveLength(2);
+  const split = { ...cp, windows: { ...cp.windows, ...first.windows } };
+  const boundary = Date.parse(first.window.start);
+  const next = planWrite(split, id, [{ next: "n", predictions: [at(boundary + 1), at(boundary), at(boundary - 1)] }], 4);
+  expect(next.window.done).toBe(true);
+  expect(next.predictions.map((p) => p.created_at.getTime())).toEqual([boundary + 1, boundary]);
+  expect(Object.keys(next.windows)).toEqual([id]);
 });
 
 test("Retry-After: seconds, HTTP date, body text, default", () => {
