@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Config, ProducerConfig } from "./config.js";
 import { createDb, type Db } from "./db/client.js";
+import { moduleLogger } from "./logger.js";
 import { ServiceMetrics } from "./metrics.js";
 import { JobQueues, jobOptions } from "./queue/queues.js";
 import { ReplicateClient } from "./replicate/client.js";
@@ -8,6 +9,8 @@ import { RedisRequestRateCap } from "./replicate/rate-cap.js";
 import { holdsToken, workspaceOf } from "./repositories/connections.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
+
+const log = moduleLogger("context");
 
 /** Everything the lifecycle steps, the producer and the API need, built once per process. */
 export interface AppContext {
@@ -39,6 +42,8 @@ export function openStores(config: ProducerConfig, poolSize: number): Stores {
   // request never hangs while Redis is down.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const commands = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
+  // Reconnect attempts fail every few seconds while Redis is down; /readyz and the failing requests say so.
+  for (const client of [redis, commands]) client.on("error", (err) => log.debug("redis connection error", { error: err }));
   const queues = new JobQueues(
     commands,
     config.queuePrefix,

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Queue, type DefaultJobOptions, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { moduleLogger } from "../logger.js";
 
 // The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
 // ids and options are decided here and nowhere else. Job data carries ids only: the token stays
@@ -56,6 +57,7 @@ export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptio
   };
 }
 
+const log = moduleLogger("queues");
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
 
 export class JobQueues {
@@ -75,6 +77,10 @@ export class JobQueues {
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
     this.webhook = new Queue<WebhookJobData>(QUEUE.webhook, { connection, prefix, defaultJobOptions });
     this.maintenance = new Queue(QUEUE.maintenance, { connection, prefix, defaultJobOptions });
+    // BullMQ prints an unhandled queue error to the console; while Redis is down each call fails on its own.
+    for (const queue of [this.verify, this.sync, this.webhook, this.maintenance]) {
+      queue.on("error", (err) => log.debug("queue connection error", { queue: queue.name, error: err }));
+    }
   }
 
   /** "page ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching for it. */
