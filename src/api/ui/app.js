@@ -342,9 +342,13 @@ function renderTotals(totals, from, to) {
     .filter(([key]) => Number(sumDecimal(totals.rows.map((r) => r[key]))) > 0)
     .map(([, label]) => label);
   const unpriced = predictions ? Math.round((1 - sum("pricedPredictions") / predictions) * 100) : 0;
+  // Nothing priced is not "$0": say there is no estimate rather than a misleading zero.
+  const noPrice = predictions > 0 && !sum("pricedPredictions");
   lines.push(
-    `Estimated cost (an estimate, not an invoice): ≈ ${dollars(cost)} estimated` +
-      `${bases.length ? ` (${bases.join(", ")})` : ""}${unpriced ? `; ${unpriced} % of predictions unpriced` : ""}.`,
+    noPrice
+      ? "Estimated cost (an estimate, not an invoice): no estimate; 100 % of predictions unpriced (no price in the price book for these models)."
+      : `Estimated cost (an estimate, not an invoice): ≈ ${dollars(cost)} estimated` +
+          `${bases.length ? ` (${bases.join(", ")})` : ""}${unpriced ? `; ${unpriced} % of predictions unpriced` : ""}.`,
   );
   if (totals.idleFloor.length) {
     const floor = sumDecimal(totals.idleFloor.map((r) => r.estimatedCostUsd));
