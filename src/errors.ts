@@ -40,6 +40,8 @@ export class RateLimitError extends AppError {
     message: string,
     readonly retryAfterSeconds: number,
     readonly retryAfterSource: "header" | "body" | "default" | "local_cap",
+    /** The token's learned pace when this was raised, so the event log and health can state it. */
+    readonly pacedPerMinute?: number,
   ) {
     super(message);
   }

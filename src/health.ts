@@ -23,7 +23,8 @@ export interface HealthInput {
   verifiedAt: Date | null;
   lastSyncedAt: Date | null;
   checkpoint: Checkpoint | null;
-  lastRateLimited: { at: Date; retryAfterSeconds: number | null } | null;
+  /** The latest rate_limited event; pacedPerMinute is the token's learned pace it recorded (older events have none). */
+  lastRateLimited: { at: Date; retryAfterSeconds: number | null; pacedPerMinute?: number | null } | null;
   /** The latest error-level event. */
   lastError: HealthEvent | null;
   /** The latest verified, sync_completed or token_replaced event: an error older than it is not current. */
@@ -48,6 +49,8 @@ export interface Health {
   progress?: number;
   /** throttled: when the delayed request is retried. */
   until?: string;
+  /** throttled: requests per minute this token is paced at, as learned from Replicate's 429s. */
+  pacedPerMinute?: number;
 }
 
 const ERROR_TEXT: Partial<Record<EventKind, string>> = {
@@ -129,12 +132,18 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   }
   const until = c.lastRateLimited && new Date(c.lastRateLimited.at.getTime() + (c.lastRateLimited.retryAfterSeconds ?? 0) * 1000);
   if (c.lastRateLimited && until && until > now) {
+    const paced = c.lastRateLimited.pacedPerMinute ?? undefined;
+    const pace = paced === undefined ? "" : ` is paced at ${paced} requests/min and`;
     return at(
       "throttled",
       c.lastRateLimited.at,
-      `Replicate is rate-limiting this account; syncing continues at ${utc(until)}.${backfillText}`,
+      `Replicate is rate-limiting this account; syncing${pace} continues at ${utc(until)}.${backfillText}`,
       null,
-      { until: until.toISOString(), ...(backfill === undefined ? {} : { progress: backfill }) },
+      {
+        until: until.toISOString(),
+        ...(backfill === undefined ? {} : { progress: backfill }),
+        ...(paced === undefined ? {} : { pacedPerMinute: paced }),
+      },
     );
   }
   if (currentError) return at("failing", currentError.at, FAILING_MESSAGE[currentError.kind] ?? "The last sync attempt failed.");

@@ -114,6 +114,11 @@ export const health = z
       .describe("the error behind the state, only while it is current"),
     progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
     until: z.iso.datetime().optional().describe("throttled: when the delayed request is retried"),
+    pacedPerMinute: z
+      .number()
+      .positive()
+      .optional()
+      .describe("throttled: requests/min this token is paced at, learned from Replicate's 429s (absent before any is recorded)"),
   })
   .describe("one health object per connection: the same on the API, the producer and the support page");
 

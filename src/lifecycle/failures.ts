@@ -97,7 +97,10 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
           message: `${message}; retrying in ${err.retryAfterSeconds}s`,
           httpStatus: err.retryAfterSource === "local_cap" ? null : 429,
           retryAfterSeconds: err.retryAfterSeconds,
-          detail: { retryAfterSource: err.retryAfterSource },
+          detail: {
+            retryAfterSource: err.retryAfterSource,
+            ...(err.pacedPerMinute === undefined ? {} : { pacedPerMinute: err.pacedPerMinute }),
+          },
         });
       } else if (decision.event === "provider_error") {
         await recordEvent(db, {

@@ -242,7 +242,8 @@ export class ReplicateClient {
       return null;
     });
     if (rate === null) return error;
-    return new RateLimitError(`${error.message}; this token is now paced at ${perMinute(rate)} requests/min`, seconds, source);
+    const paced = perMinute(rate);
+    return new RateLimitError(`${error.message}; this token is now paced at ${paced} requests/min`, seconds, source, paced);
   }
 }
 

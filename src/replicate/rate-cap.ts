@@ -106,8 +106,9 @@ export class RedisRequestRateCap implements RequestRateCap {
     const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
     const [wait, milli] = (await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args)) as [number, number];
     if (wait < 0) {
-      const message = `local request cap reached for this token (paced at ${perMinute(milli / 1000)} requests/min)`;
-      throw new RateLimitError(message, Math.ceil(-wait / 1000), "local_cap");
+      const paced = perMinute(milli / 1000);
+      const message = `local request cap reached for this token (paced at ${paced} requests/min)`;
+      throw new RateLimitError(message, Math.ceil(-wait / 1000), "local_cap", paced);
     }
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }

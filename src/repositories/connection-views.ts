@@ -54,6 +54,7 @@ interface Row {
   updated_at: Date;
   rl_at: Date | null;
   rl_seconds: number | null;
+  rl_paced: number | null;
   err_at: Date | null;
   err_kind: EventKind | null;
   err_status: number | null;
@@ -85,11 +86,11 @@ function pick(kinds: EventKind[], columns: string, where: string, order: "DESC" 
 const SELECT = `
 SELECT c.id, c.workspace_id, c.status, c.account_username, c.account_type, c.verified_at, c.last_sync_started_at,
        c.last_synced_at, c.high_water_mark, c.sync_state, c.created_at, c.updated_at, c.duplicate_of,
-       rl.occurred_at AS rl_at, rl.retry_after_seconds AS rl_seconds,
+       rl.occurred_at AS rl_at, rl.retry_after_seconds AS rl_seconds, rl.paced_per_minute AS rl_paced,
        er.occurred_at AS err_at, er.kind AS err_kind, er.http_status AS err_status,
        ok.occurred_at AS ok_at, rec.occurred_at AS recovered_at, fw.window_start AS first_window_start
 FROM connections c
-LEFT JOIN LATERAL (${pick(["rate_limited"], "e.occurred_at, e.retry_after_seconds", "", "DESC")}) rl ON true
+LEFT JOIN LATERAL (${pick(["rate_limited"], `e.occurred_at, e.retry_after_seconds, (e.detail->>'pacedPerMinute')::float8 AS paced_per_minute`, "", "DESC")}) rl ON true
 LEFT JOIN LATERAL (${pick(ERROR_KINDS, "e.occurred_at, e.kind, e.http_status", "AND e.level = 'error'", "DESC")}) er ON true
 LEFT JOIN LATERAL (${pick([...SUCCESS_KINDS, "token_replaced"], "e.occurred_at", "", "DESC")}) ok ON true
 LEFT JOIN LATERAL (${pick(SUCCESS_KINDS, "e.occurred_at", "AND e.occurred_at > coalesce(er.occurred_at, '-infinity')", "ASC")}) rec ON true
@@ -110,7 +111,7 @@ function toHealthInput(r: Row): HealthInput {
     verifiedAt: r.verified_at,
     lastSyncedAt: r.last_synced_at,
     checkpoint: parseCheckpoint(r.sync_state),
-    lastRateLimited: r.rl_at ? { at: r.rl_at, retryAfterSeconds: r.rl_seconds } : null,
+    lastRateLimited: r.rl_at ? { at: r.rl_at, retryAfterSeconds: r.rl_seconds, pacedPerMinute: r.rl_paced } : null,
     lastError: r.err_at && r.err_kind ? { at: r.err_at, kind: r.err_kind, httpStatus: r.err_status } : null,
     lastSuccessAt: r.ok_at,
     recoveredAt: r.recovered_at,

@@ -71,6 +71,14 @@ test("a first backfill held by a 429 is `throttled` in the list, with its progre
   expect(c.health.progress).toBeGreaterThan(0);
   expect(c.health.progress).toBeLessThan(1);
   expect(c.health.message).not.toMatch(/HTTP|429|pages/);
+  // The 429's Retry-After (600 s) lowered the token's pace: the event records it and health says it.
+  const [event] = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: stuck, kind: "rate_limited" } });
+  const paced = (event!.detail as { pacedPerMinute?: number }).pacedPerMinute;
+  expect(paced).toBeGreaterThan(0);
+  expect(paced).toBeLessThan(600); // below the configured cap's 10/s
+  const { body: one } = await get(`/v1/connections/${stuck}`);
+  expect(one.health.pacedPerMinute).toBe(paced);
+  expect(one.health.message).toMatch(new RegExp(`syncing is paced at ${paced} requests/min and continues at \\d{4}-`));
   // The metric ages it from its verification, so a stuck first backfill can alert.
   const metrics = await h.ctx.metrics.registry.metrics();
   expect(metrics).toMatch(

@@ -253,6 +253,41 @@ test("one connection: event log in UTC (filterable), usage by status in status c
   await close();
 });
 
+test("estimated cost: chartable by model, totals and table labelled as an estimate with its basis and the API's note", async () => {
+  // An operator maps one public model to its hardware, so part of the usage is priced and the rest is not.
+  const mapped = await fetch(`${origin}/v1/prices/model-hardware`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "stability-ai/sdxl", sku: "gpu-a40-large", effectiveFrom: "2025-01-01", source: "support page test" }),
+  });
+  expect(mapped.status).toBeLessThan(300);
+  const { page, problems, close } = await open(`/ui/#/connections/${ids.healthy}`);
+  await openDetail(page, ids.healthy!);
+  await page.waitForSelector("body[data-usage=ready]");
+  await page.selectOption("#usage-form [name=measure]", "estimatedCostUsd");
+  await page.click("#usage-form button");
+  await page.waitForFunction(
+    () => document.querySelector("#usage-chart")?.closest("#chart-box:not([hidden])") && document.body.dataset.usage === "ready",
+  );
+  expect(Number(await page.locator("#usage-chart").getAttribute("data-points"))).toBeGreaterThan(0);
+  expect(await page.locator("#usage-totals [data-line=cost]").innerText()).toMatch(
+    /^Estimated cost \(an estimate, not an invoice\): ≈ \$[\d,.]+ estimated \(hardware seconds[^)]*\); \d+ % of predictions unpriced\.$/,
+  );
+  expect(await page.locator("#usage-cost-note").innerText()).toMatch(/estimate from this service's price book/);
+  await page.click("#usage-table-details summary");
+  expect(await page.locator("#usage-table thead").innerText()).toMatch(/Total estimated cost \(USD\)/);
+  await expectAccessible(page, "estimated cost at 1400 px");
+  await page.screenshot({ path: ".artifacts/support-estimated-cost.png", fullPage: true });
+
+  // By status there is no cost to chart: the page says so instead of drawing zeros.
+  await page.selectOption("#usage-form [name=by]", "status");
+  await page.click("#usage-form button");
+  await page.waitForSelector("body[data-usage=error]");
+  expect(await page.locator("#usage-error").innerText()).toMatch(/Estimated cost is not recorded per status/);
+  expect(problems).toEqual([]);
+  await close();
+});
+
 test("keyboard: Tab reaches a row and Enter opens it; a bad range shows the API's 400 and clears the old chart", async () => {
   const { page, close } = await open("/ui/");
   for (let i = 0; i < 30; i++) {

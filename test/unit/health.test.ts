@@ -1,4 +1,4 @@
-import { connectionHealth, type HealthInput } from "../../src/health.js";
+import { connectionHealth, utc, type HealthInput } from "../../src/health.js";
 import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/sync/checkpoint.js";
 import { coverageOf } from "../../src/coverage.js";
 
@@ -138,6 +138,19 @@ test.each([
   expect(health.message).not.toMatch(NOISE);
   if (state === "backfilling") expect(health.progress).toBe(0);
   if (state === "failing") expect(health.lastError).not.toBeNull();
+});
+
+test("throttled after a 429 lowered the token's pace: the health says the learned rate, as a field and in its message", () => {
+  const input = { ...base, lastRateLimited: { at: at(1), retryAfterSeconds: 120, pacedPerMinute: 6 } };
+  const health = connectionHealth(input, now);
+  expect(health).toMatchObject({ state: "throttled", pacedPerMinute: 6 });
+  expect(health.message).toBe(
+    `Replicate is rate-limiting this account; syncing is paced at 6 requests/min and continues at ${utc(new Date(at(1).getTime() + 120_000))}.`,
+  );
+  // An event recorded before the pace was stored: no field, and the message says only when it continues.
+  const older = connectionHealth({ ...input, lastRateLimited: { at: at(1), retryAfterSeconds: 120, pacedPerMinute: null } }, now);
+  expect(older).not.toHaveProperty("pacedPerMinute");
+  expect(older.message).toMatch(/^Replicate is rate-limiting this account; syncing continues at /);
 });
 
 test("a window remembers the oldest created_at it read, which is what progress measures from", () => {

@@ -57,6 +57,23 @@ const utcTime = (iso) => el("time", { datetime: iso }, utc(iso, true));
 const stateLabel = (s) => s.replace("_", " ");
 const badge = (s) => el("span", { class: `state ${s}` }, stateLabel(s));
 const number = (n, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
+const MEASURES = {
+  predictions: { unit: "predictions", value: (r) => r.predictions, digits: 0 },
+  computeSeconds: { unit: "compute seconds", value: (r) => r.computeSeconds ?? 0, digits: 3 },
+  estimatedCostUsd: { unit: "estimated cost (USD)", value: (r) => Number(r.estimatedCostUsd ?? 0), digits: 4 },
+};
+const BASES = { hardwareCostUsd: "hardware seconds", tokenCostUsd: "tokens", outputCostUsd: "outputs" };
+
+/** Sums the API's decimal strings exactly (BigInt at the widest scale): money is never added as floats. */
+function sumDecimal(values) {
+  const parts = values.filter((v) => v !== null && v !== undefined).map((v) => String(v).split("."));
+  const scale = Math.max(0, ...parts.map(([, f = ""]) => f.length));
+  const units = parts.reduce((n, [i, f = ""]) => n + BigInt(i + f.padEnd(scale, "0")), 0n);
+  const digits = units.toString().padStart(scale + 1, "0");
+  return scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+}
+// Rounded for reading only; small amounts keep enough digits not to show as $0.00.
+const dollars = (dec) => `$${number(Number(dec), Number(dec) < 1 ? 4 : 2)}`;
 
 function showError(selector, err) {
   const node = $(selector);
@@ -207,8 +224,9 @@ function clearUsage() {
   $("#chart-box").hidden = true;
   $("#usage-chart").dataset.points = "0";
   $("#usage-table").replaceChildren();
-  $("#usage-totals").textContent = "";
+  $("#usage-totals").replaceChildren();
   $("#usage-empty").hidden = true;
+  $("#usage-cost-note").hidden = true;
   $("#coverage-warning").hidden = true;
 }
 
@@ -231,8 +249,10 @@ async function loadUsage() {
   $("#usage-status").textContent = "Loading usage…";
   showError("#usage-error", null);
   try {
-    if (by === "status" && measure === "computeSeconds")
-      throw new Error("Compute seconds are not recorded per status: chart them by model or deployment.");
+    if (by === "status" && measure !== "predictions")
+      throw new Error(
+        `${measure === "computeSeconds" ? "Compute seconds are" : "Estimated cost is"} not recorded per status: chart it by model or deployment.`,
+      );
     const [detail, totals] = await Promise.all([
       api(`/v1/usage?${new URLSearchParams({ ...base, groupBy: `date,${by}` })}`),
       api(`/v1/usage?${new URLSearchParams({ ...base, groupBy: "date", fillZeros: "true" })}`),
@@ -255,7 +275,7 @@ function drawUsage(rows, totals, { from, to, by, measure }) {
   const cov = totals.coverage[0];
   const synced = (d) => Boolean(cov?.from) && d >= cov.from && d <= cov.to;
   const days = daysBetween(from, to);
-  const value = (r) => (measure === "computeSeconds" ? (r.computeSeconds ?? 0) : r.predictions);
+  const { unit, value, digits } = MEASURES[measure];
   const names = [...new Set(rows.map((r) => r[by] || "(none)"))].sort();
   const cell = new Map();
   for (const r of rows) {
@@ -264,14 +284,11 @@ function drawUsage(rows, totals, { from, to, by, measure }) {
   }
   const series = names.map((name) => ({ name, data: days.map((d) => (synced(d) ? (cell.get(`${d}|${name}`) ?? 0) : null)) }));
 
-  const sum = (key) => totals.rows.reduce((n, r) => n + (r[key] ?? 0), 0);
-  $("#usage-totals").textContent =
-    `Total ${from} to ${to} (UTC): ${number(sum("predictions"))} predictions, ${number(sum("computeSeconds"), 1)} compute seconds.`;
+  renderTotals(totals, from, to);
   const warning = coverageText(cov, from, to);
   $("#coverage-warning").hidden = !warning;
   $("#coverage-warning").textContent = warning ?? "";
 
-  const unit = measure === "computeSeconds" ? "compute seconds" : "predictions";
   const points = series.reduce((n, s) => n + s.data.filter((v) => v > 0).length, 0);
   $("#usage-chart").dataset.points = String(points);
   if (points === 0) {
@@ -311,23 +328,56 @@ function drawUsage(rows, totals, { from, to, by, measure }) {
       },
     });
   }
-  renderUsageTable(days, series, synced, unit);
+  const dailyCost = new Map(totals.rows.map((r) => [r.date, r.estimatedCostUsd ?? "0"]));
+  renderUsageTable(days, series, synced, { unit, digits, dailyCost: measure === "estimatedCostUsd" ? null : dailyCost });
 }
 
-function renderUsageTable(days, series, synced, unit) {
+/** Totals for the range: counts, seconds, the estimated cost with its basis, and the idle floor as its own line. */
+function renderTotals(totals, from, to) {
+  const sum = (key) => totals.rows.reduce((n, r) => n + (r[key] ?? 0), 0);
+  const predictions = sum("predictions");
+  const lines = [`Total ${from} to ${to} (UTC): ${number(predictions)} predictions, ${number(sum("computeSeconds"), 1)} compute seconds.`];
+  const cost = sumDecimal(totals.rows.map((r) => r.estimatedCostUsd));
+  const bases = Object.entries(BASES)
+    .filter(([key]) => Number(sumDecimal(totals.rows.map((r) => r[key]))) > 0)
+    .map(([, label]) => label);
+  const unpriced = predictions ? Math.round((1 - sum("pricedPredictions") / predictions) * 100) : 0;
+  // Nothing priced is not "$0": say there is no estimate rather than a misleading zero.
+  const noPrice = predictions > 0 && !sum("pricedPredictions");
+  lines.push(
+    noPrice
+      ? "Estimated cost (an estimate, not an invoice): no estimate; 100 % of predictions unpriced (no price in the price book for these models)."
+      : `Estimated cost (an estimate, not an invoice): ≈ ${dollars(cost)} estimated` +
+          `${bases.length ? ` (${bases.join(", ")})` : ""}${unpriced ? `; ${unpriced} % of predictions unpriced` : ""}.`,
+  );
+  if (totals.idleFloor.length) {
+    const floor = sumDecimal(totals.idleFloor.map((r) => r.estimatedCostUsd));
+    const hours = totals.idleFloor.reduce((n, r) => n + r.instanceSeconds, 0) / 3600;
+    lines.push(
+      `Idle floor of dedicated deployments (minimum instances, billed while idle; not in the total above): ≈ ${dollars(floor)} estimated for ${number(hours, 1)} instance-hours.`,
+    );
+  }
+  $("#usage-totals").replaceChildren(...lines.map((line, i) => el("p", { "data-line": ["usage", "cost", "idle-floor"][i] }, line)));
+  $("#usage-cost-note").textContent = `About these estimates: ${totals.costNote}`;
+  $("#usage-cost-note").hidden = false;
+}
+
+function renderUsageTable(days, series, synced, { unit, digits, dailyCost }) {
   const head = el(
     "tr",
     {},
     el("th", { scope: "col" }, "Day (UTC)"),
     ...series.map((s) => el("th", { scope: "col" }, s.name)),
     el("th", { scope: "col" }, `Total ${unit}`),
+    dailyCost && el("th", { scope: "col" }, "Estimated cost (USD, an estimate)"),
   );
   const body = days.map((d, i) => {
     const known = synced(d);
     const total = series.reduce((n, s) => n + (s.data[i] ?? 0), 0);
+    const cost = dailyCost ? [known ? number(Number(dailyCost.get(d) ?? 0), 4) : "—"] : [];
     const cells = known
-      ? [...series.map((s) => number(s.data[i] ?? 0, 3)), number(total, 3)]
-      : [...series.map(() => "—"), "not synced yet"];
+      ? [...series.map((s) => number(s.data[i] ?? 0, digits)), number(total, digits), ...cost]
+      : [...series.map(() => "—"), "not synced yet", ...cost];
     return el("tr", { class: known ? "" : "not-synced" }, el("th", { scope: "row" }, d), ...cells.map((c) => el("td", {}, c)));
   });
   $("#usage-table").replaceChildren(
