@@ -15,7 +15,3 @@ export const TRANSITIONS: Record<Transition, { from: readonly ConnectionStatus[]
   replace_token: { from: ["pending", "connected", "credential_error"], to: "pending" },
   disconnect: { from: ["pending", "connected", "credential_error", "disconnected"], to: "disconnected" },
 };
-
-export function canApply(transition: Transition, status: ConnectionStatus): boolean {
-  return TRANSITIONS[transition].from.includes(status);
-}

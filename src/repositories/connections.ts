@@ -252,20 +252,13 @@ export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rota
   return { rotated, skipped: stale.length - rotated };
 }
 
-export interface LockedConnection {
-  workspace_id: string;
-  status: string;
-  sync_state: unknown;
-  high_water_mark: Date | null;
-}
-
 /**
- * Locks the connection row for the rest of the transaction. Every run change and the disconnect
- * take this lock, so they are serialized and a disconnect is never interleaved.
+ * Locks the connection row for the rest of the transaction and returns its status and workspace. Run writes are
+ * fenced statements that take the same row lock, so a disconnect is never interleaved with one.
  */
-export async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<LockedConnection | undefined> {
-  const [row] = await tx.$queryRawUnsafe<LockedConnection[]>(
-    `SELECT workspace_id, status, sync_state, high_water_mark FROM connections WHERE id = $1::uuid FOR UPDATE`,
+async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<{ status: string; workspace_id: string } | undefined> {
+  const [row] = await tx.$queryRawUnsafe<{ status: string; workspace_id: string }[]>(
+    `SELECT status, workspace_id FROM connections WHERE id = $1::uuid FOR UPDATE`,
     id,
   );
   return row;
