@@ -85,6 +85,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
   const base = { connectionId: job.connectionId, jobId: job.jobId };
   const log = moduleLogger("failures", base);
   const message = err instanceof Error ? err.message : String(err);
+  const httpStatus = (err as { httpStatus?: number }).httpStatus ?? null;
 
   switch (decision.action) {
     case "delay": {
@@ -108,7 +109,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
           kind: "provider_error",
           level: "warn",
           message: `${message}; verification retries in ${seconds(decision.delayMs)}s`,
-          httpStatus: (err as { httpStatus?: number }).httpStatus ?? null,
+          httpStatus,
           retryAfterSeconds: seconds(decision.delayMs),
         });
       }
@@ -133,7 +134,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
         kind: decision.event,
         level: "error",
         message: `${message}. Syncing is paused until the token is replaced.`,
-        httpStatus: (err as { httpStatus?: number }).httpStatus ?? null,
+        httpStatus,
       });
       await markCredentialError(db, job.connectionId, ciphertext);
       await deps.removeScheduler(job.connectionId);
@@ -158,7 +159,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
           kind: "provider_error",
           level: lastAttempt ? "error" : "warn",
           message: lastAttempt ? `${message}; giving up after ${attempt} attempts` : `${message}; will retry`,
-          httpStatus: (err as { httpStatus?: number }).httpStatus ?? null,
+          httpStatus,
           detail: { attempt, code: (err as { code?: string }).code },
         });
       }
