@@ -72,7 +72,7 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
   let written = { pages: 0, predictions: 0 };
   let next = [window];
   if (page === at.pagesDone + 1 && !at.done) {
-    await refreshDeployments(ctx, connectionId, state.token);
+    await refreshDeployments(ctx, connectionId, state.token, { checkedAt: state.deploymentsCheckedAt });
     // A token Replicate is throttling is not split further: more windows would only queue behind its learned rate.
     const rate = await ctx.rateCap.learnedRate(state.token);
     const parallelism = rate.requestsPerSecond < rate.configuredPerSecond ? 1 : ctx.config.sync.parallelism;

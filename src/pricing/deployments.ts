@@ -3,7 +3,8 @@ import { RateLimitError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
-import { deploymentsDue, storeDeployments } from "../repositories/deployments.js";
+import { deploymentsCheckedAt, storeDeployments } from "../repositories/deployments.js";
+import { usageDate } from "../repositories/usage.js";
 
 // An account with more deployments than this many pages is not expected; the cap bounds a server
 // that keeps answering with `next`.
@@ -16,15 +17,20 @@ const MAX_PAGES = 50;
  * those of a predictions page (same failure policy), except a rate limit with `deferWhenThrottled`:
  * verification must not be retried for it (its retry would read the account again, and a token
  * paced to one request per interval would never fit both), and the first sync page reads them instead.
+ * A caller that has already read the connection row passes its `checkedAt`, saving the look-up.
  */
 export async function refreshDeployments(
   ctx: { db: Db; replicate: ReplicateClient },
   connectionId: string,
   token: string,
-  options: { force?: boolean; now?: Date; deferWhenThrottled?: boolean } = {},
+  options: { force?: boolean; now?: Date; deferWhenThrottled?: boolean; checkedAt?: Date | null } = {},
 ): Promise<void> {
   const now = options.now ?? new Date();
-  if (!options.force && !(await deploymentsDue(ctx.db, connectionId, now))) return;
+  if (!options.force) {
+    const checkedAt = options.checkedAt === undefined ? await deploymentsCheckedAt(ctx.db, connectionId) : options.checkedAt;
+    // At most once per UTC day.
+    if (checkedAt && usageDate(checkedAt) >= usageDate(now)) return;
+  }
   try {
     await readAndStore(ctx, connectionId, token, now);
   } catch (err) {

@@ -46,6 +46,7 @@ export const jobIds = {
 
 /** The ledger prune runs once a day (src/lifecycle/prune.ts). */
 const PRUNE_EVERY_MS = 24 * 3_600_000;
+const WORKSPACE_CACHE_SIZE = 10_000;
 
 export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
   return {
@@ -65,6 +66,8 @@ export class JobQueues {
   readonly sync: Queue<SyncJobData>;
   readonly webhook: Queue<WebhookJobData>;
   readonly maintenance: Queue;
+  // A connection's workspace never changes: remembered, so chaining slices adds no database read.
+  private readonly workspaces = new Map<string, string>();
 
   constructor(
     private readonly connection: Redis,
@@ -85,7 +88,18 @@ export class JobQueues {
 
   /** "page ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching for it. */
   private async jobName(kind: "verify" | "tick" | "page", connectionId: string): Promise<string> {
-    return `${kind} ${(await this.workspaceOf(connectionId)) ?? connectionId}`;
+    return `${kind} ${(await this.workspaceFor(connectionId)) ?? connectionId}`;
+  }
+
+  private async workspaceFor(connectionId: string): Promise<string | null> {
+    const known = this.workspaces.get(connectionId);
+    if (known !== undefined) return known;
+    const workspace = await this.workspaceOf(connectionId);
+    if (workspace !== null) {
+      if (this.workspaces.size >= WORKSPACE_CACHE_SIZE) this.workspaces.delete(this.workspaces.keys().next().value!);
+      this.workspaces.set(connectionId, workspace);
+    }
+    return workspace;
   }
 
   async enqueueVerify(connectionId: string): Promise<void> {

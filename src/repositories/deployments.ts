@@ -2,10 +2,10 @@ import type { Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { usageDate } from "./usage.js";
 
-/** True when the connection's deployments were not read yet on `now`'s UTC day. */
-export async function deploymentsDue(db: Db, connectionId: string, now: Date): Promise<boolean> {
+/** When the connection's deployments were last read; null when never (or the connection is gone). */
+export async function deploymentsCheckedAt(db: Db, connectionId: string): Promise<Date | null> {
   const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
-  return !row?.deploymentsCheckedAt || usageDate(row.deploymentsCheckedAt) < usageDate(now);
+  return row?.deploymentsCheckedAt ?? null;
 }
 
 /**
