@@ -35,8 +35,10 @@ export class WebhookRelay {
     for (;;) {
       const rows = await pendingWebhooks(db, BATCH);
       for (const row of rows) {
-        const connection = await getConnectionView(db, row.connectionId);
-        if (connection && row.payload === null) await fixWebhookPayload(db, row.id, JSON.stringify(buildPayload(row, connection)));
+        if (row.payload === null) {
+          const connection = await getConnectionView(db, row.connectionId);
+          if (connection) await fixWebhookPayload(db, row.id, JSON.stringify(buildPayload(row, connection)));
+        }
         await this.deps.enqueue(row.id.toString());
         await markWebhookQueued(db, row.id);
         handed++;
