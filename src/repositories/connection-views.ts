@@ -1,5 +1,5 @@
 import type { Db } from "../db/client.js";
-import { cursorTime } from "./events.js";
+import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
 import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
 import { connectionHealth, type Health, type HealthInput, type HealthState } from "../health.js";
 import { parseCheckpoint, readSince } from "../sync/checkpoint.js";
@@ -175,15 +175,10 @@ interface Position {
   id: string;
 }
 
-const encodeCursor = (p: Position) => Buffer.from(`${p.createdAt.toISOString()}|${p.id}`).toString("base64url");
-
 /** The position after which the next page starts; null when the cursor was not made by this module. */
 export function decodeConnectionCursor(cursor: string): Position | null {
-  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(
-    Buffer.from(cursor, "base64url").toString(),
-  );
-  const createdAt = match && cursorTime(match[1]!);
-  return createdAt ? { createdAt, id: match[2]! } : null;
+  const position = decodeCursor(cursor, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  return position && { createdAt: position.at, id: position.id };
 }
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
@@ -228,7 +223,8 @@ export async function listConnectionViews(
     after = { createdAt: last.created_at, id: last.id };
   }
   const page = found.slice(0, query.limit);
-  return { connections: page, nextCursor: found.length > query.limit ? encodeCursor(page[page.length - 1]!) : null };
+  const last = page[page.length - 1];
+  return { connections: page, nextCursor: found.length > query.limit && last ? encodeCursor(last.createdAt, last.id) : null };
 }
 
 export async function getConnectionView(db: Db, id: string, now = new Date()): Promise<ConnectionView | null> {

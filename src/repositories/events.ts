@@ -1,5 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { EventKind, EventLevel, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
+import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
 
 export interface NewEvent {
@@ -81,20 +82,11 @@ export function toEventView(e: IntegrationEvent): EventView {
 
 const MAX_BIGINT = 2n ** 63n - 1n;
 
-/** A time a cursor of ours can hold: a real instant, written back exactly as we wrote it. */
-export function cursorTime(text: string): Date | null {
-  const at = new Date(text);
-  return !Number.isNaN(at.getTime()) && at.getTime() >= 0 && at.toISOString() === text ? at : null;
-}
-
-const encodeCursor = (e: IntegrationEvent) => Buffer.from(`${e.occurredAt.toISOString()}|${e.id}`).toString("base64url");
-
 /** The position after which the next page starts; null when the cursor was not made by this module. */
 export function decodeCursor(cursor: string): { occurredAt: Date; id: bigint } | null {
-  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|(\d{1,19})$/.exec(Buffer.from(cursor, "base64url").toString());
-  const occurredAt = match && cursorTime(match[1]!);
-  const id = match ? BigInt(match[2]!) : null;
-  return occurredAt && id !== null && id <= MAX_BIGINT ? { occurredAt, id } : null;
+  const position = decodeKeyset(cursor, /^\d{1,19}$/);
+  const id = position && BigInt(position.id);
+  return position && id !== null && id <= MAX_BIGINT ? { occurredAt: position.at, id } : null;
 }
 
 /** Newest first (served by the (connection, occurred_at desc, id desc) index), keyset-paginated. */
@@ -111,5 +103,6 @@ export async function listEvents(db: Db, connectionId: string, q: EventQuery): P
     take: q.limit + 1,
   });
   const page = rows.slice(0, q.limit);
-  return { events: page.map(toEventView), nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!) : null };
+  const last = page[page.length - 1];
+  return { events: page.map(toEventView), nextCursor: rows.length > q.limit && last ? encodeCursor(last.occurredAt, last.id) : null };
 }
