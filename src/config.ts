@@ -44,6 +44,9 @@ const webhookUrl = z.url({ protocol: /^https?$/, message: "must be an http:// or
   return !url.username && !url.password;
 }, "must not contain a user name or password (receivers verify the webhook-signature header)");
 
+/** An HTTP credential the service checks (API_TOKEN, SUPPORT_TOKEN). */
+const credential = z.string().min(24, "must be at least 24 characters");
+
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 
 const envShape = z.object({
@@ -74,8 +77,8 @@ const envShape = z.object({
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
-  API_TOKEN: z.string().min(24, "must be at least 24 characters"),
-  SUPPORT_TOKEN: z.string().min(24, "must be at least 24 characters"),
+  API_TOKEN: credential,
+  SUPPORT_TOKEN: credential,
   WEBHOOK_URL: webhookUrl.optional(),
   WEBHOOK_SECRET: webhookSecret.optional(),
 });
