@@ -22,9 +22,16 @@ afterEach(() => {
 
 function start(env: Record<string, string | undefined>, terminal = false): Run {
   const { NODE_OPTIONS: _jestVmFlags, CI: _ci, ...inherited } = process.env;
-  // util-linux `script` gives the demo a pseudo-terminal, as a developer's shell would.
-  const [command, args] = terminal ? ["script", ["-qfec", [process.execPath, ...DEMO].join(" "), "/dev/null"]] : [process.execPath, DEMO];
-  const child = spawn(command, args as string[], { env: { ...inherited, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+  // util-linux `script` gives the demo a pseudo-terminal, as a developer's shell would. It runs the
+  // command through $SHELL; `exec` makes the demo the terminal's only process, since dash (CI's
+  // /bin/sh) would otherwise stay as its parent and die of the Ctrl-C itself (exit 130).
+  const [command, args] = terminal
+    ? ["script", ["-qfec", ["exec", process.execPath, ...DEMO].join(" "), "/dev/null"]]
+    : [process.execPath, DEMO];
+  const child = spawn(command, args as string[], {
+    env: { ...inherited, ...(terminal ? { SHELL: "/bin/sh" } : {}), ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   running.push(child);
   let output = "";
   child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
