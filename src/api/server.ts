@@ -67,8 +67,15 @@ export async function buildServer(
   const enterScope = (request: FastifyRequest, _reply: FastifyReply, done: () => void) => logScope.run({ requestId: request.id }, done);
   app.addHook("onRequest", enterScope);
   app.addHook("preValidation", enterScope);
+  // Fastify answers requests that arrive while closing with Connection: close, but one already in
+  // a handler would leave its keep-alive socket open, and close() would wait out keepAliveTimeout (72 s).
+  let draining = false;
+  app.addHook("preClose", async () => {
+    draining = true;
+  });
   app.addHook("onSend", async (request, reply, payload) => {
     reply.header(REQUEST_ID_HEADER, request.id);
+    if (draining) reply.header("connection", "close");
     return payload;
   });
   app.addHook("onResponse", async (request, reply) => {

@@ -1,3 +1,5 @@
+import { connect as tcpConnect } from "node:net";
+import { once } from "node:events";
 import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import { recordScenario } from "../support/fault-summary.js";
@@ -328,3 +330,39 @@ test(
   },
   TIMEOUT,
 );
+
+test("shutdown while a request is in flight on a keep-alive connection: its answer closes the connection, close() does not wait 72 s", async () => {
+  const own = await buildServer(h.ctx);
+  const { port } = new URL(await own.listen({ host: "127.0.0.1", port: 0 }));
+  const socket = tcpConnect(Number(port), "127.0.0.1");
+  await once(socket, "connect");
+  let answer = "";
+  socket.on("data", (d: Buffer) => (answer += d.toString()));
+  const serverEnded = once(socket, "end");
+  const body = JSON.stringify({ workspaceId: "ws-drain" });
+  // Routed before the shutdown begins (headers sent), answered after it (body still to come). This
+  // listener runs after Fastify's own, so the request has been routed when it fires.
+  const routed = once(own.server, "request");
+  socket.write(
+    `POST /v1/connections HTTP/1.1\r\nhost: x\r\nconnection: keep-alive\r\nauthorization: Bearer ${API_TOKEN}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
+  );
+  await routed;
+  const closing = own.close();
+  socket.write(body.slice(5));
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    Promise.all([closing, serverEnded]).then(() => "closed"),
+    new Promise((r) => (timer = setTimeout(() => r("still open"), 10_000))),
+  ]);
+  clearTimeout(timer);
+  socket.destroy();
+  expect(outcome).toBe("closed");
+  expect(answer).toMatch(/^HTTP\/1\.1 400/);
+  expect(answer.toLowerCase()).toContain("connection: close");
+  recordScenario({
+    scenario: "Shutdown with a request in flight on a keep-alive connection",
+    injected: "close() between a request's headers and its body; the client keeps the connection open",
+    outcome: "the request is answered with Connection: close; the server has closed within 10 s (was: 72 s keep-alive)",
+  });
+});
