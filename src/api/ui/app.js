@@ -9,6 +9,10 @@ const EVENT_KINDS = [
   "verified",
   "credential_invalid",
   "scope_denied",
+  "token_unreadable",
+  "duplicate_account",
+  "account_changed",
+  "history_moved",
   "rate_limited",
   "provider_error",
   "foreign_link_refused",
@@ -17,6 +21,8 @@ const EVENT_KINDS = [
   "sync_failed",
   "disconnected",
   "record_rejected",
+  "webhook_delivered",
+  "webhook_failed",
 ];
 // Status colours mean what they say; every other series gets a colour from its name, the same for every customer.
 const STATUS_COLOURS = {
