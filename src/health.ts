@@ -33,6 +33,8 @@ export interface HealthInput {
   recoveredAt: Date | null;
   /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
   duplicateOf?: string | null;
+  /** The Replicate account the connection syncs, once verified. */
+  account?: { type: string; username: string } | null;
 }
 
 export interface Health {
@@ -57,6 +59,7 @@ const ERROR_TEXT: Partial<Record<EventKind, string>> = {
   credential_invalid: "Replicate rejected the token.",
   scope_denied: "The token may not read this account's predictions.",
   duplicate_account: "This Replicate account is already connected in this workspace.",
+  account_changed: "The new token belongs to another Replicate account than the one this connection syncs.",
   provider_error: "Replicate's API kept failing.",
   foreign_link_refused: "Replicate sent a pagination link to another host; it was not followed.",
   sync_failed: "The sync run failed after its retries.",
@@ -105,6 +108,15 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
         since,
         `This Replicate account is already connected in this workspace as connection ${c.duplicateOf}, so this connection does not sync (its usage would be counted twice).`,
         `Nothing is needed if connection ${c.duplicateOf} is the one the customer wants. To use this one instead, disconnect ${c.duplicateOf}, then paste the token here again.`,
+      );
+    }
+    if (currentError?.kind === "account_changed" && c.account) {
+      const synced = `${c.account.type} "${c.account.username}"`;
+      return at(
+        "action_required",
+        since,
+        `The token pasted last belongs to another Replicate account than the ${synced} this connection syncs, so it was not used and syncing is paused.`,
+        `Ask the customer for a token of the Replicate ${synced} and to paste it here. To sync the other account, create a new connection for it.`,
       );
     }
     if (currentError?.kind === "scope_denied") {

@@ -7,9 +7,10 @@ import { recordEvent } from "../repositories/events.js";
 /**
  * Checks the token against GET /v1/account, records whose account it is, marks the connection
  * connected, and starts recurring syncs plus the initial backfill. "gone" when there is no token;
- * "duplicate" when the account already counts in the workspace through another connection.
+ * "paused" when the account already counts in the workspace through another connection, or is not
+ * the account the connection has synced.
  */
-export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "duplicate" | "gone"> {
+export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
   const account = await ctx.replicate.getAccount(stored.token, connectionId);
@@ -18,8 +19,9 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   const outcome = await markConnected(ctx.db, connectionId, stored.ciphertext, account);
   if (outcome === "gone") return "gone";
   if (outcome !== "connected") {
-    moduleLogger("verify", { connectionId, jobId }).info("account already connected in the workspace", outcome);
-    return "duplicate";
+    const why = "duplicateOf" in outcome ? "account already connected in the workspace" : "token of another account than the connection's";
+    moduleLogger("verify", { connectionId, jobId }).info(why, outcome);
+    return "paused";
   }
   await recordEvent(ctx.db, {
     connectionId,

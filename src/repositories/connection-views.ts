@@ -68,6 +68,7 @@ const ERROR_KINDS: EventKind[] = [
   "credential_invalid",
   "scope_denied",
   "duplicate_account",
+  "account_changed",
   "provider_error",
   "foreign_link_refused",
   "sync_failed",
@@ -116,6 +117,7 @@ function toHealthInput(r: Row): HealthInput {
     lastSuccessAt: r.ok_at,
     recoveredAt: r.recovered_at,
     duplicateOf: r.duplicate_of,
+    account: r.account_type && r.account_username ? { type: r.account_type, username: r.account_username } : null,
   };
 }
 

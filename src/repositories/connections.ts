@@ -6,6 +6,7 @@ import { Prisma, type Connection } from "../generated/prisma/client.js";
 import type { Account } from "../replicate/schemas.js";
 import { tokenFingerprint, type TokenVault } from "../vault.js";
 import { recordEvent } from "./events.js";
+import { takeOverHistory } from "./history-transfer.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
 export type PublicConnection = Omit<Connection, "tokenCiphertext" | "tokenKeyId" | "syncState">;
@@ -90,30 +91,41 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   return row;
 }
 
-export type VerifyOutcome = "connected" | "gone" | { duplicateOf: string };
+export type VerifyOutcome = "connected" | "gone" | { duplicateOf: string } | { accountChanged: AccountRef };
 
 const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
 
 /**
- * Verification succeeded for the token read as `ciphertext`: connected, unless it was replaced or
- * disconnected meanwhile ("gone"), or the same Replicate account already counts in the workspace.
- * The unique index connections_one_account_per_workspace decides the last case, so two
+ * Verification succeeded for the token read as `ciphertext`: connected, taking over the history of
+ * the account's disconnected connections in the workspace, unless the token was replaced or
+ * disconnected meanwhile ("gone"), it belongs to another account than the one the connection has
+ * synced (its history is one account's), or the same Replicate account already counts in the
+ * workspace. The unique index connections_one_account_per_workspace decides the last case, so two
  * verifications of one account racing each other cannot both connect.
  */
 export async function markConnected(db: Db, id: string, ciphertext: string, account: Account): Promise<VerifyOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const { count } = await db.connection.updateMany({
-        where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
-        data: {
-          status: TRANSITIONS.verify_ok.to,
-          accountUsername: account.username,
-          accountType: account.type,
-          verifiedAt: new Date(),
-          duplicateOf: null,
-        },
+      return await db.$transaction(async (tx) => {
+        const locked = await lockConnection(tx, id);
+        if (!locked) return "gone";
+        if (locked.account_username !== null && (locked.account_username !== account.username || locked.account_type !== account.type)) {
+          return markAccountChanged(tx, id, ciphertext, { type: locked.account_type!, username: locked.account_username }, account);
+        }
+        const { count } = await tx.connection.updateMany({
+          where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
+          data: {
+            status: TRANSITIONS.verify_ok.to,
+            accountUsername: account.username,
+            accountType: account.type,
+            verifiedAt: new Date(),
+            duplicateOf: null,
+          },
+        });
+        if (count === 0) return "gone";
+        await takeOverHistory(tx, id, locked.workspace_id, account);
+        return "connected";
       });
-      return count === 1 ? "connected" : "gone";
     } catch (err) {
       if (!isUniqueViolation(err) || attempt === 3) throw err;
     }
@@ -121,6 +133,34 @@ export async function markConnected(db: Db, id: string, ciphertext: string, acco
     const duplicate = await markDuplicate(db, id, ciphertext, account);
     if (duplicate) return duplicate;
   }
+}
+
+/** Which Replicate account: all a connection keeps of it. */
+type AccountRef = Pick<Account, "type" | "username">;
+
+const describe = (a: AccountRef) => `Replicate ${a.type} "${a.username}"`;
+
+/** Pauses a connection whose new token is another account's, with the event that names both. */
+async function markAccountChanged(
+  tx: Prisma.TransactionClient,
+  id: string,
+  ciphertext: string,
+  connected: AccountRef,
+  pasted: AccountRef,
+): Promise<VerifyOutcome> {
+  const { count } = await tx.connection.updateMany({
+    where: { id, tokenCiphertext: ciphertext, ...allowed("account_changed") },
+    data: { status: TRANSITIONS.account_changed.to },
+  });
+  if (count === 0) return "gone";
+  await recordEvent(tx, {
+    connectionId: id,
+    kind: "account_changed",
+    level: "error",
+    message: `the new token belongs to ${describe(pasted)}, but this connection syncs ${describe(connected)}; it was not used, so the usage history stays one account's`,
+    detail: { connected, pasted },
+  });
+  return { accountChanged: pasted };
 }
 
 /** Pauses the connection as a duplicate of the one already holding the account, with the event that says so. */
@@ -149,7 +189,7 @@ async function markDuplicate(db: Db, id: string, ciphertext: string, account: Ac
       connectionId: id,
       kind: "duplicate_account",
       level: "error",
-      message: `Replicate ${account.type} "${account.username}" is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
+      message: `${describe(account)} is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
       detail: { duplicateOf: holder.id, accountType: account.type, username: account.username },
     });
     return { duplicateOf: holder.id };
@@ -263,13 +303,20 @@ export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rota
 }
 
 /**
- * Locks the connection row for the rest of the transaction and returns its status and workspace. Run writes are
+ * Locks the connection row for the rest of the transaction and returns its status, workspace and account. Run writes are
  * fenced statements that take the same row lock, so a disconnect is never interleaved with one.
  */
-async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<{ status: string; workspace_id: string } | undefined> {
-  const [row] = await tx.$queryRawUnsafe<{ status: string; workspace_id: string }[]>(
-    `SELECT status, workspace_id FROM connections WHERE id = $1::uuid FOR UPDATE`,
+async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<LockedConnection | undefined> {
+  const [row] = await tx.$queryRawUnsafe<LockedConnection[]>(
+    `SELECT status, workspace_id, account_type, account_username FROM connections WHERE id = $1::uuid FOR UPDATE`,
     id,
   );
   return row;
+}
+
+interface LockedConnection {
+  status: string;
+  workspace_id: string;
+  account_type: Account["type"] | null;
+  account_username: string | null;
 }

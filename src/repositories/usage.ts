@@ -10,6 +10,43 @@ export function usageDate(createdAt: Date): string {
 const TERMINAL = sqlList(TERMINAL_STATUSES);
 const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
 
+const USAGE_SUMS = [
+  "predictions",
+  ...TERMINAL_STATUSES,
+  "in_progress",
+  "other",
+  "compute_seconds",
+  "total_seconds",
+  "metered_predictions",
+  "billable_seconds",
+  "input_tokens",
+  "output_tokens",
+];
+
+/** DailyUsage's sums over `rows` (ledger rows, each with a `sign` of 1 or -1), one row per usage key. */
+export const usageDeltas = (rows: string) => `
+  SELECT usage_date, model, deployment, coalesce(source, '') AS source,
+    sum(sign)::int AS predictions,
+    ${TERMINAL_STATUSES.map((s) => `coalesce(sum(sign) FILTER (WHERE status = '${s}'), 0)::int AS ${s},`).join("\n    ")}
+    coalesce(sum(sign) FILTER (WHERE status IN (${IN_PROGRESS})), 0)::int AS in_progress,
+    coalesce(sum(sign) FILTER (WHERE status NOT IN (${TERMINAL}, ${IN_PROGRESS})), 0)::int AS other,
+    -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
+    coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
+    coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
+    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions,
+    -- Replicate does not bill aborted predictions; failed and canceled ones bill the time they ran.
+    coalesce(sum(sign * round(predict_time::numeric, 6)) FILTER (WHERE status <> 'aborted'), 0) AS billable_seconds,
+    coalesce(sum(sign * input_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS input_tokens,
+    coalesce(sum(sign * output_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS output_tokens
+  FROM ${rows} GROUP BY usage_date, model, deployment, coalesce(source, '')`;
+
+/** Adds `rows` (a usage key and USAGE_SUMS each) to the DailyUsage rows of `connection` in `workspace`. */
+export const addToUsage = (connection: string, workspace: string, rows: string) => `
+  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, updated_at)
+  SELECT ${connection}, ${workspace}, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, now() FROM ${rows}
+  ON CONFLICT (connection_id, usage_date, model, deployment, source) DO UPDATE SET
+    ${USAGE_SUMS.map((c) => `${c} = d.${c} + EXCLUDED.${c}`).join(", ")}, updated_at = now()`;
+
 /**
  * One prepared statement, one round trip, atomic on its own: writes the pages read from one window
  * only if the connection is still connected and that window is still where the pages continue
@@ -69,38 +106,9 @@ changes AS (
   UNION ALL
   SELECT b.*, -1 FROM previous b JOIN written w USING (prediction_id)
 ),
-deltas AS (
-  SELECT usage_date, model, deployment, coalesce(source, '') AS source,
-    sum(sign)::int AS predictions,
-    ${TERMINAL_STATUSES.map((s) => `coalesce(sum(sign) FILTER (WHERE status = '${s}'), 0)::int AS ${s},`).join("\n    ")}
-    coalesce(sum(sign) FILTER (WHERE status IN (${IN_PROGRESS})), 0)::int AS in_progress,
-    coalesce(sum(sign) FILTER (WHERE status NOT IN (${TERMINAL}, ${IN_PROGRESS})), 0)::int AS other,
-    -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
-    coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
-    coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
-    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions,
-    -- Replicate does not bill aborted predictions; failed and canceled ones bill the time they ran.
-    coalesce(sum(sign * round(predict_time::numeric, 6)) FILTER (WHERE status <> 'aborted'), 0) AS billable_seconds,
-    coalesce(sum(sign * input_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS input_tokens,
-    coalesce(sum(sign * output_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS output_tokens
-  FROM changes GROUP BY usage_date, model, deployment, coalesce(source, '')
-),
+deltas AS (${usageDeltas("changes")}),
 applied AS (
-  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
-                                canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
-                                billable_seconds, input_tokens, output_tokens, updated_at)
-  SELECT $1::uuid, conn.workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
-         canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
-         billable_seconds, input_tokens, output_tokens, now()
-  FROM deltas CROSS JOIN conn
-  ON CONFLICT (connection_id, usage_date, model, deployment, source) DO UPDATE SET
-    predictions = d.predictions + EXCLUDED.predictions, succeeded = d.succeeded + EXCLUDED.succeeded,
-    failed = d.failed + EXCLUDED.failed, canceled = d.canceled + EXCLUDED.canceled, aborted = d.aborted + EXCLUDED.aborted,
-    in_progress = d.in_progress + EXCLUDED.in_progress, other = d.other + EXCLUDED.other,
-    compute_seconds = d.compute_seconds + EXCLUDED.compute_seconds, total_seconds = d.total_seconds + EXCLUDED.total_seconds,
-    metered_predictions = d.metered_predictions + EXCLUDED.metered_predictions,
-    billable_seconds = d.billable_seconds + EXCLUDED.billable_seconds,
-    input_tokens = d.input_tokens + EXCLUDED.input_tokens, output_tokens = d.output_tokens + EXCLUDED.output_tokens, updated_at = now()
+  ${addToUsage("$1::uuid", "conn.workspace_id", "deltas CROSS JOIN conn")}
   RETURNING d.usage_date, d.model, d.deployment, d.source, d.predictions
 ),
 windows AS (

@@ -242,14 +242,17 @@ test(
     expect(lateRequests).toBeLessThanOrEqual(2);
     expect(ledgerAfter).toBeLessThan(truth.length);
 
-    // Reconnect: the same Replicate account, a new token, a new connection that backfills everything.
+    // Reconnect: the same Replicate account, a new token, a new connection that takes over the first
+    // one's history and backfills the rest.
     const newToken = "r8_reconnectedToken000000000000000";
     tokens.push(newToken);
     h.fake.addAccount(newToken, { type: "organization", username: "disconnectme" }, truth);
     const again = await api("POST", "/v1/connections", { workspaceId: "ws-disconnectme", token: newToken });
     await waitForSyncedSince(h, again.body.id, null, 90_000);
     await expectExact(h, again.body.id, truth);
-    expect(await h.ctx.db.predictionRecord.count({ where: { connectionId: id } })).toBe(ledgerAfter);
+    expect(await h.ctx.db.predictionRecord.count({ where: { connectionId: id } })).toBe(0);
+    const moved = await h.ctx.db.integrationEvent.findFirstOrThrow({ where: { connectionId: again.body.id, kind: "history_moved" } });
+    expect(moved.detail).toMatchObject({ from: id, ledgerRows: ledgerAfter });
 
     // Replace the token of a connection mid-run: the run resumes under the new token and is exact.
     const replaced = await connect("replaceme", generatePredictions({ count: 8_000, days: 20, seed: 83, idPrefix: "q" }));

@@ -3,10 +3,11 @@ import { getConnectionView } from "../../src/repositories/connection-views.js";
 import { queryUsage } from "../../src/repositories/usage-query.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
-import { waitForSyncedSince } from "../support/sync-checks.js";
+import { eventCounts, expectExact, waitForSyncedSince } from "../support/sync-checks.js";
 
 // One Replicate account counts once per workspace: a second connection of the same account in the
-// same workspace is paused as a duplicate, so the workspace's usage equals the account's.
+// same workspace is paused as a duplicate, and one that connects after a disconnect continues the
+// disconnected one's history, so the workspace's usage equals the account's.
 
 let h: Harness;
 beforeAll(async () => {
@@ -60,6 +61,42 @@ test("a second connection of the same account in a workspace is a duplicate; tot
   await producer.disconnect(h.ctx, first.id);
   await producer.replaceToken(h.ctx, second.id, tokens[1]!);
   expect(await verified(second.id)).toMatchObject({ status: "connected", duplicateOf: null, accountUsername: "twice-co" });
+  await waitForSyncedSince(h, second.id, null);
+  expect(await workspaceTotal("ws-dup")).toBe(truth.length);
+  await expectExact(h, second.id, truth);
+});
+
+test("reconnecting an account after a disconnect continues its history: each prediction counts once in the workspace", async () => {
+  const account = { type: "organization", username: "again-co" } as const;
+  const history = generatePredictions({ count: 300, days: 10, seed: 43, idPrefix: "again" });
+  const [before, after] = ["r8_reconnectBefore000000000", "r8_reconnectAfter0000000000"];
+  for (const token of [before, after]) h.fake.addAccount(token, account, history);
+  const first = await producer.connect(h.ctx, { workspaceId: "ws-again", token: before });
+  await waitForSyncedSince(h, first.id, null);
+  await expectExact(h, first.id, history);
+  await producer.disconnect(h.ctx, first.id);
+
+  // While disconnected, the account goes on: what was running finishes, and there is new usage.
+  const finished = history.filter((p) => p.status === "starting" || p.status === "processing").map((p) => ({ ...p, status: "succeeded" }));
+  const later = generatePredictions({ count: 40, days: 1, seed: 44, idPrefix: "later" });
+  expect(finished.length).toBeGreaterThan(0);
+  h.fake.upsertPredictions(after, [...finished, ...later]);
+
+  const second = await producer.connect(h.ctx, { workspaceId: "ws-again", token: after });
+  await waitForSyncedSince(h, second.id, null);
+  const now = h.fake.predictions(after);
+  expect(await workspaceTotal("ws-again")).toBe(now.length);
+  await expectExact(h, second.id, now);
+  expect(await h.ctx.db.dailyUsage.count({ where: { connectionId: first.id } })).toBe(0);
+  const moved = await h.ctx.db.integrationEvent.findMany({
+    where: { kind: "history_moved", connectionId: { in: [first.id, second.id] } },
+    orderBy: { id: "asc" },
+  });
+  expect(moved.map((e) => [e.connectionId, e.detail])).toEqual([
+    [first.id, expect.objectContaining({ from: first.id, to: second.id, predictions: history.length })],
+    [second.id, expect.objectContaining({ from: first.id, to: second.id, predictions: history.length })],
+  ]);
+  expect(await eventCounts(h, second.id)).toMatchObject({ sync_completed: 1 });
 });
 
 test("two connections of one account verified at the same time: exactly one connects", async () => {
@@ -76,3 +113,85 @@ test("two connections of one account verified at the same time: exactly one conn
   await waitForSyncedSince(h, connected[0]!.id, null);
   expect(await workspaceTotal("ws-race")).toBe(30);
 });
+
+test("a token of another Replicate account pasted into a connection is refused: its history stays one account's", async () => {
+  const a = { type: "organization", username: "kept-co" } as const;
+  const ofA = generatePredictions({ count: 120, days: 5, seed: 45, idPrefix: "kept" });
+  const [tokenA, tokenB, tokenA2] = ["r8_keptFirstA00000000000", "r8_keptOtherB00000000000", "r8_keptAgainA00000000000"];
+  for (const token of [tokenA, tokenA2]) h.fake.addAccount(token, a, ofA);
+  h.fake.addAccount(
+    tokenB,
+    { type: "user", username: "someone-else" },
+    generatePredictions({ count: 50, days: 5, seed: 46, idPrefix: "other" }),
+  );
+  const x = await producer.connect(h.ctx, { workspaceId: "ws-kept", token: tokenA });
+  const { lastSyncedAt } = await waitForSyncedSince(h, x.id, null);
+
+  await producer.replaceToken(h.ctx, x.id, tokenB);
+  expect(await verified(x.id)).toMatchObject({ status: "credential_error", accountUsername: "kept-co", accountType: "organization" });
+  const event = await h.ctx.db.integrationEvent.findFirstOrThrow({ where: { connectionId: x.id, kind: "account_changed" } });
+  expect(event.detail).toMatchObject({
+    connected: { type: "organization", username: "kept-co" },
+    pasted: { type: "user", username: "someone-else" },
+  });
+  const health = (await getConnectionView(h.ctx.db, x.id))!.health;
+  expect(health).toMatchObject({ state: "action_required", lastError: expect.objectContaining({ kind: "account_changed" }) });
+  expect(health.action).toMatch(/kept-co/);
+  expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${tokenB}` && r.endpoint === "predictions")).toEqual([]);
+  expect(await workspaceTotal("ws-kept")).toBe(ofA.length);
+
+  const webhookTypes = async () =>
+    (await h.ctx.db.webhookDelivery.findMany({ where: { connectionId: x.id }, orderBy: { id: "asc" } })).map((w) => w.type);
+  expect(await webhookTypes()).toEqual(["connection.verified", "backfill.completed", "connection.action_required"]);
+
+  await producer.replaceToken(h.ctx, x.id, tokenA2); // a new token of the same account: resumes
+  await waitForSyncedSince(h, x.id, lastSyncedAt);
+  expect((await getConnectionView(h.ctx.db, x.id))!.health.state).toBe("healthy");
+  expect(await webhookTypes()).toEqual(expect.arrayContaining(["connection.action_required", "connection.recovered"]));
+  await expectExact(h, x.id, ofA);
+});
+
+test("history two disconnected connections both counted (before a reconnect took over history) is counted once by the next", async () => {
+  const account = { type: "user", username: "twice-before" } as const;
+  const history = generatePredictions({ count: 150, days: 6, seed: 47, idPrefix: "before" });
+  const [older, newer] = ["r8_twiceBeforeOld0000000000", "r8_twiceBeforeNew0000000000"];
+  for (const token of [older, newer]) h.fake.addAccount(token, account, history);
+  const first = await producer.connect(h.ctx, { workspaceId: "ws-twice", token: older });
+  await waitForSyncedSince(h, first.id, null);
+  await producer.disconnect(h.ctx, first.id);
+  // What an earlier release left: a second disconnected connection of the account holding the same
+  // predictions (it backfilled them again), so the workspace counted them twice.
+  const copy = await cloneConnection(first.id);
+  expect(await workspaceTotal("ws-twice")).toBe(2 * history.length);
+
+  const next = await producer.connect(h.ctx, { workspaceId: "ws-twice", token: newer });
+  await waitForSyncedSince(h, next.id, null);
+  expect(await workspaceTotal("ws-twice")).toBe(history.length);
+  await expectExact(h, next.id, history);
+  for (const id of [first.id, copy]) expect(await h.ctx.db.dailyUsage.count({ where: { connectionId: id } })).toBe(0);
+});
+
+/** A disconnected copy of a connection with its ledger and usage, as two backfills of one account left them. */
+async function cloneConnection(id: string): Promise<string> {
+  const [row] = await h.ctx.db.$queryRawUnsafe<{ copy: string }[]>(
+    `INSERT INTO connections (id, workspace_id, status, account_username, account_type, verified_at, created_at, updated_at)
+     SELECT gen_random_uuid(), workspace_id, status, account_username, account_type, verified_at, created_at - interval '1 day', updated_at - interval '1 day'
+     FROM connections WHERE id = $1::uuid RETURNING id AS copy`,
+    id,
+  );
+  const copy = row!.copy;
+  for (const table of ["prediction_records", "daily_usage"]) {
+    const columns = (
+      await h.ctx.db.$queryRawUnsafe<{ c: string }[]>(
+        `SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 AND column_name <> 'connection_id'`,
+        table,
+      )
+    ).map((r) => r.c);
+    await h.ctx.db.$executeRawUnsafe(
+      `INSERT INTO ${table} (connection_id, ${columns.join(", ")}) SELECT $2::uuid, ${columns.join(", ")} FROM ${table} WHERE connection_id = $1::uuid`,
+      id,
+      copy,
+    );
+  }
+  return copy;
+}

@@ -73,14 +73,11 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
   let h: Harness;
   const receiver = new Receiver();
   const tokens: string[] = [];
-  const account = (name: string, count: number) => {
+  /** A token of the organization `username` (by default `name`) with `count` predictions. */
+  const account = (name: string, count: number, username = name) => {
     const token = `r8_${name}Hooks0000000000000000`;
     tokens.push(token);
-    h.fake.addAccount(
-      token,
-      { type: "organization", username: name },
-      generatePredictions({ count, days: 5, seed: count, idPrefix: name }),
-    );
+    h.fake.addAccount(token, { type: "organization", username }, generatePredictions({ count, days: 5, seed: count, idPrefix: name }));
     return token;
   };
 
@@ -140,7 +137,7 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
     const [required] = await receiver.waitFor(id, "connection.action_required");
     expect(required!.payload.data.health).toMatchObject({ state: "action_required", action: expect.any(String) });
 
-    const replacement = account("revokecoNew", 0);
+    const replacement = account("revokecoNew", 0, "revokeco"); // a new token of the same organization
     h.fake.upsertPredictions(replacement, generatePredictions({ count: 40, days: 5, seed: 40, idPrefix: "revokeco" }));
     await producer.replaceToken(h.ctx, id, replacement);
     const [recovered] = await receiver.waitFor(id, "connection.recovered");

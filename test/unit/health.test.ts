@@ -89,6 +89,23 @@ const customers: { name: string; input: HealthInput; expected: Record<string, un
     },
   },
   {
+    name: "token of another account pasted",
+    input: {
+      ...base,
+      status: "credential_error",
+      account: { type: "organization", username: "acme-ml" },
+      lastError: { at: at(3), kind: "account_changed", httpStatus: null },
+      lastSuccessAt: at(4),
+    },
+    expected: {
+      state: "action_required",
+      since: at(3).toISOString(),
+      message: expect.stringMatching(/another Replicate account than the organization "acme-ml"/),
+      action: expect.stringMatching(/token of the Replicate organization "acme-ml".*create a new connection/),
+      lastError: expect.objectContaining({ kind: "account_changed" }),
+    },
+  },
+  {
     name: "revoked then recovered",
     input: { ...base, lastError: { at: at(50), kind: "credential_invalid", httpStatus: 401 }, lastSuccessAt: at(5), recoveredAt: at(40) },
     expected: { state: "healthy", since: at(40).toISOString(), lastError: null, action: null },

@@ -1,0 +1,82 @@
+import type { Prisma } from "../generated/prisma/client.js";
+import type { Account } from "../replicate/schemas.js";
+import { recordEvent } from "./events.js";
+import { addToUsage, usageDeltas } from "./usage.js";
+
+// One Replicate account counts once per workspace, also over time: a connection that connects an
+// account a disconnected connection of the workspace synced before takes over that one's ledger,
+// usage and deployments. Its backfill then re-reads predictions the ledger already holds, which
+// change usage only by what changed since (a prediction that finished meanwhile), never twice.
+
+const PREDECESSORS = `
+SELECT id FROM connections
+WHERE workspace_id = $1 AND account_type = $2::"AccountType" AND account_username = $3 AND status = 'disconnected' AND id <> $4::uuid
+ORDER BY updated_at DESC, id
+FOR UPDATE`;
+
+/**
+ * A prediction both ledgers hold (only data from before this transfer existed can have them) stays
+ * the successor's: the predecessor's row leaves its ledger and what it added leaves its usage.
+ */
+const DROP_SHARED = `
+WITH dropped AS (
+  DELETE FROM prediction_records p USING prediction_records s
+  WHERE p.connection_id = $1::uuid AND s.connection_id = $2::uuid AND s.prediction_id = p.prediction_id
+  RETURNING p.*, -1 AS sign
+),
+deltas AS (${usageDeltas("dropped")})
+${addToUsage("$1::uuid", "$3", "deltas")}`;
+
+const MOVE_LEDGER = `UPDATE prediction_records SET connection_id = $2::uuid WHERE connection_id = $1::uuid`;
+
+// Rows a subtraction left at zero are not carried over.
+const MOVE_USAGE = `
+WITH moved AS (DELETE FROM daily_usage WHERE connection_id = $1::uuid RETURNING *),
+kept AS (SELECT * FROM moved WHERE predictions <> 0),
+added AS (${addToUsage("$2::uuid", "workspace_id", "kept")} RETURNING 1)
+SELECT (SELECT count(*) FROM added)::int AS "usageRows", (SELECT coalesce(sum(predictions), 0) FROM kept)::int AS predictions`;
+
+// The successor read the current releases before it connected; older ones only the predecessor knew.
+const MOVE_DEPLOYMENTS = `
+WITH moved AS (DELETE FROM deployments WHERE connection_id = $1::uuid RETURNING *)
+INSERT INTO deployments (connection_id, name, release_number, model, version, hardware, min_instances, max_instances, effective_from, last_seen_on)
+SELECT $2::uuid, name, release_number, model, version, hardware, min_instances, max_instances, effective_from, last_seen_on FROM moved
+ON CONFLICT DO NOTHING`;
+
+/**
+ * Moves the history of the workspace's disconnected connections of `account` (newest first) to
+ * `successorId`, in the caller's transaction (the one that connects the successor), with a
+ * `history_moved` event on both sides of each move that carried anything.
+ */
+export async function takeOverHistory(
+  tx: Prisma.TransactionClient,
+  successorId: string,
+  workspaceId: string,
+  account: Account,
+): Promise<void> {
+  const predecessors = await tx.$queryRawUnsafe<{ id: string }[]>(PREDECESSORS, workspaceId, account.type, account.username, successorId);
+  for (const { id: from } of predecessors) {
+    await tx.$executeRawUnsafe(DROP_SHARED, from, successorId, workspaceId);
+    const ledgerRows = await tx.$executeRawUnsafe(MOVE_LEDGER, from, successorId);
+    const [usage] = await tx.$queryRawUnsafe<{ usageRows: number; predictions: number }[]>(MOVE_USAGE, from, successorId);
+    await tx.$executeRawUnsafe(MOVE_DEPLOYMENTS, from, successorId);
+    if (ledgerRows === 0 && usage!.usageRows === 0) continue;
+    const detail = { from, to: successorId, predictions: usage!.predictions, usageRows: usage!.usageRows, ledgerRows };
+    const what = `${usage!.predictions} predictions over ${usage!.usageRows} daily usage rows`;
+    const whose = `Replicate ${account.type} "${account.username}"`;
+    await recordEvent(tx, {
+      connectionId: from,
+      kind: "history_moved",
+      level: "info",
+      message: `usage history (${what}) moved to connection ${successorId}, which connected ${whose} again in this workspace`,
+      detail,
+    });
+    await recordEvent(tx, {
+      connectionId: successorId,
+      kind: "history_moved",
+      level: "info",
+      message: `continues the usage history of disconnected connection ${from} (${what}) for ${whose}, so it counts once`,
+      detail,
+    });
+  }
+}
