@@ -77,6 +77,63 @@ test(
 );
 
 test(
+  "kill -9 whenever a time window of a parallel backfill (BACKFILL_PARALLELISM=4) is seen mid-read: each resumes at its page; exact",
+  async () => {
+    const token = "r8_crashWindowsToken000000000000000001";
+    const truth = generatePredictions({ count: 20_000, days: 30, seed: 52, idPrefix: "win" });
+    h.fake.addAccount(token, { type: "organization", username: "crashwindows" }, truth);
+    // Slow pages and the shortest slice: each job saves a page or two, so a window stays mid-read
+    // long enough to be seen there.
+    h.fake.pageLatencyMs = 20;
+    const env = { BACKFILL_PARALLELISM: "4", SYNC_SLICE_MS: "50" };
+    const windows = async () => {
+      const { syncState, lastSyncedAt } = await h.ctx.db.connection.findUniqueOrThrow({ where: { id } });
+      const all = Object.entries((syncState as { windows?: Record<string, { pagesDone: number; done: boolean }> } | null)?.windows ?? {});
+      return { done: lastSyncedAt !== null, reading: all.filter(([, w]) => !w.done && w.pagesDone > 0).map(([windowId]) => windowId) };
+    };
+
+    let worker = await startWorker(env);
+    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-crash-windows", token });
+    // Kill whenever a window is mid-read (a page saved, not done) that no kill has hit yet. What counts as hit is read after
+    // the kill, when nothing moves any more (a window that finished just before it is not counted).
+    const interrupted = new Set<string>();
+    for (;;) {
+      const state = await waitFor(
+        "a window mid-read that no kill has hit yet, or the end of the run",
+        windows,
+        (s) => s.done || s.reading.some((w) => !interrupted.has(w)),
+        120_000,
+        5,
+      );
+      if (state.done) break;
+      await worker.kill9();
+      (await windows()).reading.forEach((w) => interrupted.add(w));
+      worker = await startWorker(env);
+    }
+    await expectExact(h, id, truth);
+    expect(await eventCounts(h, id)).toMatchObject({ sync_started: 1, sync_completed: 1 });
+    // The run's windows, as Replicate saw them: one created_before per window (its id is its end).
+    const windowEnds = new Set(
+      h.fake.requests
+        .filter((r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions")
+        .map((r) => new URL(r.url, "http://x").searchParams.get("created_before"))
+        .filter((end) => end !== null),
+    );
+    // Windows split as others finish, and a small one (a page or two) goes from unread to done in one
+    // write, so not every window can be caught mid-read; the table says how many were.
+    expect(interrupted.size).toBeGreaterThan(0);
+    expect(windowEnds.size).toBeGreaterThanOrEqual(Math.max(interrupted.size, 4));
+    await worker.stop();
+    recordScenario({
+      scenario: "kill -9 inside the windows of a parallel backfill",
+      injected: `SIGKILL each time a window not hit yet was mid-read: ${interrupted.size} of the run's ${windowEnds.size} windows hit (20k predictions, 4 windows at once)`,
+      outcome: "each window resumed at its saved page; exact totals; 1 sync_started, 1 sync_completed",
+    });
+  },
+  TIMEOUT,
+);
+
+test(
   "two and three worker processes on the same queues: every connection exact",
   async () => {
     h.fake.pageLatencyMs = 2;
