@@ -81,6 +81,9 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         schema: {
           operationId: "replaceToken",
           summary: "Replace the connection's token and verify it again (syncing resumes where it stopped)",
+          description:
+            "The token must belong to the Replicate account the connection has synced: a token of another account is not used, " +
+            "and verification pauses the connection with an `account_changed` event (create a new connection for that account).",
           tags,
           params: idParams,
           querystring: noQuery,
