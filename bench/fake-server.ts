@@ -13,6 +13,7 @@ export type FakeCommand =
 
 const fake = new FakeReplicate();
 const baseUrl = await fake.start();
+let accounts = 0;
 process.send!({ type: "ready", baseUrl });
 
 process.on("message", (command: FakeCommand & { seq: number }) => {
@@ -25,7 +26,8 @@ process.on("message", (command: FakeCommand & { seq: number }) => {
         ...generatePredictions({ ...command, count: command.count - busy }),
         ...generatePredictions({ count: busy, seed: command.seed + 1, days: 1, end, idPrefix: "busy" }),
       ];
-      fake.addAccount(command.token, { type: "organization", username: "bench" }, predictions);
+      // One account per token: connections of one account in a workspace would be duplicates.
+      fake.addAccount(command.token, { type: "organization", username: `bench-org-${(accounts += 1)}` }, predictions);
       return reply();
     }
     case "accounts":
