@@ -98,7 +98,11 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   const backfillText = backfill === undefined ? "" : ` The first backfill is ${Math.round(backfill * 100)} % done.`;
 
   if (c.status === "disconnected") {
-    return at("disconnected", c.updatedAt, "Disconnected: the token was deleted and syncing stopped; usage already synced is kept.");
+    return at(
+      "disconnected",
+      c.updatedAt,
+      "Disconnected: the token was deleted and syncing stopped; usage already synced stays in the workspace.",
+    );
   }
   if (c.status === "credential_error") {
     const since = currentError?.at ?? c.updatedAt;

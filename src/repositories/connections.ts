@@ -93,6 +93,10 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
 
 export type VerifyOutcome = "connected" | "gone" | { duplicateOf: string } | { accountChanged: AccountRef };
 
+// Connecting moves a reconnected account's history in the same transaction: 1M ledger rows took 12 s
+// here, far past Prisma's 5 s default for an interactive transaction.
+const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
+
 const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
 
 /**
@@ -125,7 +129,7 @@ export async function markConnected(db: Db, id: string, ciphertext: string, acco
         if (count === 0) return "gone";
         await takeOverHistory(tx, id, locked.workspace_id, account);
         return "connected";
-      });
+      }, TAKE_OVER_LIMITS);
     } catch (err) {
       if (!isUniqueViolation(err) || attempt === 3) throw err;
     }

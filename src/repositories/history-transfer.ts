@@ -27,6 +27,8 @@ WITH dropped AS (
 deltas AS (${usageDeltas("dropped")})
 ${addToUsage("$1::uuid", "$3", "deltas")}`;
 
+const END_RUN = `UPDATE connections SET sync_state = NULL WHERE id = $1::uuid AND sync_state IS NOT NULL`;
+
 const MOVE_LEDGER = `UPDATE prediction_records SET connection_id = $2::uuid WHERE connection_id = $1::uuid`;
 
 // Rows a subtraction left at zero are not carried over.
@@ -55,12 +57,14 @@ export async function takeOverHistory(
   account: Account,
 ): Promise<void> {
   const predecessors = await tx.$queryRawUnsafe<{ id: string }[]>(PREDECESSORS, workspaceId, account.type, account.username, successorId);
+  let moved = false;
   for (const { id: from } of predecessors) {
     await tx.$executeRawUnsafe(DROP_SHARED, from, successorId, workspaceId);
     const ledgerRows = await tx.$executeRawUnsafe(MOVE_LEDGER, from, successorId);
     const [usage] = await tx.$queryRawUnsafe<{ usageRows: number; predictions: number }[]>(MOVE_USAGE, from, successorId);
     await tx.$executeRawUnsafe(MOVE_DEPLOYMENTS, from, successorId);
     if (ledgerRows === 0 && usage!.usageRows === 0) continue;
+    moved = true;
     const detail = { from, to: successorId, predictions: usage!.predictions, usageRows: usage!.usageRows, ledgerRows };
     const what = `${usage!.predictions} predictions over ${usage!.usageRows} daily usage rows`;
     const whose = `Replicate ${account.type} "${account.username}"`;
@@ -79,4 +83,7 @@ export async function takeOverHistory(
       detail,
     });
   }
+  // A page write of a run the successor had in flight (its token was replaced) may have read its
+  // ledger before the move; ending that run makes its fence refuse the write, and the next run re-reads.
+  if (moved) await tx.$executeRawUnsafe(END_RUN, successorId);
 }
