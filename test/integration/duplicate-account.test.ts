@@ -195,3 +195,37 @@ async function cloneConnection(id: string): Promise<string> {
   }
   return copy;
 }
+
+test("a history of a million ledger rows moves in the transaction that connects (past Prisma's 5 s default)", async () => {
+  const account = { type: "organization", username: "big-history" } as const;
+  const token = "r8_bigHistoryToken000000000";
+  h.fake.addAccount(token, account, generatePredictions({ count: 30, days: 2, seed: 48, idPrefix: "bignew" }));
+  // What a long-lived, busy predecessor leaves: its ledger and the usage rows that sum it.
+  const [row] = await h.ctx.db.$queryRawUnsafe<{ id: string }[]>(
+    `INSERT INTO connections (id, workspace_id, status, account_username, account_type, updated_at)
+     VALUES (gen_random_uuid(), 'ws-big', 'disconnected', $1, 'organization', now()) RETURNING id`,
+    account.username,
+  );
+  const old = row!.id;
+  await h.ctx.db.$executeRawUnsafe(
+    `INSERT INTO prediction_records (connection_id, prediction_id, usage_date, model, deployment, status, source, created_at, predict_time)
+     SELECT $1::uuid, 'old' || g, current_date - 100 + g % 60, 'acme/model-' || g % 4, '', 'succeeded', 'api',
+            (current_date - 100 + g % 60)::timestamptz, 1.5
+     FROM generate_series(1, 1000000) g`,
+    old,
+  );
+  await h.ctx.db.$executeRawUnsafe(
+    `INSERT INTO daily_usage (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed, canceled,
+                              aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, billable_seconds)
+     SELECT connection_id, 'ws-big', usage_date, model, deployment, source, count(*), count(*), 0, 0, 0, 0, 0, sum(predict_time), 0,
+            count(*), sum(predict_time)
+     FROM prediction_records WHERE connection_id = $1::uuid GROUP BY 1, 2, 3, 4, 5, 6`,
+    old,
+  );
+
+  const next = await producer.connect(h.ctx, { workspaceId: "ws-big", token });
+  await waitForSyncedSince(h, next.id, null, 120_000);
+  expect(await workspaceTotal("ws-big")).toBe(1_000_030);
+  const moved = await h.ctx.db.integrationEvent.findFirstOrThrow({ where: { connectionId: next.id, kind: "history_moved" } });
+  expect(moved.detail).toMatchObject({ from: old, ledgerRows: 1_000_000, predictions: 1_000_000 });
+}, 180_000);
