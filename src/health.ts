@@ -1,3 +1,4 @@
+import type { AccountRef } from "./domain/account.js";
 import type { ConnectionStatus, EventKind } from "./generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./sync/checkpoint.js";
 
@@ -34,7 +35,7 @@ export interface HealthInput {
   /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
   duplicateOf?: string | null;
   /** The Replicate account the connection syncs, once verified. */
-  account?: { type: string; username: string } | null;
+  account?: AccountRef | null;
 }
 
 export interface Health {

@@ -1,4 +1,5 @@
 import type { AppContext } from "../context.js";
+import { describeAccount } from "../domain/account.js";
 import { moduleLogger } from "../logger.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import { markConnected, requireConnection, storedToken } from "../repositories/connections.js";
@@ -28,7 +29,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     jobId,
     kind: "verified",
     level: "info",
-    message: `token verified for Replicate ${account.type} "${account.username}"`,
+    message: `token verified for ${describeAccount(account)}`,
     detail: { accountType: account.type, username: account.username },
   });
   await ctx.queues.upsertScheduler(connectionId);

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { runPrepared, type Db } from "../db/client.js";
+import { describeAccount, type AccountRef } from "../domain/account.js";
 import { TRANSITIONS, type Transition } from "../domain/connection-state.js";
 import { ConflictError, NotFoundError } from "../errors.js";
 import { Prisma, type Connection } from "../generated/prisma/client.js";
@@ -139,11 +140,6 @@ export async function markConnected(db: Db, id: string, ciphertext: string, acco
   }
 }
 
-/** Which Replicate account: all a connection keeps of it. */
-type AccountRef = Pick<Account, "type" | "username">;
-
-const describe = (a: AccountRef) => `Replicate ${a.type} "${a.username}"`;
-
 /** Pauses a connection whose new token is another account's, with the event that names both. */
 async function markAccountChanged(
   tx: Prisma.TransactionClient,
@@ -161,7 +157,7 @@ async function markAccountChanged(
     connectionId: id,
     kind: "account_changed",
     level: "error",
-    message: `the new token belongs to ${describe(pasted)}, but this connection syncs ${describe(connected)}; it was not used, so the usage history stays one account's`,
+    message: `the new token belongs to ${describeAccount(pasted)}, but this connection syncs ${describeAccount(connected)}; it was not used, so the usage history stays one account's`,
     detail: { connected, pasted },
   });
   return { accountChanged: pasted };
@@ -193,7 +189,7 @@ async function markDuplicate(db: Db, id: string, ciphertext: string, account: Ac
       connectionId: id,
       kind: "duplicate_account",
       level: "error",
-      message: `${describe(account)} is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
+      message: `${describeAccount(account)} is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
       detail: { duplicateOf: holder.id, accountType: account.type, username: account.username },
     });
     return { duplicateOf: holder.id };
@@ -321,6 +317,6 @@ async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise
 interface LockedConnection {
   status: string;
   workspace_id: string;
-  account_type: Account["type"] | null;
+  account_type: AccountRef["type"] | null;
   account_username: string | null;
 }

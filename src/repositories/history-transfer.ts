@@ -1,5 +1,5 @@
+import { describeAccount, type AccountRef } from "../domain/account.js";
 import type { Prisma } from "../generated/prisma/client.js";
-import type { Account } from "../replicate/schemas.js";
 import { recordEvent } from "./events.js";
 import { addToUsage, usageDeltas } from "./usage.js";
 
@@ -54,7 +54,7 @@ export async function takeOverHistory(
   tx: Prisma.TransactionClient,
   successorId: string,
   workspaceId: string,
-  account: Account,
+  account: AccountRef,
 ): Promise<void> {
   const predecessors = await tx.$queryRawUnsafe<{ id: string }[]>(PREDECESSORS, workspaceId, account.type, account.username, successorId);
   let moved = false;
@@ -67,19 +67,18 @@ export async function takeOverHistory(
     moved = true;
     const detail = { from, to: successorId, predictions: usage!.predictions, usageRows: usage!.usageRows, ledgerRows };
     const what = `${usage!.predictions} predictions over ${usage!.usageRows} daily usage rows`;
-    const whose = `Replicate ${account.type} "${account.username}"`;
     await recordEvent(tx, {
       connectionId: from,
       kind: "history_moved",
       level: "info",
-      message: `usage history (${what}) moved to connection ${successorId}, which connected ${whose} again in this workspace`,
+      message: `usage history (${what}) moved to connection ${successorId}, which connected ${describeAccount(account)} again in this workspace`,
       detail,
     });
     await recordEvent(tx, {
       connectionId: successorId,
       kind: "history_moved",
       level: "info",
-      message: `continues the usage history of disconnected connection ${from} (${what}) for ${whose}, so it counts once`,
+      message: `continues the usage history of disconnected connection ${from} (${what}) for ${describeAccount(account)}, so it counts once`,
       detail,
     });
   }
