@@ -1,3 +1,4 @@
+import { utcDay } from "./domain/calendar.js";
 import type { CoverageSource } from "./repositories/connection-views.js";
 
 /**
@@ -15,7 +16,6 @@ export interface Coverage {
 }
 
 const DAY = 86_400_000;
-const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** The time span read so far: [start, end). */
 function readSpan(s: CoverageSource): { start: Date; end: Date } | null {
@@ -32,8 +32,8 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string 
   const span = readSpan(s);
   const lastSyncedAt = s.lastSyncedAt?.toISOString() ?? null;
   if (!span) return { connectionId: s.connectionId, from: null, to: null, complete: false, lastSyncedAt };
-  const from = [range.from, day(span.start)].sort()[1]!;
-  const to = [range.to, day(new Date(span.end.getTime() - 1))].sort()[0]!;
+  const from = [range.from, utcDay(span.start)].sort()[1]!;
+  const to = [range.to, utcDay(new Date(span.end.getTime() - 1))].sort()[0]!;
   const finished = s.lastSyncedAt !== null;
   const complete = finished && span.start.getTime() <= Date.parse(`${range.from}T00:00:00Z`);
   return from <= to
@@ -45,7 +45,7 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string 
 export function daysOf(c: Pick<Coverage, "from" | "to">): string[] {
   if (!c.from || !c.to) return [];
   const days: string[] = [];
-  for (let t = Date.parse(`${c.from}T00:00:00Z`); t <= Date.parse(`${c.to}T00:00:00Z`); t += DAY) days.push(day(new Date(t)));
+  for (let t = Date.parse(`${c.from}T00:00:00Z`); t <= Date.parse(`${c.to}T00:00:00Z`); t += DAY) days.push(utcDay(new Date(t)));
   return days;
 }
 

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import type { z } from "zod";
 import { parseDatabaseUrl } from "../config.js";
+import { utcDay } from "../domain/calendar.js";
 import { createDb, type Db } from "../db/client.js";
 import { logger } from "../logger.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../pricing/schemas.js";
@@ -17,7 +18,7 @@ const { positionals, values } = parseArgs({
   options: { from: { type: "string" }, source: { type: "string" }, "as-of": { type: "string" } },
 });
 const [command, ...args] = positionals;
-const today = new Date().toISOString().slice(0, 10);
+const today = utcDay(new Date());
 const common = { effectiveFrom: values.from ?? today, source: values.source };
 
 function input<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {

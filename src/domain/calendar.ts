@@ -8,3 +8,6 @@ export const isoDay = z.iso.date().refine((d) => d >= EPOCH_DAY && d <= "9999-12
 export const isoInstant = z.iso
   .datetime({ offset: true })
   .refine((t) => Date.parse(t) >= 0 && t.slice(0, 4) <= "9999", "must be a time from 1970-01-01T00:00:00Z on");
+
+/** The UTC calendar day (YYYY-MM-DD) of an instant: the day a prediction's usage counts under. */
+export const utcDay = (d: Date): string => d.toISOString().slice(0, 10);

@@ -4,7 +4,7 @@ import { moduleLogger } from "../logger.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { deploymentsCheckedAt, storeDeployments } from "../repositories/deployments.js";
-import { usageDate } from "../repositories/usage.js";
+import { utcDay } from "../domain/calendar.js";
 
 // An account with more deployments than this many pages is not expected; the cap bounds a server
 // that keeps answering with `next`.
@@ -29,7 +29,7 @@ export async function refreshDeployments(
   if (!options.force) {
     const checkedAt = options.checkedAt === undefined ? await deploymentsCheckedAt(ctx.db, connectionId) : options.checkedAt;
     // At most once per UTC day.
-    if (checkedAt && usageDate(checkedAt) >= usageDate(now)) return;
+    if (checkedAt && utcDay(checkedAt) >= utcDay(now)) return;
   }
   try {
     await readAndStore(ctx, connectionId, token, now);

@@ -1,6 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
-import { usageDate } from "./usage.js";
+import { utcDay } from "../domain/calendar.js";
 
 /** When the connection's deployments were last read; null when never (or the connection is gone). */
 export async function deploymentsCheckedAt(db: Db, connectionId: string): Promise<Date | null> {
@@ -14,7 +14,7 @@ export async function deploymentsCheckedAt(db: Db, connectionId: string): Promis
  * deployment was seen, and the check time. Deployments no longer listed keep their old last day.
  */
 export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<void> {
-  const today = new Date(usageDate(now));
+  const today = new Date(utcDay(now));
   const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));
   await db.$transaction([
     db.deployment.createMany({
@@ -27,7 +27,7 @@ export async function storeDeployments(db: Db, connectionId: string, deployments
         hardware: release.configuration.hardware,
         minInstances: release.configuration.min_instances,
         maxInstances: release.configuration.max_instances,
-        effectiveFrom: new Date(usageDate(release.created_at)),
+        effectiveFrom: new Date(utcDay(release.created_at)),
         lastSeenOn: today,
       })),
       skipDuplicates: true,
@@ -68,8 +68,8 @@ export async function currentDeployments(
     hardware: r.hardware,
     minInstances: r.minInstances,
     maxInstances: r.maxInstances,
-    effectiveFrom: usageDate(r.effectiveFrom),
-    lastSeenOn: usageDate(r.lastSeenOn),
+    effectiveFrom: utcDay(r.effectiveFrom),
+    lastSeenOn: utcDay(r.lastSeenOn),
   }));
 }
 

@@ -1,11 +1,7 @@
 import { runPrepared, type Db } from "../db/client.js";
+import { utcDay } from "../domain/calendar.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
 import type { Prediction } from "../replicate/schemas.js";
-
-/** UTC calendar day of a timestamp: the day a prediction's usage counts under. */
-export function usageDate(createdAt: Date): string {
-  return createdAt.toISOString().slice(0, 10);
-}
 
 const TERMINAL = sqlList(TERMINAL_STATUSES);
 const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
@@ -202,7 +198,7 @@ export function ledgerColumns(rows: Prediction[]): unknown[][] {
   const col = <T>(f: (p: Prediction) => T) => rows.map(f);
   return [
     col((p) => p.id),
-    col((p) => usageDate(p.created_at)),
+    col((p) => utcDay(p.created_at)),
     col((p) => p.model ?? ""),
     col((p) => p.version),
     col((p) => p.deployment ?? ""),

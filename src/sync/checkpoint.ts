@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { utcDay } from "../domain/calendar.js";
 import type { Prediction } from "../replicate/schemas.js";
 
 /**
@@ -169,7 +170,7 @@ export function planWrite(
     window: kept!,
     predictions,
     pages: used,
-    days: [...new Set(predictions.map((p) => p.created_at.toISOString().slice(0, 10)))].sort(),
+    days: [...new Set(predictions.map((p) => utcDay(p.created_at)))].sort(),
   };
 }
 

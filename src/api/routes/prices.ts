@@ -1,4 +1,4 @@
-import { isoDay } from "../../domain/calendar.js";
+import { isoDay, utcDay } from "../../domain/calendar.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
@@ -6,7 +6,7 @@ import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../../p
 import { readPriceBook, recordHardwarePrice, recordModelHardware, recordModelPrice } from "../../repositories/prices.js";
 import { WRITE_ERRORS, hardwarePrice, modelHardware, modelPrice, noQuery, priceBook, responses } from "../schemas.js";
 
-const today = () => new Date().toISOString().slice(0, 10);
+const today = () => utcDay(new Date());
 const tags = ["prices"];
 
 /**
