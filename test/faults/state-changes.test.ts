@@ -3,6 +3,7 @@ import * as producer from "../../src/producer.js";
 import { TokenVault } from "../../src/vault.js";
 import { recordScenario } from "../support/fault-summary.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // Races and stalls of a connection's state: every change has one owner (the state machine, applied
 // under the row lock), and nothing transient strands a connection.
@@ -32,11 +33,7 @@ async function connected(name: string): Promise<string> {
   const token = `r8_${name}${randomBytes(8).toString("hex")}`;
   h.fake.addAccount(token, { type: "user", username: name });
   const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
-  await waitFor(
-    `${name} connected`,
-    () => row(id),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(h, id, null, 20_000);
   return id;
 }
 

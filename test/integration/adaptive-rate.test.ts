@@ -2,6 +2,7 @@ import * as producer from "../../src/producer.js";
 import { RedisRequestRateCap } from "../../src/replicate/rate-cap.js";
 import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 import { deleteKeys, redisConnection, uniquePrefix } from "../support/redis.js";
 
 const redis = redisConnection();
@@ -65,12 +66,7 @@ test("throttled to 6 requests/min with a burst of 1 (scaled 5×), a 10-page back
   h.fake.rateLimit = { requests: 6, perMs: 12_000, burst: 1 };
   try {
     const { id } = await producer.connect(h.ctx, { workspaceId: "ws-rate", token });
-    await waitFor(
-      "backfill",
-      () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
-      (c) => c.lastSyncedAt !== null,
-      100_000,
-    );
+    await waitForSyncedSince(h, id, null, 100_000);
     const mine = h.fake.requests.filter((r) => r.authorization === `Bearer ${token}`);
     expect(mine.filter((r) => r.endpoint === "predictions" && r.status === 200)).toHaveLength(10);
     const throttled = mine.filter((r) => r.status === 429).length;

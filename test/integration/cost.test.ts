@@ -5,7 +5,7 @@ import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
 import { withApi } from "../support/api.js";
-import { waitFor } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // The expected cost is computed here, independently of the SQL, with decimal arithmetic from the
 // fake's ground truth and the prices this test records, and compared exactly.
@@ -137,11 +137,7 @@ test("estimated cost per daily row equals an independent decimal computation, an
   for (const [model, sku] of Object.entries(modelSku)) await record("model-hardware", { model, sku, effectiveFrom: "2025-01-01" });
 
   const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-cost", token });
-  await waitFor(
-    "synced",
-    () => started.h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(started.h, id, null, 20_000);
   const before = await actualRows(id);
   expect(before.rows).toEqual(expectedRows(truth));
   expect(before.body.costNote).toMatch(/estimate/);

@@ -5,6 +5,7 @@ import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
 import { withApi } from "../support/api.js";
 import { waitFor } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 
 const started = withApi();
 
@@ -22,11 +23,7 @@ test("deployments are read at verification (all pages), shown per connection, an
   ]);
   started.h.fake.deploymentPageSize = 1;
   const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
-  await waitFor(
-    "synced",
-    () => connection(id),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(started.h, id, null, 20_000);
   // Two pages at verification; the sync pages of the same day read nothing more.
   expect(deploymentRequests(token)).toBe(2);
   const { body } = await listed(id);
@@ -89,11 +86,7 @@ test("401 and 403 on GET /v1/deployments pause the connection; after a 429 the f
   started.h.fake.inject(token, "deployments", { kind: "status", status: 429, headers: { "retry-after": "1" } });
   const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-dep", token });
   // Verification goes on without them; the first sync page reads them.
-  const synced = await waitFor(
-    "synced after a 429 on deployments",
-    () => connection(id),
-    (c) => c.lastSyncedAt !== null,
-  );
+  const synced = await waitForSyncedSince(started.h, id, null, 20_000);
   expect(synced.status).toBe("connected");
   expect(deploymentRequests(token)).toBe(2);
   expect((await listed(id)).body.deployments).toEqual([expect.objectContaining({ name: "u/d", hardware: "cpu" })]);

@@ -3,6 +3,7 @@ import * as producer from "../../src/producer.js";
 import { jobIds } from "../../src/queue/queues.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // Operations reads bull-board: a failed job there must mean the service is broken, not that a
 // customer revoked a token; and a job must say whose it is.
@@ -26,11 +27,7 @@ test("a token revoked mid-life and a mistyped token pause their connections with
   const token = "r8_jobsRevokedLater000000000";
   h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 30, days: 3, seed: 5 }));
   const revoked = await producer.connect(h.ctx, { workspaceId: "ws-revoked", token });
-  await waitFor(
-    "first sync",
-    () => producer.getConnection(h.ctx, revoked.id),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(h, revoked.id, null, 20_000);
   h.fake.removeToken(token);
   await producer.syncNow(h.ctx, revoked.id);
   await waitFor(
@@ -61,11 +58,7 @@ test("job names carry the workspace id (verify, tick, page and the scheduler); j
   const token = "r8_jobsNamed0000000000000000";
   h.fake.addAccount(token, { type: "user", username: "named" }, generatePredictions({ count: 250, days: 4, seed: 6 }));
   const { id } = await producer.connect(h.ctx, { workspaceId: "ws-named", token });
-  await waitFor(
-    "first sync",
-    () => producer.getConnection(h.ctx, id),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(h, id, null, 20_000);
   const jobs = [...(await finished(h.ctx.queues.verify)), ...(await finished(h.ctx.queues.sync))].filter((j) => j.data.connectionId === id);
   expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(["verify ws-named", "tick ws-named", "page ws-named"]));
   for (const job of jobs) expect(Object.keys(job.data).filter((k) => !["connectionId", "runId", "window", "page"].includes(k))).toEqual([]);

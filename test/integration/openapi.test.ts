@@ -6,7 +6,8 @@ import { JobQueues } from "../../src/queue/queues.js";
 import { errorBody } from "../../src/api/schemas.js";
 import * as producer from "../../src/producer.js";
 import { generatePredictions } from "../../dev/predictions.js";
-import { API_TOKEN, SUPPORT_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { API_TOKEN, SUPPORT_TOKEN, createHarness, type Harness } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
 import { captureLogs } from "../support/leaks.js";
 import { ThrowawayRedis } from "../support/redis-server.js";
 
@@ -71,11 +72,7 @@ beforeAll(async () => {
   const token = "r8_openapiHealthy000000000000";
   h.fake.addAccount(token, { type: "organization", username: "acme" }, generatePredictions({ count: 40, days: 5, seed: 3 }));
   healthyId = (await producer.connect(h.ctx, { workspaceId: "ws-doc", token })).id;
-  await waitFor(
-    "synced",
-    () => producer.getConnection(h.ctx, healthyId),
-    (c) => c.lastSyncedAt !== null,
-  );
+  await waitForSyncedSince(h, healthyId, null, 20_000);
   h.fake.addAccount("r8_openapiGone0000000000000", { type: "user", username: "gone" });
   disconnectedId = (await producer.connect(h.ctx, { workspaceId: "ws-doc", token: "r8_openapiGone0000000000000" })).id;
   await producer.disconnect(h.ctx, disconnectedId);
