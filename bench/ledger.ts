@@ -1,7 +1,7 @@
 import { pruneStep } from "../src/lifecycle/prune.js";
 import { completeRun } from "../src/repositories/runs.js";
 import { createConnection } from "../src/repositories/connections.js";
-import { openWindows } from "../src/sync/checkpoint.js";
+import { openWindows } from "../src/domain/checkpoint.js";
 import { beginRun, runSlice } from "../src/sync/run.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { actualUsage, expectedUsage, generatePredictions } from "../dev/predictions.js";

@@ -1,5 +1,5 @@
 import * as producer from "../src/producer.js";
-import { parseCheckpoint } from "../src/sync/checkpoint.js";
+import { parseCheckpoint } from "../src/domain/checkpoint.js";
 import { FakeProcess, startService, until } from "./support.js";
 
 export interface MemoryResult {

@@ -1,11 +1,11 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
-import { coverageOf, readDays, type Coverage } from "./coverage.js";
+import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
 import { isoDay, isoInstant } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
-import { HEALTH_STATES } from "./health.js";
+import { HEALTH_STATES } from "./domain/health.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,

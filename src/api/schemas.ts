@@ -1,7 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
-import { HEALTH_STATES } from "../health.js";
+import { HEALTH_STATES } from "../domain/health.js";
 import { GROUP_BY } from "../repositories/usage-query.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes

@@ -6,7 +6,7 @@ import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
-import { openWindows, parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
+import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
 import { beginRun, runSlice } from "../sync/run.js";
 
 export type SyncStepResult =

@@ -1,8 +1,9 @@
 import type { Db } from "../db/client.js";
+import type { CoverageSource } from "../domain/coverage.js";
 import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
 import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
-import { connectionHealth, type Health, type HealthInput, type HealthState } from "../health.js";
-import { parseCheckpoint, readSince } from "../sync/checkpoint.js";
+import { connectionHealth, type Health, type HealthInput, type HealthState } from "../domain/health.js";
+import { parseCheckpoint, readSince } from "../domain/checkpoint.js";
 
 /**
  * Connections as support and the API read them: the row plus what health and coverage need (the
@@ -26,17 +27,6 @@ export interface ConnectionView {
   /** The run in progress, or null between runs. */
   currentRun: { runId: string; startedAt: string; pagesDone: number; predictionsSeen: number } | null;
   health: Health;
-}
-
-/** What coverage needs besides the public view (src/coverage.ts). */
-export interface CoverageSource {
-  connectionId: string;
-  lastSyncedAt: Date | null;
-  highWaterMark: Date | null;
-  /** created_after of the first run that finished: where the data starts once the backfill is done. */
-  firstWindowStart: Date | null;
-  /** The run in progress: its window end and the oldest prediction it has read. */
-  run: { windowEnd: Date; oldestRead: Date | null } | null;
 }
 
 interface Row {

@@ -1,6 +1,6 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { parseCheckpoint, type Checkpoint } from "../sync/checkpoint.js";
+import { parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and

@@ -2,7 +2,7 @@ import type { Db } from "../db/client.js";
 import type { Prediction } from "../replicate/schemas.js";
 import { readRunState } from "../repositories/connections.js";
 import { writePages } from "../repositories/usage.js";
-import { openWindows, parseCheckpoint, planWrite, type Checkpoint, type SyncWindow } from "./checkpoint.js";
+import { openWindows, parseCheckpoint, planWrite, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 
 export type PageOutcome =
   | {

@@ -1,5 +1,5 @@
 import type { PredictionPage } from "../replicate/schemas.js";
-import { windowId, type SyncWindow } from "./checkpoint.js";
+import { windowId, type SyncWindow } from "../domain/checkpoint.js";
 
 /** Where a window's next page is read from. */
 export interface WindowPosition {

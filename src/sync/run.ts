@@ -4,7 +4,7 @@ import type { PredictionPage, RejectedRecord } from "../replicate/schemas.js";
 import type { NewEvent } from "../repositories/events.js";
 import { startRun } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
-import { newCheckpoint, type Checkpoint, type SyncWindow } from "./checkpoint.js";
+import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import { applyPages, type PageOutcome } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
 

@@ -1,4 +1,4 @@
-import type { Health } from "../health.js";
+import type { Health } from "../domain/health.js";
 
 // What the backend receives: the Standard Webhooks envelope {type, timestamp, data}. Ids and health
 // only: never a token, a secret or anything read from a customer's predictions.

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { pruneStep, PRUNE_MARGIN_DAYS } from "../../src/lifecycle/prune.js";
 import { ReplicateClient } from "../../src/replicate/client.js";
 import { completeRun } from "../../src/repositories/runs.js";
-import { openWindows } from "../../src/sync/checkpoint.js";
+import { openWindows } from "../../src/domain/checkpoint.js";
 import { beginRun, runSlice, type RunSettings } from "../../src/sync/run.js";
 import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js";
 import { actualUsage, expectedUsage } from "../../dev/predictions.js";

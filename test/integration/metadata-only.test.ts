@@ -1,6 +1,6 @@
 import { ReplicateClient } from "../../src/replicate/client.js";
 import { completeRun } from "../../src/repositories/runs.js";
-import { openWindows } from "../../src/sync/checkpoint.js";
+import { openWindows } from "../../src/domain/checkpoint.js";
 import { beginRun, runSlice } from "../../src/sync/run.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { captureLogs, dumpDatabase } from "../support/leaks.js";

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { ReplicateClient } from "../../src/replicate/client.js";
 import type { Prediction } from "../../src/replicate/schemas.js";
 import { predictionSchema } from "../../src/replicate/schemas.js";
-import { newCheckpoint, openWindows, parseCheckpoint, type Checkpoint } from "../../src/sync/checkpoint.js";
+import { newCheckpoint, openWindows, parseCheckpoint, type Checkpoint } from "../../src/domain/checkpoint.js";
 import { applyPages } from "../../src/sync/engine.js";
 import { completeRun } from "../../src/repositories/runs.js";
 import { beginRun, runSlice } from "../../src/sync/run.js";

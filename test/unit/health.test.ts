@@ -1,6 +1,6 @@
-import { connectionHealth, utc, type HealthInput } from "../../src/health.js";
-import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/sync/checkpoint.js";
-import { coverageOf } from "../../src/coverage.js";
+import { connectionHealth, utc, type HealthInput } from "../../src/domain/health.js";
+import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/domain/checkpoint.js";
+import { coverageOf } from "../../src/domain/coverage.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
 const minutesAgo = (m: number) => new Date(now.getTime() - m * 60_000);

@@ -1,6 +1,6 @@
 import { presentedToken, tokenMatches } from "../../src/api/auth.js";
 import type { PredictionPage } from "../../src/replicate/schemas.js";
-import { newCheckpoint } from "../../src/sync/checkpoint.js";
+import { newCheckpoint } from "../../src/domain/checkpoint.js";
 import { PagePrefetcher } from "../../src/sync/prefetch.js";
 
 const run = newCheckpoint({

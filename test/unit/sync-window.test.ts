@@ -1,5 +1,5 @@
 import type { Prediction } from "../../src/replicate/schemas.js";
-import { advanceWindow, newCheckpoint, planWrite, splitWindow, syncWindowStart, windowId } from "../../src/sync/checkpoint.js";
+import { advanceWindow, newCheckpoint, planWrite, splitWindow, syncWindowStart, windowId } from "../../src/domain/checkpoint.js";
 import { parseRetryAfter } from "../../src/replicate/retry-after.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");

@@ -1,5 +1,15 @@
-import { utcDay } from "./domain/calendar.js";
-import type { CoverageSource } from "./repositories/connection-views.js";
+import { utcDay } from "./calendar.js";
+
+/** What coverage needs besides the public view. */
+export interface CoverageSource {
+  connectionId: string;
+  lastSyncedAt: Date | null;
+  highWaterMark: Date | null;
+  /** created_after of the first run that finished: where the data starts once the backfill is done. */
+  firstWindowStart: Date | null;
+  /** The run in progress: its window end and the oldest prediction it has read. */
+  run: { windowEnd: Date; oldestRead: Date | null } | null;
+}
 
 /**
  * How much of a requested date range the database has actually read, per connection, so a dashboard

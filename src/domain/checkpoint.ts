@@ -1,7 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { utcDay } from "../domain/calendar.js";
-import type { Prediction } from "../replicate/schemas.js";
+import { utcDay } from "./calendar.js";
+
+/** What the checkpoint needs of a prediction: when it was created. */
+interface Created {
+  created_at: Date;
+}
 
 /**
  * Where a sync run is. A run's window [windowStart, windowEnd) is read as one or more disjoint time
@@ -128,12 +132,12 @@ export function splitWindow(w: SyncWindow, openWindows: number, parallelism: num
   return [{ ...w, start: cuts[parts - 1]! }, ...children];
 }
 
-export interface PlannedWrite {
+export interface PlannedWrite<P extends Created = Created> {
   /** The windows the write stores (the window itself and any new ones), by windowId. */
   windows: Record<string, SyncWindow>;
   window: SyncWindow;
   /** The predictions this window owns: created in [start, end) of the window after the write. */
-  predictions: Prediction[];
+  predictions: P[];
   pages: number;
   days: string[];
 }
@@ -144,12 +148,12 @@ export interface PlannedWrite {
  * one created_at, so no two windows ever write the same prediction; a prediction below a split
  * point is left to the new window that owns it.
  */
-export function planWrite(
+export function planWrite<P extends Created>(
   cp: Checkpoint,
   id: string,
-  pages: { next: string | null; predictions: Prediction[] }[],
+  pages: { next: string | null; predictions: P[] }[],
   parallelism: number,
-): PlannedWrite {
+): PlannedWrite<P> {
   let w = cp.windows[id]!;
   let used = 0;
   for (const page of pages) {

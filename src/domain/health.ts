@@ -1,6 +1,6 @@
-import type { AccountRef } from "./domain/account.js";
-import type { ConnectionStatus, EventKind } from "./generated/prisma/enums.js";
-import { runProgress, type Checkpoint } from "./sync/checkpoint.js";
+import type { AccountRef } from "./account.js";
+import type { ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
+import { runProgress, type Checkpoint } from "./checkpoint.js";
 
 /**
  * One health object per connection, computed from what the database says (the connection row and
