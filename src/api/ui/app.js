@@ -23,6 +23,9 @@ const EVENT_KINDS = [
   "record_rejected",
   "webhook_delivered",
   "webhook_failed",
+  "enrichment_failed",
+  "enrichment_recovered",
+  "history_erased",
 ];
 // Status colours mean what they say; every other series gets a colour from its name, the same for every customer.
 const STATUS_COLOURS = {
