@@ -100,7 +100,8 @@ test(
     expect(leftAtKill.ledgerRows).toBe(before.ledgerRows - atKill.counts!.ledgerRows);
 
     worker = await startWorker();
-    await waitForErased(h, id, 120_000);
+    const tombstone = await waitForErased(h, id, 120_000);
+    expect(tombstone).toMatchObject({ status: "disconnected", syncState: null, highWaterMark: null, lastSyncedAt: null });
 
     const audit = await erasureAudit(h, id);
     expect(audit.events.map((e) => e.detail)).toEqual([{ ...before, requestedAt: requested.requestedAt!.toISOString() }]);
