@@ -74,6 +74,7 @@ const envShape = z.object({
   JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
   RECONCILE_SECONDS: int(1, 60),
+  ERASURE_BATCH_ROWS: int(1, 5000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -146,6 +147,8 @@ export interface Config extends ProducerConfig {
    * reconcileSeconds is how often workers compare Postgres with Redis's schedulers and jobs.
    */
   jobs: { attempts: number; backoffMs: number; lockMs: number; reconcileSeconds: number };
+  /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
+  erasure: { batchRows: number };
   /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
   http: { host: string; port: number; apiToken: string; supportToken: string };
   /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
@@ -226,6 +229,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       sliceMs: e.SYNC_SLICE_MS,
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
+    erasure: { batchRows: e.ERASURE_BATCH_ROWS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
     logLevel: e.LOG_LEVEL,

@@ -6,6 +6,7 @@ import { isoDay, isoInstant } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES } from "./domain/health.js";
+import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
@@ -15,6 +16,7 @@ import {
   type ConnectionView,
 } from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
+import { workspaceErasures } from "./repositories/erasure.js";
 import { currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
 import {
@@ -280,6 +282,44 @@ export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usa
   return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
 }
 
+export { type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
+
+/** How an erasure is asked for: `disconnect` first disconnects what is not disconnected yet (else 409 / skipped). */
+export const erasureInput = z
+  .object({ disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing") })
+  .strict();
+
+/**
+ * Erases a disconnected connection's history (ledger, usage rows, deployment releases, run state),
+ * irreversibly, in a job: this returns once the request is recorded (`in_progress`), or `erased`.
+ * The connection stays as a tombstone with its event log; usage and coverage leave it out from now
+ * on. A connection not disconnected is a ConflictError unless `disconnect: true`. Asking again
+ * returns the same erasure; while Redis is down the reconciler queues it once Redis answers.
+ */
+export async function eraseConnection(ctx: ProducerContext, id: string, options: z.input<typeof erasureInput> = {}): Promise<ErasureView> {
+  const cid = parse(connectionId, id);
+  if (parse(erasureInput, options).disconnect) await disconnect(ctx, cid);
+  return requestErasure(ctx, cid);
+}
+
+/** eraseConnection for every disconnected connection of the workspace (with `disconnect: true`, every connection). */
+export async function eraseWorkspace(
+  ctx: ProducerContext,
+  workspace: string,
+  options: z.input<typeof erasureInput> = {},
+): Promise<WorkspaceErasure> {
+  const ws = parse(workspaceId, workspace);
+  if (parse(erasureInput, options).disconnect) {
+    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.id);
+  }
+  return requestWorkspaceErasure(ctx, ws);
+}
+
+/** Where a connection's erasure stands: not_requested, in_progress (with counts so far) or erased. */
+export async function getErasure(ctx: ProducerContext, id: string): Promise<ErasureView> {
+  return readErasure(ctx, parse(connectionId, id));
+}
+
 /** The producer bound to its own connections, for a backend that runs it in-process. */
 export interface Producer {
   connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
@@ -290,6 +330,9 @@ export interface Producer {
   listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
   listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
   queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
+  eraseConnection(id: string, options?: z.input<typeof erasureInput>): Promise<ErasureView>;
+  eraseWorkspace(workspaceId: string, options?: z.input<typeof erasureInput>): Promise<WorkspaceErasure>;
+  getErasure(id: string): Promise<ErasureView>;
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
 }
@@ -316,6 +359,9 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     listConnections: (query) => listConnections(stores, query),
     listEvents: (id, query) => listEvents(stores, id, query),
     queryUsage: (query) => queryUsage(stores, query),
+    eraseConnection: (id, options) => eraseConnection(stores, id, options),
+    eraseWorkspace: (workspace, options) => eraseWorkspace(stores, workspace, options),
+    getErasure: (id) => getErasure(stores, id),
     close: () => stores.close(),
   };
 }

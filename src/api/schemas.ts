@@ -329,3 +329,37 @@ export const priceBook = z.looseObject({
   models: z.array(modelPrice),
   modelHardware: z.array(modelHardware),
 });
+
+// erasure (src/lifecycle/erase.ts)
+export const erasureView = z
+  .object({
+    connectionId: z.uuid(),
+    workspaceId: z.string(),
+    state: z.enum(["not_requested", "in_progress", "erased"]),
+    requestedAt: when.nullable(),
+    erasedAt: when.nullable().describe("when nothing of the history was left; the connection stays, disconnected, with its event log"),
+    deleted: z
+      .object({ ledgerRows: z.number().int(), usageRows: z.number().int(), deploymentReleases: z.number().int() })
+      .nullable()
+      .describe("rows deleted so far per table (all of them once erased; the history_erased event has the same counts)"),
+  })
+  .meta({
+    examples: [
+      {
+        connectionId: uuid,
+        workspaceId: "ws-1",
+        state: "in_progress",
+        requestedAt: at,
+        erasedAt: null,
+        deleted: { ledgerRows: 5000, usageRows: 0, deploymentReleases: 0 },
+      },
+    ],
+  });
+
+export const workspaceErasure = z.object({
+  workspaceId: z.string(),
+  erasures: z.array(erasureView).describe("one per disconnected connection of the workspace"),
+  skipped: z
+    .array(z.object({ connectionId: z.uuid(), status: z.enum(ConnectionStatus) }))
+    .describe("connections not disconnected, left as they are (ask with disconnect: true to include them)"),
+});

@@ -16,6 +16,7 @@ import { requireCredential } from "./auth.js";
 import { documentRoute, withRequestIds } from "./openapi.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { deploymentRoutes } from "./routes/deployments.js";
+import { erasureRoutes } from "./routes/erasure.js";
 import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
@@ -132,6 +133,7 @@ export async function buildServer(
   await app.register(usageRoutes(ctx));
   await app.register(deploymentRoutes(ctx));
   await app.register(priceRoutes(ctx));
+  await app.register(erasureRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;

@@ -226,7 +226,8 @@ export async function getConnectionView(db: Db, id: string, now = new Date()): P
 
 /** What coverage needs for each connection in scope of a usage query. */
 export async function coverageSources(db: Db, scope: { workspaceId?: string; connectionId?: string }): Promise<CoverageSource[]> {
-  const filters: string[] = [];
+  // An erased connection (or one being erased) has no history to cover.
+  const filters: string[] = [`c.erasure_requested_at IS NULL`];
   const params: unknown[] = [];
   if (scope.connectionId) filters.push(`c.id = $${params.push(scope.connectionId)}::uuid`);
   if (scope.workspaceId) filters.push(`c.workspace_id = $${params.push(scope.workspaceId)}`);

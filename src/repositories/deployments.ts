@@ -55,7 +55,7 @@ export async function currentDeployments(
   scope: { connectionId?: string; workspaceId?: string },
 ): Promise<(DeploymentView & { connectionId: string })[]> {
   const rows = await db.deployment.findMany({
-    where: { connectionId: scope.connectionId, connection: scope.workspaceId ? { workspaceId: scope.workspaceId } : undefined },
+    where: { connectionId: scope.connectionId, connection: { workspaceId: scope.workspaceId, erasureRequestedAt: null } },
     orderBy: [{ connectionId: "asc" }, { name: "asc" }, { releaseNumber: "desc" }],
     distinct: ["connectionId", "name"],
   });

@@ -11,6 +11,7 @@ import { addToUsage, usageDeltas } from "./usage.js";
 const PREDECESSORS = `
 SELECT id FROM connections
 WHERE workspace_id = $1 AND account_type = $2::"AccountType" AND account_username = $3 AND status = 'disconnected' AND id <> $4::uuid
+  AND erasure_requested_at IS NULL -- history asked to be erased is not carried on
 ORDER BY updated_at DESC, id
 FOR UPDATE`;
 

@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import { notBeingErased } from "./erasure.js";
 import { hardwarePriceAt, modelPriceAt, modelSkuAt } from "./prices.js";
 
 export const GROUP_BY = ["date", "connection", "model", "deployment", "source", "status"] as const;
@@ -109,7 +110,7 @@ const COST_MEASURES = [
 /** The WHERE clause and parameters every usage query shares: date range plus connection or workspace. */
 function scope(q: UsageQuery, date: string, connection: string, workspace: string): { where: string; params: unknown[] } {
   const params: unknown[] = [q.from, q.to];
-  const filters = [`${date} BETWEEN $1::date AND $2::date`];
+  const filters = [`${date} BETWEEN $1::date AND $2::date`, notBeingErased(connection)];
   if (q.connectionId) filters.push(`${connection} = $${params.push(q.connectionId)}::uuid`);
   if (q.workspaceId) filters.push(`${workspace} = $${params.push(q.workspaceId)}`);
   return { where: filters.join(" AND "), params };

@@ -8,6 +8,8 @@ export const WEBHOOK_TYPES = [
   "connection.action_required",
   "connection.recovered",
   "connection.disconnected",
+  /** Written by the erasure itself with its history_erased event (src/repositories/erasure.ts), not by the trigger. */
+  "connection.erased",
   "sync.failed",
   "backfill.completed",
 ] as const;

@@ -177,6 +177,15 @@ test("each operation answers exactly the statuses it documents", async () => {
     payload: { workspaceId: "ws-doc-3", token: "r8_openapiKeyed1111111111" },
     headers: { "idempotency-key": "k-1" },
   });
+  // Erasure: refused for a connected connection; a disconnected one, and the workspace form, accepted.
+  await send("/v1/connections/:id/erasure", { method: "POST", url: at("/v1/connections/:id/erasure", healthyId), payload: {} });
+  await send("/v1/connections/:id/erasure", { method: "POST", url: at("/v1/connections/:id/erasure", disconnectedId) });
+  await send("/v1/connections/:id/erasure", { method: "GET", url: at("/v1/connections/:id/erasure", disconnectedId) });
+  await send("/v1/workspaces/:workspaceId/erasure", {
+    method: "POST",
+    url: "/v1/workspaces/ws-doc/erasure",
+    payload: { disconnect: false },
+  });
   // Redis gone: a second server whose job queue is on a throwaway redis-server, killed, answers
   // readiness and the writes that need Redis.
   const throwaway = await ThrowawayRedis.create();
