@@ -107,7 +107,8 @@ export const health = z
     state: z.enum(HEALTH_STATES),
     since: z.iso.datetime().describe("when the connection entered this state, as far as the database can tell"),
     message: z.string().describe("one plain sentence for support staff"),
-    action: z.string().nullable().describe("what to tell the customer, or null"),
+    action: z.string().nullable().describe("what to do next, or null"),
+    actionBy: z.enum(["customer", "operator"]).nullable().describe("who does the action: the customer (a new token) or the operator"),
     lastError: z
       .object({ at: z.iso.datetime(), kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
       .nullable()
@@ -145,6 +146,7 @@ const viewExample = {
     since: at,
     message: "Syncing normally; the last completed run started at 2026-03-10 12:00 UTC.",
     action: null,
+    actionBy: null,
     lastError: null,
   },
 };

@@ -44,8 +44,10 @@ export interface Health {
   since: string;
   /** One plain sentence for support staff. */
   message: string;
-  /** What to tell the customer, or null when there is nothing for them to do. */
+  /** What to do next, or null when nothing is needed. */
   action: string | null;
+  /** Who does the action: the customer (a new token) or the operator (the service's configuration). */
+  actionBy: "customer" | "operator" | null;
   /** The error behind the state, only while it is current (cleared by the next success). */
   lastError: { at: string; kind: EventKind; httpStatus: number | null; message: string } | null;
   /** backfilling (and throttled during the first backfill): share of the first backfill window read, 0–1. */
@@ -61,6 +63,7 @@ const ERROR_TEXT: Partial<Record<EventKind, string>> = {
   scope_denied: "The token may not read this account's predictions.",
   duplicate_account: "This Replicate account is already connected in this workspace.",
   account_changed: "The new token belongs to another Replicate account than the one this connection syncs.",
+  token_unreadable: "The stored token cannot be decrypted with the configured keys.",
   provider_error: "Replicate's API kept failing.",
   foreign_link_refused: "Replicate sent a pagination link to another host; it was not followed.",
   sync_failed: "The sync run failed after its retries.",
@@ -90,6 +93,7 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     since: since.toISOString(),
     message,
     action,
+    actionBy: action === null ? null : "customer",
     lastError,
     ...extra,
   });
@@ -122,6 +126,15 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
         since,
         `The token pasted last belongs to another Replicate account than the ${synced} this connection syncs, so it was not used and syncing is paused.`,
         `Ask the customer for a token of the Replicate ${synced} and to paste it here. To sync the other account, create a new connection for it.`,
+      );
+    }
+    if (currentError?.kind === "token_unreadable") {
+      return at(
+        "action_required",
+        since,
+        "The stored token cannot be decrypted with the configured keys (the key it was encrypted with is not in TOKEN_ENCRYPTION_KEYS), so syncing is paused; the token itself may still be valid.",
+        "Restore the missing key in TOKEN_ENCRYPTION_KEYS and restart the service (every token encrypted with it fails alike); this connection then resumes when its token is pasted again.",
+        { actionBy: "operator" },
       );
     }
     if (currentError?.kind === "scope_denied") {

@@ -57,6 +57,7 @@ interface Row {
 const ERROR_KINDS: EventKind[] = [
   "credential_invalid",
   "scope_denied",
+  "token_unreadable",
   "duplicate_account",
   "account_changed",
   "provider_error",

@@ -1,5 +1,13 @@
 import { connectionHealth, utc, type HealthInput } from "../../src/domain/health.js";
-import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/domain/checkpoint.js";
+import {
+  advanceWindow,
+  newCheckpoint,
+  readSince,
+  runProgress,
+  splitWindow,
+  windowId,
+  type Checkpoint,
+} from "../../src/domain/checkpoint.js";
 import { coverageOf } from "../../src/domain/coverage.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -224,4 +232,19 @@ describe("coverage", () => {
     expect(coverageOf(done, { from: "2026-01-01", to: "2026-01-31" })).toMatchObject({ from: null, to: null, complete: false });
     expect(coverageOf(done, { from: "2026-02-20", to: "2026-02-25" })).toMatchObject({ from: "2026-02-20", complete: false });
   });
+});
+
+test("a stored token the configured keys cannot decrypt is the operator's to fix, not the customer's", () => {
+  const health = connectionHealth(
+    { ...base, status: "credential_error", lastError: { at: at(5), kind: "token_unreadable", httpStatus: null }, recoveredAt: at(100) },
+    now,
+  );
+  expect(health).toMatchObject({
+    state: "action_required",
+    since: at(5).toISOString(),
+    lastError: { kind: "token_unreadable", message: expect.stringMatching(/cannot be decrypted/) },
+  });
+  expect(health.message).toMatch(/cannot be decrypted with the configured keys/);
+  expect(health.message).not.toMatch(/no longer accepts/);
+  expect(health).toMatchObject({ actionBy: "operator", action: expect.stringMatching(/TOKEN_ENCRYPTION_KEYS/) });
 });

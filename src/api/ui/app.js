@@ -154,7 +154,10 @@ function renderHealth(c) {
   $("#health-since").textContent = `since ${utc(h.since)}${h.until ? `; retrying at ${utc(h.until)}` : ""}`;
   $("#health-message").textContent = h.message;
   $("#health-action").hidden = !h.action;
-  $("#health-action").replaceChildren(el("strong", {}, "Tell the customer: "), h.action ?? "");
+  $("#health-action").replaceChildren(
+    el("strong", {}, h.actionBy === "operator" ? "Ask an operator: " : "Tell the customer: "),
+    h.action ?? "",
+  );
   $("#health-error").hidden = !h.lastError;
   if (h.lastError) {
     const status = h.lastError.httpStatus ? `, status ${h.lastError.httpStatus}` : "";
