@@ -8,7 +8,7 @@ import {
   TransientProviderError,
   VaultError,
 } from "../errors.js";
-import type { EventKind } from "../generated/prisma/enums.js";
+import { EVENT_KINDS, type PauseKind } from "../domain/event-kinds.js";
 import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
@@ -29,12 +29,10 @@ export interface Attempt {
   backoffMs: number;
 }
 
-export type PauseKind = Extract<EventKind, "credential_invalid" | "scope_denied" | "token_unreadable">;
-
 export type FailureDecision =
   /** Wait, then run again; not an attempt. `event` null: nothing for support to read. */
   | { action: "delay"; delayMs: number; event: "rate_limited" | "provider_error" | null }
-  /** Stop syncing until the customer replaces the token; `rejectedToken` is the fingerprint the provider refused. */
+  /** Stop syncing until the token is replaced (or readable again); `rejectedToken` is the fingerprint the provider refused. */
   | { action: "pause"; event: PauseKind; rejectedToken?: string }
   | { action: "stop_run"; event: "foreign_link_refused" }
   | { action: "retry" | "give_up"; providerError: boolean };
@@ -132,7 +130,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
       await recordEvent(db, {
         ...base,
         kind: decision.event,
-        level: "error",
+        level: EVENT_KINDS[decision.event].level,
         message: `${message}. Syncing is paused until the token is replaced.`,
         httpStatus,
       });

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { ERROR_KINDS, errorOf } from "../../src/domain/event-kinds.js";
 import * as producer from "../../src/producer.js";
+import { recordEvent } from "../../src/repositories/events.js";
 import { TokenVault } from "../../src/vault.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -33,4 +35,16 @@ test("a token sealed under a key no longer configured: health names the keyring 
   expect(health).toMatchObject({ state: "action_required", lastError: { kind: "token_unreadable" } });
   expect(health.message).toMatch(/cannot be decrypted with the configured keys/);
   expect(health).toMatchObject({ actionBy: "operator", action: expect.stringMatching(/TOKEN_ENCRYPTION_KEYS/) });
+});
+
+test("every error kind of the table is read by the views as the current error", async () => {
+  const { id } = await connected("errors");
+  for (const kind of ERROR_KINDS) {
+    await recordEvent(h.ctx.db, { connectionId: id, kind, level: "error", message: "injected", httpStatus: 503 });
+    expect((await producer.getConnection(h.ctx, id)).health.lastError).toMatchObject({
+      kind,
+      httpStatus: 503,
+      message: errorOf(kind).text,
+    });
+  }
 });
