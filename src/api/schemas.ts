@@ -127,6 +127,7 @@ const viewExample = {
     action: null,
     actionBy: null,
     lastError: null,
+    warnings: [],
   },
 };
 const { deploymentsCheckedAt: _d, ...viewFields } = viewExample;

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AccountRef } from "./account.js";
 import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
-import { errorOf, type ErrorKind } from "./event-kinds.js";
+import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
 
 /**
  * One health object per connection, computed from what the database says (the connection row and
@@ -47,6 +47,13 @@ export interface HealthInput {
   lastSuccessAt: Date | null;
   /** The first recovery after the latest error (or ever, without one). */
   recoveredAt: Date | null;
+  /**
+   * A verification or run in its retries: the first and the latest failure recorded at warn since the
+   * connection row, its last error and its last success last changed (a page written ends it).
+   */
+  retrying?: { since: Date; last: HealthEvent & { attempt: number | null; maxAttempts: number | null; nextAt: Date | null } } | null;
+  /** Per optional read, its latest warning that nothing ended since. */
+  warnings?: { at: Date; kind: WarningKind; endpoint: string; httpStatus: number | null }[];
   /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
   duplicateOf?: string | null;
   /** The Replicate account the connection syncs, once verified. */
@@ -66,8 +73,14 @@ export const healthSchema = z
       .object({ at: instant, kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
       .nullable()
       .describe("the error behind the state, only while it is current"),
+    warnings: z
+      .array(z.object({ kind: z.enum(EventKind), since: instant, message: z.string(), action: z.string().nullable() }))
+      .describe("optional parts that are degraded while usage still syncs (e.g. deployments unread); empty when none"),
+    attempts: z.number().int().positive().optional().describe("failing while retried: the attempt that failed last"),
     progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
-    until: instant.optional().describe("throttled: when the delayed request is retried"),
+    until: instant
+      .optional()
+      .describe("throttled: when the delayed request is retried; failing while retried: when the next attempt is due"),
     pacedPerMinute: z
       .number()
       .positive()
@@ -82,7 +95,8 @@ export type Health = z.output<typeof healthSchema>;
 export const utc = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 
 export function connectionHealth(c: HealthInput, now: Date): Health {
-  const currentError = c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null;
+  const retry = c.retrying ?? null;
+  const currentError = retry?.last ?? (c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null);
   const meaning = currentError && errorOf(currentError.kind);
   const lastError = currentError && {
     at: currentError.at.toISOString(),
@@ -90,6 +104,13 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     httpStatus: currentError.httpStatus,
     message: errorOf(currentError.kind).text,
   };
+  // Optional parts degrade a sync; without one running they say nothing.
+  const warnings = (c.status === "connected" ? (c.warnings ?? []) : []).map((w) => ({
+    kind: w.kind,
+    since: w.at.toISOString(),
+    message: warningOf(w.kind).message(w),
+    action: null,
+  }));
   const context = { verified: c.verifiedAt !== null, duplicateOf: c.duplicateOf ?? null, account: c.account ?? null };
   const at = (state: HealthState, since: Date, message: string, extra: Partial<Health> = {}): Health => ({
     state,
@@ -98,6 +119,7 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     action: null,
     actionBy: null,
     lastError,
+    warnings,
     ...extra,
   });
   // The first backfill is the run before any run finished; its progress is what support asks about.
@@ -132,6 +154,16 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
         ...(paced === undefined ? {} : { pacedPerMinute: paced }),
       },
     );
+  }
+  if (retry) {
+    const { attempt, maxAttempts, nextAt } = retry.last;
+    const step = c.status === "pending" ? "Checking the token" : "A step of the sync run";
+    const tries = attempt === null ? "" : ` on attempt ${attempt}${maxAttempts === null ? "" : ` of ${maxAttempts}`}`;
+    const next = nextAt ? `the next attempt is due by ${utc(nextAt)}` : "it is being retried";
+    return at("failing", retry.since, `${step} failed${tries} (see the current error); ${next}.`, {
+      ...(attempt === null ? {} : { attempts: attempt }),
+      ...(nextAt ? { until: nextAt.toISOString() } : {}),
+    });
   }
   if (meaning) return at("failing", currentError.at, meaning.message(context));
   if (c.status === "pending") return at("verifying", c.updatedAt, "Checking the token with Replicate.");

@@ -4,11 +4,21 @@ import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
 import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
 import type { HealthInput } from "../domain/health.js";
 import { parseCheckpoint, readSince } from "../domain/checkpoint.js";
-import { ERROR_KINDS, RECOVERY_KINDS, SUCCESS_KINDS, type ErrorKind } from "../domain/event-kinds.js";
+import {
+  ERROR_KINDS,
+  RECOVERY_KINDS,
+  RETRIED_ERROR_KINDS,
+  SUCCESS_KINDS,
+  WARNING_END_KINDS,
+  WARNING_KINDS,
+  type ErrorKind,
+  type WarningKind,
+} from "../domain/event-kinds.js";
+import { sqlList } from "../domain/prediction-status.js";
 
 /**
  * Connections as support and the API read them: the row plus the events health and coverage read
- * (the latest rate limit, error and success), a page of them in ONE statement. Each
+ * (the latest rate limit, error, success, retry and warnings), a page of them in ONE statement. Each
  * event lookup is a LIMIT 1 per kind on the (connection, kind, occurred_at) index, so its cost does
  * not grow with the length of the event log. The caller composes health (src/domain/health.ts).
  */
@@ -43,6 +53,14 @@ interface Row {
   err_status: number | null;
   ok_at: Date | null;
   recovered_at: Date | null;
+  retry_since: Date | null;
+  retry_at: Date | null;
+  retry_kind: ErrorKind | null;
+  retry_status: number | null;
+  retry_seconds: number | null;
+  retry_attempt: number | null;
+  retry_max: number | null;
+  warnings: { at: string; kind: WarningKind; endpoint: string; httpStatus: number | null }[] | null;
   first_window_start: string | null;
   duplicate_of: string | null;
 }
@@ -56,17 +74,37 @@ function pick(kinds: EventKind[], columns: string, where: string, order: "DESC" 
   return `SELECT * FROM (${probes.join(" UNION ALL ")}) p ORDER BY occurred_at ${order} LIMIT 1`;
 }
 
+// Retries recorded since the row, the last error and the last success changed (a page written moves updated_at).
+const RETRYING = "AND e.level = 'warn' AND e.occurred_at > greatest(c.updated_at, er.occurred_at, ok.occurred_at)";
+
 const SELECT = `
 SELECT c.id, c.workspace_id, c.status, c.account_username, c.account_type, c.verified_at, c.last_sync_started_at,
        c.last_synced_at, c.high_water_mark, c.sync_state, c.created_at, c.updated_at, c.duplicate_of,
        rl.occurred_at AS rl_at, rl.retry_after_seconds AS rl_seconds, rl.paced_per_minute AS rl_paced,
        er.occurred_at AS err_at, er.kind AS err_kind, er.http_status AS err_status,
-       ok.occurred_at AS ok_at, rec.occurred_at AS recovered_at, fw.window_start AS first_window_start
+       ok.occurred_at AS ok_at, rec.occurred_at AS recovered_at, rt0.occurred_at AS retry_since,
+       rt.occurred_at AS retry_at, rt.kind AS retry_kind, rt.http_status AS retry_status, rt.retry_after_seconds AS retry_seconds,
+       rt.attempt AS retry_attempt, rt.max_attempts AS retry_max, wn.warnings, fw.window_start AS first_window_start
 FROM connections c
 LEFT JOIN LATERAL (${pick(["rate_limited"], `e.occurred_at, e.retry_after_seconds, (e.detail->>'pacedPerMinute')::float8 AS paced_per_minute`, "", "DESC")}) rl ON true
 LEFT JOIN LATERAL (${pick(ERROR_KINDS, "e.occurred_at, e.kind, e.http_status", "AND e.level = 'error'", "DESC")}) er ON true
 LEFT JOIN LATERAL (${pick(SUCCESS_KINDS, "e.occurred_at", "", "DESC")}) ok ON true
 LEFT JOIN LATERAL (${pick(RECOVERY_KINDS, "e.occurred_at", "AND e.occurred_at > coalesce(er.occurred_at, '-infinity')", "ASC")}) rec ON true
+LEFT JOIN LATERAL (${pick(
+  RETRIED_ERROR_KINDS,
+  `e.occurred_at, e.kind, e.http_status, e.retry_after_seconds, (e.detail->>'attempt')::int AS attempt, (e.detail->>'maxAttempts')::int AS max_attempts`,
+  RETRYING,
+  "DESC",
+)}) rt ON true
+LEFT JOIN LATERAL (${pick(RETRIED_ERROR_KINDS, "e.occurred_at", RETRYING, "ASC")}) rt0 ON true
+LEFT JOIN LATERAL (
+  SELECT jsonb_agg(jsonb_build_object('at', w.occurred_at, 'kind', w.kind, 'endpoint', w.endpoint, 'httpStatus', w.http_status)
+                   ORDER BY w.occurred_at) AS warnings
+  FROM (SELECT DISTINCT ON (e.detail->>'endpoint') e.occurred_at, e.kind, e.detail->>'endpoint' AS endpoint, e.http_status
+        FROM integration_events e WHERE e.connection_id = c.id AND e.kind IN (${sqlList([...WARNING_KINDS, ...WARNING_END_KINDS])})
+        ORDER BY e.detail->>'endpoint', e.occurred_at DESC, e.id DESC) w
+  WHERE w.kind IN (${sqlList(WARNING_KINDS)})
+) wn ON true
 LEFT JOIN LATERAL (
   SELECT s.detail->>'windowStart' AS window_start
   FROM (SELECT e.occurred_at, e.detail->>'runId' AS run_id FROM integration_events e
@@ -94,6 +132,21 @@ function toConnectionRow(r: Row): ConnectionRow {
     lastError: r.err_at && r.err_kind ? { at: r.err_at, kind: r.err_kind, httpStatus: r.err_status } : null,
     lastSuccessAt: r.ok_at,
     recoveredAt: r.recovered_at,
+    retrying:
+      r.retry_since && r.retry_at && r.retry_kind
+        ? {
+            since: r.retry_since,
+            last: {
+              at: r.retry_at,
+              kind: r.retry_kind,
+              httpStatus: r.retry_status,
+              attempt: r.retry_attempt,
+              maxAttempts: r.retry_max,
+              nextAt: r.retry_seconds === null ? null : new Date(r.retry_at.getTime() + r.retry_seconds * 1000),
+            },
+          }
+        : null,
+    warnings: (r.warnings ?? []).map((w) => ({ ...w, at: new Date(w.at) })),
     duplicateOf: r.duplicate_of,
     account: r.account_type && r.account_username ? { type: r.account_type, username: r.account_username } : null,
   };
