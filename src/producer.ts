@@ -5,15 +5,16 @@ import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
 import { isoDay, isoInstant } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
-import { HEALTH_STATES } from "./domain/health.js";
+import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
+import type { connectionView } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
   decodeConnectionCursor,
-  getConnectionView,
-  listConnectionViews,
-  type ConnectionView,
+  getConnectionRow,
+  listConnectionRows,
+  type ConnectionRow,
 } from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
 import { workspaceErasures } from "./repositories/erasure.js";
@@ -217,12 +218,34 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   await queue("sync not queued", () => ctx.queues.kickSync(id));
 }
 
+/** A connection as support reads it: the row, the run in progress and its health. */
+export type ConnectionView = z.output<typeof connectionView>;
 export type ConnectionDetail = ConnectionView & { nextSyncAt: Date | null };
+
+function toView(r: ConnectionRow, now: Date): ConnectionView {
+  const run = r.checkpoint;
+  return {
+    id: r.id,
+    workspaceId: r.workspaceId,
+    status: r.status,
+    accountUsername: r.accountUsername,
+    accountType: r.accountType,
+    verifiedAt: r.verifiedAt,
+    lastSyncStartedAt: r.lastSyncStartedAt,
+    lastSyncedAt: r.lastSyncedAt,
+    highWaterMark: r.highWaterMark,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
+    health: connectionHealth(r, now),
+  };
+}
 
 /** One connection with its health and, while it is connected, when its next scheduled sync runs. */
 export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {
-  const view = await getConnectionView(ctx.db, parse(connectionId, id));
-  if (!view) throw connections.connectionNotFound(id);
+  const row = await getConnectionRow(ctx.db, parse(connectionId, id));
+  if (!row) throw connections.connectionNotFound(id);
+  const view = toView(row, new Date());
   // Only Postgres is needed to answer: without Redis the next sync time is unknown (null).
   const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id).catch(() => null) : null;
   return { ...view, nextSyncAt };
@@ -236,7 +259,14 @@ export interface ConnectionPage {
 
 /** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
 export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}): Promise<ConnectionPage> {
-  return listConnectionViews(ctx.db, parse(listConnectionsInput, query));
+  const { state, ...q } = parse(listConnectionsInput, query);
+  const now = new Date();
+  const { rows, nextCursor } = await listConnectionRows(
+    ctx.db,
+    { ...q, statuses: state && STATUSES_OF[state] },
+    state && ((r) => connectionHealth(r, now).state === state),
+  );
+  return { connections: rows.map((r) => toView(r, now)), nextCursor };
 }
 
 export interface EventPage {

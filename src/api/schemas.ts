@@ -1,7 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
-import { HEALTH_STATES } from "../domain/health.js";
+import { healthSchema } from "../domain/health.js";
 import { GROUP_BY } from "../repositories/usage-query.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
@@ -102,32 +102,12 @@ const connectionExample = {
 } as const;
 export const acceptedConnection = publicConnection.meta({ examples: [connectionExample] });
 
-export const health = z
-  .object({
-    state: z.enum(HEALTH_STATES),
-    since: z.iso.datetime().describe("when the connection entered this state, as far as the database can tell"),
-    message: z.string().describe("one plain sentence for support staff"),
-    action: z.string().nullable().describe("what to tell the customer, or null"),
-    lastError: z
-      .object({ at: z.iso.datetime(), kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
-      .nullable()
-      .describe("the error behind the state, only while it is current"),
-    progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
-    until: z.iso.datetime().optional().describe("throttled: when the delayed request is retried"),
-    pacedPerMinute: z
-      .number()
-      .positive()
-      .optional()
-      .describe("throttled: requests/min this token is paced at, learned from Replicate's 429s (absent before any is recorded)"),
-  })
-  .describe("one health object per connection: the same on the API, the producer and the support page");
-
 export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
   currentRun: z
     .object({ runId: z.string(), startedAt: z.string(), pagesDone: z.number().int(), predictionsSeen: z.number().int() })
     .nullable()
     .describe("the run in progress, or null between runs"),
-  health,
+  health: healthSchema,
 });
 
 const viewExample = {
@@ -145,7 +125,9 @@ const viewExample = {
     since: at,
     message: "Syncing normally; the last completed run started at 2026-03-10 12:00 UTC.",
     action: null,
+    actionBy: null,
     lastError: null,
+    warnings: [],
   },
 };
 const { deploymentsCheckedAt: _d, ...viewFields } = viewExample;

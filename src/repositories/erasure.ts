@@ -1,6 +1,5 @@
 import { runPrepared, type Db, type Prepared } from "../db/client.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
-import type { WebhookType } from "../webhooks/payload.js";
 import { eventParams, insertEventFrom } from "./events.js";
 
 // Erasure of a disconnected connection's history, in bounded batches. The state lives on the
@@ -19,9 +18,6 @@ export type ErasedTable = keyof typeof ERASED_TABLES;
 export type ErasureCounts = Record<(typeof ERASED_TABLES)[ErasedTable], number>;
 
 const ZERO_COUNTS: ErasureCounts = { ledgerRows: 0, usageRows: 0, deploymentReleases: 0 };
-
-/** The webhook the finished erasure sends, written with its event. */
-export const ERASED_WEBHOOK: WebhookType = "connection.erased";
 
 export interface ErasureRow {
   id: string;
@@ -129,8 +125,9 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
       if (!ended) return "already_finished";
       if (ended.rowsLeft) throw new RowsLeft();
       const { counts } = ended;
-      const [event] = await tx.$queryRawUnsafe<{ id: bigint }[]>(
-        `${insertEventFrom("(SELECT $1::uuid AS id) AS erased", 2)} RETURNING id`,
+      // The webhook trigger writes its connection.erased webhook (src/domain/event-kinds.ts).
+      await tx.$executeRawUnsafe(
+        insertEventFrom("(SELECT $1::uuid AS id) AS erased", 2),
         id,
         ...eventParams({
           kind: "history_erased",
@@ -140,15 +137,6 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
             `${counts.deploymentReleases} deployment releases deleted, run state cleared; this event log is kept`,
           detail: { ...counts, requestedAt: ended.requestedAt.toISOString() },
         }),
-      );
-      // Its own statement, after the event's: a trigger that learns this webhook type later will have
-      // inserted the row already, and this adds nothing.
-      await tx.$executeRawUnsafe(
-        `INSERT INTO webhook_deliveries (event_id, connection_id, type) VALUES ($1::bigint, $2::uuid, $3)
-         ON CONFLICT (event_id, type) DO NOTHING`,
-        event!.id,
-        id,
-        ERASED_WEBHOOK,
       );
       return { finished: counts };
     })

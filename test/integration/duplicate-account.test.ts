@@ -1,5 +1,4 @@
 import * as producer from "../../src/producer.js";
-import { getConnectionView } from "../../src/repositories/connection-views.js";
 import { queryUsage } from "../../src/repositories/usage-query.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
@@ -41,7 +40,7 @@ test("a second connection of the same account in a workspace is a duplicate; tot
   expect(await verified(second.id)).toMatchObject({ status: "credential_error", duplicateOf: first.id, lastSyncedAt: null });
   const event = await h.ctx.db.integrationEvent.findFirstOrThrow({ where: { connectionId: second.id, kind: "duplicate_account" } });
   expect(event.detail).toMatchObject({ duplicateOf: first.id, username: "twice-co" });
-  const health = (await getConnectionView(h.ctx.db, second.id))!.health;
+  const health = (await producer.getConnection(h.ctx, second.id)).health;
   expect(health.state).toBe("action_required");
   expect(health.message).toContain(first.id);
   expect(health.action).toContain(first.id);
@@ -134,7 +133,7 @@ test("a token of another Replicate account pasted into a connection is refused: 
     connected: { type: "organization", username: "kept-co" },
     pasted: { type: "user", username: "someone-else" },
   });
-  const health = (await getConnectionView(h.ctx.db, x.id))!.health;
+  const health = (await producer.getConnection(h.ctx, x.id)).health;
   expect(health).toMatchObject({ state: "action_required", lastError: expect.objectContaining({ kind: "account_changed" }) });
   expect(health.action).toMatch(/kept-co/);
   expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${tokenB}` && r.endpoint === "predictions")).toEqual([]);
@@ -146,7 +145,7 @@ test("a token of another Replicate account pasted into a connection is refused: 
 
   await producer.replaceToken(h.ctx, x.id, tokenA2); // a new token of the same account: resumes
   await waitForSyncedSince(h, x.id, lastSyncedAt);
-  expect((await getConnectionView(h.ctx.db, x.id))!.health.state).toBe("healthy");
+  expect((await producer.getConnection(h.ctx, x.id)).health.state).toBe("healthy");
   expect(await webhookTypes()).toEqual(expect.arrayContaining(["connection.action_required", "connection.recovered"]));
   await expectExact(h, x.id, ofA);
 });
