@@ -3,7 +3,7 @@ import { moduleLogger } from "../logger.js";
 import type { SliceJob } from "../queue/queues.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
-import { readSyncState } from "../repositories/connections.js";
+import { readSyncState, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
 import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
@@ -41,6 +41,9 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
     const state = await ctx.queues.ensureSlice({ connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
     if (state === "enqueued") enqueued++;
   }
+  // Once per run, after its slices are queued: usage never waits for this optional read.
+  const stored = run.started ? await storedToken(ctx.db, ctx.vault, connectionId) : null;
+  if (stored) await refreshDeployments(ctx, connectionId, stored.token, { jobId });
   return enqueued > 0 ? { outcome: "page_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
@@ -72,7 +75,6 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
   let written = { pages: 0, predictions: 0 };
   let next = [window];
   if (page === at.pagesDone + 1 && !at.done) {
-    await refreshDeployments(ctx, connectionId, state.token, { checkedAt: state.deploymentsCheckedAt });
     // A token Replicate is throttling is not split further: more windows would only queue behind its learned rate.
     const rate = await ctx.rateCap.learnedRate(state.token);
     const parallelism = rate.requestsPerSecond < rate.configuredPerSecond ? 1 : ctx.config.sync.parallelism;

@@ -1,7 +1,6 @@
 import type { AppContext } from "../context.js";
 import { describeAccount } from "../domain/account.js";
 import { moduleLogger } from "../logger.js";
-import { refreshDeployments } from "../pricing/deployments.js";
 import { markConnected, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 
@@ -15,7 +14,6 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
   const account = await ctx.replicate.getAccount(stored.token, connectionId);
-  await refreshDeployments(ctx, connectionId, stored.token, { force: true, deferWhenThrottled: true });
   // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
   const outcome = await markConnected(ctx.db, connectionId, stored.ciphertext, account);
   if (outcome === "gone") return "gone";

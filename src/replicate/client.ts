@@ -98,17 +98,17 @@ export class ReplicateClient {
   }
 
   async getAccount(token: string, connectionId?: string): Promise<Account> {
-    return this.get(token, new URL("account", this.base), accountSchema, connectionId);
+    return this.get(token, new URL("account", this.base), accountSchema, { connectionId });
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, { connectionId: request.connectionId });
   }
 
-  /** One page of the account's deployments; `cursorUrl` is a `next` link (same origin only). */
+  /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
     const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
-    return this.get(token, url, deploymentPageSchema);
+    return this.get(token, url, deploymentPageSchema, { optional: true });
   }
 
   /** What requests with this token are paced at now, for health views; null without a rate cap. */
@@ -144,14 +144,25 @@ export class ReplicateClient {
     return url;
   }
 
-  private async get<S extends z.ZodType>(token: string, url: URL, schema: S, connectionId?: string): Promise<z.output<S>> {
-    const { rateCap, stillWanted } = this.options;
+  /**
+   * An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace:
+   * it neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
+   */
+  private async get<S extends z.ZodType>(
+    token: string,
+    url: URL,
+    schema: S,
+    { connectionId, optional = false }: { connectionId?: string; optional?: boolean } = {},
+  ): Promise<z.output<S>> {
+    const { stillWanted } = this.options;
+    const rateCap = optional ? undefined : this.options.rateCap;
     let body: string;
     try {
       const request = this.http.get(url, {
         responseType: "buffer",
         signal: this.options.signal,
         headers: { authorization: `Bearer ${token}` },
+        ...(optional ? { retry: { limit: 0 } } : {}),
         hooks: {
           beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],
           // Checked after the backoff, right before the request would go out again.
@@ -175,7 +186,8 @@ export class ReplicateClient {
       }
       body = await this.decode(response, token);
     } catch (err) {
-      throw await this.learnFrom(await this.toProviderError(err, url, token), token);
+      const error = await this.toProviderError(err, url, token);
+      throw optional ? error : await this.learnFrom(error, token);
     }
     let json: unknown;
     try {

@@ -245,27 +245,17 @@ export async function holdsToken(db: Db, vault: TokenVault, id: string, token: s
 
 const READ_SYNC_STATE = {
   name: "read_sync_state",
-  text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState", deployments_checked_at AS "deploymentsCheckedAt"
-         FROM connections WHERE id = $1::uuid`,
+  text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState" FROM connections WHERE id = $1::uuid`,
 };
 
 /**
  * What a page job needs before fetching: the token and the checkpoint, read without a lock (the
  * page write re-checks both under the row lock). Null unless the connection is connected.
  */
-export async function readSyncState(
-  db: Db,
-  vault: TokenVault,
-  id: string,
-): Promise<{ token: string; syncState: unknown; deploymentsCheckedAt: Date | null } | null> {
-  const [row] = await runPrepared<{
-    tokenCiphertext: string | null;
-    status: string;
-    syncState: unknown;
-    deploymentsCheckedAt: Date | null;
-  }>(db, READ_SYNC_STATE, [id]);
+export async function readSyncState(db: Db, vault: TokenVault, id: string): Promise<{ token: string; syncState: unknown } | null> {
+  const [row] = await runPrepared<{ tokenCiphertext: string | null; status: string; syncState: unknown }>(db, READ_SYNC_STATE, [id]);
   if (!row?.tokenCiphertext || row.status !== "connected") return null;
-  return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState, deploymentsCheckedAt: row.deploymentsCheckedAt };
+  return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState };
 }
 
 /** Status and checkpoint, for saying why a fenced write did not apply. */

@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import { deploymentsFailing } from "./deployments.js";
 import { notBeingErased } from "./erasure.js";
 import { hardwarePriceAt, modelPriceAt, modelSkuAt } from "./prices.js";
 
@@ -84,6 +85,8 @@ const PRICED = `
   CROSS JOIN LATERAL (SELECT ${hardwarePriceAt("p.sku", "d.usage_date")} AS sku_price) hw
   CROSS JOIN LATERAL (SELECT CASE
       WHEN dep.dep_sku IS NOT NULL THEN CASE WHEN hw.sku_price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
+      -- While the deployments cannot be read, the model's own price would be a guess at other hardware.
+      WHEN d.deployment <> '' AND ${deploymentsFailing("d.connection_id")} THEN 'unpriced'
       WHEN p.in_price IS NOT NULL OR p.out_price IS NOT NULL THEN 'tokens'
       WHEN p.pred_price IS NOT NULL THEN 'outputs'
       WHEN hw.sku_price IS NOT NULL THEN 'hardware_seconds'
