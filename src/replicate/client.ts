@@ -111,7 +111,7 @@ export class ReplicateClient {
     return this.get(token, url, deploymentPageSchema, { optional: true });
   }
 
-  /** What requests with this token are paced at now, for health views; null without a rate cap. */
+  /** What requests with this token are paced at now (a throttled token's windows are not split); null without a rate cap. */
   async learnedRate(token: string): Promise<LearnedRate | null> {
     return (await this.options.rateCap?.learnedRate?.(token)) ?? null;
   }

@@ -1,6 +1,7 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { utcDay } from "../domain/calendar.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
+import type { PlannedWrite } from "../domain/checkpoint.js";
 import type { Prediction } from "../replicate/schemas.js";
 
 const TERMINAL = sqlList(TERMINAL_STATUSES);
@@ -123,7 +124,6 @@ advanced AS (
   RETURNING c.sync_state
 )
 SELECT (SELECT sync_state FROM advanced) AS "syncState",
-       count(applied.*)::int AS groups,
        coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
        coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
        coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments",
@@ -135,62 +135,42 @@ DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[], $5::t
 WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
   AND d.source = e.source AND d.predictions = 0`;
 
-export interface FencedPages {
-  connectionId: string;
-  runId: string;
-  windowId: string;
-  /** The window the pages continue: the write happens only if it is still the stored one. */
-  expected: object;
-  /** The windows stored with the pages (the advanced window, and new ones when it was split). */
-  windows: Record<string, object>;
-  pages: number;
-  days: string[];
-  predictions: Prediction[];
-  /** When the write splits the window: the open windows the split was planned for (see the fence). */
-  splitFor: number | null;
-}
-
 const WRITE = { name: "write_pages", text: WRITE_PAGES };
 const PRUNE_EMPTY = { name: "delete_empty_usage", text: DELETE_EMPTY };
 
 /**
  * Writes pages (deduped by id, the most advanced state winning) into the ledger and DailyUsage and
- * stores their window, all or nothing. `syncState` is the checkpoint after the write, or null when
- * the fence did not hold (nothing was written).
+ * stores their window, all or nothing. Returns the checkpoint after the write, or null when the
+ * fence did not hold (nothing was written).
  */
-export async function writePages(db: Db, page: FencedPages): Promise<{ syncState: unknown; groups: number }> {
-  const rows = latestById(page.predictions);
+export async function writePages(db: Db, connectionId: string, write: PlannedWrite<Prediction>): Promise<unknown> {
+  const rows = latestById(write.predictions);
   const [result] = await runPrepared<{
     syncState: unknown;
-    groups: number;
     emptyDates: string[];
     emptyModels: string[];
     emptyDeployments: string[];
     emptySources: string[];
   }>(db, WRITE, [
-    page.connectionId,
-    page.runId,
-    page.windowId,
-    JSON.stringify(page.expected),
-    JSON.stringify(page.windows),
-    page.pages,
+    connectionId,
+    write.runId,
+    write.windowId,
+    JSON.stringify(write.expected),
+    JSON.stringify(write.windows),
+    write.pages,
     rows.length,
-    page.days,
+    write.days,
     ...ledgerColumns(rows),
-    page.splitFor,
+    write.splitFor,
   ]);
+  // An aggregate without GROUP BY: always one row.
+  const { syncState, ...empty } = result!;
   // A group whose last prediction moved to another day/model: the statement that emptied it cannot
   // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
-  if (result && result.emptyDates.length > 0) {
-    await runPrepared(db, PRUNE_EMPTY, [
-      page.connectionId,
-      result.emptyDates,
-      result.emptyModels,
-      result.emptyDeployments,
-      result.emptySources,
-    ]);
+  if (empty.emptyDates.length > 0) {
+    await runPrepared(db, PRUNE_EMPTY, [connectionId, empty.emptyDates, empty.emptyModels, empty.emptyDeployments, empty.emptySources]);
   }
-  return { syncState: result?.syncState ?? null, groups: result?.groups ?? 0 };
+  return syncState;
 }
 
 /** The ledger columns of `rows`, one array each, in the order the write statement's `unnest` takes them. */
