@@ -2,7 +2,7 @@ import type { Db } from "../db/client.js";
 import { moduleLogger } from "../logger.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
-import { DEPLOYMENTS_ENDPOINT, deploymentsReadState, recordDeploymentsFailure, storeDeployments } from "../repositories/deployments.js";
+import { DEPLOYMENTS_ENDPOINT, deploymentsReadState, recordDeploymentsEvent, storeDeployments } from "../repositories/deployments.js";
 import { utcDay } from "../domain/calendar.js";
 
 // An account with more deployments than this many pages is not expected; the cap bounds a server
@@ -27,39 +27,35 @@ export async function refreshDeployments(
   if (!state || (state.checkedAt && utcDay(state.checkedAt) >= utcDay(now) && !state.failing)) return;
   const log = moduleLogger("deployments", { connectionId, jobId: options.jobId });
   const base = { connectionId, jobId: options.jobId, detail: { endpoint: DEPLOYMENTS_ENDPOINT } };
-  let deployments: Deployment[];
+  const deployments: Deployment[] = [];
   try {
-    deployments = await listAll(ctx.replicate, token);
+    let next: string | null = null;
+    for (let page = 0; page < MAX_PAGES && (page === 0 || next); page++) {
+      const result = await ctx.replicate.listDeployments(token, next);
+      deployments.push(...result.results);
+      next = result.next;
+    }
   } catch (err) {
     const httpStatus = (err as { httpStatus?: number }).httpStatus ?? null;
-    const answer = httpStatus === null ? "no HTTP answer" : `HTTP ${httpStatus}`;
     log.warn("deployments not read; the run goes on without them", { error: err, httpStatus });
-    return recordDeploymentsFailure(ctx.db, {
+    return recordDeploymentsEvent(ctx.db, {
       ...base,
       kind: "enrichment_failed",
       level: "warn",
-      message: `could not read ${DEPLOYMENTS_ENDPOINT} (${answer}): ${err instanceof Error ? err.message : String(err)}. Usage still syncs; predictions made through deployments are unpriced until a later run reads it.`,
+      message: `could not read ${DEPLOYMENTS_ENDPOINT} (${httpStatus === null ? "no HTTP answer" : `HTTP ${httpStatus}`}): ${err instanceof Error ? err.message : String(err)}. Usage still syncs; predictions made through deployments are unpriced until a later run reads it.`,
       httpStatus,
       detail: { ...base.detail, httpStatus },
     });
   }
-  await storeDeployments(ctx.db, connectionId, deployments, now, {
-    ...base,
-    kind: "enrichment_recovered",
-    level: "info",
-    message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
-  });
+  await storeDeployments(ctx.db, connectionId, deployments, now);
   log.info("deployments refreshed", { deployments: deployments.length });
-}
-
-async function listAll(replicate: ReplicateClient, token: string): Promise<Deployment[]> {
-  const deployments: Deployment[] = [];
-  let next: string | null = null;
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const result = await replicate.listDeployments(token, next);
-    deployments.push(...result.results);
-    next = result.next;
-    if (!next) break;
+  // Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
+  if (state.failing) {
+    await recordDeploymentsEvent(ctx.db, {
+      ...base,
+      kind: "enrichment_recovered",
+      level: "info",
+      message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
+    });
   }
-  return deployments;
 }

@@ -1,5 +1,4 @@
 import type { Db } from "../db/client.js";
-import type { Prisma } from "../generated/prisma/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
 import { recordEvent, type NewEvent } from "./events.js";
@@ -28,40 +27,31 @@ export async function deploymentsReadState(db: Db, connectionId: string): Promis
 }
 
 /**
- * Writes an enrichment event about deployments unless the streak already is where it leads: the
- * first enrichment_failed opens a streak, the first enrichment_recovered ends it. The row lock is
- * taken first and the streak read in a statement of its own (which sees what committed while it
- * waited), so two reads ending at once write one event.
+ * Writes `event` (enrichment_failed or enrichment_recovered) only if it moves the streak: the first
+ * failure opens it, the first success ends it. The streak is read after the row lock, in a statement
+ * of its own (so it sees what committed meanwhile): two reads ending at once write one event.
  */
-async function recordStreakEvent(tx: Prisma.TransactionClient, event: NewEvent): Promise<void> {
-  await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, event.connectionId);
-  const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(`SELECT ${deploymentsFailing("$1::uuid")} AS failing`, event.connectionId);
-  if (row && row.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
-}
-
-/** A failed read of the deployments: `event` (enrichment_failed) is written if it opens a streak. */
-export async function recordDeploymentsFailure(db: Db, event: NewEvent): Promise<void> {
-  await db.$transaction((tx) => recordStreakEvent(tx, event));
+export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
+  await db.$transaction(async (tx) => {
+    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, event.connectionId);
+    const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(
+      `SELECT ${deploymentsFailing("$1::uuid")} AS failing`,
+      event.connectionId,
+    );
+    if (row!.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
+  });
 }
 
 /**
  * Records what GET /v1/deployments listed on `now`'s day: a row per release not seen before (its
  * configuration applies from the day the release was created), today as the last day every listed
- * deployment was seen, and the check time; `recovered` (enrichment_recovered) if it ends a failure
- * streak. Deployments no longer listed keep their old last day.
+ * deployment was seen, and the check time. Deployments no longer listed keep their old last day.
  */
-export async function storeDeployments(
-  db: Db,
-  connectionId: string,
-  deployments: Deployment[],
-  now: Date,
-  recovered: NewEvent,
-): Promise<void> {
+export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<void> {
   const today = new Date(utcDay(now));
   const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));
-  await db.$transaction(async (tx) => {
-    await recordStreakEvent(tx, recovered);
-    await tx.deployment.createMany({
+  await db.$transaction([
+    db.deployment.createMany({
       data: released.map(({ name, release }) => ({
         connectionId,
         name,
@@ -75,10 +65,10 @@ export async function storeDeployments(
         lastSeenOn: today,
       })),
       skipDuplicates: true,
-    });
-    await tx.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } });
-    await tx.connection.update({ where: { id: connectionId }, data: { deploymentsCheckedAt: now } });
-  });
+    }),
+    db.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } }),
+    db.connection.update({ where: { id: connectionId }, data: { deploymentsCheckedAt: now } }),
+  ]);
 }
 
 export interface DeploymentView {
