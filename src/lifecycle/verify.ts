@@ -44,43 +44,36 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
  * account already counts in the workspace through another connection.
  */
 async function connect(db: Db, id: string, ciphertext: string, account: Account, jobId?: string): Promise<"verified" | "paused" | "gone"> {
-  const log = moduleLogger("verify", { connectionId: id, jobId });
   for (let attempt = 1; attempt <= 3; attempt++) {
     const outcome = await connectAccount(db, id, ciphertext, account);
     if (outcome === "connected") return "verified";
     if (outcome === "gone") return "gone";
-    if (outcome !== "duplicate") {
-      log.info("token of another account than the connection's", { connected: outcome.syncs });
-      const paused = await pauseVerified(db, id, ciphertext, "account_changed", {
-        connectionId: id,
-        jobId,
-        kind: "account_changed",
-        level: "error",
-        message: `the new token belongs to ${describeAccount(account)}, but this connection syncs ${describeAccount(outcome.syncs)}; it was not used, so the usage history stays one account's`,
-        detail: { connected: outcome.syncs, pasted: account },
-      });
-      return paused ? "paused" : "gone";
-    }
-    // The holder may have been disconnected since the unique index refused: then connecting is tried again.
-    const holder = await accountHolder(db, id, account);
-    if (holder === null) continue;
-    log.info("account already connected in the workspace", { duplicateOf: holder });
-    const paused = await pauseVerified(
-      db,
-      id,
-      ciphertext,
-      "duplicate_account",
-      {
+    let pause: Parameters<typeof pauseVerified>[3];
+    let holder: string | null = null;
+    if (outcome === "duplicate") {
+      holder = await accountHolder(db, id, account);
+      // The holder may have been disconnected since the unique index refused: then connecting is tried again.
+      if (holder === null) continue;
+      pause = {
         connectionId: id,
         jobId,
         kind: "duplicate_account",
         level: "error",
         message: `${describeAccount(account)} is already connected in this workspace as connection ${holder}; this connection does not sync, so its usage is not counted twice`,
         detail: { duplicateOf: holder, accountType: account.type, username: account.username },
-      },
-      holder,
-    );
-    return paused ? "paused" : "gone";
+      };
+    } else {
+      pause = {
+        connectionId: id,
+        jobId,
+        kind: "account_changed",
+        level: "error",
+        message: `the new token belongs to ${describeAccount(account)}, but this connection syncs ${describeAccount(outcome.syncs)}; it was not used, so the usage history stays one account's`,
+        detail: { connected: outcome.syncs, pasted: account },
+      };
+    }
+    moduleLogger("verify", { connectionId: id, jobId }).info("connection paused at verification", { kind: pause.kind });
+    return (await pauseVerified(db, id, ciphertext, pause, holder)) ? "paused" : "gone";
   }
   throw new Error("the account's holder in the workspace kept changing while connecting; verification retries");
 }

@@ -98,22 +98,22 @@ export class ReplicateClient {
   }
 
   async getAccount(token: string, connectionId?: string): Promise<Account> {
-    return this.get(token, new URL("account", this.base), accountSchema, { connectionId });
+    return this.get(token, new URL("account", this.base), accountSchema, connectionId);
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, { connectionId: request.connectionId });
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
   /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
     const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
-    return this.get(token, url, deploymentPageSchema, { optional: true });
+    return this.get(token, url, deploymentPageSchema, undefined, true);
   }
 
   /** What requests with this token are paced at now (a throttled token's windows are not split); null without a rate cap. */
   async learnedRate(token: string): Promise<LearnedRate | null> {
-    return (await this.options.rateCap?.learnedRate?.(token)) ?? null;
+    return (await this.options.rateCap?.learnedRate(token)) ?? null;
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
@@ -144,15 +144,14 @@ export class ReplicateClient {
     return url;
   }
 
-  /**
-   * An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace:
-   * it neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
-   */
+  // An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace: it
+  // neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
   private async get<S extends z.ZodType>(
     token: string,
     url: URL,
     schema: S,
-    { connectionId, optional = false }: { connectionId?: string; optional?: boolean } = {},
+    connectionId?: string,
+    optional = false,
   ): Promise<z.output<S>> {
     const { stillWanted } = this.options;
     const rateCap = optional ? undefined : this.options.rateCap;
@@ -245,11 +244,11 @@ export class ReplicateClient {
 
   // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
   private async learnFrom(error: Error, token: string): Promise<Error> {
-    const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
-    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
+    const { rateCap } = this.options;
+    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !rateCap) return error;
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
     // Redis failing here must not hide the 429 itself: the job is still delayed by Retry-After.
-    const rate = await throttled(token, { seconds, source }).catch((err: unknown) => {
+    const rate = await rateCap.throttled(token, { seconds, source }).catch((err: unknown) => {
       moduleLogger("replicate").warn("could not lower the learned rate", { error: err instanceof Error ? err.message : String(err) });
       return null;
     });

@@ -156,21 +156,21 @@ export async function accountHolder(db: Db, id: string, account: AccountRef): Pr
 }
 
 /**
- * Pauses a connection for what its verification found (`transition`), with `event`, only while the
- * token read as `ciphertext` is still stored and the state machine allows it; false when nothing changed.
+ * Pauses a connection for what its verification found (`event.kind` names the transition), with
+ * that event, only while the token read as `ciphertext` is still stored and the state machine
+ * allows it; false when nothing changed.
  */
 export async function pauseVerified(
   db: Db,
   id: string,
   ciphertext: string,
-  transition: "account_changed" | "duplicate_account",
-  event: NewEvent,
-  duplicateOf: string | null = null,
+  event: NewEvent & { kind: "account_changed" | "duplicate_account" },
+  duplicateOf: string | null,
 ): Promise<boolean> {
   return db.$transaction(async (tx) => {
     const { count } = await tx.connection.updateMany({
-      where: { id, tokenCiphertext: ciphertext, ...allowed(transition) },
-      data: { status: TRANSITIONS[transition].to, ...(duplicateOf ? { duplicateOf } : {}) },
+      where: { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
+      data: { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
     });
     if (count === 1) await recordEvent(tx, event);
     return count === 1;
