@@ -6,6 +6,7 @@ import { isoDay, isoInstant } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES } from "./domain/health.js";
+import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
@@ -17,14 +18,7 @@ import {
 import * as connections from "./repositories/connections.js";
 import { currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
-import {
-  GROUP_BY,
-  fillZeroDays,
-  queryIdleFloor,
-  queryUsage as readUsage,
-  type IdleFloorRow,
-  type UsageResultRow,
-} from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process, and the contract the HTTP routes validate with and
@@ -260,7 +254,7 @@ export interface UsageReport {
   costNote: string;
   /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
   coverage: Coverage[];
-  rows: UsageResultRow[];
+  rows: UsageRow[];
   idleFloor: IdleFloorRow[];
   /** With groupBy deployment: what each deployment in scope runs on. */
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;

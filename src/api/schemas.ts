@@ -2,7 +2,7 @@ import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { HEALTH_STATES } from "../domain/health.js";
-import { GROUP_BY } from "../repositories/usage-query.js";
+import { DIMENSION_FIELD, GROUP_BY, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
 // every answer through them (so the document cannot drift from the responses) and @fastify/swagger
@@ -215,11 +215,29 @@ export const deploymentList = z.object({
   deployments: z.array(deployment),
 });
 
-// Usage rows and prices gain columns as the price book grows: known fields are described, and any
-// others pass through (loose objects), so a new column is never dropped from an answer.
+// Prices gain columns as the price book grows: known fields are described, and any others pass
+// through (loose objects), so a new column is never dropped from an answer.
 const decimal = z.string().describe("USD as a decimal string");
 const dimension = z.string().nullable().optional();
-const count = z.number().int().optional();
+
+const MEASURE_SCHEMA: Record<MeasureType, z.ZodType> = {
+  count: z.number().int(),
+  amount: z.number(),
+  usd: decimal,
+  label: z.string().nullable(),
+};
+const dimensions = Object.fromEntries(GROUP_BY.map((g) => [DIMENSION_FIELD[g], dimension]));
+// From the measures table: the measures status-grouped rows carry are in every row, the others optional.
+const usageRow = z.looseObject({
+  ...dimensions,
+  ...Object.fromEntries(
+    answered(false).map((m) => {
+      const type = MEASURE_SCHEMA[m.type];
+      const schema = type.describe([m.about, type.description].filter(Boolean).join("; "));
+      return [m.name, answered(true).includes(m) ? schema : schema.optional()];
+    }),
+  ),
+});
 
 export const usageReport = z
   .looseObject({
@@ -240,35 +258,7 @@ export const usageReport = z
         lastSyncedAt: z.iso.datetime().nullable(),
       }),
     ),
-    rows: z.array(
-      z.looseObject({
-        date: dimension,
-        connectionId: dimension,
-        model: dimension,
-        deployment: dimension,
-        source: dimension,
-        status: dimension,
-        predictions: z.number().int(),
-        succeeded: count,
-        failed: count,
-        canceled: count,
-        aborted: count,
-        inProgress: count,
-        other: count,
-        computeSeconds: z.number().optional(),
-        meteredPredictions: count,
-        billableSeconds: z.number().optional(),
-        inputTokens: z.number().optional(),
-        outputTokens: z.number().optional(),
-        estimatedCostUsd: decimal.optional(),
-        costBasis: z.string().optional().describe("hardware_seconds, tokens, outputs, unpriced, or mixed"),
-        hardwareCostUsd: decimal.optional(),
-        tokenCostUsd: decimal.optional(),
-        outputCostUsd: decimal.optional(),
-        pricedPredictions: count,
-        pricedShare: z.string().nullable().optional(),
-      }),
-    ),
+    rows: z.array(usageRow),
     idleFloor: z.array(
       z.looseObject({
         line: z.literal("idle_floor"),

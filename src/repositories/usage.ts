@@ -1,42 +1,20 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { utcDay } from "../domain/calendar.js";
-import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
+import { TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
+import { STORED } from "../domain/usage-measures.js";
 import type { Prediction } from "../replicate/schemas.js";
 
 const TERMINAL = sqlList(TERMINAL_STATUSES);
-const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
 
-const USAGE_SUMS = [
-  "predictions",
-  ...TERMINAL_STATUSES,
-  "in_progress",
-  "other",
-  "compute_seconds",
-  "total_seconds",
-  "metered_predictions",
-  "billable_seconds",
-  "input_tokens",
-  "output_tokens",
-];
+const USAGE_SUMS = STORED.map((m) => m.column);
 
 /** DailyUsage's sums over `rows` (ledger rows, each with a `sign` of 1 or -1), one row per usage key. */
 export const usageDeltas = (rows: string) => `
   SELECT usage_date, model, deployment, coalesce(source, '') AS source,
-    sum(sign)::int AS predictions,
-    ${TERMINAL_STATUSES.map((s) => `coalesce(sum(sign) FILTER (WHERE status = '${s}'), 0)::int AS ${s},`).join("\n    ")}
-    coalesce(sum(sign) FILTER (WHERE status IN (${IN_PROGRESS})), 0)::int AS in_progress,
-    coalesce(sum(sign) FILTER (WHERE status NOT IN (${TERMINAL}, ${IN_PROGRESS})), 0)::int AS other,
-    -- Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
-    coalesce(sum(sign * round(predict_time::numeric, 6)), 0) AS compute_seconds,
-    coalesce(sum(sign * round(total_time::numeric, 6)), 0) AS total_seconds,
-    coalesce(sum(sign) FILTER (WHERE predict_time IS NOT NULL), 0)::int AS metered_predictions,
-    -- Replicate does not bill aborted predictions; failed and canceled ones bill the time they ran.
-    coalesce(sum(sign * round(predict_time::numeric, 6)) FILTER (WHERE status <> 'aborted'), 0) AS billable_seconds,
-    coalesce(sum(sign * input_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS input_tokens,
-    coalesce(sum(sign * output_tokens) FILTER (WHERE status <> 'aborted'), 0)::bigint AS output_tokens
+    ${STORED.map((m) => `${m.delta} AS ${m.column}`).join(",\n    ")}
   FROM ${rows} GROUP BY usage_date, model, deployment, coalesce(source, '')`;
 
-/** Adds `rows` (a usage key and USAGE_SUMS each) to the DailyUsage rows of `connection` in `workspace`. */
+/** Adds `rows` (a usage key and each stored measure) to the DailyUsage rows of `connection` in `workspace`. */
 export const addToUsage = (connection: string, workspace: string, rows: string) => `
   INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, updated_at)
   SELECT ${connection}, ${workspace}, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, now() FROM ${rows}

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import * as producer from "../../producer.js";
+import { csvColumns } from "../../domain/usage-measures.js";
 import { toCsv } from "../csv.js";
 import { responses, usageReport } from "../schemas.js";
 
@@ -41,7 +42,16 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
             {
               200: {
                 description: "usage for the range; CSV as an attachment with the coverage in the X-Coverage header",
-                content: { "application/json": { schema: usageReport }, "text/csv": { schema: z.string() } },
+                content: {
+                  "application/json": { schema: usageReport },
+                  "text/csv": {
+                    schema: z
+                      .string()
+                      .describe(
+                        `a header row, also without rows, then a line per row: line (usage or idle_floor), the groupBy columns, ${csvColumns([]).slice(1).join(", ")}`,
+                      ),
+                  },
+                },
               },
             },
             [400, 401],
@@ -58,7 +68,7 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           .type("text/csv; charset=utf-8")
           .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
           .header("x-coverage", JSON.stringify(report.coverage))
-          .send(toCsv(lines));
+          .send(toCsv(lines, csvColumns(query.groupBy)));
       },
     );
   };
