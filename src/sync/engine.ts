@@ -30,7 +30,7 @@ export interface PagesInput {
 }
 
 /**
- * Writes pages read from one window: ledger upsert, the DailyUsage change they make and the advanced
+ * Writes pages read from one window: ledger upsert, the usage change they make and the advanced
  * (perhaps split) window, in one atomic statement fenced on the window, so a page is never applied
  * twice or after a disconnect.
  */
