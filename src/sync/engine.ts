@@ -1,7 +1,7 @@
 import type { Db } from "../db/client.js";
-import type { PredictionPage, RejectedRecord } from "../replicate/schemas.js";
+import type { RejectedRecord } from "../replicate/schemas.js";
 import { readRunState } from "../repositories/connections.js";
-import { writePages } from "../repositories/usage.js";
+import { writePages, type UsageRecord } from "../repositories/usage.js";
 import { parseCheckpoint, planWrite, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 
 /** What writing a window's pages did: one write (applyPages) or a slice's writes together (runSlice). */
@@ -22,7 +22,7 @@ export type SliceResult =
 
 /**
  * Writes consecutive pages read from window `windowId` of `checkpoint`: ledger upsert, the
- * DailyUsage change they make and the advanced window, split into up to `parallelism` open windows
+ * usage change they make and the advanced window, split into up to `parallelism` open windows
  * if it turned out busy, in one atomic statement fenced on the window, so a page is never applied
  * twice or after a disconnect. `throttled` is asked only when a split is planned: a token Replicate
  * is throttling is not split further, since more windows would only queue behind its learned rate.
@@ -32,7 +32,7 @@ export async function applyPages(
   connectionId: string,
   checkpoint: Checkpoint,
   windowId: string,
-  pages: Pick<PredictionPage, "next" | "results" | "rejected">[],
+  pages: { next: string | null; results: UsageRecord[]; rejected: RejectedRecord[] }[],
   parallelism: number,
   throttled?: () => Promise<boolean>,
 ): Promise<SliceResult> {
