@@ -125,7 +125,8 @@ export interface ProducerConfig {
   queuePrefix: string;
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string } | null;
   jobs: { attempts: number; backoffMs: number };
-  sync: { intervalMinutes: number };
+  /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
+  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number };
 }
 
 export interface Config extends ProducerConfig {
@@ -180,6 +181,8 @@ const producerSchema = envShape
     JOB_ATTEMPTS: true,
     JOB_BACKOFF_MS: true,
     SYNC_INTERVAL_MINUTES: true,
+    BACKFILL_DAYS: true,
+    LOOKBACK_HOURS: true,
   })
   .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
   .superRefine(checkKeyId);
@@ -188,8 +191,8 @@ const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) =
 
 /**
  * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
- * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES): no API or
- * support token, and the keys only when tokens are stored.
+ * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES, BACKFILL_DAYS,
+ * LOOKBACK_HOURS): no API or support token, and the keys only when tokens are stored.
  */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
   const e = validate(producerSchema, env);
@@ -200,7 +203,7 @@ export function loadProducerConfig(env: Record<string, string | undefined> = pro
     queuePrefix: e.QUEUE_PREFIX,
     encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
-    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES },
+    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
   });
 }
 

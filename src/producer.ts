@@ -1,13 +1,14 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
-import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
-import { isoDay, isoInstant } from "./domain/calendar.js";
+import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
+import { isoDay, isoInstant, timeZoneName } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
 import type { connectionView } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
+import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
@@ -20,14 +21,8 @@ import * as connections from "./repositories/connections.js";
 import { workspaceErasures } from "./repositories/erasure.js";
 import { currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
-import {
-  GROUP_BY,
-  fillZeroDays,
-  queryIdleFloor,
-  queryUsage as readUsage,
-  type IdleFloorRow,
-  type UsageResultRow,
-} from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import * as workspaces from "./repositories/workspace-settings.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process, and the contract the HTTP routes validate with and
@@ -93,8 +88,13 @@ export const listEventsInput = z
 export const usageFields = {
   workspaceId: workspaceId.optional(),
   connectionId: z.uuid().optional(),
-  from: isoDay,
-  to: isoDay,
+  from: isoDay.describe("first local day of the range (in timeZone), inclusive"),
+  to: isoDay.describe("last local day of the range (in timeZone), inclusive"),
+  timeZone: timeZoneName
+    .optional()
+    .describe(
+      "IANA time zone of the days (from, to, the date dimension, coverage, fillZeros), e.g. America/Los_Angeles; default: the workspace's (settings), else UTC",
+    ),
   groupBy: z
     .array(z.enum(GROUP_BY))
     .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
@@ -288,28 +288,65 @@ export const COST_NOTE =
 export interface UsageReport {
   from: string;
   to: string;
+  /** The zone the days are in: the query's, else the workspace's default, else UTC. */
+  timeZone: string;
   groupBy: z.output<typeof usageFields.groupBy>;
   costNote: string;
   /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
   coverage: Coverage[];
-  rows: UsageResultRow[];
+  rows: UsageRow[];
   idleFloor: IdleFloorRow[];
   /** With groupBy deployment: what each deployment in scope runs on. */
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and coverage. */
-export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>): Promise<UsageReport> {
-  const q = parse(usageInput, query);
-  const [found, idleFloor, sources] = await Promise.all([
+/** What a usage query needs besides the stores: the sync window settings that say which days are final. */
+export type UsageContext = ProducerContext & { config: { sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> } };
+
+/**
+ * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
+ * coverage, over local days of the query's zone; each row and each covered day says whether it is final.
+ */
+export async function queryUsage(ctx: UsageContext, query: z.input<typeof usageInput>): Promise<UsageReport> {
+  const input = parse(usageInput, query);
+  const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
+  const q = { ...input, timeZone };
+  const now = new Date();
+  const [found, idleFloor, sources, days] = await Promise.all([
     readUsage(ctx.db, q),
     queryIdleFloor(ctx.db, q),
     coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
+    queryUsageDays(ctx.db, q),
   ]);
-  const coverage = sources.map((s) => coverageOf(s, q));
-  const rows = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(coverage, q.groupBy.includes("connection"))) : found;
+  const finality = new Finality(sources, days, q, ctx.config.sync, now);
+  const spans = sources.map((s) => coverageOf(s, q));
+  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, q.groupBy.includes("connection"))) : found;
+  const rows = filled.map((r) => ({ ...r, final: finality.row(r.connectionId, r.date) }));
+  const coverage = spans.map((c) => finality.describe(c));
   const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
-  return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
+  return { from: q.from, to: q.to, timeZone, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
+}
+
+export const workspaceSettingsInput = z
+  .object({
+    timeZone: timeZoneName
+      .nullable()
+      .describe("IANA time zone usage queries of the workspace use when they name none (e.g. Asia/Kolkata); null is UTC"),
+  })
+  .strict();
+
+/** A workspace's settings (the defaults when it never set any). */
+export async function getWorkspaceSettings(ctx: Pick<ProducerContext, "db">, id: string): Promise<workspaces.WorkspaceSettings> {
+  return workspaces.readWorkspaceSettings(ctx.db, parse(workspaceId, id));
+}
+
+/** Sets a workspace's settings (all of them: a PUT). */
+export async function updateWorkspaceSettings(
+  ctx: Pick<ProducerContext, "db">,
+  id: string,
+  input: z.input<typeof workspaceSettingsInput>,
+): Promise<workspaces.WorkspaceSettings> {
+  return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
 }
 
 export { type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
@@ -363,6 +400,8 @@ export interface Producer {
   eraseConnection(id: string, options?: z.input<typeof erasureInput>): Promise<ErasureView>;
   eraseWorkspace(workspaceId: string, options?: z.input<typeof erasureInput>): Promise<WorkspaceErasure>;
   getErasure(id: string): Promise<ErasureView>;
+  getWorkspaceSettings(workspaceId: string): Promise<workspaces.WorkspaceSettings>;
+  updateWorkspaceSettings(workspaceId: string, input: z.input<typeof workspaceSettingsInput>): Promise<workspaces.WorkspaceSettings>;
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
 }
@@ -388,7 +427,9 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     getConnection: (id) => getConnection(stores, id),
     listConnections: (query) => listConnections(stores, query),
     listEvents: (id, query) => listEvents(stores, id, query),
-    queryUsage: (query) => queryUsage(stores, query),
+    getWorkspaceSettings: (id) => getWorkspaceSettings(stores, id),
+    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(stores, id, input),
+    queryUsage: (query) => queryUsage({ ...stores, config }, query),
     eraseConnection: (id, options) => eraseConnection(stores, id, options),
     eraseWorkspace: (workspace, options) => eraseWorkspace(stores, workspace, options),
     getErasure: (id) => getErasure(stores, id),

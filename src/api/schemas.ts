@@ -2,7 +2,7 @@ import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { healthSchema } from "../domain/health.js";
-import { GROUP_BY } from "../repositories/usage-query.js";
+import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
 // every answer through them (so the document cannot drift from the responses) and @fastify/swagger
@@ -197,16 +197,39 @@ export const deploymentList = z.object({
   deployments: z.array(deployment),
 });
 
-// Usage rows and prices gain columns as the price book grows: known fields are described, and any
-// others pass through (loose objects), so a new column is never dropped from an answer.
+// Prices gain columns as the price book grows: known fields are described, and any others pass
+// through (loose objects), so a new column is never dropped from an answer.
 const decimal = z.string().describe("USD as a decimal string");
 const dimension = z.string().nullable().optional();
-const count = z.number().int().optional();
+
+const MEASURE_SCHEMA: Record<MeasureType, z.ZodType> = {
+  count: z.number().int(),
+  amount: z.number(),
+  usd: decimal,
+  label: z.string().nullable(),
+};
+const dimensions = Object.fromEntries(GROUP_BY.map((g) => [DIMENSION_FIELD[g], dimension]));
+// From the measures table: the measures status-grouped rows carry are in every row, the others optional.
+const usageRow = z.looseObject({
+  ...dimensions,
+  ...Object.fromEntries(
+    answered(false).map((m) => {
+      const type = MEASURE_SCHEMA[m.type];
+      const schema = type.describe([m.about, type.description].filter(Boolean).join("; "));
+      return [m.name, answered(true).includes(m) ? schema : schema.optional()];
+    }),
+  ),
+  final: z.boolean().describe(ROW_STATE.final),
+  refreshedAt: z.iso.datetime().nullable().describe(ROW_STATE.refreshedAt),
+});
+
+const day = z.iso.date();
 
 export const usageReport = z
   .looseObject({
     from: z.iso.date(),
     to: z.iso.date(),
+    timeZone: z.string().describe("the IANA zone the days are in: the query's timeZone, else the workspace's default, else UTC"),
     groupBy: z.array(z.enum(GROUP_BY)),
     costNote: z.string(),
     deployments: z
@@ -216,41 +239,35 @@ export const usageReport = z
     coverage: z.array(
       z.object({
         connectionId: z.uuid(),
-        from: z.iso.date().nullable().describe("first day of the range that has been read"),
-        to: z.iso.date().nullable().describe("last day of the range that has been read"),
+        from: day.nullable().describe("first local day of the range that has been read"),
+        to: day.nullable().describe("last local day of the range that has been read"),
         complete: z.boolean(),
         lastSyncedAt: z.iso.datetime().nullable(),
+        finalThrough: day
+          .nullable()
+          .describe("the last day from `from` on such that it and every read day before it are final; null when `from` is not final"),
+        utcOnly: z
+          .array(z.object({ from: day, to: day }))
+          .describe(
+            "days (ranges) whose usage is partly whole UTC days kept from before quarter hours (their predictions were pruned): counted under their UTC date, so not exact in this zone",
+          ),
+        days: z
+          .array(
+            z.object({
+              date: day,
+              final: z
+                .boolean()
+                .describe("no later sync can change this day: all its predictions were terminal and it is past any sync's window"),
+              refreshedAt: z.iso
+                .datetime()
+                .nullable()
+                .describe("when a page holding the day's predictions was last written; null without usage"),
+            }),
+          )
+          .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
       }),
     ),
-    rows: z.array(
-      z.looseObject({
-        date: dimension,
-        connectionId: dimension,
-        model: dimension,
-        deployment: dimension,
-        source: dimension,
-        status: dimension,
-        predictions: z.number().int(),
-        succeeded: count,
-        failed: count,
-        canceled: count,
-        aborted: count,
-        inProgress: count,
-        other: count,
-        computeSeconds: z.number().optional(),
-        meteredPredictions: count,
-        billableSeconds: z.number().optional(),
-        inputTokens: z.number().optional(),
-        outputTokens: z.number().optional(),
-        estimatedCostUsd: decimal.optional(),
-        costBasis: z.string().optional().describe("hardware_seconds, tokens, outputs, unpriced, or mixed"),
-        hardwareCostUsd: decimal.optional(),
-        tokenCostUsd: decimal.optional(),
-        outputCostUsd: decimal.optional(),
-        pricedPredictions: count,
-        pricedShare: z.string().nullable().optional(),
-      }),
-    ),
+    rows: z.array(usageRow),
     idleFloor: z.array(
       z.looseObject({
         line: z.literal("idle_floor"),
@@ -269,9 +286,24 @@ export const usageReport = z
       {
         from: "2026-03-01",
         to: "2026-03-02",
+        timeZone: "America/Los_Angeles",
         groupBy: ["date", "model"],
         costNote: "estimatedCostUsd is an estimate from this service's price book …",
-        coverage: [{ connectionId: uuid, from: "2026-03-01", to: "2026-03-02", complete: true, lastSyncedAt: at }],
+        coverage: [
+          {
+            connectionId: uuid,
+            from: "2026-03-01",
+            to: "2026-03-02",
+            complete: true,
+            lastSyncedAt: at,
+            finalThrough: "2026-03-01",
+            utcOnly: [],
+            days: [
+              { date: "2026-03-01", final: true, refreshedAt: "2026-03-02T07:59:58.120Z" },
+              { date: "2026-03-02", final: false, refreshedAt: "2026-03-10T11:58:01.004Z" },
+            ],
+          },
+        ],
         rows: [
           {
             date: "2026-03-01",
@@ -295,6 +327,8 @@ export const usageReport = z
             outputCostUsd: "0.036",
             pricedPredictions: 12,
             pricedShare: "1",
+            final: true,
+            refreshedAt: "2026-03-02T07:59:58.120Z",
           },
         ],
         idleFloor: [],
@@ -345,3 +379,11 @@ export const workspaceErasure = z.object({
     .array(z.object({ connectionId: z.uuid(), status: z.enum(ConnectionStatus) }))
     .describe("connections not disconnected, left as they are (ask with disconnect: true to include them)"),
 });
+
+export const workspaceSettings = z
+  .object({
+    workspaceId: z.string(),
+    timeZone: z.string().nullable().describe("IANA zone usage queries of the workspace use when they name none; null is UTC"),
+    updatedAt: when.nullable().describe("when the settings were last set; null when never (the defaults)"),
+  })
+  .meta({ examples: [{ workspaceId: "ws-1", timeZone: "America/Los_Angeles", updatedAt: at }] });

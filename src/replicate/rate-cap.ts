@@ -7,8 +7,8 @@ import type { RetryAfter } from "./retry-after.js";
 export interface RequestRateCap {
   acquire(token: string): Promise<void>;
   /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
-  throttled?(token: string, retryAfter: RetryAfter): Promise<number>;
-  learnedRate?(token: string): Promise<LearnedRate>;
+  throttled(token: string, retryAfter: RetryAfter): Promise<number>;
+  learnedRate(token: string): Promise<LearnedRate>;
 }
 
 export interface AdaptiveOptions {

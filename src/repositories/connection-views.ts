@@ -14,7 +14,7 @@ import {
   type ErrorKind,
   type WarningKind,
 } from "../domain/event-kinds.js";
-import { sqlList } from "../domain/prediction-status.js";
+import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
 
 /**
  * Connections as support and the API read them: the row plus the events health and coverage read
@@ -152,16 +152,24 @@ function toConnectionRow(r: Row): ConnectionRow {
   };
 }
 
-function toCoverageSource(r: Row): CoverageSource {
+function toCoverageSource(r: Row, oldestUnfinished: Date | null): CoverageSource {
   const cp = parseCheckpoint(r.sync_state);
   return {
     connectionId: r.id,
+    disconnected: r.status === "disconnected",
     lastSyncedAt: r.last_synced_at,
     highWaterMark: r.high_water_mark,
+    oldestUnfinished,
     firstWindowStart: r.first_window_start ? new Date(r.first_window_start) : null,
-    run: cp && { windowEnd: new Date(cp.windowEnd), oldestRead: readSince(cp) },
+    run: cp && { windowStart: new Date(cp.windowStart), windowEnd: new Date(cp.windowEnd), oldestRead: readSince(cp) },
   };
 }
+
+// The start of the next run's window reaches back to it (see syncWindowStart); the partial index on
+// unfinished ledger rows answers it.
+const OLDEST_UNFINISHED = `
+SELECT connection_id::text AS id, min(created_at) AS at FROM prediction_records
+WHERE connection_id = ANY($1::uuid[]) AND status NOT IN (${sqlList(TERMINAL_STATUSES)}) GROUP BY connection_id`;
 
 export interface ConnectionListQuery {
   limit: number;
@@ -242,7 +250,13 @@ export async function coverageSources(db: Db, scope: { workspaceId?: string; con
   const params: unknown[] = [];
   if (scope.connectionId) filters.push(`c.id = $${params.push(scope.connectionId)}::uuid`);
   if (scope.workspaceId) filters.push(`c.workspace_id = $${params.push(scope.workspaceId)}`);
-  return (await selectRows(db, filters, params)).map(toCoverageSource);
+  const rows = await selectRows(db, filters, params);
+  const unfinished = await db.$queryRawUnsafe<{ id: string; at: Date }[]>(
+    OLDEST_UNFINISHED,
+    rows.map((r) => r.id),
+  );
+  const oldest = new Map(unfinished.map((u) => [u.id, u.at]));
+  return rows.map((r) => toCoverageSource(r, oldest.get(r.id) ?? null));
 }
 
 /**

@@ -107,7 +107,7 @@ test("every registered API route is documented with an operationId and a summary
   const usage = doc.paths["/v1/usage"]!.get as unknown as { parameters: { name?: string; schema?: unknown }[] };
   expect(usage.parameters.find((p) => p.name === "groupBy")?.schema).toMatchObject({
     type: "array",
-    items: { enum: ["date", "connection", "model", "deployment", "source", "status"] },
+    items: { enum: ["date", "connection", "kind", "model", "deployment", "source", "status"] },
   });
 });
 
@@ -136,7 +136,15 @@ test("each operation answers exactly the statuses it documents", async () => {
   });
   await send("/v1/prices", { method: "GET", url: "/v1/prices" });
   await send("/v1/prices/history", { method: "GET", url: "/v1/prices/history" });
-  for (const query of ["groupBy=date,model,deployment,source,connection", "groupBy=status", "groupBy=date&fillZeros=true", "format=csv"]) {
+  const settings = "/v1/workspaces/:workspaceId/settings";
+  await send(settings, { method: "PUT", url: "/v1/workspaces/ws-doc/settings", payload: { timeZone: "Asia/Kolkata" } });
+  await send(settings, { method: "GET", url: "/v1/workspaces/ws-doc/settings" });
+  for (const query of [
+    "groupBy=date,model,deployment,source,connection,kind",
+    "groupBy=status",
+    "groupBy=date&fillZeros=true&timeZone=America/Los_Angeles",
+    "format=csv",
+  ]) {
     const res = await send("/v1/usage", { method: "GET", url: `/v1/usage?workspaceId=ws-doc&from=2000-01-01&to=${today}&${query}` });
     expect(res.statusCode).toBe(200);
   }

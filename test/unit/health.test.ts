@@ -206,14 +206,26 @@ test("backfill progress is the share of the run's window read, whichever windows
 });
 
 describe("coverage", () => {
-  const src = { connectionId: "c1", lastSyncedAt: null, highWaterMark: null, firstWindowStart: null, run: null };
+  const src = {
+    connectionId: "c1",
+    disconnected: false,
+    lastSyncedAt: null,
+    highWaterMark: null,
+    oldestUnfinished: null,
+    firstWindowStart: null,
+    run: null,
+  };
   const range = { from: "2026-03-01", to: "2026-03-10" };
 
   test("nothing read yet: no span, not complete", () => {
     expect(coverageOf(src, range)).toEqual({ connectionId: "c1", from: null, to: null, complete: false, lastSyncedAt: null });
   });
   test("a backfill stuck part way: the days read back from the run's end, not complete", () => {
-    const run = { windowEnd: new Date("2026-03-10T12:00:00Z"), oldestRead: new Date("2026-03-07T05:00:00Z") };
+    const run = {
+      windowStart: new Date("2026-02-08T12:00:00Z"),
+      windowEnd: new Date("2026-03-10T12:00:00Z"),
+      oldestRead: new Date("2026-03-07T05:00:00Z"),
+    };
     expect(coverageOf({ ...src, run }, range)).toMatchObject({ from: "2026-03-07", to: "2026-03-10", complete: false });
   });
   test("a finished backfill covers from its window start; a range before it was never read", () => {

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import * as producer from "../../producer.js";
+import { csvColumns } from "../../domain/usage-measures.js";
 import { toCsv } from "../csv.js";
 import { responses, usageReport } from "../schemas.js";
 
@@ -23,8 +24,9 @@ function readQueryForm(query: Record<string, unknown>): void {
 }
 
 /**
- * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost, as JSON or CSV, with the
- * coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header, same JSON).
+ * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost per local day of a time
+ * zone, as JSON or CSV, with the coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header,
+ * the same JSON without each item's `days`).
  */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
@@ -40,8 +42,18 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           response: responses(
             {
               200: {
-                description: "usage for the range; CSV as an attachment with the coverage in the X-Coverage header",
-                content: { "application/json": { schema: usageReport }, "text/csv": { schema: z.string() } },
+                description:
+                  "usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without `days`)",
+                content: {
+                  "application/json": { schema: usageReport },
+                  "text/csv": {
+                    schema: z
+                      .string()
+                      .describe(
+                        `a header row, also without rows, then a line per row: line (usage or idle_floor), the groupBy columns, ${csvColumns([]).slice(1).join(", ")}`,
+                      ),
+                  },
+                },
               },
             },
             [400, 401],
@@ -54,11 +66,14 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         if (format === "json") return report;
         // One sheet: usage lines, then idle-floor lines, told apart by the `line` column.
         const lines = [...report.rows.map((r) => ({ line: "usage", ...r })), ...report.idleFloor];
-        return reply
-          .type("text/csv; charset=utf-8")
-          .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
-          .header("x-coverage", JSON.stringify(report.coverage))
-          .send(toCsv(lines));
+        return (
+          reply
+            .type("text/csv; charset=utf-8")
+            .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
+            // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
+            .header("x-coverage", JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span)))
+            .send(toCsv(lines, csvColumns(query.groupBy)))
+        );
       },
     );
   };

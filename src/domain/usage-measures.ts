@@ -1,0 +1,233 @@
+import { UsageKind } from "../generated/prisma/enums.js";
+import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-status.js";
+
+// The one definition of a usage row: its dimensions and its measures. The ledger→usage write, the
+// query's SELECT list, zero rows, the API's row schema, the CSV columns (and so the OpenAPI
+// document) are all derived from these tables, so a measure cannot be in one and missing in another.
+
+/** What a usage record is: a prediction or a training (both bill compute seconds; ids are unique within a kind). */
+export const USAGE_KINDS = Object.values(UsageKind);
+export type { UsageKind };
+
+/** Usage is kept in UTC quarter hours: every real time zone's offset is a multiple of 15 minutes. */
+export const BUCKET_MINUTES = 15;
+/** Whole UTC days carried over from before quarter hours (their ledger was pruned): exact only in UTC. */
+export const WHOLE_DAY_MINUTES = 1440;
+/** The UTC quarter hour an SQL timestamptz falls in. */
+export const quarterHourOf = (timestamptz: string) =>
+  `date_bin('${BUCKET_MINUTES} minutes', ${timestamptz}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+
+export const GROUP_BY = ["date", "connection", "kind", "model", "deployment", "source", "status"] as const;
+export type GroupBy = (typeof GROUP_BY)[number];
+
+/** The field each groupBy value is answered under. */
+export const DIMENSION_FIELD = {
+  date: "date",
+  connection: "connectionId",
+  kind: "kind",
+  model: "model",
+  deployment: "deployment",
+  source: "source",
+  status: "status",
+} as const satisfies Record<GroupBy, string>;
+
+/** How a measure is typed in SQL answers and JSON, and its value in a zero row (a day without usage). */
+export const MEASURE_TYPES = {
+  count: { sql: "int", zero: 0 },
+  // float8 holds sums of seconds and tokens exactly up to 2^53 and serialises as a JSON number.
+  amount: { sql: "float8", zero: 0 },
+  /** USD as a decimal string, never a float. */
+  usd: { sql: "text", zero: "0" },
+  /** A description of the priced rows; nothing was priced on a day without usage. */
+  label: { sql: "text", zero: null },
+} as const;
+export type MeasureType = keyof typeof MEASURE_TYPES;
+
+interface Measure {
+  name: string;
+  type: MeasureType;
+  about: string;
+  /** Stored in usage_buckets: its column and the change a set of ledger rows makes to it (each row has a `sign`, 1 or -1). */
+  column?: string;
+  delta?: string;
+  /** Priced when queried: the aggregate over the query's rows (d = usage per UTC and local day, b = basis, c = cost; see usage-query.ts). */
+  priced?: string;
+  /** Status-grouped rows (s = one status's count, see usage-query.ts) carry only the measures that say how to sum them. */
+  perStatus?: string;
+  /** Counts the predictions in one status: a row of its own when grouped by status. */
+  status?: string;
+  /** Stored for later use, not answered. */
+  internal?: true;
+}
+
+const IN_PROGRESS = sqlList(IN_PROGRESS_STATUSES);
+const TERMINAL = sqlList(TERMINAL_STATUSES);
+// Replicate does not bill aborted predictions; failed and canceled ones bill the time they ran.
+const BILLED = "status <> 'aborted'";
+const counted = (where: string) => `coalesce(sum(sign) FILTER (WHERE ${where}), 0)::int`;
+// Rounded per prediction: numeric sums are exact, so adding and subtracting never drifts.
+const seconds = (column: string, where?: string) =>
+  `coalesce(sum(sign * round(${column}::numeric, 6))${where ? ` FILTER (WHERE ${where})` : ""}, 0)`;
+const tokens = (column: string) => `coalesce(sum(sign * ${column}) FILTER (WHERE ${BILLED}), 0)::bigint`;
+
+/** USD of an SQL sum as an exact decimal string ("0" for none). */
+export const money = (sum: string) => `trim_scale(coalesce(${sum}, 0))::text`;
+/** The basis of a group: the one its rows share, else mixed. */
+export const basisOf = (column: string) => `CASE WHEN count(DISTINCT ${column}) = 1 THEN min(${column}) ELSE 'mixed' END`;
+const pricedCount = `coalesce(sum(d.predictions) FILTER (WHERE b.basis <> 'unpriced'), 0)`;
+const costPart = <N extends string>(name: N, basis: string) => ({
+  name,
+  type: "usd" as const,
+  about: `the part of estimatedCostUsd priced by ${basis}`,
+  priced: money(`sum(c.cost) FILTER (WHERE b.basis = '${basis}')`),
+});
+
+export const MEASURES = [
+  {
+    name: "predictions",
+    type: "count",
+    about: "predictions (and trainings) created in the row's days",
+    column: "predictions",
+    delta: "sum(sign)::int",
+    perStatus: "sum(s.n)::int",
+  },
+  ...TERMINAL_STATUSES.map((s) => ({
+    name: s,
+    type: "count" as const,
+    about: `${s} predictions`,
+    column: s,
+    delta: counted(`status = '${s}'`),
+    status: s,
+  })),
+  {
+    name: "inProgress",
+    type: "count",
+    about: "predictions starting or processing when last read",
+    column: "in_progress",
+    delta: counted(`status IN (${IN_PROGRESS})`),
+    status: "in_progress",
+  },
+  {
+    name: "other",
+    type: "count",
+    about: "predictions in a status Replicate added after this service was written",
+    column: "other",
+    delta: counted(`status NOT IN (${TERMINAL}, ${IN_PROGRESS})`),
+    status: "other",
+  },
+  {
+    name: "computeSeconds",
+    type: "amount",
+    about: "sum of predict_time",
+    column: "compute_seconds",
+    delta: seconds("predict_time"),
+  },
+  {
+    name: "totalSeconds",
+    type: "amount",
+    about: "sum of total_time",
+    column: "total_seconds",
+    delta: seconds("total_time"),
+    internal: true,
+  },
+  {
+    name: "meteredPredictions",
+    type: "count",
+    about: "predictions that reported a predict_time",
+    column: "metered_predictions",
+    delta: counted("predict_time IS NOT NULL"),
+  },
+  {
+    name: "billableSeconds",
+    type: "amount",
+    about: "predict_time of the predictions not aborted",
+    column: "billable_seconds",
+    delta: seconds("predict_time", BILLED),
+  },
+  {
+    name: "inputTokens",
+    type: "amount",
+    about: "input tokens of the predictions not aborted",
+    column: "input_tokens",
+    delta: tokens("input_tokens"),
+  },
+  {
+    name: "outputTokens",
+    type: "amount",
+    about: "output tokens of the predictions not aborted",
+    column: "output_tokens",
+    delta: tokens("output_tokens"),
+  },
+  { name: "estimatedCostUsd", type: "usd", about: "estimate from the price book; idle floor not included", priced: money("sum(c.cost)") },
+  {
+    name: "costBasis",
+    type: "label",
+    about: "hardware_seconds, tokens, outputs, unpriced, or mixed; null without predictions",
+    priced: basisOf("b.basis"),
+  },
+  costPart("hardwareCostUsd", "hardware_seconds"),
+  costPart("tokenCostUsd", "tokens"),
+  costPart("outputCostUsd", "outputs"),
+  { name: "pricedPredictions", type: "count", about: "predictions in priced rows", priced: `${pricedCount}::int` },
+  {
+    name: "pricedShare",
+    type: "label",
+    about: "pricedPredictions / predictions, 4 decimals; null without predictions",
+    priced: `trim_scale(round(${pricedCount}::numeric / nullif(sum(d.predictions), 0), 4))::text`,
+  },
+] as const satisfies readonly Measure[];
+
+type AnyMeasure = (typeof MEASURES)[number];
+type Answered = Exclude<AnyMeasure, { internal: true }>;
+type ValueOf = { count: number; amount: number; usd: string; label: string | null };
+
+/**
+ * How settled a row is, besides its measures (never summed): every usage row answers both, zero rows
+ * too. README ("Days, time zones and finality") says what `final` promises.
+ */
+export const ROW_STATE = {
+  final:
+    "every day of the row (each connection and day in scope when not grouped by them) is final: all its predictions and trainings were terminal when read and no later sync can read the day again",
+  refreshedAt: "when a page holding the row's predictions was last written (the latest of its quarter hours); null for a zero row",
+} as const;
+
+/** A usage row as the query, the producer and the API answer it. Status-grouped rows carry `predictions` only. */
+export type UsageRow = { [D in (typeof DIMENSION_FIELD)[GroupBy]]?: string | null } & { predictions: number } & {
+  [M in Answered as M["name"]]?: ValueOf[M["type"]];
+} & { final: boolean; refreshedAt: string | null };
+
+const all: readonly Measure[] = MEASURES;
+/** The measures usage_buckets stores, in its column order. */
+export const STORED = all.filter((m): m is Measure & { column: string; delta: string } => m.column !== undefined);
+/** The measures that count one status each, which status grouping turns into rows. */
+export const STATUS_COUNTS = STORED.filter((m) => m.status !== undefined);
+/** The measures a row answers: by status only those summed per status (no seconds or cost are kept per status). */
+export const answered = (byStatus: boolean): readonly Measure[] =>
+  all.filter((m) => !m.internal && (!byStatus || m.perStatus !== undefined));
+
+/** The query's SELECT list of measures over usage rows `d` (or per-status counts `s`). */
+export const measureSelect = (byStatus: boolean): string[] =>
+  answered(byStatus).map((m) => {
+    const sum = byStatus ? m.perStatus : (m.priced ?? `sum(d.${m.column})::${MEASURE_TYPES[m.type].sql}`);
+    return `${sum} AS "${m.name}"`;
+  });
+
+/** The measures of a row for a day without usage. */
+export const zeroMeasures = (byStatus: boolean): Record<string, number | string | null> =>
+  Object.fromEntries(answered(byStatus).map((m) => [m.name, MEASURE_TYPES[m.type].zero]));
+
+/** Fields of the groupBy dimensions in the order the query answers them (status last). */
+export const dimensionFields = (groupBy: readonly GroupBy[]): string[] =>
+  [...groupBy.filter((g) => g !== "status"), ...groupBy.filter((g) => g === "status")].map((g) => DIMENSION_FIELD[g]);
+
+/** The CSV columns: the line kind, the dimensions, the measures, the row's state, and the idle floor's instance time. */
+export const csvColumns = (groupBy: readonly GroupBy[]): string[] => {
+  const byStatus = groupBy.includes("status");
+  return [
+    "line",
+    ...dimensionFields(groupBy),
+    ...answered(byStatus).map((m) => m.name),
+    ...Object.keys(ROW_STATE),
+    ...(byStatus ? [] : ["instanceSeconds"]),
+  ];
+};

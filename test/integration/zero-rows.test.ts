@@ -1,0 +1,80 @@
+import * as producer from "../../src/producer.js";
+import type { FakePrediction } from "../../dev/fake-replicate.js";
+import { withApi } from "../support/api.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
+
+// fillZeros rows stand for days read without usage: a dashboard must find every measure a day with
+// usage has, at zero (or null where nothing was priced), never a missing column.
+
+const started = withApi();
+const DAY = 86_400_000;
+const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
+let id: string;
+
+beforeAll(async () => {
+  const token = "r8_zeroRows000000000000000";
+  const at = (offset: number) => new Date(Date.parse(`${day(offset)}T12:00:00Z`)).toISOString();
+  const predictions: FakePrediction[] = [
+    { id: "z1", status: "succeeded", created_at: at(-6), model: "meta/meta-llama-3-70b-instruct", metrics: { predict_time: 2.5 } },
+    { id: "z2", status: "failed", created_at: at(-2), model: "acme/other", metrics: { predict_time: 1, input_token_count: 10 } },
+  ];
+  started.h.fake.addAccount(token, { type: "organization", username: "zero" }, predictions);
+  ({ id } = await producer.connect(started.h.ctx, { workspaceId: "ws-zero", token }));
+  await waitForSyncedSince(started.h, id, null);
+});
+
+const query = (groupBy: string) => `/v1/usage?connectionId=${id}&from=${day(-6)}&to=${day(-2)}&groupBy=${groupBy}&fillZeros=true`;
+
+test("a zero row has every measure a row with usage has: counts and amounts 0, costs '0', what was priced null", async () => {
+  for (const groupBy of ["date", "date,model", "date,connection,source"]) {
+    const { body } = await started.api.call("GET", query(groupBy));
+    const used = body.rows.filter((r: { predictions: number }) => r.predictions > 0);
+    const zeros = body.rows.filter((r: { predictions: number }) => r.predictions === 0);
+    expect([used.length, zeros.length]).toEqual([2, 3]);
+    for (const zero of zeros) {
+      expect(Object.keys(zero).sort()).toEqual(Object.keys(used[0]).sort());
+      for (const [field, value] of Object.entries(used[0] as Record<string, unknown>)) {
+        // A zero row is as final as its day; it was never written, so it has no refreshedAt.
+        if (["date", "connectionId", "final"].includes(field)) continue;
+        const expected =
+          typeof value === "number" ? 0 : ["costBasis", "pricedShare"].includes(field) ? null : field.endsWith("Usd") ? "0" : null;
+        expect({ groupBy, field, value: zero[field] }).toEqual({ groupBy, field, value: expected });
+      }
+    }
+  }
+});
+
+test("grouped by status, a zero row has the per-status count", async () => {
+  const { body } = await started.api.call("GET", query("date,status"));
+  const zero = body.rows.find((r: { date: string }) => r.date === day(-4));
+  const used = body.rows.find((r: { date: string }) => r.date === day(-6));
+  expect(Object.keys(zero).sort()).toEqual(Object.keys(used).sort());
+  expect(zero).toMatchObject({ status: null, predictions: 0 });
+});
+
+test("the in-process producer and the CSV give zero rows the same columns", async () => {
+  const report = await producer.queryUsage(started.h.ctx, {
+    connectionId: id,
+    from: day(-6),
+    to: day(-2),
+    groupBy: ["date"],
+    fillZeros: true,
+  });
+  expect(report.rows.map((r) => Object.keys(r).length)).toEqual(report.rows.map(() => Object.keys(report.rows[0]!).length));
+  const { body: csv } = await started.api.call("GET", `${query("date")}&format=csv`);
+  const [header, ...lines] = (csv as string)
+    .trim()
+    .split("\n")
+    .map((l) => l.split(","));
+  expect(lines).toHaveLength(5);
+  for (const line of lines) expect(line).toHaveLength(header!.length);
+  const zero = Object.fromEntries(header!.map((h, i) => [h, lines[2]![i]]));
+  expect(zero).toMatchObject({
+    line: "usage",
+    date: day(-4),
+    predictions: "0",
+    billableSeconds: "0",
+    inputTokens: "0",
+    estimatedCostUsd: "0",
+  });
+});
