@@ -144,8 +144,7 @@ export class ReplicateClient {
     return url;
   }
 
-  // An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace: it
-  // neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
+  // An `optional` read (deployments) is sent once, outside the token's pace: the usage requests' slots and rate stay theirs.
   private async get<S extends z.ZodType>(
     token: string,
     url: URL,
