@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
 import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
-import { isoDay, isoInstant } from "./domain/calendar.js";
+import { isoDay, isoInstant, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES } from "./domain/health.js";
@@ -16,8 +16,10 @@ import {
   type ConnectionView,
 } from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
-import { currentDeployments } from "./repositories/deployments.js";
+import { connectionDeployments, currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
+import * as prices from "./repositories/prices.js";
+import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
 import { fillZeroDays, queryIdleFloor, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import { TokenVault } from "./vault.js";
 
@@ -274,6 +276,40 @@ export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usa
   return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
 }
 
+/** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
+export async function listDeployments(ctx: Pick<ProducerContext, "db">, id: string) {
+  const found = await connectionDeployments(ctx.db, parse(connectionId, id));
+  if (!found) throw connections.connectionNotFound(id);
+  return found;
+}
+
+export const priceBookInput = z.object({ asOf: isoDay.optional() }).strict();
+
+/** The price book in force on a day (default today). */
+export async function getPriceBook(ctx: Pick<ProducerContext, "db">, query: z.input<typeof priceBookInput> = {}) {
+  const asOf = parse(priceBookInput, query).asOf ?? utcDay(new Date());
+  return { asOf, ...(await prices.readPriceBook(ctx.db, { asOf })) };
+}
+
+/** Every recorded price change, newest first. */
+export const listPriceHistory = (ctx: Pick<ProducerContext, "db">) => prices.readPriceBook(ctx.db, { history: true });
+
+// The price book is append-only: each call records one row, so a correction is a later row with the same effectiveFrom.
+export const recordHardwarePrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof hardwarePriceInput>) =>
+  prices.recordHardwarePrice(ctx.db, parse(hardwarePriceInput, input));
+
+export const recordModelPrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelPriceInput>) =>
+  prices.recordModelPrice(ctx.db, parse(modelPriceInput, input));
+
+/** Maps a public model to hardware; a SKU without a price on that day would leave the model unpriced, so it is refused. */
+export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelHardwareInput>) {
+  const mapping = parse(modelHardwareInput, input);
+  const row = await prices.recordModelHardware(ctx.db, mapping);
+  if (row) return row;
+  const issue = `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`;
+  throw new ValidationError(`invalid input: ${issue}`, [issue]);
+}
+
 /** The producer bound to its own connections, for a backend that runs it in-process. */
 export interface Producer {
   connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
@@ -284,6 +320,12 @@ export interface Producer {
   listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
   listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
   queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
+  listDeployments(id: string): ReturnType<typeof listDeployments>;
+  getPriceBook(query?: z.input<typeof priceBookInput>): ReturnType<typeof getPriceBook>;
+  listPriceHistory(): ReturnType<typeof listPriceHistory>;
+  recordHardwarePrice(input: z.input<typeof hardwarePriceInput>): ReturnType<typeof recordHardwarePrice>;
+  recordModelPrice(input: z.input<typeof modelPriceInput>): ReturnType<typeof recordModelPrice>;
+  recordModelHardware(input: z.input<typeof modelHardwareInput>): ReturnType<typeof recordModelHardware>;
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
 }
@@ -310,6 +352,12 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     listConnections: (query) => listConnections(stores, query),
     listEvents: (id, query) => listEvents(stores, id, query),
     queryUsage: (query) => queryUsage(stores, query),
+    listDeployments: (id) => listDeployments(stores, id),
+    getPriceBook: (query) => getPriceBook(stores, query),
+    listPriceHistory: () => listPriceHistory(stores),
+    recordHardwarePrice: (input) => recordHardwarePrice(stores, input),
+    recordModelPrice: (input) => recordModelPrice(stores, input),
+    recordModelHardware: (input) => recordModelHardware(stores, input),
     close: () => stores.close(),
   };
 }

@@ -84,16 +84,18 @@ export async function recordModelPrice(db: Db, p: ModelPriceInput): Promise<Mode
   );
 }
 
-export async function recordModelHardware(db: Db, p: ModelHardwareInput): Promise<ModelHardwareRow> {
-  return insert<ModelHardwareRow>(db, TABLES.modelHardware, `(model, sku, effective_from, source) VALUES ($1, $2, $3::date, $4)`, [
-    p.model,
-    p.sku,
-    p.effectiveFrom,
-    p.source,
-  ]);
+/** Records the mapping only when the SKU is unset or has a price on its first day (null otherwise). */
+export async function recordModelHardware(db: Db, p: ModelHardwareInput): Promise<ModelHardwareRow | null> {
+  return insert<ModelHardwareRow | null>(
+    db,
+    TABLES.modelHardware,
+    `(model, sku, effective_from, source) SELECT $1, $2, $3::date, $4
+     WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM hardware_prices h WHERE h.sku = $2 AND h.effective_from <= $3::date)`,
+    [p.model, p.sku, p.effectiveFrom, p.source],
+  );
 }
 
 async function insert<T>(db: Db, t: (typeof TABLES)[keyof typeof TABLES], values: string, params: unknown[]): Promise<T> {
   const [row] = await db.$queryRawUnsafe<T[]>(`INSERT INTO ${t.table} ${values} RETURNING ${t.columns}, ${COMMON}`, ...params);
-  return row!;
+  return (row ?? null) as T;
 }
