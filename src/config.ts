@@ -74,6 +74,7 @@ const envShape = z.object({
   JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
   RECONCILE_SECONDS: int(1, 60),
+  USAGE_QUERY_TIMEOUT_MS: int(1, 10_000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -125,6 +126,8 @@ export interface ProducerConfig {
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string } | null;
   jobs: { attempts: number; backoffMs: number };
   sync: { intervalMinutes: number };
+  /** How long one statement of a usage query may run before the database stops it. */
+  usage: { timeoutMs: number };
 }
 
 export interface Config extends ProducerConfig {
@@ -177,6 +180,7 @@ const producerSchema = envShape
     JOB_ATTEMPTS: true,
     JOB_BACKOFF_MS: true,
     SYNC_INTERVAL_MINUTES: true,
+    USAGE_QUERY_TIMEOUT_MS: true,
   })
   .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
   .superRefine(checkKeyId);
@@ -185,7 +189,8 @@ const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) =
 
 /**
  * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
- * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES): no API or
+ * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES,
+ * USAGE_QUERY_TIMEOUT_MS): no API or
  * support token, and the keys only when tokens are stored.
  */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
@@ -198,6 +203,7 @@ export function loadProducerConfig(env: Record<string, string | undefined> = pro
     encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
     sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES },
+    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
   });
 }
 
@@ -226,6 +232,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       sliceMs: e.SYNC_SLICE_MS,
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
+    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
     logLevel: e.LOG_LEVEL,

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
+import { boundedRead, type Queryable } from "./db/client.js";
 import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
 import { isoDay, isoInstant, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
@@ -82,12 +83,18 @@ export const listEventsInput = z
   })
   .strict();
 
+/** Daily rows for a year and a month either side of it: enough for any finance comparison, and a bound on every query's days. */
+export const MAX_USAGE_DAYS = 400;
+/** Rows and idle-floor lines of one answer: more would hold the event loop (and every job of the process) while it is serialized. */
+export const MAX_USAGE_LINES = 50_000;
+const DAY_MS = 86_400_000;
+
 /** The usage query's fields; `usageRules` adds the checks between them (the HTTP route adds `format`). */
 export const usageFields = {
   workspaceId: workspaceId.optional(),
   connectionId: z.uuid().optional(),
-  from: isoDay,
-  to: isoDay,
+  from: isoDay.describe(`first UTC day, inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+  to: isoDay.describe(`last UTC day, inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
   groupBy: z
     .array(z.enum(GROUP_BY))
     .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
@@ -102,6 +109,11 @@ function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
   const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
   if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
   if (q.from > q.to) issue("from", "from must not be after to");
+  const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
+  if (days > MAX_USAGE_DAYS) {
+    const last = utcDay(new Date(Date.parse(q.from) + (MAX_USAGE_DAYS - 1) * DAY_MS));
+    issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
+  }
   if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
 }
 
@@ -262,16 +274,36 @@ export interface UsageReport {
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and coverage. */
-export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>): Promise<UsageReport> {
+/** What a usage query needs: the stores and how long its statements may run. */
+export type UsageContext = ProducerContext & { config: Pick<ProducerConfig, "usage"> };
+
+/**
+ * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
+ * coverage. The rows and idle floor are read in one snapshot whose statements stop after
+ * USAGE_QUERY_TIMEOUT_MS (QueryTimeoutError); aborting `signal` (the HTTP client went away) cancels them.
+ */
+export async function queryUsage(
+  ctx: UsageContext,
+  query: z.input<typeof usageInput>,
+  options: { signal?: AbortSignal } = {},
+): Promise<UsageReport> {
   const q = parse(usageInput, query);
-  const [found, idleFloor, sources] = await Promise.all([
-    readUsage(ctx.db, q),
-    queryIdleFloor(ctx.db, q),
+  const limits = { timeoutMs: ctx.config.usage.timeoutMs, signal: options.signal };
+  const read = async (sql: Queryable) => {
+    const rows = await readUsage(sql, q, MAX_USAGE_LINES + 1);
+    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length)] as const;
+  };
+  const [[found, idleFloor], sources] = await Promise.all([
+    boundedRead(ctx.db, limits, read),
     coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
   ]);
   const coverage = sources.map((s) => coverageOf(s, q));
-  const rows = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(coverage, q.groupBy.includes("connection"))) : found;
+  const byConnection = q.groupBy.includes("connection");
+  const rows = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(coverage, byConnection), MAX_USAGE_LINES) : found;
+  if (!rows || rows.length + idleFloor.length > MAX_USAGE_LINES) {
+    const issue = `groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`;
+    throw new ValidationError(`invalid input: ${issue}`, [issue]);
+  }
   const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
   return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
 }
@@ -351,7 +383,7 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     getConnection: (id) => getConnection(stores, id),
     listConnections: (query) => listConnections(stores, query),
     listEvents: (id, query) => listEvents(stores, id, query),
-    queryUsage: (query) => queryUsage(stores, query),
+    queryUsage: (query) => queryUsage({ ...stores, config }, query),
     listDeployments: (id) => listDeployments(stores, id),
     getPriceBook: (query) => getPriceBook(stores, query),
     listPriceHistory: () => listPriceHistory(stores),

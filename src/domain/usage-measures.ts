@@ -58,8 +58,8 @@ const tokens = (column: string) => `coalesce(sum(sign * ${column}) FILTER (WHERE
 
 /** USD of an SQL sum as an exact decimal string ("0" for none). */
 export const money = (sum: string) => `trim_scale(coalesce(${sum}, 0))::text`;
-/** The basis of a group: the one its rows share, else mixed. */
-export const basisOf = (column: string) => `CASE WHEN count(DISTINCT ${column}) = 1 THEN min(${column}) ELSE 'mixed' END`;
+/** The basis of a group: the one its rows share, else mixed (`column` is never null; min = max needs no sort, count(DISTINCT) does). */
+export const basisOf = (column: string) => `CASE WHEN min(${column}) = max(${column}) THEN min(${column}) ELSE 'mixed' END`;
 const pricedCount = `coalesce(sum(d.predictions) FILTER (WHERE b.basis <> 'unpriced'), 0)`;
 const costPart = <N extends string>(name: N, basis: string) => ({
   name,
