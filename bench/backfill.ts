@@ -77,7 +77,7 @@ export async function backfill(
       }),
     );
     const after = await fetchFloor(fake.baseUrl, token);
-    const totals = await service.ctx.db.dailyUsage.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });
+    const totals = await service.ctx.db.usageBucket.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });
     if (totals._sum.predictions !== count || before.predictions !== count) {
       throw new Error(`backfill bench: expected ${count} predictions, got ${totals._sum.predictions} (floor saw ${before.predictions})`);
     }

@@ -22,7 +22,7 @@ const DAY = 86_400_000;
 
 /**
  * One connection synced once a simulated day for `days` days, the prune job run after each sync:
- * the ledger must stay near one backfill window of predictions while DailyUsage keeps every day.
+ * the ledger must stay near one backfill window of predictions while usage keeps every day.
  * Runs in-process with the simulated clock (an in-process fake: nothing here is timed).
  */
 export async function ledger(days = 180, perDay = 500, backfillDays = 90): Promise<LedgerResult> {

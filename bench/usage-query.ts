@@ -57,7 +57,7 @@ export async function usageQuery(connections = 1000, samples = 20): Promise<Usag
     const write = async () => {
       const predictions = all.slice(written * 100, ++written * 100);
       const r = await timed(() =>
-        applyPages(db, { connectionId: writer.id, checkpoint, windowId, pages: [{ next: "more", predictions }], parallelism: 1 }),
+        applyPages(db, writer.id, checkpoint, windowId, [{ next: "more", results: predictions, rejected: [] }], 1),
       );
       if (!r.value.applied) throw new Error("usage-query bench: a page was not applied");
       checkpoint = r.value.checkpoint;

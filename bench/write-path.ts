@@ -22,14 +22,14 @@ export interface WritePathResult {
  */
 const FLOOR = {
   name: "bench-floor-unnest",
-  text: `INSERT INTO prediction_records AS p (connection_id, prediction_id, usage_date, model, version, deployment, status, source,
+  text: `INSERT INTO prediction_records AS p (connection_id, prediction_id, kind, model, version, deployment, status, source,
                                          created_at, started_at, completed_at, predict_time, total_time, input_tokens, output_tokens,
                                          data_removed)
-  SELECT $1::uuid, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+  SELECT $1::uuid, * FROM unnest($2::text[], $3::"UsageKind"[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                                  $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::float8[], $13::float8[],
                                  $14::bigint[], $15::bigint[], $16::boolean[])
-  ON CONFLICT (connection_id, prediction_id) DO UPDATE SET
-    usage_date = EXCLUDED.usage_date, model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
+  ON CONFLICT (connection_id, kind, prediction_id) DO UPDATE SET
+    model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
     status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
     completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time,
     input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, data_removed = EXCLUDED.data_removed`,
@@ -40,7 +40,7 @@ function preparedUnnest(client: pg.Client, connectionId: string, rows: Predictio
 }
 
 /**
- * Per-page cost of the service's write (fenced ledger upsert with DailyUsage deltas and checkpoint,
+ * Per-page cost of the service's write (fenced ledger upsert with quarter-hour usage deltas and checkpoint,
  * one statement) vs the prepared unnest floor, alternating page by page so both see the same machine.
  */
 export async function writePath(pages = 300, perPage = 100): Promise<WritePathResult> {
@@ -63,9 +63,7 @@ export async function writePath(pages = 300, perPage = 100): Promise<WritePathRe
   try {
     for (let i = 0; i < pages; i++) {
       const page = all.slice(i * perPage, (i + 1) * perPage);
-      const a = await timed(() =>
-        applyPages(db, { connectionId: ours.id, checkpoint, windowId, pages: [{ next: "more", predictions: page }], parallelism: 1 }),
-      );
+      const a = await timed(() => applyPages(db, ours.id, checkpoint, windowId, [{ next: "more", results: page, rejected: [] }], 1));
       if (!a.value.applied) throw new Error(`write-path bench: page ${i + 1} not applied`);
       checkpoint = a.value.checkpoint;
       const b = await timed(() => preparedUnnest(client, floor.id, page));

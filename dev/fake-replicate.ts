@@ -85,6 +85,8 @@ interface TokenState {
   predictions: FakePrediction[];
   deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
+  /** Served on every request of the endpoint once its one-shot faults are used up, until cleared. */
+  standing: Partial<Record<Endpoint, Fault>>;
   /** Raw records served at the end of every run's first page (odd or invalid predictions), see serveOnFirstPage. */
   oddRecords: unknown[];
   bucket?: { tokens: number; at: number };
@@ -106,6 +108,7 @@ interface Cursor {
 }
 
 const FOREIGN_NEXT = "http://attacker.invalid/v1/predictions?cursor=stolen";
+const SCHEMA_VIOLATION = JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
 
 const ENDPOINTS: Record<string, Endpoint> = {
   "/v1/account": "account",
@@ -148,6 +151,7 @@ export class FakeReplicate {
       predictions: [...predictions].sort(newestFirst),
       deployments: [],
       faults: { account: [], predictions: [], deployments: [] },
+      standing: {},
       oddRecords: [],
     });
   }
@@ -183,10 +187,19 @@ export class FakeReplicate {
     this.state(token).faults[endpoint].push(...faults);
   }
 
-  /** Drops the faults not served yet. */
+  /** An endpoint that keeps failing: `fault` answers every request to it (after any one-shot faults) until set to null. */
+  failEvery(token: string, endpoint: Endpoint, fault: Fault | null): void {
+    const standing = this.state(token).standing;
+    if (fault) standing[endpoint] = fault;
+    else delete standing[endpoint];
+  }
+
+  /** Drops the faults not served yet, standing ones too. */
   clearFaults(token: string): void {
-    const f = this.state(token).faults;
+    const state = this.state(token);
+    const f = state.faults;
     f.account.length = f.predictions.length = f.deployments.length = 0;
+    state.standing = {};
   }
 
   pendingFaults(token: string): number {
@@ -230,7 +243,7 @@ export class FakeReplicate {
       return problem(429, `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? "" : "s"}.`);
     }
 
-    const fault = state.faults[endpoint].shift();
+    const fault = state.faults[endpoint].shift() ?? state.standing[endpoint];
     const delay =
       (fault?.kind === "delay" ? fault.ms : fault?.kind === "status" ? (fault.delayMs ?? 0) : 0) +
       (endpoint === "predictions" ? this.pageLatencyMs : 0);
@@ -245,9 +258,7 @@ export class FakeReplicate {
     }
 
     if (endpoint === "account") return send(200, JSON.stringify({ ...state.account, github_url: null }));
-    if (endpoint === "deployments") return send(200, this.deploymentPage(state, url, fault));
-
-    const body = this.page(state, url, fault);
+    const body = endpoint === "deployments" ? this.deploymentPage(state, url, fault) : this.page(state, url, fault);
     if (fault?.kind === "truncated-json") return send(200, body.slice(0, Math.max(1, Math.floor(body.length / 2))));
     return send(200, body);
   }
@@ -284,7 +295,7 @@ export class FakeReplicate {
     // On a run's first page only: the window reaching the newest predictions (a run split into time
     // windows asks for each window's first page; the odd records belong to one of them).
     if (!cursor && (!before || list.every((p) => Date.parse(p.created_at) < Date.parse(before)))) served.push(...state.oddRecords);
-    if (fault?.kind === "schema-violation") return JSON.stringify({ next: 42, previous: null, results: { id: "not a list" } });
+    if (fault?.kind === "schema-violation") return SCHEMA_VIOLATION;
     return JSON.stringify({ next, previous: null, results: served });
   }
 
@@ -307,6 +318,7 @@ export class FakeReplicate {
     const results = state.deployments.slice(offset, offset + this.deploymentPageSize);
     const more = offset + results.length < state.deployments.length;
     const next = more ? `${this.baseUrl}/deployments?cursor=${offset + results.length}` : null;
+    if (fault?.kind === "schema-violation") return SCHEMA_VIOLATION;
     return JSON.stringify({ next: fault?.kind === "foreign-next" ? FOREIGN_NEXT : next, previous: null, results });
   }
 

@@ -80,7 +80,10 @@ function tokenMetrics(model: string, predictTime: number) {
 }
 
 export interface UsageRow {
-  usageDate: string;
+  /** Start of the UTC quarter hour (ISO), or of the UTC day for a whole-day row. */
+  bucketStart: string;
+  bucketMinutes: number;
+  kind: string;
   model: string;
   deployment: string;
   source: string;
@@ -101,12 +104,21 @@ export interface UsageRow {
 
 const micros = (seconds: number | null | undefined) => (seconds == null ? 0 : Math.round(seconds * 1_000_000));
 
-/** What DailyUsage must hold: a GROUP BY over the distinct final predictions, computed independently in JS. */
-export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
+const QUARTER_HOUR_MS = 15 * 60_000;
+/** The UTC quarter hour an instant falls in, as ISO. */
+export const quarterHour = (iso: string) => new Date(Math.floor(Date.parse(iso) / QUARTER_HOUR_MS) * QUARTER_HOUR_MS).toISOString();
+
+/**
+ * What usage must hold: a GROUP BY over the distinct final predictions (or trainings, with their
+ * kind) per UTC quarter hour, computed independently in JS.
+ */
+export function expectedUsage(predictions: (FakePrediction & { kind?: string })[]): UsageRow[] {
   const groups = new Map<string, UsageRow>();
   for (const p of predictions) {
     const row: UsageRow = {
-      usageDate: p.created_at.slice(0, 10),
+      bucketStart: quarterHour(p.created_at),
+      bucketMinutes: 15,
+      kind: p.kind ?? "prediction",
       model: p.model ?? "",
       deployment: p.deployment ?? "",
       source: p.source ?? "",
@@ -143,10 +155,12 @@ export function expectedUsage(predictions: FakePrediction[]): UsageRow[] {
 }
 
 export async function actualUsage(db: Db, connectionId: string): Promise<UsageRow[]> {
-  const rows = await db.dailyUsage.findMany({ where: { connectionId } });
+  const rows = await db.usageBucket.findMany({ where: { connectionId } });
   return sortRows(
     rows.map((r) => ({
-      usageDate: r.usageDate.toISOString().slice(0, 10),
+      bucketStart: r.bucketStart.toISOString(),
+      bucketMinutes: r.bucketMinutes,
+      kind: r.kind,
       model: r.model,
       deployment: r.deployment,
       source: r.source,
@@ -166,7 +180,7 @@ export async function actualUsage(db: Db, connectionId: string): Promise<UsageRo
   );
 }
 
-const rowKey = (r: UsageRow) => `${r.usageDate}|${r.model}|${r.deployment}|${r.source}`;
+const rowKey = (r: UsageRow) => `${r.bucketStart}|${r.bucketMinutes}|${r.kind}|${r.model}|${r.deployment}|${r.source}`;
 
 function sortRows(rows: UsageRow[]): UsageRow[] {
   return rows.sort((a, b) => rowKey(a).localeCompare(rowKey(b)));

@@ -3,7 +3,7 @@ import type pg from "pg";
 export interface UsageSeed {
   workspaceId: string;
   connections: number;
-  /** The days [from, to] every connection gets `rowsPerDay` DailyUsage rows (one per model), and its deployment lives. */
+  /** The UTC days [from, to] every connection gets `rowsPerDay` usage rows (one per model), and its deployment lives. */
   from: string;
   to: string;
   rowsPerDay?: number;
@@ -28,11 +28,12 @@ export async function seedUsage(pool: pg.Pool, s: UsageSeed): Promise<string[]> 
   const ids = rows.map((r) => r.id);
   const days = `unnest($1::uuid[]) AS c(id) CROSS JOIN generate_series($2::date, $3::date, interval '1 day') AS g(day)`;
   if (s.rowsPerDay) {
+    // One quarter hour a day (noon UTC) per model.
     await pool.query(
-      `INSERT INTO daily_usage (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
-                               canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
-                               billable_seconds, input_tokens, output_tokens)
-       SELECT c.id, $4, g.day, 'seed/model-' || m, '', 'api', 4, 1, 1, 1, 1, 0, 0, 10.5, 11, 4, 7.5, 100, 20
+      `INSERT INTO usage_buckets (connection_id, workspace_id, bucket_start, model, deployment, source, predictions, succeeded, failed,
+                                 canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions,
+                                 billable_seconds, input_tokens, output_tokens)
+       SELECT c.id, $4, (g.day + interval '12 hours') AT TIME ZONE 'UTC', 'seed/model-' || m, '', 'api', 4, 1, 1, 1, 1, 0, 0, 10.5, 11, 4, 7.5, 100, 20
        FROM ${days} CROSS JOIN generate_series(1, $5) AS m`,
       [ids, s.from, s.to, s.workspaceId, s.rowsPerDay],
     );

@@ -1,4 +1,5 @@
 import type { AppContext } from "../src/context.js";
+import { eraseJob } from "./erase.job.js";
 import { pruneJob } from "./prune.job.js";
 import { syncJob } from "./sync.job.js";
 import { verifyJob } from "./verify.job.js";
@@ -10,4 +11,5 @@ export const processors = (ctx: AppContext) => ({
   sync: syncJob(ctx),
   webhook: webhookJob(ctx),
   prune: pruneJob(ctx),
+  erase: eraseJob(ctx), // erasure
 });

@@ -75,6 +75,7 @@ const envShape = z.object({
   JOB_LOCK_MS: int(500, 30_000),
   RECONCILE_SECONDS: int(1, 60),
   USAGE_QUERY_TIMEOUT_MS: int(1, 10_000),
+  ERASURE_BATCH_ROWS: int(1, 5000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   LOG_LEVEL: z.enum(["error", "warn", "info", "http", "verbose", "debug", "silly"]).default("info"),
@@ -125,7 +126,8 @@ export interface ProducerConfig {
   queuePrefix: string;
   encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string } | null;
   jobs: { attempts: number; backoffMs: number };
-  sync: { intervalMinutes: number };
+  /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
+  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number };
   /** How long one statement of a usage query may run before the database stops it. */
   usage: { timeoutMs: number };
 }
@@ -149,6 +151,8 @@ export interface Config extends ProducerConfig {
    * reconcileSeconds is how often workers compare Postgres with Redis's schedulers and jobs.
    */
   jobs: { attempts: number; backoffMs: number; lockMs: number; reconcileSeconds: number };
+  /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
+  erasure: { batchRows: number };
   /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
   http: { host: string; port: number; apiToken: string; supportToken: string };
   /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
@@ -181,6 +185,8 @@ const producerSchema = envShape
     JOB_BACKOFF_MS: true,
     SYNC_INTERVAL_MINUTES: true,
     USAGE_QUERY_TIMEOUT_MS: true,
+    BACKFILL_DAYS: true,
+    LOOKBACK_HOURS: true,
   })
   .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
   .superRefine(checkKeyId);
@@ -189,9 +195,8 @@ const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) =
 
 /**
  * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
- * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES,
- * USAGE_QUERY_TIMEOUT_MS): no API or
- * support token, and the keys only when tokens are stored.
+ * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES, BACKFILL_DAYS,
+ * LOOKBACK_HOURS, USAGE_QUERY_TIMEOUT_MS): no API or support token, and the keys only when tokens are stored.
  */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
   const e = validate(producerSchema, env);
@@ -202,7 +207,7 @@ export function loadProducerConfig(env: Record<string, string | undefined> = pro
     queuePrefix: e.QUEUE_PREFIX,
     encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
-    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES },
+    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
     usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
   });
 }
@@ -233,6 +238,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
     usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
+    erasure: { batchRows: e.ERASURE_BATCH_ROWS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
     logLevel: e.LOG_LEVEL,

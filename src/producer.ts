@@ -2,26 +2,30 @@ import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
-import { coverageOf, readDays, type Coverage } from "./domain/coverage.js";
-import { isoDay, isoInstant, utcDay } from "./domain/calendar.js";
+import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
+import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
-import { HEALTH_STATES } from "./domain/health.js";
+import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
+import type { connectionView } from "./api/schemas.js";
+import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
 import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
   decodeConnectionCursor,
-  getConnectionView,
-  listConnectionViews,
-  type ConnectionView,
+  getConnectionRow,
+  listConnectionRows,
+  type ConnectionRow,
 } from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
+import { workspaceErasures } from "./repositories/erasure.js";
 import { connectionDeployments, currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
 import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
-import { fillZeroDays, queryIdleFloor, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import * as workspaces from "./repositories/workspace-settings.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process, and the contract the HTTP routes validate with and
@@ -93,8 +97,13 @@ const DAY_MS = 86_400_000;
 export const usageFields = {
   workspaceId: workspaceId.optional(),
   connectionId: z.uuid().optional(),
-  from: isoDay.describe(`first UTC day, inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
-  to: isoDay.describe(`last UTC day, inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+  from: isoDay.describe(`first local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+  to: isoDay.describe(`last local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+  timeZone: timeZoneName
+    .optional()
+    .describe(
+      "IANA time zone of the days (from, to, the date dimension, coverage, fillZeros), e.g. America/Los_Angeles; default: the workspace's (settings), else UTC",
+    ),
   groupBy: z
     .array(z.enum(GROUP_BY))
     .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
@@ -223,12 +232,34 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   await queue("sync not queued", () => ctx.queues.kickSync(id));
 }
 
+/** A connection as support reads it: the row, the run in progress and its health. */
+export type ConnectionView = z.output<typeof connectionView>;
 export type ConnectionDetail = ConnectionView & { nextSyncAt: Date | null };
+
+function toView(r: ConnectionRow, now: Date): ConnectionView {
+  const run = r.checkpoint;
+  return {
+    id: r.id,
+    workspaceId: r.workspaceId,
+    status: r.status,
+    accountUsername: r.accountUsername,
+    accountType: r.accountType,
+    verifiedAt: r.verifiedAt,
+    lastSyncStartedAt: r.lastSyncStartedAt,
+    lastSyncedAt: r.lastSyncedAt,
+    highWaterMark: r.highWaterMark,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
+    health: connectionHealth(r, now),
+  };
+}
 
 /** One connection with its health and, while it is connected, when its next scheduled sync runs. */
 export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {
-  const view = await getConnectionView(ctx.db, parse(connectionId, id));
-  if (!view) throw connections.connectionNotFound(id);
+  const row = await getConnectionRow(ctx.db, parse(connectionId, id));
+  if (!row) throw connections.connectionNotFound(id);
+  const view = toView(row, new Date());
   // Only Postgres is needed to answer: without Redis the next sync time is unknown (null).
   const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id).catch(() => null) : null;
   return { ...view, nextSyncAt };
@@ -242,7 +273,14 @@ export interface ConnectionPage {
 
 /** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
 export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}): Promise<ConnectionPage> {
-  return listConnectionViews(ctx.db, parse(listConnectionsInput, query));
+  const { state, ...q } = parse(listConnectionsInput, query);
+  const now = new Date();
+  const { rows, nextCursor } = await listConnectionRows(
+    ctx.db,
+    { ...q, statuses: state && STATUSES_OF[state] },
+    state && ((r) => connectionHealth(r, now).state === state),
+  );
+  return { connections: rows.map((r) => toView(r, now)), nextCursor };
 }
 
 export interface EventPage {
@@ -264,6 +302,8 @@ export const COST_NOTE =
 export interface UsageReport {
   from: string;
   to: string;
+  /** The zone the days are in: the query's, else the workspace's default, else UTC. */
+  timeZone: string;
   groupBy: z.output<typeof usageFields.groupBy>;
   costNote: string;
   /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
@@ -274,38 +314,108 @@ export interface UsageReport {
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** What a usage query needs: the stores and how long its statements may run. */
-export type UsageContext = ProducerContext & { config: Pick<ProducerConfig, "usage"> };
+/** What a usage query needs besides the stores: how long its statements may run, and the sync window settings that say which days are final. */
+export type UsageContext = ProducerContext & {
+  config: { usage: ProducerConfig["usage"]; sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> };
+};
 
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
- * coverage. The rows and idle floor are read in one snapshot whose statements stop after
- * USAGE_QUERY_TIMEOUT_MS (QueryTimeoutError); aborting `signal` (the HTTP client went away) cancels them.
+ * coverage, over local days of the query's zone; each row and each covered day says whether it is
+ * final. What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot
+ * whose statements stop after USAGE_QUERY_TIMEOUT_MS (QueryTimeoutError); aborting `signal` (the HTTP
+ * client went away) cancels them.
  */
 export async function queryUsage(
   ctx: UsageContext,
   query: z.input<typeof usageInput>,
   options: { signal?: AbortSignal } = {},
 ): Promise<UsageReport> {
-  const q = parse(usageInput, query);
+  const input = parse(usageInput, query);
+  const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
+  const q = { ...input, timeZone };
+  const now = new Date();
   const limits = { timeoutMs: ctx.config.usage.timeoutMs, signal: options.signal };
   const read = async (sql: Queryable) => {
     const rows = await readUsage(sql, q, MAX_USAGE_LINES + 1);
-    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length)] as const;
+    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), await queryUsageDays(sql, q)] as const;
   };
-  const [[found, idleFloor], sources] = await Promise.all([
+  const [[found, idleFloor, days], sources] = await Promise.all([
     boundedRead(ctx.db, limits, read),
     coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
   ]);
-  const coverage = sources.map((s) => coverageOf(s, q));
+  const finality = new Finality(sources, days, q, ctx.config.sync, now);
+  const spans = sources.map((s) => coverageOf(s, q));
   const byConnection = q.groupBy.includes("connection");
-  const rows = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(coverage, byConnection), MAX_USAGE_LINES) : found;
-  if (!rows || rows.length + idleFloor.length > MAX_USAGE_LINES) {
+  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection), MAX_USAGE_LINES) : found;
+  if (!filled || filled.length + idleFloor.length > MAX_USAGE_LINES) {
     const issue = `groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`;
     throw new ValidationError(`invalid input: ${issue}`, [issue]);
   }
+  const rows = filled.map((r) => ({ ...r, final: finality.row(r.connectionId, r.date) }));
+  const coverage = spans.map((c) => finality.describe(c));
   const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
-  return { from: q.from, to: q.to, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
+  return { from: q.from, to: q.to, timeZone, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
+}
+
+export const workspaceSettingsInput = z
+  .object({
+    timeZone: timeZoneName
+      .nullable()
+      .describe("IANA time zone usage queries of the workspace use when they name none (e.g. Asia/Kolkata); null is UTC"),
+  })
+  .strict();
+
+/** A workspace's settings (the defaults when it never set any). */
+export async function getWorkspaceSettings(ctx: Pick<ProducerContext, "db">, id: string): Promise<workspaces.WorkspaceSettings> {
+  return workspaces.readWorkspaceSettings(ctx.db, parse(workspaceId, id));
+}
+
+/** Sets a workspace's settings (all of them: a PUT). */
+export async function updateWorkspaceSettings(
+  ctx: Pick<ProducerContext, "db">,
+  id: string,
+  input: z.input<typeof workspaceSettingsInput>,
+): Promise<workspaces.WorkspaceSettings> {
+  return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
+}
+
+export { type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
+
+/** How an erasure is asked for: `disconnect` first disconnects what is not disconnected yet (else 409 / skipped). */
+export const erasureInput = z
+  .object({ disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing") })
+  .strict();
+
+/**
+ * Erases a disconnected connection's history (ledger, usage rows, deployment releases, run state),
+ * irreversibly, in a job: this returns once the request is recorded (`in_progress`), or `erased`.
+ * The connection stays as a tombstone with its event log; usage and coverage leave it out from now
+ * on. A connection not disconnected is a ConflictError unless `disconnect: true`. Asking again
+ * returns the same erasure; while Redis is down the reconciler queues it once Redis answers.
+ */
+export async function eraseConnection(ctx: ProducerContext, id: string, options: z.input<typeof erasureInput> = {}): Promise<ErasureView> {
+  const cid = parse(connectionId, id);
+  if (parse(erasureInput, options).disconnect) await disconnect(ctx, cid);
+  return requestErasure(ctx, cid);
+}
+
+/** eraseConnection for every disconnected connection of the workspace (with `disconnect: true`, every connection). */
+export async function eraseWorkspace(
+  ctx: ProducerContext,
+  workspace: string,
+  options: z.input<typeof erasureInput> = {},
+): Promise<WorkspaceErasure> {
+  const ws = parse(workspaceId, workspace);
+  if (parse(erasureInput, options).disconnect) {
+    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.id);
+  }
+  return requestWorkspaceErasure(ctx, ws);
+}
+
+/** Where a connection's erasure stands: not_requested, in_progress (with counts so far) or erased. */
+export async function getErasure(ctx: ProducerContext, id: string): Promise<ErasureView> {
+  return readErasure(ctx, parse(connectionId, id));
 }
 
 /** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
@@ -352,6 +462,11 @@ export interface Producer {
   listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
   listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
   queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
+  eraseConnection(id: string, options?: z.input<typeof erasureInput>): Promise<ErasureView>;
+  eraseWorkspace(workspaceId: string, options?: z.input<typeof erasureInput>): Promise<WorkspaceErasure>;
+  getErasure(id: string): Promise<ErasureView>;
+  getWorkspaceSettings(workspaceId: string): Promise<workspaces.WorkspaceSettings>;
+  updateWorkspaceSettings(workspaceId: string, input: z.input<typeof workspaceSettingsInput>): Promise<workspaces.WorkspaceSettings>;
   listDeployments(id: string): ReturnType<typeof listDeployments>;
   getPriceBook(query?: z.input<typeof priceBookInput>): ReturnType<typeof getPriceBook>;
   listPriceHistory(): ReturnType<typeof listPriceHistory>;
@@ -383,7 +498,12 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     getConnection: (id) => getConnection(stores, id),
     listConnections: (query) => listConnections(stores, query),
     listEvents: (id, query) => listEvents(stores, id, query),
+    getWorkspaceSettings: (id) => getWorkspaceSettings(stores, id),
+    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(stores, id, input),
     queryUsage: (query) => queryUsage({ ...stores, config }, query),
+    eraseConnection: (id, options) => eraseConnection(stores, id, options),
+    eraseWorkspace: (workspace, options) => eraseWorkspace(stores, workspace, options),
+    getErasure: (id) => getErasure(stores, id),
     listDeployments: (id) => listDeployments(stores, id),
     getPriceBook: (query) => getPriceBook(stores, query),
     listPriceHistory: () => listPriceHistory(stores),

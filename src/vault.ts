@@ -54,11 +54,6 @@ export class TokenVault {
       throw new VaultError("authentication_failed", "token ciphertext failed authentication (tampered, or belongs to another connection)");
     }
   }
-
-  /** True when the ciphertext is sealed under a key other than the current one. */
-  needsRotation(sealed: Sealed): boolean {
-    return sealed.keyId !== this.currentKeyId;
-  }
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
-import { HEALTH_STATES } from "../domain/health.js";
-import { DIMENSION_FIELD, GROUP_BY, answered, type MeasureType } from "../domain/usage-measures.js";
+import { healthSchema } from "../domain/health.js";
+import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
 // every answer through them (so the document cannot drift from the responses) and @fastify/swagger
@@ -103,32 +103,12 @@ const connectionExample = {
 } as const;
 export const acceptedConnection = publicConnection.meta({ examples: [connectionExample] });
 
-export const health = z
-  .object({
-    state: z.enum(HEALTH_STATES),
-    since: z.iso.datetime().describe("when the connection entered this state, as far as the database can tell"),
-    message: z.string().describe("one plain sentence for support staff"),
-    action: z.string().nullable().describe("what to tell the customer, or null"),
-    lastError: z
-      .object({ at: z.iso.datetime(), kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
-      .nullable()
-      .describe("the error behind the state, only while it is current"),
-    progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
-    until: z.iso.datetime().optional().describe("throttled: when the delayed request is retried"),
-    pacedPerMinute: z
-      .number()
-      .positive()
-      .optional()
-      .describe("throttled: requests/min this token is paced at, learned from Replicate's 429s (absent before any is recorded)"),
-  })
-  .describe("one health object per connection: the same on the API, the producer and the support page");
-
 export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
   currentRun: z
     .object({ runId: z.string(), startedAt: z.string(), pagesDone: z.number().int(), predictionsSeen: z.number().int() })
     .nullable()
     .describe("the run in progress, or null between runs"),
-  health,
+  health: healthSchema,
 });
 
 const viewExample = {
@@ -146,7 +126,9 @@ const viewExample = {
     since: at,
     message: "Syncing normally; the last completed run started at 2026-03-10 12:00 UTC.",
     action: null,
+    actionBy: null,
     lastError: null,
+    warnings: [],
   },
 };
 const { deploymentsCheckedAt: _d, ...viewFields } = viewExample;
@@ -238,12 +220,17 @@ const usageRow = z.looseObject({
       return [m.name, answered(true).includes(m) ? schema : schema.optional()];
     }),
   ),
+  final: z.boolean().describe(ROW_STATE.final),
+  refreshedAt: z.iso.datetime().nullable().describe(ROW_STATE.refreshedAt),
 });
+
+const day = z.iso.date();
 
 export const usageReport = z
   .looseObject({
     from: z.iso.date(),
     to: z.iso.date(),
+    timeZone: z.string().describe("the IANA zone the days are in: the query's timeZone, else the workspace's default, else UTC"),
     groupBy: z.array(z.enum(GROUP_BY)),
     costNote: z.string(),
     deployments: z
@@ -253,10 +240,32 @@ export const usageReport = z
     coverage: z.array(
       z.object({
         connectionId: z.uuid(),
-        from: z.iso.date().nullable().describe("first day of the range that has been read"),
-        to: z.iso.date().nullable().describe("last day of the range that has been read"),
+        from: day.nullable().describe("first local day of the range that has been read"),
+        to: day.nullable().describe("last local day of the range that has been read"),
         complete: z.boolean(),
         lastSyncedAt: z.iso.datetime().nullable(),
+        finalThrough: day
+          .nullable()
+          .describe("the last day from `from` on such that it and every read day before it are final; null when `from` is not final"),
+        utcOnly: z
+          .array(z.object({ from: day, to: day }))
+          .describe(
+            "days (ranges) whose usage is partly whole UTC days kept from before quarter hours (their predictions were pruned): counted under their UTC date, so not exact in this zone",
+          ),
+        days: z
+          .array(
+            z.object({
+              date: day,
+              final: z
+                .boolean()
+                .describe("no later sync can change this day: all its predictions were terminal and it is past any sync's window"),
+              refreshedAt: z.iso
+                .datetime()
+                .nullable()
+                .describe("when a page holding the day's predictions was last written; null without usage"),
+            }),
+          )
+          .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
       }),
     ),
     rows: z.array(usageRow),
@@ -278,9 +287,24 @@ export const usageReport = z
       {
         from: "2026-03-01",
         to: "2026-03-02",
+        timeZone: "America/Los_Angeles",
         groupBy: ["date", "model"],
         costNote: "estimatedCostUsd is an estimate from this service's price book …",
-        coverage: [{ connectionId: uuid, from: "2026-03-01", to: "2026-03-02", complete: true, lastSyncedAt: at }],
+        coverage: [
+          {
+            connectionId: uuid,
+            from: "2026-03-01",
+            to: "2026-03-02",
+            complete: true,
+            lastSyncedAt: at,
+            finalThrough: "2026-03-01",
+            utcOnly: [],
+            days: [
+              { date: "2026-03-01", final: true, refreshedAt: "2026-03-02T07:59:58.120Z" },
+              { date: "2026-03-02", final: false, refreshedAt: "2026-03-10T11:58:01.004Z" },
+            ],
+          },
+        ],
         rows: [
           {
             date: "2026-03-01",
@@ -304,6 +328,8 @@ export const usageReport = z
             outputCostUsd: "0.036",
             pricedPredictions: 12,
             pricedShare: "1",
+            final: true,
+            refreshedAt: "2026-03-02T07:59:58.120Z",
           },
         ],
         idleFloor: [],
@@ -320,3 +346,45 @@ export const priceBook = z.looseObject({
   models: z.array(modelPrice),
   modelHardware: z.array(modelHardware),
 });
+
+// erasure (src/lifecycle/erase.ts)
+export const erasureView = z
+  .object({
+    connectionId: z.uuid(),
+    workspaceId: z.string(),
+    state: z.enum(["not_requested", "in_progress", "erased"]),
+    requestedAt: when.nullable(),
+    erasedAt: when.nullable().describe("when nothing of the history was left; the connection stays, disconnected, with its event log"),
+    deleted: z
+      .object({ ledgerRows: z.number().int(), usageRows: z.number().int(), deploymentReleases: z.number().int() })
+      .nullable()
+      .describe("rows deleted so far per table (all of them once erased; the history_erased event has the same counts)"),
+  })
+  .meta({
+    examples: [
+      {
+        connectionId: uuid,
+        workspaceId: "ws-1",
+        state: "in_progress",
+        requestedAt: at,
+        erasedAt: null,
+        deleted: { ledgerRows: 5000, usageRows: 0, deploymentReleases: 0 },
+      },
+    ],
+  });
+
+export const workspaceErasure = z.object({
+  workspaceId: z.string(),
+  erasures: z.array(erasureView).describe("one per disconnected connection of the workspace"),
+  skipped: z
+    .array(z.object({ connectionId: z.uuid(), status: z.enum(ConnectionStatus) }))
+    .describe("connections not disconnected, left as they are (ask with disconnect: true to include them)"),
+});
+
+export const workspaceSettings = z
+  .object({
+    workspaceId: z.string(),
+    timeZone: z.string().nullable().describe("IANA zone usage queries of the workspace use when they name none; null is UTC"),
+    updatedAt: when.nullable().describe("when the settings were last set; null when never (the defaults)"),
+  })
+  .meta({ examples: [{ workspaceId: "ws-1", timeZone: "America/Los_Angeles", updatedAt: at }] });

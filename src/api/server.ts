@@ -16,12 +16,14 @@ import { requireCredential } from "./auth.js";
 import { documentRoute, withRequestIds } from "./openapi.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { deploymentRoutes } from "./routes/deployments.js";
+import { erasureRoutes } from "./routes/erasure.js";
 import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
 import { healthRoutes } from "./routes/health.js";
 import { errorReply } from "./schemas.js";
 import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
+import { workspaceRoutes } from "./routes/workspaces.js";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 /** A caller's request id is kept when it is this tame (it reaches logs and bodies); anything else gets a new one. */
@@ -89,7 +91,7 @@ export async function buildServer(
         title: "replicate-usage-sync",
         version: "0.1.0",
         description:
-          "Replicate prediction usage as daily rows. Every error, unknown routes included, is `{error, message, issues?, requestId}`; " +
+          "Replicate usage (predictions and trainings) as rows per day in any time zone, from UTC quarter hours. Every error, unknown routes included, is `{error, message, issues?, requestId}`; " +
           "every answer carries `x-request-id` (the caller's when well-formed, else a new one). Unknown query parameters are a 400.",
       },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" }, basic: { type: "http", scheme: "basic" } } },
@@ -133,8 +135,10 @@ export async function buildServer(
   documentRoute(app);
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
+  await app.register(workspaceRoutes(ctx));
   await app.register(deploymentRoutes(ctx));
   await app.register(priceRoutes(ctx));
+  await app.register(erasureRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;

@@ -2,12 +2,97 @@ import { z } from "zod";
 
 // Postgres takes years 4713 BC to 294276 AD; usage starts long after 1970, so anything earlier is a mistake.
 const EPOCH_DAY = "1970-01-01";
-/** A UTC calendar day (YYYY-MM-DD) from 1970 on. */
+/** A calendar day (YYYY-MM-DD) from 1970 on. */
 export const isoDay = z.iso.date().refine((d) => d >= EPOCH_DAY && d <= "9999-12-31", "must be a day from 1970-01-01 to 9999-12-31");
 /** An ISO 8601 instant with a zone, from 1970 on. */
 export const isoInstant = z.iso
   .datetime({ offset: true })
   .refine((t) => Date.parse(t) >= 0 && t.slice(0, 4) <= "9999", "must be a time from 1970-01-01T00:00:00Z on");
 
-/** The UTC calendar day (YYYY-MM-DD) of an instant: the day a prediction's usage counts under. */
+/** The UTC calendar day (YYYY-MM-DD) of an instant. */
 export const utcDay = (d: Date): string => d.toISOString().slice(0, 10);
+
+const DAY_MS = 86_400_000;
+
+/** The calendar day `n` days after `day` (calendar arithmetic: the same in every zone). */
+export const addDays = (day: string, n: number): string => utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS));
+
+/** The calendar days from `from` to `to`, inclusive. */
+export function daysBetween(from: string, to: string): string[] {
+  const days: string[] = [];
+  for (let d = from; d <= to; d = addDays(d, 1)) days.push(d);
+  return days;
+}
+
+// A zone name as IANA spells them (Area/Location, UTC, EST5EDT, Etc/GMT+5). Offsets ("+05:30") and
+// POSIX rules ("UTC+3") are refused: Postgres reads a POSIX rule's sign the other way round.
+const ZONE_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    formatters.set(timeZone, f);
+  }
+  return f;
+}
+
+/** Whether `name` is an IANA time zone (canonical or alias) this runtime knows. */
+export function isTimeZone(name: string): boolean {
+  if (name.length > 64 || !ZONE_SHAPE.test(name)) return false;
+  try {
+    formatter(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An IANA time zone name. Checked here, at the boundary, against the runtime's zone database (ICU);
+ * test/integration/time-zones.test.ts keeps that within what Postgres knows, which does the day arithmetic.
+ */
+export const timeZoneName = z.string().refine(isTimeZone, {
+  error: (issue) => `unknown time zone ${JSON.stringify(issue.input)}: give an IANA name such as America/Los_Angeles`,
+});
+
+/** Wall-clock fields of an instant in a zone. */
+function wallClock(t: number, timeZone: string): { day: string; utcOfWall: number } {
+  const parts = Object.fromEntries(
+    formatter(timeZone)
+      .formatToParts(new Date(t))
+      .map((p) => [p.type, p.value]),
+  );
+  const day = `${parts.year!.padStart(4, "0")}-${parts.month}-${parts.day}`;
+  return { day, utcOfWall: Date.parse(`${day}T${parts.hour}:${parts.minute}:${parts.second}Z`) };
+}
+
+/** The local calendar day of an instant in a zone (YYYY-MM-DD). */
+export const localDay = (instant: Date, timeZone: string): string => wallClock(instant.getTime(), timeZone).day;
+
+/**
+ * The first instant of a local day: its midnight, or when midnight does not exist (a DST gap at
+ * midnight), the end of the gap. Tries the zone's offsets around the day and keeps the earliest
+ * candidate that falls on it.
+ */
+export function dayStart(day: string, timeZone: string): Date {
+  const midnight = Date.parse(`${day}T00:00:00Z`);
+  let start = Infinity;
+  for (const probe of [-14, -7, 0, 7, 14]) {
+    const at = midnight + probe * 3_600_000;
+    const offset = wallClock(at, timeZone).utcOfWall - Math.floor(at / 1000) * 1000;
+    const candidate = midnight - offset;
+    if (candidate < start && wallClock(candidate, timeZone).day === day) start = candidate;
+  }
+  return new Date(start);
+}

@@ -132,14 +132,20 @@ export function splitWindow(w: SyncWindow, openWindows: number, parallelism: num
   return [{ ...w, start: cuts[parts - 1]! }, ...children];
 }
 
+/** One fenced write of a window's pages: what it stores, and the window it continues. */
 export interface PlannedWrite<P extends Created = Created> {
-  /** The windows the write stores (the window itself and any new ones), by windowId. */
+  runId: string;
+  windowId: string;
+  /** The window as the pages were read from it: the write applies only while it is still the stored one. */
+  expected: SyncWindow;
+  /** The windows the write stores (the window itself and any split off), by windowId. */
   windows: Record<string, SyncWindow>;
-  window: SyncWindow;
   /** The predictions this window owns: created in [start, end) of the window after the write. */
   predictions: P[];
   pages: number;
   days: string[];
+  /** When the write splits the window, the open windows the split was planned for (the fence checks them). */
+  splitFor: number | null;
 }
 
 /**
@@ -151,30 +157,34 @@ export interface PlannedWrite<P extends Created = Created> {
 export function planWrite<P extends Created>(
   cp: Checkpoint,
   id: string,
-  pages: { next: string | null; predictions: P[] }[],
+  pages: { next: string | null; results: P[] }[],
   parallelism: number,
 ): PlannedWrite<P> {
-  let w = cp.windows[id]!;
+  const expected = cp.windows[id]!;
+  let w = expected;
   let used = 0;
   for (const page of pages) {
     if (w.done) break;
-    w = advanceWindow(w, { next: page.next, createdAts: page.predictions.map((p) => p.created_at) });
+    w = advanceWindow(w, { next: page.next, createdAts: page.results.map((p) => p.created_at) });
     used++;
   }
-  const open = Object.values(cp.windows).filter((x) => !x.done).length;
+  const open = openWindows(cp).length;
   const [kept, ...children] = splitWindow(w, open, parallelism);
   const from = Date.parse(kept!.start);
   const to = Date.parse(kept!.end);
   const predictions = pages
     .slice(0, used)
-    .flatMap((p) => p.predictions)
+    .flatMap((p) => p.results)
     .filter((p) => p.created_at.getTime() >= from && p.created_at.getTime() < to);
   return {
+    runId: cp.runId,
+    windowId: id,
+    expected,
     windows: Object.fromEntries([kept!, ...children].map((x) => [windowId(x), x])),
-    window: kept!,
     predictions,
     pages: used,
     days: [...new Set(predictions.map((p) => utcDay(p.created_at)))].sort(),
+    splitFor: children.length > 0 ? open : null,
   };
 }
 

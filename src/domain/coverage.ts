@@ -1,23 +1,28 @@
-import { utcDay } from "./calendar.js";
+import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
+import { syncWindowStart } from "./checkpoint.js";
 
 /** What coverage needs besides the public view. */
 export interface CoverageSource {
   connectionId: string;
+  /** A disconnected connection is never read again. */
+  disconnected: boolean;
   lastSyncedAt: Date | null;
   highWaterMark: Date | null;
+  /** created_at of the oldest prediction (or training) the ledger holds not yet in a terminal status. */
+  oldestUnfinished: Date | null;
   /** created_after of the first run that finished: where the data starts once the backfill is done. */
   firstWindowStart: Date | null;
-  /** The run in progress: its window end and the oldest prediction it has read. */
-  run: { windowEnd: Date; oldestRead: Date | null } | null;
+  /** The run in progress: its window and the oldest prediction it has read. */
+  run: { windowStart: Date; windowEnd: Date; oldestRead: Date | null } | null;
 }
 
 /**
  * How much of a requested date range the database has actually read, per connection, so a dashboard
  * can tell "no usage" from "not synced yet". Pure: the inputs come from coverageSources().
  */
-export interface Coverage {
+export interface CoverageSpan {
   connectionId: string;
-  /** First and last UTC day of the range that has been read (the edge days may be partly read); null when none. */
+  /** First and last local day of the range that has been read (the edge days may be partly read); null when none. */
   from: string | null;
   to: string | null;
   /** Every requested day up to the last finished sync has been read. Days after it fill in on the next runs. */
@@ -25,7 +30,20 @@ export interface Coverage {
   lastSyncedAt: string | null;
 }
 
-const DAY = 86_400_000;
+/** A read day: whether it is final, and when a page holding its predictions was last written (null: no usage that day). */
+export interface CoverageDay {
+  date: string;
+  final: boolean;
+  refreshedAt: string | null;
+}
+
+export interface Coverage extends CoverageSpan {
+  /** The last day from `from` on such that it and every read day before it are final; null when `from` is not. */
+  finalThrough: string | null;
+  /** Days counted as whole UTC days (usage from before quarter hours whose ledger was pruned): exact in UTC only. */
+  utcOnly: { from: string; to: string }[];
+  days: CoverageDay[];
+}
 
 /** The time span read so far: [start, end). */
 function readSpan(s: CoverageSource): { start: Date; end: Date } | null {
@@ -38,34 +56,121 @@ function readSpan(s: CoverageSource): { start: Date; end: Date } | null {
   return run;
 }
 
-export function coverageOf(s: CoverageSource, range: { from: string; to: string }): Coverage {
+/** The local days of `range` (in `timeZone`, UTC by default) the connection has read. */
+export function coverageOf(s: CoverageSource, range: { from: string; to: string; timeZone?: string }): CoverageSpan {
+  const zone = range.timeZone ?? "UTC";
   const span = readSpan(s);
   const lastSyncedAt = s.lastSyncedAt?.toISOString() ?? null;
   if (!span) return { connectionId: s.connectionId, from: null, to: null, complete: false, lastSyncedAt };
-  const from = [range.from, utcDay(span.start)].sort()[1]!;
-  const to = [range.to, utcDay(new Date(span.end.getTime() - 1))].sort()[0]!;
+  const from = [range.from, localDay(span.start, zone)].sort()[1]!;
+  const to = [range.to, localDay(new Date(span.end.getTime() - 1), zone)].sort()[0]!;
   const finished = s.lastSyncedAt !== null;
-  const complete = finished && span.start.getTime() <= Date.parse(`${range.from}T00:00:00Z`);
+  const complete = finished && span.start <= dayStart(range.from, zone);
   return from <= to
     ? { connectionId: s.connectionId, from, to, complete, lastSyncedAt }
     : { connectionId: s.connectionId, from: null, to: null, complete, lastSyncedAt };
 }
 
-/** The UTC days from `from` to `to`, inclusive (empty when either is null). */
-export function daysOf(c: Pick<Coverage, "from" | "to">): string[] {
-  if (!c.from || !c.to) return [];
-  const days: string[] = [];
-  for (let t = Date.parse(`${c.from}T00:00:00Z`); t <= Date.parse(`${c.to}T00:00:00Z`); t += DAY) days.push(utcDay(new Date(t)));
-  return days;
+/** The days from `from` to `to`, inclusive (empty when either is null). */
+export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
+  return c.from && c.to ? daysBetween(c.from, c.to) : [];
 }
 
 /**
  * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
  * under "" the days every connection in scope has read (a day one of them has not read is unknown, not zero).
  */
-export function readDays(coverage: Coverage[], byConnection: boolean): Map<string, string[]> {
+export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   const sets = coverage.map((c) => new Set(daysOf(c)));
   const shared = coverage.length ? daysOf(coverage[0]!).filter((d) => sets.every((s) => s.has(d))) : [];
   return new Map([["", shared]]);
+}
+
+/** What the usage rows say about one local day of one connection. */
+export interface DayFacts {
+  /** Some prediction (or training) of the day was not terminal when last read. */
+  unfinished: boolean;
+  /** When a page holding the day's predictions was last written. */
+  refreshedAt: Date | null;
+  /** Part of the day's usage is a whole UTC day, so this local day is not exact. */
+  utcOnly: boolean;
+}
+
+/** Per connection id, per local day with usage. */
+export type UsageDayFacts = Map<string, Map<string, DayFacts>>;
+
+/**
+ * The earliest created_at any later run of the connection can read (ms; Infinity when none will):
+ * what syncWindowStart gives the next run from what is stored now, or the window of the run in
+ * progress. The high-water mark and time only move forward and a new unfinished prediction can only
+ * be read inside a later window, so no run ever reads before this again, as long as LOOKBACK_HOURS and
+ * BACKFILL_DAYS are not raised.
+ */
+export function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
+  if (s.disconnected) return Infinity;
+  const next = syncWindowStart({ now, highWaterMark: s.highWaterMark, oldestUnfinished: s.oldestUnfinished, ...settings }).getTime();
+  return Math.min(next, s.run?.windowStart.getTime() ?? Infinity);
+}
+
+/**
+ * Which local days are final: a day of a connection is final when no later run can read it again
+ * (it ends by `readAgainFrom`) and everything counted on it was terminal when read. A usage row spans
+ * connections and days (all of the scope when not grouped by them), and is final when each is.
+ */
+export class Finality {
+  /** Per connection: days before this one end before any later run's window (a later day never does). */
+  private readonly settledBefore = new Map<string, string>();
+  private readonly memo = new Map<string, boolean>();
+
+  constructor(
+    sources: CoverageSource[],
+    private readonly facts: UsageDayFacts,
+    private readonly range: { from: string; to: string; timeZone: string },
+    settings: { backfillDays: number; lookbackHours: number },
+    now: Date,
+  ) {
+    for (const s of sources) {
+      const from = readAgainFrom(s, settings, now);
+      // A day ends by `from` exactly when it is before the local day `from` falls on.
+      this.settledBefore.set(s.connectionId, from === Infinity ? "\uffff" : localDay(new Date(from), range.timeZone));
+    }
+  }
+
+  day(connectionId: string, date: string): boolean {
+    const before = this.settledBefore.get(connectionId);
+    return before !== undefined && date < before && !this.facts.get(connectionId)?.get(date)?.unfinished;
+  }
+
+  /** A row's finality: `connectionId`/`date` when grouped by them, else every connection / day in scope. */
+  row(connectionId?: string | null, date?: string | null): boolean {
+    const key = `${connectionId ?? ""}|${date ?? ""}`;
+    let final = this.memo.get(key);
+    if (final === undefined) {
+      const connections = connectionId ? [connectionId] : [...this.settledBefore.keys()];
+      const days = date ? [date] : daysBetween(this.range.from, this.range.to);
+      final = connections.every((c) => days.every((d) => this.day(c, d)));
+      this.memo.set(key, final);
+    }
+    return final;
+  }
+
+  /** A connection's coverage with each read day's finality and refresh time. */
+  describe(span: CoverageSpan): Coverage {
+    const facts = this.facts.get(span.connectionId);
+    const days = daysOf(span).map((date) => ({
+      date,
+      final: this.day(span.connectionId, date),
+      refreshedAt: facts?.get(date)?.refreshedAt?.toISOString() ?? null,
+    }));
+    const firstOpen = days.findIndex((d) => !d.final);
+    const finalThrough = firstOpen === 0 ? null : (days[firstOpen === -1 ? days.length - 1 : firstOpen - 1]?.date ?? null);
+    const utcOnly: { from: string; to: string }[] = [];
+    for (const date of [...(facts?.keys() ?? [])].filter((d) => facts!.get(d)!.utcOnly).sort()) {
+      const last = utcOnly.at(-1);
+      if (last && addDays(last.to, 1) === date) last.to = date;
+      else utcOnly.push({ from: date, to: date });
+    }
+    return { ...span, finalThrough, utcOnly, days };
+  }
 }

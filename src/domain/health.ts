@@ -1,19 +1,34 @@
+import { z } from "zod";
 import type { AccountRef } from "./account.js";
-import type { ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
+import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
+import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
 
 /**
  * One health object per connection, computed from what the database says (the connection row and
  * its latest relevant events), so the API, the producer and the support page tell the same story.
- * Pure: the repository reads the inputs (src/repositories/connection-views.ts).
+ * Pure: the caller reads the inputs (src/repositories/connection-views.ts); the texts of errors and
+ * warnings are the event-kind table's (src/domain/event-kinds.ts).
  */
 
 export const HEALTH_STATES = ["verifying", "backfilling", "healthy", "throttled", "action_required", "failing", "disconnected"] as const;
 export type HealthState = (typeof HEALTH_STATES)[number];
 
+// Each health state comes from one stored status (failing and throttled from two), so a state
+// filter first narrows by status in SQL, then by the computed state.
+export const STATUSES_OF: Record<HealthState, ConnectionStatus[]> = {
+  verifying: ["pending"],
+  backfilling: ["connected"],
+  healthy: ["connected"],
+  throttled: ["pending", "connected"],
+  failing: ["pending", "connected"],
+  action_required: ["credential_error"],
+  disconnected: ["disconnected"],
+};
+
 export interface HealthEvent {
   at: Date;
-  kind: EventKind;
+  kind: ErrorKind;
   httpStatus: number | null;
 }
 
@@ -26,71 +41,85 @@ export interface HealthInput {
   checkpoint: Checkpoint | null;
   /** The latest rate_limited event; pacedPerMinute is the token's learned pace it recorded (older events have none). */
   lastRateLimited: { at: Date; retryAfterSeconds: number | null; pacedPerMinute?: number | null } | null;
-  /** The latest error-level event. */
+  /** The latest error-level event of an error kind. */
   lastError: HealthEvent | null;
-  /** The latest verified, sync_completed or token_replaced event: an error older than it is not current. */
+  /** The latest success (recovery or token replacement): an error older than it is not current. */
   lastSuccessAt: Date | null;
-  /** The first verified or sync_completed event after the latest error (or ever, without one). */
+  /** The first recovery after the latest error (or ever, without one). */
   recoveredAt: Date | null;
+  /**
+   * A verification or run in its retries: the first and the latest failure recorded at warn since the
+   * connection row, its last error and its last success last changed (a page written ends it).
+   */
+  retrying?: { since: Date; last: HealthEvent & { attempt: number | null; maxAttempts: number | null; nextAt: Date | null } } | null;
+  /** Per optional read, its latest warning that nothing ended since. */
+  warnings?: { at: Date; kind: WarningKind; endpoint: string; httpStatus: number | null }[];
   /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
   duplicateOf?: string | null;
   /** The Replicate account the connection syncs, once verified. */
   account?: AccountRef | null;
 }
 
-export interface Health {
-  state: HealthState;
-  /** When the connection entered this state (as far as the database can tell). */
-  since: string;
-  /** One plain sentence for support staff. */
-  message: string;
-  /** What to tell the customer, or null when there is nothing for them to do. */
-  action: string | null;
-  /** The error behind the state, only while it is current (cleared by the next success). */
-  lastError: { at: string; kind: EventKind; httpStatus: number | null; message: string } | null;
-  /** backfilling (and throttled during the first backfill): share of the first backfill window read, 0–1. */
-  progress?: number;
-  /** throttled: when the delayed request is retried. */
-  until?: string;
-  /** throttled: requests per minute this token is paced at, as learned from Replicate's 429s. */
-  pacedPerMinute?: number;
-}
+const instant = z.iso.datetime();
 
-const ERROR_TEXT: Partial<Record<EventKind, string>> = {
-  credential_invalid: "Replicate rejected the token.",
-  scope_denied: "The token may not read this account's predictions.",
-  duplicate_account: "This Replicate account is already connected in this workspace.",
-  account_changed: "The new token belongs to another Replicate account than the one this connection syncs.",
-  provider_error: "Replicate's API kept failing.",
-  foreign_link_refused: "Replicate sent a pagination link to another host; it was not followed.",
-  sync_failed: "The sync run failed after its retries.",
-};
+export const healthSchema = z
+  .object({
+    state: z.enum(HEALTH_STATES),
+    since: instant.describe("when the connection entered this state, as far as the database can tell"),
+    message: z.string().describe("one plain sentence for support staff"),
+    action: z.string().nullable().describe("what to do next, or null"),
+    actionBy: z.enum(["customer", "operator"]).nullable().describe("who does the action: the customer (a new token) or the operator"),
+    lastError: z
+      .object({ at: instant, kind: z.enum(EventKind), httpStatus: z.number().int().nullable(), message: z.string() })
+      .nullable()
+      .describe("the error behind the state, only while it is current"),
+    warnings: z
+      .array(z.object({ kind: z.enum(EventKind), since: instant, message: z.string(), action: z.string().nullable() }))
+      .describe("optional parts that are degraded while usage still syncs (e.g. deployments unread); empty when none"),
+    attempts: z.number().int().positive().optional().describe("failing while retried: the attempt that failed last"),
+    progress: z.number().min(0).max(1).optional().describe("backfilling (and throttled during it): share of the first backfill read"),
+    until: instant
+      .optional()
+      .describe("throttled: when the delayed request is retried; failing while retried: when the next attempt is due"),
+    pacedPerMinute: z
+      .number()
+      .positive()
+      .optional()
+      .describe("throttled: requests/min this token is paced at, learned from Replicate's 429s (absent before any is recorded)"),
+  })
+  .describe("one health object per connection: the same on the API, the producer and the support page");
 
-const FAILING_MESSAGE: Partial<Record<EventKind, string>> = {
-  provider_error: "Replicate's API kept failing, so the connection could not be checked or synced; it is tried again on the next run.",
-  foreign_link_refused: "Replicate sent a pagination link to another host, so the run was stopped; the next scheduled run starts again.",
-  sync_failed: "Replicate's API kept failing, so the last sync run stopped; the next scheduled run resumes where it stopped.",
-};
-
-const NEW_TOKEN = "Ask the customer to create a new API token in the Replicate organization that owns the usage and paste it again.";
+export type Health = z.output<typeof healthSchema>;
 
 /** "2026-03-10 12:00 UTC": the one time format of messages. */
 export const utc = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 
 export function connectionHealth(c: HealthInput, now: Date): Health {
-  const currentError = c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null;
+  const retry = c.retrying ?? null;
+  const currentError = retry?.last ?? (c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null);
+  const meaning = currentError && errorOf(currentError.kind);
   const lastError = currentError && {
     at: currentError.at.toISOString(),
     kind: currentError.kind,
     httpStatus: currentError.httpStatus,
-    message: ERROR_TEXT[currentError.kind] ?? "The last attempt failed.",
+    message: errorOf(currentError.kind).text,
   };
-  const at = (state: HealthState, since: Date, message: string, action: string | null = null, extra: Partial<Health> = {}): Health => ({
+  // Optional parts degrade a sync; without one running they say nothing.
+  const warnings = (c.status === "connected" ? (c.warnings ?? []) : []).map((w) => ({
+    kind: w.kind,
+    since: w.at.toISOString(),
+    message: warningOf(w.kind).message(w),
+    action: null,
+  }));
+  const context = { verified: c.verifiedAt !== null, duplicateOf: c.duplicateOf ?? null, account: c.account ?? null };
+  const at = (state: HealthState, since: Date, message: string, extra: Partial<Health> = {}): Health => ({
     state,
     since: since.toISOString(),
     message,
-    action,
+    action: null,
+    actionBy: null,
     lastError,
+    warnings,
     ...extra,
   });
   // The first backfill is the run before any run finished; its progress is what support asks about.
@@ -106,46 +135,10 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     );
   }
   if (c.status === "credential_error") {
-    const since = currentError?.at ?? c.updatedAt;
-    if (c.duplicateOf) {
-      return at(
-        "action_required",
-        since,
-        `This Replicate account is already connected in this workspace as connection ${c.duplicateOf}, so this connection does not sync (its usage would be counted twice).`,
-        `Nothing is needed if connection ${c.duplicateOf} is the one the customer wants. To use this one instead, disconnect ${c.duplicateOf}, then paste the token here again.`,
-      );
-    }
-    if (currentError?.kind === "account_changed" && c.account) {
-      const synced = `${c.account.type} "${c.account.username}"`;
-      return at(
-        "action_required",
-        since,
-        `The token pasted last belongs to another Replicate account than the ${synced} this connection syncs, so it was not used and syncing is paused.`,
-        `Ask the customer for a token of the Replicate ${synced} and to paste it here. To sync the other account, create a new connection for it.`,
-      );
-    }
-    if (currentError?.kind === "scope_denied") {
-      return at(
-        "action_required",
-        since,
-        "The token works but may not read this account's predictions, so syncing is paused.",
-        "Ask the customer for a token created in the Replicate organization that owns the usage, and to paste it again.",
-      );
-    }
-    if (!c.verifiedAt) {
-      return at(
-        "action_required",
-        since,
-        "Replicate rejected the token the first time it was checked, so nothing has been synced.",
-        "Ask the customer to copy the token again from replicate.com/account/api-tokens and paste it whole.",
-      );
-    }
-    return at(
-      "action_required",
-      since,
-      "Replicate no longer accepts the stored token (revoked or expired), so syncing is paused.",
-      NEW_TOKEN,
-    );
+    // Every pausing kind is an error kind recorded before the pause, so one is current here.
+    const paused = meaning ?? errorOf("credential_invalid");
+    const action: Partial<Health> = paused.action ? { action: paused.action(context), actionBy: paused.actionBy ?? "customer" } : {};
+    return at("action_required", currentError?.at ?? c.updatedAt, paused.message(context), action);
   }
   const until = c.lastRateLimited && new Date(c.lastRateLimited.at.getTime() + (c.lastRateLimited.retryAfterSeconds ?? 0) * 1000);
   if (c.lastRateLimited && until && until > now) {
@@ -155,7 +148,6 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
       "throttled",
       c.lastRateLimited.at,
       `Replicate is rate-limiting this account; syncing${pace} continues at ${utc(until)}.${backfillText}`,
-      null,
       {
         until: until.toISOString(),
         ...(backfill === undefined ? {} : { progress: backfill }),
@@ -163,7 +155,17 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
       },
     );
   }
-  if (currentError) return at("failing", currentError.at, FAILING_MESSAGE[currentError.kind] ?? "The last sync attempt failed.");
+  if (retry) {
+    const { attempt, maxAttempts, nextAt } = retry.last;
+    const step = c.status === "pending" ? "Checking the token" : "A step of the sync run";
+    const tries = attempt === null ? "" : ` on attempt ${attempt}${maxAttempts === null ? "" : ` of ${maxAttempts}`}`;
+    const next = nextAt ? `the next attempt is due by ${utc(nextAt)}` : "it is being retried";
+    return at("failing", retry.since, `${step} failed${tries} (see the current error); ${next}.`, {
+      ...(attempt === null ? {} : { attempts: attempt }),
+      ...(nextAt ? { until: nextAt.toISOString() } : {}),
+    });
+  }
+  if (meaning) return at("failing", currentError.at, meaning.message(context));
   if (c.status === "pending") return at("verifying", c.updatedAt, "Checking the token with Replicate.");
   if (backfill !== undefined) {
     const days = backfillDays ? `the last ${backfillDays} days of` : "past";
@@ -171,7 +173,6 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
       "backfilling",
       c.verifiedAt ?? c.createdAt,
       `Reading ${days} usage for the first time: ${Math.round(backfill * 100)} % done.`,
-      null,
       {
         progress: backfill,
       },

@@ -1,9 +1,8 @@
 // The one definition of Replicate's prediction statuses: ranks, the terminal set and the SQL derived
-// from them (the ledger's status guard, DailyUsage's status columns, the unfinished-predictions index).
+// from them (the ledger's status guard, usage's status columns, the unfinished-predictions index).
 
 export const TERMINAL_STATUSES = ["succeeded", "failed", "canceled", "aborted"] as const;
 export const IN_PROGRESS_STATUSES = ["starting", "processing"] as const;
-export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 
 // A prediction only moves forward: starting → processing → (a status added after this was written)
 // → a terminal status. A page fetched earlier but written later must not undo a newer state.
@@ -11,8 +10,6 @@ const RANK: Record<string, number> = { starting: 0, processing: 1, ...Object.fro
 const UNKNOWN_RANK = 2;
 
 export const statusRank = (status: string): number => RANK[status] ?? UNKNOWN_RANK;
-
-export const isTerminal = (status: string): status is TerminalStatus => (TERMINAL_STATUSES as readonly string[]).includes(status);
 
 /** `'a', 'b'` for an SQL IN list (the statuses are constants, never input). */
 export const sqlList = (statuses: readonly string[]): string => statuses.map((s) => `'${s}'`).join(", ");

@@ -1,16 +1,30 @@
+import { UsageKind } from "../generated/prisma/enums.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-status.js";
 
-// The one definition of a usage row: its dimensions and its measures. The ledger→DailyUsage write,
-// the query's SELECT list, zero rows, the API's row schema, the CSV columns (and so the OpenAPI
+// The one definition of a usage row: its dimensions and its measures. The ledger→usage write, the
+// query's SELECT list, zero rows, the API's row schema, the CSV columns (and so the OpenAPI
 // document) are all derived from these tables, so a measure cannot be in one and missing in another.
 
-export const GROUP_BY = ["date", "connection", "model", "deployment", "source", "status"] as const;
+/** What a usage record is: a prediction or a training (both bill compute seconds; ids are unique within a kind). */
+export const USAGE_KINDS = Object.values(UsageKind);
+export type { UsageKind };
+
+/** Usage is kept in UTC quarter hours: every real time zone's offset is a multiple of 15 minutes. */
+export const BUCKET_MINUTES = 15;
+/** Whole UTC days carried over from before quarter hours (their ledger was pruned): exact only in UTC. */
+export const WHOLE_DAY_MINUTES = 1440;
+/** The UTC quarter hour an SQL timestamptz falls in. */
+export const quarterHourOf = (timestamptz: string) =>
+  `date_bin('${BUCKET_MINUTES} minutes', ${timestamptz}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+
+export const GROUP_BY = ["date", "connection", "kind", "model", "deployment", "source", "status"] as const;
 export type GroupBy = (typeof GROUP_BY)[number];
 
 /** The field each groupBy value is answered under. */
 export const DIMENSION_FIELD = {
   date: "date",
   connection: "connectionId",
+  kind: "kind",
   model: "model",
   deployment: "deployment",
   source: "source",
@@ -33,10 +47,10 @@ interface Measure {
   name: string;
   type: MeasureType;
   about: string;
-  /** Stored in DailyUsage: its column and the change a set of ledger rows makes to it (each row has a `sign`, 1 or -1). */
+  /** Stored in usage_buckets: its column and the change a set of ledger rows makes to it (each row has a `sign`, 1 or -1). */
   column?: string;
   delta?: string;
-  /** Priced when queried: the aggregate over the query's rows (d = daily_usage, b = basis, c = cost; see usage-query.ts). */
+  /** Priced when queried: the aggregate over the query's rows (d = usage per UTC and local day, b = basis, c = cost; see usage-query.ts). */
   priced?: string;
   /** Status-grouped rows (s = one status's count, see usage-query.ts) carry only the measures that say how to sum them. */
   perStatus?: string;
@@ -77,7 +91,10 @@ const costPart = <N extends string>(name: N, basis: string) =>
   priced(name, "usd", money(`sum(c.cost) FILTER (WHERE b.basis = '${basis}')`), `the part of estimatedCostUsd priced by ${basis}`);
 
 export const MEASURES = [
-  { ...stored("predictions", "count", "predictions", "sum(sign)::int", "predictions created that day"), perStatus: "sum(s.n)::int" },
+  {
+    ...stored("predictions", "count", "predictions", "sum(sign)::int", "predictions (and trainings) created in the row's days"),
+    perStatus: "sum(s.n)::int",
+  },
   ...TERMINAL_STATUSES.map((s) => statusCount(s, s, `status = '${s}'`)),
   statusCount("inProgress", "in_progress", `status IN (${IN_PROGRESS})`),
   statusCount("other", "other", `status NOT IN (${TERMINAL}, ${IN_PROGRESS})`),
@@ -105,13 +122,23 @@ type AnyMeasure = (typeof MEASURES)[number];
 type Answered = Exclude<AnyMeasure, { internal: true }>;
 type ValueOf = { count: number; amount: number; usd: string; label: string | null };
 
+/**
+ * How settled a row is, besides its measures (never summed): every usage row answers both, zero rows
+ * too. README ("Days, time zones and finality") says what `final` promises.
+ */
+export const ROW_STATE = {
+  final:
+    "every day of the row (each connection and day in scope when not grouped by them) is final: all its predictions and trainings were terminal when read and no later sync can read the day again",
+  refreshedAt: "when a page holding the row's predictions was last written (the latest of its quarter hours); null for a zero row",
+} as const;
+
 /** A usage row as the query, the producer and the API answer it. Status-grouped rows carry `predictions` only. */
 export type UsageRow = { [D in (typeof DIMENSION_FIELD)[GroupBy]]?: string | null } & { predictions: number } & {
   [M in Answered as M["name"]]?: ValueOf[M["type"]];
-};
+} & { final: boolean; refreshedAt: string | null };
 
 const all: readonly Measure[] = MEASURES;
-/** The measures DailyUsage stores, in its column order. */
+/** The measures usage_buckets stores, in its column order. */
 export const STORED = all.filter((m): m is Measure & { column: string; delta: string } => m.column !== undefined);
 /** The measures that count one status each, which status grouping turns into rows. */
 export const STATUS_COUNTS = STORED.filter((m) => m.status !== undefined);
@@ -119,7 +146,7 @@ export const STATUS_COUNTS = STORED.filter((m) => m.status !== undefined);
 export const answered = (byStatus: boolean): readonly Measure[] =>
   all.filter((m) => !m.internal && (!byStatus || m.perStatus !== undefined));
 
-/** The query's SELECT list of measures over daily_usage rows `d` (or per-status counts `s`). */
+/** The query's SELECT list of measures over usage rows `d` (or per-status counts `s`). */
 export const measureSelect = (byStatus: boolean): string[] =>
   answered(byStatus).map((m) => {
     const sum = byStatus ? m.perStatus : (m.priced ?? `sum(d.${m.column})::${MEASURE_TYPES[m.type].sql}`);
@@ -134,8 +161,14 @@ export const zeroMeasures = (byStatus: boolean): Record<string, number | string 
 export const dimensionFields = (groupBy: readonly GroupBy[]): string[] =>
   [...groupBy.filter((g) => g !== "status"), ...groupBy.filter((g) => g === "status")].map((g) => DIMENSION_FIELD[g]);
 
-/** The CSV columns: the line kind, the dimensions, the measures, and the idle floor's instance time. */
+/** The CSV columns: the line kind, the dimensions, the measures, the row's state, and the idle floor's instance time. */
 export const csvColumns = (groupBy: readonly GroupBy[]): string[] => {
   const byStatus = groupBy.includes("status");
-  return ["line", ...dimensionFields(groupBy), ...answered(byStatus).map((m) => m.name), ...(byStatus ? [] : ["instanceSeconds"])];
+  return [
+    "line",
+    ...dimensionFields(groupBy),
+    ...answered(byStatus).map((m) => m.name),
+    ...Object.keys(ROW_STATE),
+    ...(byStatus ? [] : ["instanceSeconds"]),
+  ];
 };

@@ -8,7 +8,7 @@ import {
   TransientProviderError,
   VaultError,
 } from "../errors.js";
-import type { EventKind } from "../generated/prisma/enums.js";
+import { EVENT_KINDS, type PauseKind } from "../domain/event-kinds.js";
 import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
@@ -29,15 +29,17 @@ export interface Attempt {
   backoffMs: number;
 }
 
-export type PauseKind = Extract<EventKind, "credential_invalid" | "scope_denied" | "token_unreadable">;
-
 export type FailureDecision =
   /** Wait, then run again; not an attempt. `event` null: nothing for support to read. */
-  | { action: "delay"; delayMs: number; event: "rate_limited" | "provider_error" | null }
-  /** Stop syncing until the customer replaces the token; `rejectedToken` is the fingerprint the provider refused. */
+  | { action: "delay"; delayMs: number; event: "rate_limited" | null }
+  /** A verification that failed for the `attempt`th time, retried after `delayMs`. */
+  | { action: "delay"; delayMs: number; event: "provider_error"; attempt: number }
+  /** Stop syncing until the token is replaced (or readable again); `rejectedToken` is the fingerprint the provider refused. */
   | { action: "pause"; event: PauseKind; rejectedToken?: string }
   | { action: "stop_run"; event: "foreign_link_refused" }
-  | { action: "retry" | "give_up"; providerError: boolean };
+  /** BullMQ runs it again within `withinMs` (its exponential backoff; jitter only shortens the wait). */
+  | { action: "retry"; providerError: boolean; withinMs: number; maxAttempts: number }
+  | { action: "give_up"; providerError: boolean };
 
 /** Verification never gives up on a transient failure: it backs off up to this, then keeps trying. */
 export const VERIFY_MAX_DELAY_MS = 10 * 60_000;
@@ -53,9 +55,12 @@ export function classify(err: unknown, attempt: Attempt): FailureDecision {
   if (attempt.queue === "verify") {
     // A connection must never be left pending because Replicate was briefly down.
     const delayMs = Math.min(VERIFY_MAX_DELAY_MS, attempt.backoffMs * 2 ** Math.max(0, attempt.attemptsStarted - 1));
-    return { action: "delay", delayMs, event: providerError ? "provider_error" : null };
+    return providerError
+      ? { action: "delay", delayMs, event: "provider_error", attempt: attempt.attemptsStarted }
+      : { action: "delay", delayMs, event: null };
   }
-  return { action: attempt.attemptsMade + 1 >= attempt.maxAttempts ? "give_up" : "retry", providerError };
+  if (attempt.attemptsMade + 1 >= attempt.maxAttempts) return { action: "give_up", providerError };
+  return { action: "retry", providerError, withinMs: attempt.backoffMs * 2 ** attempt.attemptsMade, maxAttempts: attempt.maxAttempts };
 }
 
 export interface FailureDeps {
@@ -111,6 +116,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
           message: `${message}; verification retries in ${seconds(decision.delayMs)}s`,
           httpStatus,
           retryAfterSeconds: seconds(decision.delayMs),
+          detail: { attempt: decision.attempt },
         });
       }
       log.warn("job delayed", { delayMs: decision.delayMs, error: err });
@@ -132,7 +138,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
       await recordEvent(db, {
         ...base,
         kind: decision.event,
-        level: "error",
+        level: EVENT_KINDS[decision.event].level,
         message: `${message}. Syncing is paused until the token is replaced.`,
         httpStatus,
       });
@@ -151,19 +157,22 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
 
     case "retry":
     case "give_up": {
-      const lastAttempt = decision.action === "give_up";
+      const retry = decision.action === "retry" ? decision : null;
       const attempt = job.attemptsMade + 1;
       if (decision.providerError) {
         await recordEvent(db, {
           ...base,
           kind: "provider_error",
-          level: lastAttempt ? "error" : "warn",
-          message: lastAttempt ? `${message}; giving up after ${attempt} attempts` : `${message}; will retry`,
+          level: retry ? "warn" : "error",
+          message: retry
+            ? `${message}; will retry (attempt ${attempt} of ${retry.maxAttempts} failed; next within ${seconds(retry.withinMs)}s)`
+            : `${message}; giving up after ${attempt} attempts`,
           httpStatus,
-          detail: { attempt, code: (err as { code?: string }).code },
+          retryAfterSeconds: retry && seconds(retry.withinMs),
+          detail: { attempt, maxAttempts: retry?.maxAttempts, code: (err as { code?: string }).code },
         });
       }
-      if (lastAttempt) {
+      if (!retry) {
         await recordEvent(db, {
           ...base,
           kind: "sync_failed",
@@ -171,7 +180,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
           message: "sync run failed; the next scheduled run resumes from the last saved page",
         });
       }
-      log.warn("job attempt failed", { error: err, attempt, lastAttempt });
+      log.warn("job attempt failed", { error: err, attempt, lastAttempt: !retry });
       return { then: "rethrow" };
     }
   }

@@ -7,7 +7,7 @@ export const PRUNE_MARGIN_DAYS = 2;
 
 /**
  * Bounds the ledger by the backfill window, not the account's history: terminal predictions older
- * than any run can re-read are deleted (DailyUsage keeps their totals).
+ * than any run can re-read are deleted (usage keeps their totals).
  */
 export async function pruneStep(db: Db, backfillDays: number, now = new Date()): Promise<{ deleted: number; cutoff: string }> {
   const cutoff = new Date(now.getTime() - (backfillDays + PRUNE_MARGIN_DAYS) * 86_400_000);

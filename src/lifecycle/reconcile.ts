@@ -1,6 +1,7 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { connectedConnectionIds, pendingConnectionIds } from "../repositories/connections.js";
+import { resumeErasures } from "./erase.js";
 
 const log = moduleLogger("reconcile");
 
@@ -17,6 +18,8 @@ export async function reconcile(ctx: AppContext): Promise<{ added: number; remov
   const waiting = await ctx.queues.connectionsAwaitingVerify();
   const unverified = (await pendingConnectionIds(ctx.db)).filter((id) => !waiting.has(id));
   for (const id of unverified) await ctx.queues.enqueueVerify(id);
+  // erasure: one a crash or a Redis outage left unfinished is queued again (a no-op while it is queued or running).
+  await resumeErasures(ctx);
   if (added.length || removed || unverified.length) {
     log.warn("Redis was missing work Postgres knows about; rebuilt", { added: added.length, removed, verifiesQueued: unverified.length });
   }

@@ -3,7 +3,7 @@ import { moduleLogger } from "../logger.js";
 import type { SliceJob } from "../queue/queues.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
-import { readSyncState } from "../repositories/connections.js";
+import { readSyncState, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
 import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
@@ -26,13 +26,7 @@ export interface JobProgress {
  * window has its slice job. Slice jobs have deterministic ids, so a tick during a run is a no-op.
  */
 export async function runTick(ctx: AppContext, connectionId: string, jobId?: string): Promise<SyncStepResult> {
-  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), (started) => ({
-    jobId,
-    kind: "sync_started",
-    level: "info",
-    message: `sync started for predictions created from ${started.windowStart} to ${started.windowEnd}`,
-    detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
-  }));
+  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), jobId);
   if (!run) return { outcome: "disconnected" };
   const { checkpoint } = run;
   if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, jobId);
@@ -41,6 +35,9 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
     const state = await ctx.queues.ensureSlice({ connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
     if (state === "enqueued") enqueued++;
   }
+  // Once per run, beside its first slices: usage never waits for this optional read.
+  const stored = run.started ? await storedToken(ctx.db, ctx.vault, connectionId) : null;
+  if (stored) await refreshDeployments(ctx, connectionId, stored.token, { jobId });
   return enqueued > 0 ? { outcome: "page_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
@@ -68,25 +65,18 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
   const at = checkpoint?.runId === runId ? checkpoint.windows[window] : undefined;
   if (!checkpoint || !at || page > at.pagesDone + 1) return { outcome: "stale" };
 
-  let current: Checkpoint = checkpoint;
+  let current = checkpoint;
   let written = { pages: 0, predictions: 0 };
-  let next = [window];
+  // Unless this slice was written by an attempt that crashed before chaining: then every open window is chained.
+  let next = openWindows(current).map(([id]) => id);
   if (page === at.pagesDone + 1 && !at.done) {
-    await refreshDeployments(ctx, connectionId, state.token, { checkedAt: state.deploymentsCheckedAt });
-    // A token Replicate is throttling is not split further: more windows would only queue behind its learned rate.
-    const rate = await ctx.rateCap.learnedRate(state.token);
-    const parallelism = rate.requestsPerSecond < rate.configuredPerSecond ? 1 : ctx.config.sync.parallelism;
-    const settings = { sliceMs: ctx.config.sync.sliceMs, parallelism };
-    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, settings, ctx.prefetcher);
+    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, ctx.config.sync, ctx.prefetcher);
     if (!slice.applied) return { outcome: slice.reason === "not_connected" ? "disconnected" : "stale" };
     current = slice.checkpoint;
-    written = slice;
+    written = { pages: slice.pages, predictions: slice.predictions };
     next = [window, ...slice.newWindows];
     if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, slice.rejected);
     await job.updateProgress({ pagesDone: current.pagesDone, predictionsSeen: current.predictionsSeen });
-  } else {
-    // This slice was written by an attempt that crashed before chaining: chain every open window.
-    next = openWindows(current).map(([id]) => id);
   }
   for (const id of next) {
     const w = current.windows[id]!;

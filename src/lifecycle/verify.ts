@@ -1,29 +1,24 @@
 import type { AppContext } from "../context.js";
+import type { Db } from "../db/client.js";
 import { describeAccount } from "../domain/account.js";
 import { moduleLogger } from "../logger.js";
-import { refreshDeployments } from "../pricing/deployments.js";
-import { markConnected, requireConnection, storedToken } from "../repositories/connections.js";
+import type { Account } from "../replicate/schemas.js";
+import { accountHolder, connectAccount, pauseVerified, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 
 /**
- * Checks the token against GET /v1/account, records whose account it is, marks the connection
- * connected, and starts recurring syncs plus the initial backfill. "gone" when there is no token;
- * "paused" when the account already counts in the workspace through another connection, or is not
- * the account the connection has synced.
+ * Checks the token against GET /v1/account (nothing else: every other read belongs to a run),
+ * records whose account it is, marks the connection connected, and starts recurring syncs plus the
+ * initial backfill. "gone" when there is no token; "paused" when the account already counts in the
+ * workspace through another connection, or is not the account the connection has synced.
  */
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";
   const account = await ctx.replicate.getAccount(stored.token, connectionId);
-  await refreshDeployments(ctx, connectionId, stored.token, { force: true, deferWhenThrottled: true });
   // Only the token just checked, and only while pending: a replace or disconnect meanwhile wins.
-  const outcome = await markConnected(ctx.db, connectionId, stored.ciphertext, account);
-  if (outcome === "gone") return "gone";
-  if (outcome !== "connected") {
-    const why = "duplicateOf" in outcome ? "account already connected in the workspace" : "token of another account than the connection's";
-    moduleLogger("verify", { connectionId, jobId }).info(why, outcome);
-    return "paused";
-  }
+  const outcome = await connect(ctx.db, connectionId, stored.ciphertext, account, jobId);
+  if (outcome !== "verified") return outcome;
   await recordEvent(ctx.db, {
     connectionId,
     jobId,
@@ -41,4 +36,44 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   await ctx.queues.kickSync(connectionId);
   moduleLogger("verify", { connectionId, jobId }).info("connection verified", { accountType: account.type });
   return "verified";
+}
+
+/**
+ * Connects the verified account, or pauses the connection with the event that says why: the token
+ * is another account's than the one the connection syncs (its history stays one account's), or the
+ * account already counts in the workspace through another connection.
+ */
+async function connect(db: Db, id: string, ciphertext: string, account: Account, jobId?: string): Promise<"verified" | "paused" | "gone"> {
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const outcome = await connectAccount(db, id, ciphertext, account);
+    if (outcome === "connected") return "verified";
+    if (outcome === "gone") return "gone";
+    let pause: Parameters<typeof pauseVerified>[3];
+    let holder: string | null = null;
+    if (outcome === "duplicate") {
+      holder = await accountHolder(db, id, account);
+      // The holder may have been disconnected since the unique index refused: then connecting is tried again.
+      if (holder === null) continue;
+      pause = {
+        connectionId: id,
+        jobId,
+        kind: "duplicate_account",
+        level: "error",
+        message: `${describeAccount(account)} is already connected in this workspace as connection ${holder}; this connection does not sync, so its usage is not counted twice`,
+        detail: { duplicateOf: holder, accountType: account.type, username: account.username },
+      };
+    } else {
+      pause = {
+        connectionId: id,
+        jobId,
+        kind: "account_changed",
+        level: "error",
+        message: `the new token belongs to ${describeAccount(account)}, but this connection syncs ${describeAccount(outcome.syncs)}; it was not used, so the usage history stays one account's`,
+        detail: { connected: outcome.syncs, pasted: account },
+      };
+    }
+    moduleLogger("verify", { connectionId: id, jobId }).info("connection paused at verification", { kind: pause.kind });
+    return (await pauseVerified(db, id, ciphertext, pause, holder)) ? "paused" : "gone";
+  }
+  throw new Error("the account's holder in the workspace kept changing while connecting; verification retries");
 }

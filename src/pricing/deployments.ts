@@ -1,9 +1,8 @@
 import type { Db } from "../db/client.js";
-import { RateLimitError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
-import { deploymentsCheckedAt, storeDeployments } from "../repositories/deployments.js";
+import { DEPLOYMENTS_ENDPOINT, deploymentsReadState, recordDeploymentsEvent, storeDeployments } from "../repositories/deployments.js";
 import { utcDay } from "../domain/calendar.js";
 
 // An account with more deployments than this many pages is not expected; the cap bounds a server
@@ -12,42 +11,51 @@ const MAX_PAGES = 50;
 
 /**
  * Reads the connection's deployments (hardware SKU, instance bounds, model/version of the current
- * release) and stores them. Without `force`, at most once per UTC day: verification forces it, each
- * sync page calls it and reads Replicate only on the first page of a new day. Errors propagate like
- * those of a predictions page (same failure policy), except a rate limit with `deferWhenThrottled`:
- * verification must not be retried for it (its retry would read the account again, and a token
- * paced to one request per interval would never fit both), and the first sync page reads them instead.
- * A caller that has already read the connection row passes its `checkedAt`, saving the look-up.
+ * release) and stores them; called when a run starts. Once read, not again on the same UTC day.
+ * They only price usage, so no failure of theirs is the run's: the first failure of a streak
+ * records `enrichment_failed` (later runs try again without another event) and the first read that
+ * works after it `enrichment_recovered`.
  */
 export async function refreshDeployments(
   ctx: { db: Db; replicate: ReplicateClient },
   connectionId: string,
   token: string,
-  options: { force?: boolean; now?: Date; deferWhenThrottled?: boolean; checkedAt?: Date | null } = {},
+  options: { now?: Date; jobId?: string } = {},
 ): Promise<void> {
   const now = options.now ?? new Date();
-  if (!options.force) {
-    const checkedAt = options.checkedAt === undefined ? await deploymentsCheckedAt(ctx.db, connectionId) : options.checkedAt;
-    // At most once per UTC day.
-    if (checkedAt && utcDay(checkedAt) >= utcDay(now)) return;
-  }
-  try {
-    await readAndStore(ctx, connectionId, token, now);
-  } catch (err) {
-    if (!(options.deferWhenThrottled && err instanceof RateLimitError)) throw err;
-    moduleLogger("deployments", { connectionId }).info("deployments deferred to the next sync page: rate limited");
-  }
-}
-
-async function readAndStore(ctx: { db: Db; replicate: ReplicateClient }, connectionId: string, token: string, now: Date): Promise<void> {
+  const state = await deploymentsReadState(ctx.db, connectionId);
+  if (!state || (state.checkedAt && utcDay(state.checkedAt) >= utcDay(now) && !state.failing)) return;
+  const log = moduleLogger("deployments", { connectionId, jobId: options.jobId });
+  const base = { connectionId, jobId: options.jobId, detail: { endpoint: DEPLOYMENTS_ENDPOINT } };
   const deployments: Deployment[] = [];
-  let next: string | null = null;
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const result = await ctx.replicate.listDeployments(token, next);
-    deployments.push(...result.results);
-    next = result.next;
-    if (!next) break;
+  try {
+    let next: string | null = null;
+    for (let page = 0; page < MAX_PAGES && (page === 0 || next); page++) {
+      const result = await ctx.replicate.listDeployments(token, next);
+      deployments.push(...result.results);
+      next = result.next;
+    }
+  } catch (err) {
+    const httpStatus = (err as { httpStatus?: number }).httpStatus ?? null;
+    log.warn("deployments not read; the run goes on without them", { error: err, httpStatus });
+    return recordDeploymentsEvent(ctx.db, {
+      ...base,
+      kind: "enrichment_failed",
+      level: "warn",
+      message: `could not read ${DEPLOYMENTS_ENDPOINT} (${httpStatus === null ? "no HTTP answer" : `HTTP ${httpStatus}`}): ${err instanceof Error ? err.message : String(err)}. Usage still syncs; predictions made through deployments are unpriced until a later run reads it.`,
+      httpStatus,
+      detail: { ...base.detail, httpStatus },
+    });
   }
   await storeDeployments(ctx.db, connectionId, deployments, now);
-  moduleLogger("deployments", { connectionId }).info("deployments refreshed", { deployments: deployments.length });
+  log.info("deployments refreshed", { deployments: deployments.length });
+  // Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
+  if (state.failing) {
+    await recordDeploymentsEvent(ctx.db, {
+      ...base,
+      kind: "enrichment_recovered",
+      level: "info",
+      message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
+    });
+  }
 }

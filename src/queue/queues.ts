@@ -3,6 +3,7 @@ import { Queue, type DefaultJobOptions, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { moduleLogger } from "../logger.js";
+import { purgeConnectionJobs } from "./purge.js";
 
 // The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
 // ids and options are decided here and nowhere else. Job data carries ids only: the token stays
@@ -25,14 +26,19 @@ export const webhookJobData = z.object({ deliveryId: z.string().regex(/^\d+$/) }
 export type VerifyJobData = z.infer<typeof verifyJobData>;
 export type SyncJobData = z.infer<typeof syncJobData>;
 export type WebhookJobData = z.infer<typeof webhookJobData>;
+// erasure (src/lifecycle/erase.ts): one job per connection whose history is being erased.
+export const eraseJobData = z.object({ connectionId: z.uuid() });
+export type EraseJobData = z.infer<typeof eraseJobData>;
 
 /** A slice of one window of a run: `page` is the window's next page when the job was enqueued. */
 export type SliceJob = Required<SyncJobData>;
 
-export const QUEUE = { verify: "verify", sync: "sync", webhook: "webhook", maintenance: "maintenance" } as const;
+export const QUEUE = { verify: "verify", sync: "sync", webhook: "webhook", maintenance: "maintenance", erase: "erase" } as const;
 
 /** A webhook is retried longer than a sync page: with exponential backoff from JOB_BACKOFF_MS (2 s), 12 attempts span about an hour. */
 export const WEBHOOK_ATTEMPTS = 12;
+/** erasure: an erasure waits for the connection's running jobs by failing and retrying; the reconciler re-enqueues one that gave up. */
+export const ERASE_ATTEMPTS = 12;
 
 /** Deterministic ids: a retried or repeated enqueue cannot fork a run or duplicate a tick. */
 export const jobIds = {
@@ -42,6 +48,7 @@ export const jobIds = {
   scheduler: (connectionId: string) => `sync-${connectionId}`,
   webhook: (deliveryId: string) => `webhook-${deliveryId}`,
   prune: "prune-ledger",
+  erase: (connectionId: string) => `erase-${connectionId}`,
 };
 
 /** The ledger prune runs once a day (src/lifecycle/prune.ts). */
@@ -66,6 +73,7 @@ export class JobQueues {
   readonly sync: Queue<SyncJobData>;
   readonly webhook: Queue<WebhookJobData>;
   readonly maintenance: Queue;
+  readonly erase: Queue<EraseJobData>;
   // A connection's workspace never changes: remembered, so chaining slices adds no database read.
   private readonly workspaces = new Map<string, string>();
 
@@ -80,14 +88,15 @@ export class JobQueues {
     this.sync = new Queue<SyncJobData>(QUEUE.sync, { connection, prefix, defaultJobOptions });
     this.webhook = new Queue<WebhookJobData>(QUEUE.webhook, { connection, prefix, defaultJobOptions });
     this.maintenance = new Queue(QUEUE.maintenance, { connection, prefix, defaultJobOptions });
+    this.erase = new Queue<EraseJobData>(QUEUE.erase, { connection, prefix, defaultJobOptions });
     // BullMQ prints an unhandled queue error to the console; while Redis is down each call fails on its own.
-    for (const queue of [this.verify, this.sync, this.webhook, this.maintenance]) {
+    for (const queue of [this.verify, this.sync, this.webhook, this.maintenance, this.erase]) {
       queue.on("error", (err) => log.debug("queue connection error", { queue: queue.name, error: err }));
     }
   }
 
   /** "page ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching for it. */
-  private async jobName(kind: "verify" | "tick" | "page", connectionId: string): Promise<string> {
+  private async jobName(kind: "verify" | "tick" | "page" | "erase", connectionId: string): Promise<string> {
     return `${kind} ${(await this.workspaceFor(connectionId)) ?? connectionId}`;
   }
 
@@ -199,12 +208,31 @@ export class JobQueues {
     return removed;
   }
 
+  // erasure: the erase job and the queue side of an erasure.
+  /** One job per erasure; removed when it ends either way, so the reconciler can enqueue an unfinished one again. */
+  async enqueueErase(connectionId: string): Promise<void> {
+    await this.erase.add(
+      await this.jobName("erase", connectionId),
+      { connectionId },
+      { jobId: jobIds.erase(connectionId), attempts: ERASE_ATTEMPTS, removeOnComplete: true, removeOnFail: true },
+    );
+  }
+
+  /** Removes every job, scheduler and event of the connection from the sync and verify queues; `active`: its jobs still running. */
+  async purgeConnection(connectionId: string): Promise<{ removed: number; active: number }> {
+    this.workspaces.delete(connectionId);
+    return purgeConnectionJobs(this.connection, [this.sync, this.verify], connectionId, {
+      schedulers: [jobIds.scheduler(connectionId)],
+      deduplication: [jobIds.kick(connectionId)],
+    });
+  }
+
   /** Readiness: resolves when Redis answers. */
   async ping(): Promise<void> {
     await this.connection.ping();
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verify.close(), this.sync.close(), this.webhook.close(), this.maintenance.close()]);
+    await Promise.all([this.verify.close(), this.sync.close(), this.webhook.close(), this.maintenance.close(), this.erase.close()]);
   }
 }

@@ -9,7 +9,17 @@ import { moduleLogger } from "../logger.js";
 import type { ServiceMetrics } from "../metrics.js";
 import type { WebhookAttempt } from "../webhooks/deliver.js";
 import { WebhookRelay } from "../webhooks/relay.js";
-import { QUEUE, syncJobData, verifyJobData, webhookJobData, type SyncJobData, type VerifyJobData, type WebhookJobData } from "./queues.js";
+import {
+  QUEUE,
+  eraseJobData,
+  syncJobData,
+  verifyJobData,
+  webhookJobData,
+  type EraseJobData,
+  type SyncJobData,
+  type VerifyJobData,
+  type WebhookJobData,
+} from "./queues.js";
 
 /** One processor per queue, registered by the entry point (see jobs/); a processor never sees BullMQ itself. */
 export interface Processors {
@@ -18,6 +28,8 @@ export interface Processors {
   webhook(data: WebhookJobData, job: WebhookAttempt): Promise<unknown>;
   /** Scheduled upkeep with no connection (the ledger prune); a failure is retried by BullMQ. */
   prune(): Promise<unknown>;
+  /** erasure: a connection's history, in batches; a failure (its jobs still running) is retried by BullMQ. */
+  erase(data: EraseJobData): Promise<unknown>;
 }
 
 export interface WorkerDeps {
@@ -122,6 +134,8 @@ export function startWorkers(deps: WorkerDeps, processors: Processors): Workers 
     new Worker(QUEUE.sync, handler("sync", syncJobData, processors.sync, deps), { ...options, concurrency: deps.config.sync.concurrency }),
     ...(deps.webhookRelay ? [new Worker(QUEUE.webhook, webhookHandler(processors.webhook), { ...options, concurrency: 4 })] : []),
     new Worker(QUEUE.maintenance, () => processors.prune(), { ...options, concurrency: 1 }),
+    // erasure: one at a time per process, so erasing never takes the database from the syncs.
+    new Worker(QUEUE.erase, (job: Job<EraseJobData>) => processors.erase(eraseJobData.parse(job.data)), { ...options, concurrency: 1 }),
   ];
   deps.webhookRelay?.start();
   for (const w of workers) {

@@ -105,15 +105,15 @@ export class ReplicateClient {
     return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
-  /** One page of the account's deployments; `cursorUrl` is a `next` link (same origin only). */
+  /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
     const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
-    return this.get(token, url, deploymentPageSchema);
+    return this.get(token, url, deploymentPageSchema, undefined, true);
   }
 
-  /** What requests with this token are paced at now, for health views; null without a rate cap. */
+  /** What requests with this token are paced at now (a throttled token's windows are not split); null without a rate cap. */
   async learnedRate(token: string): Promise<LearnedRate | null> {
-    return (await this.options.rateCap?.learnedRate?.(token)) ?? null;
+    return (await this.options.rateCap?.learnedRate(token)) ?? null;
   }
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
@@ -144,14 +144,24 @@ export class ReplicateClient {
     return url;
   }
 
-  private async get<S extends z.ZodType>(token: string, url: URL, schema: S, connectionId?: string): Promise<z.output<S>> {
-    const { rateCap, stillWanted } = this.options;
+  // An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace: it
+  // neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
+  private async get<S extends z.ZodType>(
+    token: string,
+    url: URL,
+    schema: S,
+    connectionId?: string,
+    optional = false,
+  ): Promise<z.output<S>> {
+    const { stillWanted } = this.options;
+    const rateCap = optional ? undefined : this.options.rateCap;
     let body: string;
     try {
       const request = this.http.get(url, {
         responseType: "buffer",
         signal: this.options.signal,
         headers: { authorization: `Bearer ${token}` },
+        ...(optional ? { retry: { limit: 0 } } : {}),
         hooks: {
           beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],
           // Checked after the backoff, right before the request would go out again.
@@ -175,7 +185,8 @@ export class ReplicateClient {
       }
       body = await this.decode(response, token);
     } catch (err) {
-      throw await this.learnFrom(await this.toProviderError(err, url, token), token);
+      const error = await this.toProviderError(err, url, token);
+      throw optional ? error : await this.learnFrom(error, token);
     }
     let json: unknown;
     try {
@@ -233,11 +244,11 @@ export class ReplicateClient {
 
   // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
   private async learnFrom(error: Error, token: string): Promise<Error> {
-    const throttled = this.options.rateCap?.throttled?.bind(this.options.rateCap);
-    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !throttled) return error;
+    const { rateCap } = this.options;
+    if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !rateCap) return error;
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
     // Redis failing here must not hide the 429 itself: the job is still delayed by Retry-After.
-    const rate = await throttled(token, { seconds, source }).catch((err: unknown) => {
+    const rate = await rateCap.throttled(token, { seconds, source }).catch((err: unknown) => {
       moduleLogger("replicate").warn("could not lower the learned rate", { error: err instanceof Error ? err.message : String(err) });
       return null;
     });

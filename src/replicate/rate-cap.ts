@@ -7,8 +7,8 @@ import type { RetryAfter } from "./retry-after.js";
 export interface RequestRateCap {
   acquire(token: string): Promise<void>;
   /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
-  throttled?(token: string, retryAfter: RetryAfter): Promise<number>;
-  learnedRate?(token: string): Promise<LearnedRate>;
+  throttled(token: string, retryAfter: RetryAfter): Promise<number>;
+  learnedRate(token: string): Promise<LearnedRate>;
 }
 
 export interface AdaptiveOptions {
@@ -121,6 +121,22 @@ export class RedisRequestRateCap implements RequestRateCap {
     const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond];
     const milli = Number(await this.redis.eval(THROTTLED, 2, ...this.keys(token), ...args));
     return milli / 1000;
+  }
+
+  /**
+   * Deletes the pacing state of every token but `stored` (the tokens connections still hold). The
+   * keys name a token's hash, not a connection, so once a token is deleted this is the only way
+   * to find its keys (an erasure leaves none of them behind).
+   */
+  async forgetAllBut(stored: Iterable<string>): Promise<number> {
+    const kept = new Set([...stored].map(tokenFingerprint));
+    const head = `${this.keyPrefix}:ratecap:`;
+    let deleted = 0;
+    for await (const keys of this.redis.scanStream({ match: `${head}*`, count: 500 })) {
+      const orphans = (keys as string[]).filter((k) => !kept.has(k.slice(head.length).split(":")[0]!));
+      if (orphans.length) deleted += await this.redis.del(...orphans);
+    }
+    return deleted;
   }
 
   /** The rate this token is paced at, for health views and the event log. */

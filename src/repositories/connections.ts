@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { runPrepared, type Db } from "../db/client.js";
-import { describeAccount, type AccountRef } from "../domain/account.js";
+import type { AccountRef } from "../domain/account.js";
 import { TRANSITIONS, type Transition } from "../domain/connection-state.js";
 import { ConflictError, NotFoundError } from "../errors.js";
 import { Prisma, type Connection } from "../generated/prisma/client.js";
 import type { Account } from "../replicate/schemas.js";
 import { tokenFingerprint, type TokenVault } from "../vault.js";
-import { recordEvent } from "./events.js";
+import { recordEvent, type NewEvent } from "./events.js";
 import { takeOverHistory } from "./history-transfer.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
@@ -92,7 +92,8 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   return row;
 }
 
-export type VerifyOutcome = "connected" | "gone" | { duplicateOf: string } | { accountChanged: AccountRef };
+/** What connecting a verified account did; see connectAccount. */
+export type ConnectOutcome = "connected" | "gone" | "duplicate" | { syncs: AccountRef };
 
 // Connecting moves a reconnected account's history in the same transaction: 1M ledger rows took 12 s
 // here, far past Prisma's 5 s default for an interactive transaction.
@@ -101,98 +102,78 @@ const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
 const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
 
 /**
- * Verification succeeded for the token read as `ciphertext`: connected, taking over the history of
- * the account's disconnected connections in the workspace, unless the token was replaced or
- * disconnected meanwhile ("gone"), it belongs to another account than the one the connection has
- * synced (its history is one account's), or the same Replicate account already counts in the
- * workspace. The unique index connections_one_account_per_workspace decides the last case, so two
- * verifications of one account racing each other cannot both connect.
+ * Marks the connection connected for `account`, verified with the token read as `ciphertext`,
+ * taking over the history of the account's disconnected connections in the workspace in the same
+ * transaction. Changes nothing when the token was replaced or disconnected meanwhile ("gone"), when
+ * the connection has synced another account (`syncs`: that one), or when the account already
+ * counts in the workspace ("duplicate": the unique index connections_one_account_per_workspace
+ * decides, so two verifications of one account racing each other cannot both connect).
  */
-export async function markConnected(db: Db, id: string, ciphertext: string, account: Account): Promise<VerifyOutcome> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.$transaction(async (tx) => {
-        const locked = await lockConnection(tx, id);
-        if (!locked) return "gone";
-        if (locked.account_username !== null && (locked.account_username !== account.username || locked.account_type !== account.type)) {
-          return markAccountChanged(tx, id, ciphertext, { type: locked.account_type!, username: locked.account_username }, account);
-        }
-        const { count } = await tx.connection.updateMany({
-          where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
-          data: {
-            status: TRANSITIONS.verify_ok.to,
-            accountUsername: account.username,
-            accountType: account.type,
-            verifiedAt: new Date(),
-            duplicateOf: null,
-          },
-        });
-        if (count === 0) return "gone";
-        await takeOverHistory(tx, id, locked.workspace_id, account);
-        return "connected";
-      }, TAKE_OVER_LIMITS);
-    } catch (err) {
-      if (!isUniqueViolation(err) || attempt === 3) throw err;
-    }
-    // The holder may have been disconnected since the violation: then the update is tried again.
-    const duplicate = await markDuplicate(db, id, ciphertext, account);
-    if (duplicate) return duplicate;
+export async function connectAccount(db: Db, id: string, ciphertext: string, account: Account): Promise<ConnectOutcome> {
+  try {
+    return await db.$transaction(async (tx) => {
+      const locked = await lockConnection(tx, id);
+      if (!locked) return "gone";
+      if (locked.account_username !== null && (locked.account_username !== account.username || locked.account_type !== account.type)) {
+        return { syncs: { type: locked.account_type!, username: locked.account_username } };
+      }
+      const { count } = await tx.connection.updateMany({
+        where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
+        data: {
+          status: TRANSITIONS.verify_ok.to,
+          accountUsername: account.username,
+          accountType: account.type,
+          verifiedAt: new Date(),
+          duplicateOf: null,
+        },
+      });
+      if (count === 0) return "gone";
+      await takeOverHistory(tx, id, locked.workspace_id, account);
+      return "connected";
+    }, TAKE_OVER_LIMITS);
+  } catch (err) {
+    if (isUniqueViolation(err)) return "duplicate";
+    throw err;
   }
 }
 
-/** Pauses a connection whose new token is another account's, with the event that names both. */
-async function markAccountChanged(
-  tx: Prisma.TransactionClient,
-  id: string,
-  ciphertext: string,
-  connected: AccountRef,
-  pasted: AccountRef,
-): Promise<VerifyOutcome> {
-  const { count } = await tx.connection.updateMany({
-    where: { id, tokenCiphertext: ciphertext, ...allowed("account_changed") },
-    data: { status: TRANSITIONS.account_changed.to },
+/** The connection that holds `account` in the workspace of connection `id` (not disconnected, not a duplicate), or null. */
+export async function accountHolder(db: Db, id: string, account: AccountRef): Promise<string | null> {
+  const workspaceId = await workspaceOf(db, id);
+  if (workspaceId === null) return null;
+  const holder = await db.connection.findFirst({
+    where: {
+      workspaceId,
+      accountType: account.type,
+      accountUsername: account.username,
+      status: { not: "disconnected" },
+      duplicateOf: null,
+      id: { not: id },
+    },
+    select: { id: true },
   });
-  if (count === 0) return "gone";
-  await recordEvent(tx, {
-    connectionId: id,
-    kind: "account_changed",
-    level: "error",
-    message: `the new token belongs to ${describeAccount(pasted)}, but this connection syncs ${describeAccount(connected)}; it was not used, so the usage history stays one account's`,
-    detail: { connected, pasted },
-  });
-  return { accountChanged: pasted };
+  return holder?.id ?? null;
 }
 
-/** Pauses the connection as a duplicate of the one already holding the account, with the event that says so. */
-async function markDuplicate(db: Db, id: string, ciphertext: string, account: Account): Promise<VerifyOutcome | null> {
+/**
+ * Pauses a connection for what its verification found (`event.kind` names the transition), with
+ * that event, only while the token read as `ciphertext` is still stored and the state machine
+ * allows it; false when nothing changed.
+ */
+export async function pauseVerified(
+  db: Db,
+  id: string,
+  ciphertext: string,
+  event: NewEvent & { kind: "account_changed" | "duplicate_account" },
+  duplicateOf: string | null,
+): Promise<boolean> {
   return db.$transaction(async (tx) => {
-    const locked = await lockConnection(tx, id);
-    if (!locked) return "gone";
-    const holder = await tx.connection.findFirst({
-      where: {
-        workspaceId: locked.workspace_id,
-        accountType: account.type,
-        accountUsername: account.username,
-        status: { not: "disconnected" },
-        duplicateOf: null,
-        id: { not: id },
-      },
-      select: { id: true },
-    });
-    if (!holder) return null;
     const { count } = await tx.connection.updateMany({
-      where: { id, tokenCiphertext: ciphertext, ...allowed("duplicate_account") },
-      data: { status: TRANSITIONS.duplicate_account.to, duplicateOf: holder.id },
+      where: { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
+      data: { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
     });
-    if (count === 0) return "gone";
-    await recordEvent(tx, {
-      connectionId: id,
-      kind: "duplicate_account",
-      level: "error",
-      message: `${describeAccount(account)} is already connected in this workspace as connection ${holder.id}; this connection does not sync, so its usage is not counted twice`,
-      detail: { duplicateOf: holder.id, accountType: account.type, username: account.username },
-    });
-    return { duplicateOf: holder.id };
+    if (count === 1) await recordEvent(tx, event);
+    return count === 1;
   });
 }
 
@@ -245,27 +226,17 @@ export async function holdsToken(db: Db, vault: TokenVault, id: string, token: s
 
 const READ_SYNC_STATE = {
   name: "read_sync_state",
-  text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState", deployments_checked_at AS "deploymentsCheckedAt"
-         FROM connections WHERE id = $1::uuid`,
+  text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState" FROM connections WHERE id = $1::uuid`,
 };
 
 /**
  * What a page job needs before fetching: the token and the checkpoint, read without a lock (the
  * page write re-checks both under the row lock). Null unless the connection is connected.
  */
-export async function readSyncState(
-  db: Db,
-  vault: TokenVault,
-  id: string,
-): Promise<{ token: string; syncState: unknown; deploymentsCheckedAt: Date | null } | null> {
-  const [row] = await runPrepared<{
-    tokenCiphertext: string | null;
-    status: string;
-    syncState: unknown;
-    deploymentsCheckedAt: Date | null;
-  }>(db, READ_SYNC_STATE, [id]);
+export async function readSyncState(db: Db, vault: TokenVault, id: string): Promise<{ token: string; syncState: unknown } | null> {
+  const [row] = await runPrepared<{ tokenCiphertext: string | null; status: string; syncState: unknown }>(db, READ_SYNC_STATE, [id]);
   if (!row?.tokenCiphertext || row.status !== "connected") return null;
-  return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState, deploymentsCheckedAt: row.deploymentsCheckedAt };
+  return { token: vault.open(row.tokenCiphertext, id), syncState: row.syncState };
 }
 
 /** Status and checkpoint, for saying why a fenced write did not apply. */

@@ -1,11 +1,45 @@
 import type { Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
+import { recordEvent, type NewEvent } from "./events.js";
 
-/** When the connection's deployments were last read; null when never (or the connection is gone). */
-export async function deploymentsCheckedAt(db: Db, connectionId: string): Promise<Date | null> {
-  const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
-  return row?.deploymentsCheckedAt ?? null;
+/** The endpoint enrichment events about deployments name (detail.endpoint). */
+export const DEPLOYMENTS_ENDPOINT = "/v1/deployments";
+
+const lastEvent = (kind: "enrichment_failed" | "enrichment_recovered", connection: string) =>
+  `coalesce((SELECT max(e.id) FROM integration_events e WHERE e.connection_id = ${connection} AND e.kind = '${kind}'
+     AND e.detail->>'endpoint' = '${DEPLOYMENTS_ENDPOINT}'), 0)`;
+
+/**
+ * SQL, true while the connection's deployments read is failing: its last enrichment event about
+ * them is an enrichment_failed (a connection's runs, and so its reads, follow one another).
+ */
+export const deploymentsFailing = (connection: string) =>
+  `${lastEvent("enrichment_failed", connection)} > ${lastEvent("enrichment_recovered", connection)}`;
+
+/** When the deployments were last read, and whether reading them is failing; null for an unknown connection. */
+export async function deploymentsReadState(db: Db, connectionId: string): Promise<{ checkedAt: Date | null; failing: boolean } | null> {
+  const [row] = await db.$queryRawUnsafe<{ checkedAt: Date | null; failing: boolean }[]>(
+    `SELECT deployments_checked_at AS "checkedAt", ${deploymentsFailing("c.id")} AS failing FROM connections c WHERE c.id = $1::uuid`,
+    connectionId,
+  );
+  return row ?? null;
+}
+
+/**
+ * Writes `event` (enrichment_failed or enrichment_recovered) only if it moves the streak: the first
+ * failure opens it, the first success ends it. The streak is read after the row lock, in a statement
+ * of its own (so it sees what committed meanwhile): two reads ending at once write one event.
+ */
+export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
+  await db.$transaction(async (tx) => {
+    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, event.connectionId);
+    const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(
+      `SELECT ${deploymentsFailing("$1::uuid")} AS failing`,
+      event.connectionId,
+    );
+    if (row!.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
+  });
 }
 
 /**
@@ -55,7 +89,7 @@ export async function currentDeployments(
   scope: { connectionId?: string; workspaceId?: string },
 ): Promise<(DeploymentView & { connectionId: string })[]> {
   const rows = await db.deployment.findMany({
-    where: { connectionId: scope.connectionId, connection: scope.workspaceId ? { workspaceId: scope.workspaceId } : undefined },
+    where: { connectionId: scope.connectionId, connection: { workspaceId: scope.workspaceId, erasureRequestedAt: null } },
     orderBy: [{ connectionId: "asc" }, { name: "asc" }, { releaseNumber: "desc" }],
     distinct: ["connectionId", "name"],
   });

@@ -11,17 +11,18 @@ import { addToUsage, usageDeltas } from "./usage.js";
 const PREDECESSORS = `
 SELECT id FROM connections
 WHERE workspace_id = $1 AND account_type = $2::"AccountType" AND account_username = $3 AND status = 'disconnected' AND id <> $4::uuid
+  AND erasure_requested_at IS NULL -- history asked to be erased is not carried on
 ORDER BY updated_at DESC, id
 FOR UPDATE`;
 
 /**
- * A prediction both ledgers hold (only data from before this transfer existed can have them) stays
+ * A prediction (or training) both ledgers hold (only data from before this transfer existed can have them) stays
  * the successor's: the predecessor's row leaves its ledger and what it added leaves its usage.
  */
 const DROP_SHARED = `
 WITH dropped AS (
   DELETE FROM prediction_records p USING prediction_records s
-  WHERE p.connection_id = $1::uuid AND s.connection_id = $2::uuid AND s.prediction_id = p.prediction_id
+  WHERE p.connection_id = $1::uuid AND s.connection_id = $2::uuid AND s.kind = p.kind AND s.prediction_id = p.prediction_id
   RETURNING p.*, -1 AS sign
 ),
 deltas AS (${usageDeltas("dropped")})
@@ -33,7 +34,7 @@ const MOVE_LEDGER = `UPDATE prediction_records SET connection_id = $2::uuid WHER
 
 // Rows a subtraction left at zero are not carried over.
 const MOVE_USAGE = `
-WITH moved AS (DELETE FROM daily_usage WHERE connection_id = $1::uuid RETURNING *),
+WITH moved AS (DELETE FROM usage_buckets WHERE connection_id = $1::uuid RETURNING *),
 kept AS (SELECT * FROM moved WHERE predictions <> 0),
 added AS (${addToUsage("$2::uuid", "workspace_id", "kept")} RETURNING 1)
 SELECT (SELECT count(*) FROM added)::int AS "usageRows", (SELECT coalesce(sum(predictions), 0) FROM kept)::int AS predictions`;
@@ -66,7 +67,7 @@ export async function takeOverHistory(
     if (ledgerRows === 0 && usage!.usageRows === 0) continue;
     moved = true;
     const detail = { from, to: successorId, predictions: usage!.predictions, usageRows: usage!.usageRows, ledgerRows };
-    const what = `${usage!.predictions} predictions over ${usage!.usageRows} daily usage rows`;
+    const what = `${usage!.predictions} predictions over ${usage!.usageRows} usage rows`;
     await recordEvent(tx, {
       connectionId: from,
       kind: "history_moved",

@@ -47,11 +47,6 @@ const COMPLETE_RUN = {
   SELECT count(*)::int AS n FROM completed`,
 };
 
-export interface RunPlanInputs {
-  highWaterMark: Date | null;
-  oldestUnfinished: Date | null;
-}
-
 /**
  * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
  * crashed run resumes from its checkpoint; `started` says which. Null when the connection is not
@@ -60,7 +55,7 @@ export interface RunPlanInputs {
 export async function startRun(
   db: Db,
   connectionId: string,
-  plan: (inputs: RunPlanInputs) => Checkpoint,
+  plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null }) => Checkpoint,
   /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
   event: (checkpoint: Checkpoint) => RunEvent,
 ): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {

@@ -1,7 +1,12 @@
 import type { Queryable } from "../db/client.js";
+import { deploymentsFailing } from "./deployments.js";
+import { notBeingErased } from "./erasure.js";
+import type { UsageDayFacts } from "../domain/coverage.js";
 import {
   DIMENSION_FIELD,
   STATUS_COUNTS,
+  STORED,
+  WHOLE_DAY_MINUTES,
   basisOf,
   measureSelect,
   money,
@@ -13,14 +18,19 @@ import { HARDWARE_PRICE_SPANS, MODEL_PRICE_SPANS, MODEL_SKU_SPANS, inSpan, spans
 
 export { GROUP_BY, type GroupBy } from "../domain/usage-measures.js";
 
+/** A usage row as read: whether it is final is decided afterwards, from coverage (see Finality). */
+export type QueriedRow = Omit<UsageRow, "final">;
+
 export interface UsageQuery {
   workspaceId?: string;
   connectionId?: string;
+  /** Local calendar days in `timeZone`, inclusive. */
   from: string;
   to: string;
+  /** IANA time zone name, already validated (src/domain/calendar.ts). */
+  timeZone: string;
   groupBy: GroupBy[];
 }
-
 /** Dedicated hardware bills while idle: min_instances × SKU price × 86 400 s for each day a deployment existed. */
 export interface IdleFloorRow {
   line: "idle_floor";
@@ -34,8 +44,9 @@ export interface IdleFloorRow {
 }
 
 const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
-  date: "d.usage_date",
+  date: "d.day",
   connection: "d.connection_id",
+  kind: "d.kind",
   model: "d.model",
   deployment: "d.deployment",
   source: "d.source",
@@ -43,27 +54,30 @@ const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
 // Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
 // order), answered as text.
 const dimension = (g: GroupBy, column: string) =>
-  `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : g === "connection" ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
+  `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : ["connection", "kind"].includes(g) ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
+const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 // Grouping by status turns each row's status counts into one row per status.
 const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `('${m.status}', d.${m.column})`).join(", ")}) AS s(status, n)`;
 
 /** The releases of the deployments in scope as spans: each applies from the day it was created until the next one. */
-const releases = (inScope: string) =>
+const releases = (inScope: string[]) =>
   `releases AS (${spans(
-    `deployments WHERE connection_id IN (SELECT cn.id FROM connections cn WHERE ${inScope})`,
+    `deployments WHERE connection_id IN (SELECT cn.id FROM connections cn WHERE ${inScope.join(" AND ")})`,
     "connection_id, name",
     "model, hardware, min_instances, last_seen_on",
     "release_number",
   )})`;
 
-// Each daily row is priced at query time by the price book in force on its day, so a price change
+// Each row is priced at query time by the price book in force on its UTC day, so a price change
 // recomputes history exactly. A deployment bills its hardware; otherwise a model's token prices,
-// then its per-output price, then the hardware an operator mapped it to; else it is unpriced.
+// then its per-output price, then the hardware an operator mapped it to; else it is unpriced. None of
+// this looks at the kind: a training is priced like a prediction of its model (the trainer's hardware).
 // billable_seconds and the token sums exclude aborted predictions, which Replicate does not bill.
+// Prices and releases are joined as spans of days: one hash join each, not a lookup per row.
 const HARDWARE = `hw AS (${HARDWARE_PRICE_SPANS})`;
 const PRICES = `${HARDWARE}, mp AS (${MODEL_PRICE_SPANS}), mh AS (${MODEL_SKU_SPANS})`;
-const at = (span: string, on: string) => `${on} AND ${inSpan(span, "d.usage_date")}`;
+const at = (span: string, on: string) => `${on} AND ${inSpan(span, "d.utc_day")}`;
 const PRICED = `
   LEFT JOIN releases dep ON ${at("dep", "dep.connection_id = d.connection_id AND dep.name = d.deployment")}
   LEFT JOIN mh ON ${at("mh", "mh.model = d.model")}
@@ -73,6 +87,8 @@ const PRICED = `
   LEFT JOIN mp pred ON ${at("pred", "pred.model = d.model AND pred.unit = 'prediction'")}
   CROSS JOIN LATERAL (SELECT CASE
       WHEN dep.hardware IS NOT NULL THEN CASE WHEN hw.price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
+      -- While the deployments cannot be read, the model's own price would be a guess at other hardware.
+      WHEN d.deployment <> '' AND ${deploymentsFailing("d.connection_id")} THEN 'unpriced'
       WHEN pin.price IS NOT NULL OR pout.price IS NOT NULL THEN 'tokens'
       WHEN pred.price IS NOT NULL THEN 'outputs'
       WHEN hw.price IS NOT NULL THEN 'hardware_seconds'
@@ -83,34 +99,84 @@ const PRICED = `
       WHEN 'outputs' THEN d.succeeded * pred.price
       ELSE 0 END AS cost) c`;
 
-/** The WHERE clause and parameters every usage query shares: date range ($1, $2) plus connection or workspace. */
-function scope(q: UsageQuery, date: string | null, connection: string, workspace: string): { where: string; params: unknown[] } {
-  const params: unknown[] = [q.from, q.to];
-  const filters = date ? [`${date} BETWEEN $1::date AND $2::date`] : [];
+/** The range ($1, $2: local days), the zone ($3) and connection or workspace: what every usage query shares. */
+function scope(q: UsageQuery, connection: string, workspace: string): { filters: string[]; params: unknown[] } {
+  const params: unknown[] = [q.from, q.to, q.timeZone];
+  const filters = [notBeingErased(connection)];
   if (q.connectionId) filters.push(`${connection} = $${params.push(q.connectionId)}::uuid`);
   if (q.workspaceId) filters.push(`${workspace} = $${params.push(q.workspaceId)}`);
-  return { where: filters.join(" AND "), params };
+  return { filters, params };
+}
+
+const LOCAL_START = (day: string) => `(${day})::timestamp AT TIME ZONE $3::text`;
+const UTC_START = (day: string) => `(${day})::timestamp AT TIME ZONE 'UTC'`;
+
+/**
+ * The usage of the range per connection, UTC day, local day, kind, model, deployment and source
+ * (`d`): quarter hours summed into the local day they fall in, which a UTC day shares with at most one
+ * other, so pricing (per UTC day) costs about what it did per day. A whole-UTC-day row (1440) counts
+ * under its UTC date; `utc_only` marks where that is not the local day, i.e. the zone is not at UTC
+ * all that day. `refreshed_at` is when a page holding these predictions was last written.
+ */
+function usageByDay(q: UsageQuery): { sql: string; params: unknown[] } {
+  const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
+  const sql = `
+    SELECT u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source,
+      ${STORED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
+      max(u.updated_at) AS refreshed_at,
+      bool_or(u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND NOT (
+        (u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00'
+      )) AS utc_only
+    FROM usage_buckets u
+    CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
+    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day
+                                    ELSE (u.bucket_start AT TIME ZONE $3::text)::date END AS day) l
+    WHERE u.bucket_start >= least(${LOCAL_START("$1::date")}, ${UTC_START("$1::date")})
+      AND u.bucket_start < greatest(${LOCAL_START("$2::date + 1")}, ${UTC_START("$2::date + 1")})
+      AND l.day BETWEEN $1::date AND $2::date${filters.map((f) => ` AND ${f}`).join("")}
+    GROUP BY u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source`;
+  return { sql, params };
 }
 
 // At most `limit` rows: the caller refuses an answer that would hold more.
-const grouping = (cols: string[], limit: number) =>
+const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
-/** Dashboard query over DailyUsage; inclusive date range, grouped by any of date/connection/model/deployment/source/status. */
-export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRow[]> {
+/**
+ * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
+ * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the caller's (see Finality).
+ */
+export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<QueriedRow[]> {
   const byStatus = q.groupBy.includes("status");
   const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
   const columns = [...dims.map((g) => COLUMN[g]), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
-  const { where, params } = scope(q, "d.usage_date", "d.connection_id", "d.workspace_id");
-  const priced = `WITH ${releases(scope(q, null, "cn.id", "cn.workspace_id").where)}, ${PRICES}`;
-  const sql = `${byStatus ? "" : priced} SELECT ${[...select, ...measureSelect(byStatus)].join(", ")}
-    FROM daily_usage d ${byStatus ? STATUS_UNPIVOT : PRICED}
-    WHERE ${where}${byStatus ? " AND s.n > 0" : ""}
+  const { sql: days, params } = usageByDay(q);
+  const priced = `WITH ${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}`;
+  const sql = `${byStatus ? "" : priced} SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
+    FROM (${days}) d ${byStatus ? STATUS_UNPIVOT : PRICED}
+    ${byStatus ? "WHERE s.n > 0" : ""}
     ${grouping(columns, limit)}`;
-  const { rows } = await db.query<UsageRow>(sql, params);
+  const { rows } = await db.query<QueriedRow>(sql, params);
   // Without grouping, an empty range yields one row of nulls: report no rows instead.
   return rows.filter((r) => r.predictions !== null);
+}
+
+/** Per connection and local day of the range that has usage: what finality and coverage need to know of it. */
+export async function queryUsageDays(db: Queryable, q: UsageQuery): Promise<UsageDayFacts> {
+  const { sql: days, params } = usageByDay(q);
+  const { rows } = await db.query<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }>(
+    `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
+       max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
+     FROM (${days}) d GROUP BY d.connection_id, d.day`,
+    params,
+  );
+  const facts: UsageDayFacts = new Map();
+  for (const r of rows) {
+    const days = facts.get(r.id) ?? facts.set(r.id, new Map()).get(r.id)!;
+    days.set(r.date, { unfinished: r.unfinished, refreshedAt: r.refreshedAt, utcOnly: r.utcOnly });
+  }
+  return facts;
 }
 
 // The release column each idle-floor dimension groups by; days are generated per release.
@@ -120,18 +186,19 @@ const idleColumn = (g: IdleDimension) => (g === "date" ? "g.day::date" : `f.${RE
 
 /**
  * The idle floor of deployments in scope, grouped like the usage rows (by date, connection, model,
- * deployment; not by source or status, which idle time has none of). A release's configuration
+ * deployment; not by kind, source or status, which idle time has none of). A release's configuration
  * applies from the day it was created until the next release, or the last day the deployment was
- * listed. Releases that share the answer's dimensions, hardware and days are added up before their
- * days are generated, and days only within each one's span: the work grows with the deployments in
- * scope and their days, never with the range (none in scope, nothing to do).
+ * listed. A local day is as long as it is in the query's zone (23 or 25 hours on DST days). Releases
+ * that share the answer's dimensions, hardware and days are added up before their days are generated,
+ * and days only within each one's span: the work grows with the deployments in scope and their days,
+ * never with the range (none in scope, nothing to do).
  */
 export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infinity): Promise<IdleFloorRow[]> {
   if (q.groupBy.includes("status")) return [];
   const dims = q.groupBy.filter((g): g is IdleDimension => g === "date" || g in RELEASE_COLUMN);
   const kept = [...dims.flatMap((g) => (g === "date" ? [] : [RELEASE_COLUMN[g]])), "hardware"];
-  const { where, params } = scope(q, null, "cn.id", "cn.workspace_id");
-  const sql = `WITH ${releases(where)}, ${HARDWARE},
+  const { filters, params } = scope(q, "cn.id", "cn.workspace_id");
+  const sql = `WITH ${releases(filters)}, ${HARDWARE},
     floor AS (
       SELECT ${kept.join(", ")}, sum(min_instances) AS instances,
              greatest(since, $1::date) AS first, least(until - 1, last_seen_on, $2::date) AS last
@@ -139,18 +206,19 @@ export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infin
       GROUP BY ${[...kept, "first", "last"].join(", ")}
     )
     SELECT ${[`'idle_floor' AS "line"`, ...dims.map((g) => dimension(g, idleColumn(g)))].join(", ")},
-      sum(f.instances * 86400)::float8 AS "instanceSeconds",
-      ${money("sum(f.instances * 86400 * hw.price)")} AS "estimatedCostUsd",
+      sum(f.instances * s.seconds)::float8 AS "instanceSeconds",
+      ${money("sum(f.instances * s.seconds * hw.price)")} AS "estimatedCostUsd",
       ${basisOf("CASE WHEN hw.price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END")} AS "costBasis"
     FROM floor f
     CROSS JOIN generate_series(f.first, f.last, interval '1 day') AS g(day)
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM ${LOCAL_START("g.day::date + 1")} - ${LOCAL_START("g.day::date")}) AS seconds) s
     LEFT JOIN hw ON hw.sku = f.hardware AND ${inSpan("hw", "g.day::date")}
     ${grouping(dims.map(idleColumn), limit)}`;
   const { rows } = await db.query<IdleFloorRow>(sql, params);
   return rows.filter((r) => r.instanceSeconds !== null);
 }
 
-const valueOf = (r: UsageRow, g: GroupBy) => ((r as Record<string, unknown>)[DIMENSION_FIELD[g]] as string | null | undefined) ?? null;
+const valueOf = (r: QueriedRow, g: GroupBy) => ((r as Record<string, unknown>)[DIMENSION_FIELD[g]] as string | null | undefined) ?? null;
 
 /**
  * Adds a zero row for each day in `days` that has no row: per connection (key = connection id) with
@@ -158,20 +226,20 @@ const valueOf = (r: UsageRow, g: GroupBy) => ((r as Record<string, unknown>)[DIM
  * merged in where the query's order puts it (nulls first), the query's rows keeping their order.
  * Null when the rows would be more than `limit`.
  */
-export function fillZeroDays(rows: UsageRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): UsageRow[] | null {
+export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): QueriedRow[] | null {
   const byConnection = groupBy.includes("connection");
   const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));
   const zero = zeroMeasures(groupBy.includes("status"));
-  const zeros: UsageRow[] = [];
+  const zeros: QueriedRow[] = [];
   for (const [connectionId, list] of days) {
     for (const date of list.filter((d) => !seen.has(`${connectionId}|${d}`))) {
       const dims = Object.fromEntries(groupBy.map((g) => [DIMENSION_FIELD[g], null]));
-      zeros.push({ ...dims, date, ...(byConnection ? { connectionId } : {}), ...zero } as UsageRow);
+      zeros.push({ ...dims, date, ...(byConnection ? { connectionId } : {}), ...zero, refreshedAt: null } as QueriedRow);
       if (rows.length + zeros.length > limit) return null;
     }
   }
   // Only dates, connection ids and nulls are compared here: the same order in any collation.
-  const compare = (a: UsageRow, b: UsageRow) => {
+  const compare = (a: QueriedRow, b: QueriedRow) => {
     for (const g of groupBy) {
       const [x, y] = [valueOf(a, g), valueOf(b, g)];
       if (x !== y) return x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
@@ -179,7 +247,7 @@ export function fillZeroDays(rows: UsageRow[], groupBy: GroupBy[], days: Map<str
     return 0;
   };
   zeros.sort(compare);
-  const merged: UsageRow[] = [];
+  const merged: QueriedRow[] = [];
   let z = 0;
   for (const row of rows) {
     while (z < zeros.length && compare(zeros[z]!, row) < 0) merged.push(zeros[z++]!);

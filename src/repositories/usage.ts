@@ -1,34 +1,45 @@
 import { runPrepared, type Db } from "../db/client.js";
-import { utcDay } from "../domain/calendar.js";
 import { TERMINAL_STATUSES, sqlList, sqlStatusRank, statusRank } from "../domain/prediction-status.js";
-import { STORED } from "../domain/usage-measures.js";
+import { BUCKET_MINUTES, STORED, quarterHourOf, type UsageKind } from "../domain/usage-measures.js";
+import type { PlannedWrite } from "../domain/checkpoint.js";
 import type { Prediction } from "../replicate/schemas.js";
 
 const TERMINAL = sqlList(TERMINAL_STATUSES);
 
 const USAGE_SUMS = STORED.map((m) => m.column);
+/** usage_buckets' key besides the connection (and the workspace, which follows from it). */
+const USAGE_KEY = ["bucket_start", "bucket_minutes", "kind", "model", "deployment", "source"];
 
-/** DailyUsage's sums over `rows` (ledger rows, each with a `sign` of 1 or -1), one row per usage key. */
+/**
+ * What the write takes: a prediction, or a training with `kind: "training"` (the same metadata, read
+ * from GET /v1/trainings). Without a kind it is a prediction. Ids are unique within a kind only.
+ */
+export type UsageRecord = Prediction & { kind?: UsageKind };
+const kindOf = (r: UsageRecord): UsageKind => r.kind ?? "prediction";
+
+/** The usage sums over `rows` (ledger rows, each with a `sign` of 1 or -1), one row per usage key (quarter hour, kind, model, deployment, source). */
 export const usageDeltas = (rows: string) => `
-  SELECT usage_date, model, deployment, coalesce(source, '') AS source,
+  SELECT ${quarterHourOf("created_at")} AS bucket_start, ${BUCKET_MINUTES} AS bucket_minutes, kind, model, deployment,
+    coalesce(source, '') AS source,
     ${STORED.map((m) => `${m.delta} AS ${m.column}`).join(",\n    ")}
-  FROM ${rows} GROUP BY usage_date, model, deployment, coalesce(source, '')`;
+  FROM ${rows} GROUP BY 1, kind, model, deployment, coalesce(source, '')`;
 
-/** Adds `rows` (a usage key and each stored measure) to the DailyUsage rows of `connection` in `workspace`. */
+/** Adds `rows` (a usage key and each stored measure) to the usage rows of `connection` in `workspace`. */
 export const addToUsage = (connection: string, workspace: string, rows: string) => `
-  INSERT INTO daily_usage AS d (connection_id, workspace_id, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, updated_at)
-  SELECT ${connection}, ${workspace}, usage_date, model, deployment, source, ${USAGE_SUMS.join(", ")}, now() FROM ${rows}
-  ON CONFLICT (connection_id, usage_date, model, deployment, source) DO UPDATE SET
+  INSERT INTO usage_buckets AS d (connection_id, workspace_id, ${USAGE_KEY.join(", ")}, ${USAGE_SUMS.join(", ")}, updated_at)
+  SELECT ${connection}, ${workspace}, ${USAGE_KEY.join(", ")}, ${USAGE_SUMS.join(", ")}, now() FROM ${rows}
+  ON CONFLICT (connection_id, ${USAGE_KEY.join(", ")}) DO UPDATE SET
     ${USAGE_SUMS.map((c) => `${c} = d.${c} + EXCLUDED.${c}`).join(", ")}, updated_at = now()`;
 
 /**
  * One prepared statement, one round trip, atomic on its own: writes the pages read from one window
  * only if the connection is still connected and that window is still where the pages continue
  * (compare-and-set under the row lock, so a disconnect or a second worker with the same pages makes
- * it write nothing). It upserts the pages into the ledger and moves DailyUsage by exactly what changed: each written row adds its
+ * it write nothing). It upserts the pages into the ledger and moves usage (UTC quarter hours) by exactly what changed: each written row adds its
  * new state and subtracts the state it replaced. A replayed row changes nothing, so it adds nothing;
  * a row the status guard keeps is not written, so it neither adds nor subtracts. The cost is the
- * page's size, never the size of its day.
+ * page's size, never the size of its day. Each record carries its kind: a prediction and a training
+ * are different ledger rows whatever their ids.
  *
  * `previous` reads the statement's snapshot, taken before the row lock is granted. That is safe
  * because only one writer can pass the compare-and-set for a window (any writer of the same window
@@ -45,10 +56,10 @@ WITH conn AS (
   FOR UPDATE
 ),
 incoming AS (
-  SELECT * FROM unnest($9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+  SELECT * FROM unnest($9::text[], $10::"UsageKind"[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
                        $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::float8[], $20::float8[],
                        $21::bigint[], $22::bigint[], $23::boolean[])
-    AS t(prediction_id, usage_date, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time,
+    AS t(prediction_id, kind, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time,
          input_tokens, output_tokens, data_removed)
   WHERE EXISTS (SELECT 1 FROM conn)
 ),
@@ -56,34 +67,34 @@ previous AS (
   -- One primary-key lookup per incoming id (LIMIT 1 keeps the planner from turning this into a
   -- join that scans every row of the connection when its statistics are stale).
   SELECT p.* FROM incoming i CROSS JOIN LATERAL (
-    SELECT p.prediction_id, p.usage_date, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
+    SELECT p.kind, p.prediction_id, p.created_at, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
            p.input_tokens, p.output_tokens
-    FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.prediction_id = i.prediction_id LIMIT 1
+    FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.kind = i.kind AND p.prediction_id = i.prediction_id LIMIT 1
   ) p
 ),
 written AS (
-  INSERT INTO prediction_records AS p (connection_id, prediction_id, usage_date, model, version, deployment, status, source,
+  INSERT INTO prediction_records AS p (connection_id, prediction_id, kind, model, version, deployment, status, source,
                                        created_at, started_at, completed_at, predict_time, total_time, input_tokens, output_tokens,
                                        data_removed, updated_at)
   SELECT $1::uuid, i.*, now() FROM incoming i
-  ON CONFLICT (connection_id, prediction_id) DO UPDATE SET
-    usage_date = EXCLUDED.usage_date, model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
+  ON CONFLICT (connection_id, kind, prediction_id) DO UPDATE SET
+    model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
     status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
     completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time,
     input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, data_removed = EXCLUDED.data_removed, updated_at = now()
   WHERE ${sqlStatusRank("EXCLUDED.status")} >= ${sqlStatusRank("p.status")}
-  RETURNING p.prediction_id, p.usage_date, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
+  RETURNING p.kind, p.prediction_id, p.created_at, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
             p.input_tokens, p.output_tokens
 ),
 changes AS (
   SELECT w.*, 1 AS sign FROM written w
   UNION ALL
-  SELECT b.*, -1 FROM previous b JOIN written w USING (prediction_id)
+  SELECT b.*, -1 FROM previous b JOIN written w USING (kind, prediction_id)
 ),
 deltas AS (${usageDeltas("changes")}),
 applied AS (
   ${addToUsage("$1::uuid", "conn.workspace_id", "deltas CROSS JOIN conn")}
-  RETURNING d.usage_date, d.model, d.deployment, d.source, d.predictions
+  RETURNING d.bucket_start, d.kind, d.model, d.deployment, d.source, d.predictions
 ),
 windows AS (
   SELECT (conn.sync_state->'windows') || $5::jsonb AS w FROM conn
@@ -101,82 +112,71 @@ advanced AS (
   RETURNING c.sync_state
 )
 SELECT (SELECT sync_state FROM advanced) AS "syncState",
-       count(applied.*)::int AS groups,
-       coalesce(array_agg(to_char(usage_date, 'YYYY-MM-DD')) FILTER (WHERE predictions = 0), '{}') AS "emptyDates",
+       coalesce(array_agg(bucket_start) FILTER (WHERE predictions = 0), '{}') AS "emptyBuckets",
+       coalesce(array_agg(kind::text) FILTER (WHERE predictions = 0), '{}') AS "emptyKinds",
        coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
        coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments",
        coalesce(array_agg(source) FILTER (WHERE predictions = 0), '{}') AS "emptySources"
 FROM applied`;
 
 const DELETE_EMPTY = `
-DELETE FROM daily_usage d USING unnest($2::date[], $3::text[], $4::text[], $5::text[]) AS e(usage_date, model, deployment, source)
-WHERE d.connection_id = $1::uuid AND d.usage_date = e.usage_date AND d.model = e.model AND d.deployment = e.deployment
-  AND d.source = e.source AND d.predictions = 0`;
-
-export interface FencedPages {
-  connectionId: string;
-  runId: string;
-  windowId: string;
-  /** The window the pages continue: the write happens only if it is still the stored one. */
-  expected: object;
-  /** The windows stored with the pages (the advanced window, and new ones when it was split). */
-  windows: Record<string, object>;
-  pages: number;
-  days: string[];
-  predictions: Prediction[];
-  /** When the write splits the window: the open windows the split was planned for (see the fence). */
-  splitFor: number | null;
-}
+DELETE FROM usage_buckets d
+USING unnest($2::timestamptz[], $3::"UsageKind"[], $4::text[], $5::text[], $6::text[]) AS e(bucket_start, kind, model, deployment, source)
+WHERE d.connection_id = $1::uuid AND d.bucket_start = e.bucket_start AND d.bucket_minutes = ${BUCKET_MINUTES} AND d.kind = e.kind
+  AND d.model = e.model AND d.deployment = e.deployment AND d.source = e.source AND d.predictions = 0`;
 
 const WRITE = { name: "write_pages", text: WRITE_PAGES };
 const PRUNE_EMPTY = { name: "delete_empty_usage", text: DELETE_EMPTY };
 
 /**
- * Writes pages (deduped by id, the most advanced state winning) into the ledger and DailyUsage and
- * stores their window, all or nothing. `syncState` is the checkpoint after the write, or null when
- * the fence did not hold (nothing was written).
+ * Writes pages (deduped by kind and id, the most advanced state winning) into the ledger and usage and
+ * stores their window, all or nothing. Returns the checkpoint after the write, or null when the
+ * fence did not hold (nothing was written).
  */
-export async function writePages(db: Db, page: FencedPages): Promise<{ syncState: unknown; groups: number }> {
-  const rows = latestById(page.predictions);
+export async function writePages(db: Db, connectionId: string, write: PlannedWrite<UsageRecord>): Promise<unknown> {
+  const rows = latestById(write.predictions);
   const [result] = await runPrepared<{
     syncState: unknown;
-    groups: number;
-    emptyDates: string[];
+    emptyBuckets: Date[];
+    emptyKinds: string[];
     emptyModels: string[];
     emptyDeployments: string[];
     emptySources: string[];
   }>(db, WRITE, [
-    page.connectionId,
-    page.runId,
-    page.windowId,
-    JSON.stringify(page.expected),
-    JSON.stringify(page.windows),
-    page.pages,
+    connectionId,
+    write.runId,
+    write.windowId,
+    JSON.stringify(write.expected),
+    JSON.stringify(write.windows),
+    write.pages,
     rows.length,
-    page.days,
+    write.days,
     ...ledgerColumns(rows),
-    page.splitFor,
+    write.splitFor,
   ]);
+  // An aggregate without GROUP BY: always one row.
+  const { syncState, ...empty } = result!;
   // A group whose last prediction moved to another day/model: the statement that emptied it cannot
   // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
-  if (result && result.emptyDates.length > 0) {
+  if (empty.emptyBuckets.length > 0) {
     await runPrepared(db, PRUNE_EMPTY, [
-      page.connectionId,
-      result.emptyDates,
-      result.emptyModels,
-      result.emptyDeployments,
-      result.emptySources,
+      connectionId,
+      empty.emptyBuckets,
+      empty.emptyKinds,
+      empty.emptyModels,
+      empty.emptyDeployments,
+      empty.emptySources,
     ]);
   }
-  return { syncState: result?.syncState ?? null, groups: result?.groups ?? 0 };
+  return syncState;
 }
 
 /** The ledger columns of `rows`, one array each, in the order the write statement's `unnest` takes them. */
-export function ledgerColumns(rows: Prediction[]): unknown[][] {
-  const col = <T>(f: (p: Prediction) => T) => rows.map(f);
+export function ledgerColumns(rows: UsageRecord[]): unknown[][] {
+  const col = <T>(f: (p: UsageRecord) => T) => rows.map(f);
   return [
     col((p) => p.id),
-    col((p) => utcDay(p.created_at)),
+    col(kindOf),
     col((p) => p.model ?? ""),
     col((p) => p.version),
     col((p) => p.deployment ?? ""),
@@ -193,11 +193,12 @@ export function ledgerColumns(rows: Prediction[]): unknown[][] {
   ];
 }
 
-function latestById(predictions: Prediction[]): Prediction[] {
-  const byId = new Map<string, Prediction>();
-  for (const p of predictions) {
-    const seen = byId.get(p.id);
-    if (!seen || statusRank(p.status) >= statusRank(seen.status)) byId.set(p.id, p);
+function latestById(records: UsageRecord[]): UsageRecord[] {
+  const byId = new Map<string, UsageRecord>();
+  for (const p of records) {
+    const key = `${kindOf(p)}:${p.id}`;
+    const seen = byId.get(key);
+    if (!seen || statusRank(p.status) >= statusRank(seen.status)) byId.set(key, p);
   }
   return [...byId.values()];
 }
@@ -215,7 +216,7 @@ const PRUNE_LEDGER = {
 
 /**
  * Deletes ledger rows no run can read again: terminal predictions created before `cutoff` (and
- * before the window of any run in progress). DailyUsage is not touched, so no total changes; a run
+ * before the window of any run in progress). Usage is not touched, so no total changes; a run
  * never reaches back past BACKFILL_DAYS, so a pruned prediction is never read (and counted) again.
  */
 export async function pruneLedger(db: Db, cutoff: Date, batch = 10_000): Promise<number> {

@@ -1,64 +1,51 @@
 import type { Db } from "../db/client.js";
-import type { Prediction } from "../replicate/schemas.js";
+import type { RejectedRecord } from "../replicate/schemas.js";
 import { readRunState } from "../repositories/connections.js";
-import { writePages } from "../repositories/usage.js";
-import { openWindows, parseCheckpoint, planWrite, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
+import { writePages, type UsageRecord } from "../repositories/usage.js";
+import { parseCheckpoint, planWrite, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 
-export type PageOutcome =
+/** What writing a window's pages did: one write (applyPages) or a slice's writes together (runSlice). */
+export type SliceResult =
   | {
       applied: true;
       checkpoint: Checkpoint;
-      groups: number;
       /** Pages and predictions of this window written (a window's pages past its end are dropped). */
       pages: number;
       predictions: number;
-      /** Windows this write split off, to be read by their own jobs. */
+      /** Records of those pages that could not be kept (ids and reasons). */
+      rejected: RejectedRecord[];
+      /** Windows split off, to be read by their own jobs. */
       newWindows: string[];
     }
   /** Nothing written: the connection is gone, or these pages were already applied / belong to another run. */
-  | { applied: false; reason: "not_connected" | "stale_run" | "already_applied"; checkpoint: Checkpoint | null };
-
-export interface PagesInput {
-  connectionId: string;
-  /** The checkpoint the pages were fetched from; they are written only if their window is still where it was. */
-  checkpoint: Checkpoint;
-  windowId: string;
-  /** Consecutive pages of the window, in the order read. */
-  pages: { next: string | null; predictions: Prediction[] }[];
-  /** How many windows the run may read at once (a busy window is split up to this). */
-  parallelism: number;
-}
+  | { applied: false; reason: "not_connected" | "stale_run" | "already_applied" };
 
 /**
- * Writes pages read from one window: ledger upsert, the DailyUsage change they make and the advanced
- * (perhaps split) window, in one atomic statement fenced on the window, so a page is never applied
- * twice or after a disconnect.
+ * Writes consecutive pages read from window `windowId` of `checkpoint`: ledger upsert, the
+ * usage change they make and the advanced window, split into up to `parallelism` open windows
+ * if it turned out busy, in one atomic statement fenced on the window, so a page is never applied
+ * twice or after a disconnect. `throttled` is asked only when a split is planned: a token Replicate
+ * is throttling is not split further, since more windows would only queue behind its learned rate.
  */
-export async function applyPages(db: Db, input: PagesInput): Promise<PageOutcome> {
-  const { connectionId, checkpoint, windowId } = input;
-  const expected = checkpoint.windows[windowId]!;
-  const plan = planWrite(checkpoint, windowId, input.pages, input.parallelism);
-  const split = Object.keys(plan.windows).length > 1;
-  const written = await writePages(db, {
-    connectionId,
-    runId: checkpoint.runId,
-    windowId,
-    expected,
-    windows: plan.windows,
-    pages: plan.pages,
-    days: plan.days,
-    predictions: plan.predictions,
-    splitFor: split ? openWindows(checkpoint).length : null,
-  });
-  if (written.syncState !== null) {
-    const next = parseCheckpoint(written.syncState);
-    if (!next) throw new Error("the write statement stored a checkpoint that does not parse");
+export async function applyPages(
+  db: Db,
+  connectionId: string,
+  checkpoint: Checkpoint,
+  windowId: string,
+  pages: { next: string | null; results: UsageRecord[]; rejected: RejectedRecord[] }[],
+  parallelism: number,
+  throttled?: () => Promise<boolean>,
+): Promise<SliceResult> {
+  let plan = planWrite(checkpoint, windowId, pages, parallelism);
+  if (plan.splitFor !== null && (await throttled?.())) plan = planWrite(checkpoint, windowId, pages, 1);
+  const stored = parseCheckpoint(await writePages(db, connectionId, plan));
+  if (stored) {
     return {
       applied: true,
-      checkpoint: next,
-      groups: written.groups,
+      checkpoint: stored,
       pages: plan.pages,
       predictions: plan.predictions.length,
+      rejected: pages.slice(0, plan.pages).flatMap((p) => p.rejected),
       newWindows: Object.keys(plan.windows).filter((id) => id !== windowId),
     };
   }
@@ -66,12 +53,14 @@ export async function applyPages(db: Db, input: PagesInput): Promise<PageOutcome
   // Why not (rare path): say so precisely, for the job's outcome and the tests.
   const row = await readRunState(db, connectionId);
   const current = parseCheckpoint(row?.syncState);
-  if (row?.status !== "connected") return { applied: false, reason: "not_connected", checkpoint: current };
+  if (row?.status !== "connected") return { applied: false, reason: "not_connected" };
   const now = current?.runId === checkpoint.runId ? current.windows[windowId] : undefined;
-  if (now && now.pagesDone > expected.pagesDone) return { applied: false, reason: "already_applied", checkpoint: current };
+  if (now && now.pagesDone > plan.expected.pagesDone) return { applied: false, reason: "already_applied" };
   // Only the split was refused (another window split meanwhile): plan again from what is stored now.
-  if (split && now && sameWindow(now, expected)) return applyPages(db, { ...input, checkpoint: current! });
-  return { applied: false, reason: "stale_run", checkpoint: current };
+  if (plan.splitFor !== null && now && sameWindow(now, plan.expected)) {
+    return applyPages(db, connectionId, current!, windowId, pages, parallelism, throttled);
+  }
+  return { applied: false, reason: "stale_run" };
 }
 
 const sameWindow = (a: SyncWindow, b: SyncWindow) =>

@@ -1,12 +1,6 @@
 import type { PredictionPage } from "../replicate/schemas.js";
 import { windowId, type SyncWindow } from "../domain/checkpoint.js";
 
-/** Where a window's next page is read from. */
-export interface WindowPosition {
-  runId: string;
-  window: SyncWindow;
-}
-
 /**
  * The first page of a window's next slice, requested while the current slice writes its last pages:
  * the job for the next slice takes that response when it runs in the same process (otherwise it
@@ -19,7 +13,7 @@ export class PagePrefetcher {
   constructor(private readonly capacity: number) {}
 
   /** `scope` names the connection and the token the request is made with. */
-  static key(scope: string, at: WindowPosition): string {
+  static key(scope: string, at: { runId: string; window: SyncWindow }): string {
     return `${scope}|${at.runId}|${windowId(at.window)}|${at.window.pagesDone}|${at.window.nextUrl ?? ""}`;
   }
 
@@ -30,7 +24,7 @@ export class PagePrefetcher {
   }
 
   /** Starts fetching the page after `from` (the window once the current slice is written). */
-  ahead(scope: string, from: WindowPosition, fetch: (at: SyncWindow) => Promise<PredictionPage>): void {
+  ahead(scope: string, from: { runId: string; window: SyncWindow }, fetch: (at: SyncWindow) => Promise<PredictionPage>): void {
     const key = PagePrefetcher.key(scope, from);
     if (!from.window.nextUrl || from.window.done || this.pages.has(key)) return;
     const page = fetch(from.window);

@@ -1,52 +1,43 @@
+import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { PredictionPage, RejectedRecord } from "../replicate/schemas.js";
-import type { NewEvent } from "../repositories/events.js";
 import { startRun } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
 import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
-import { applyPages, type PageOutcome } from "./engine.js";
+import { applyPages, type SliceResult } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
-
-export interface RunSettings {
-  backfillDays: number;
-  lookbackHours: number;
-}
-
-/** How a window is read: for about `sliceMs` per job, up to `parallelism` windows of a run at once. */
-export interface SliceSettings {
-  sliceMs: number;
-  parallelism: number;
-}
 
 /**
  * Pages read ahead of the writer in a slice. They are written together in one statement (one commit
  * for several pages) whenever the write is the slower half; a few bound what a disconnect discards.
  */
-export const READ_AHEAD_PAGES = 4;
+const READ_AHEAD_PAGES = 4;
 
-/** Starts a run over the window the settings give, or returns the current one; null unless connected. */
+/** Starts a run over the window the settings give (with its sync_started event), or returns the current one; null unless connected. */
 export function beginRun(
   db: Db,
   connectionId: string,
-  settings: RunSettings,
+  settings: Pick<Config["sync"], "backfillDays" | "lookbackHours">,
   now = new Date(),
-  startedEvent: (checkpoint: Checkpoint) => Omit<NewEvent, "connectionId"> = () => ({
-    kind: "sync_started",
-    level: "info",
-    message: "sync started",
-  }),
+  jobId?: string,
 ): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
   return startRun(
     db,
     connectionId,
     (inputs) => newCheckpoint({ now, highWaterMark: inputs.highWaterMark, oldestUnfinished: inputs.oldestUnfinished, ...settings }),
-    startedEvent,
+    (started) => ({
+      jobId,
+      kind: "sync_started",
+      level: "info",
+      message: `sync started for predictions created from ${started.windowStart} to ${started.windowEnd}`,
+      detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
+    }),
   );
 }
 
 /** Fetches a window's next page: its filtered first page, then the `next` links. */
-export function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<PredictionPage> {
+function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<PredictionPage> {
   return client.listPredictions(token, {
     connectionId,
     cursorUrl: w.nextUrl,
@@ -115,10 +106,6 @@ class WindowReader {
   }
 }
 
-export type SliceOutcome =
-  | Exclude<PageOutcome, { applied: true }>
-  | { applied: true; checkpoint: Checkpoint; pages: number; predictions: number; rejected: RejectedRecord[]; newWindows: string[] };
-
 /**
  * Reads and writes one window for about `sliceMs`: pages are fetched ahead while earlier ones are
  * written, and whatever has arrived is written together in one fenced statement. Token and
@@ -132,13 +119,17 @@ export async function runSlice(
   connectionId: string,
   checkpoint: Checkpoint,
   id: string,
-  settings: SliceSettings,
+  settings: Pick<Config["sync"], "sliceMs" | "parallelism">,
   prefetcher?: PagePrefetcher,
-): Promise<SliceOutcome> {
+): Promise<SliceResult> {
   // A response fetched with a token that has since been replaced is never reused.
   const scope = `${connectionId}|${tokenFingerprint(token)}`;
   const deadline = Date.now() + settings.sliceMs;
   const fetchAt = (w: SyncWindow) => fetchWindowPage(client, token, w, connectionId);
+  const throttled = async () => {
+    const rate = await client.learnedRate(token);
+    return rate !== null && rate.requestsPerSecond < rate.configuredPerSecond;
+  };
   let current = checkpoint;
   const window = () => current.windows[id]!;
   const first = window();
@@ -152,22 +143,16 @@ export async function runSlice(
   const done = { pages: 0, predictions: 0, rejected: [] as RejectedRecord[], newWindows: [] as string[] };
   for (let pages = await reader.take(); pages.length > 0; pages = await reader.take()) {
     if (Date.now() >= deadline) reader.stop();
-    const outcome = await applyPages(db, {
-      connectionId,
-      checkpoint: current,
-      windowId: id,
-      pages: pages.map((p) => ({ next: p.next, predictions: p.results })),
-      parallelism: settings.parallelism,
-    });
-    if (!outcome.applied) {
+    const written = await applyPages(db, connectionId, current, id, pages, settings.parallelism, throttled);
+    if (!written.applied) {
       reader.stop();
-      return outcome;
+      return written;
     }
-    current = outcome.checkpoint;
-    done.pages += outcome.pages;
-    done.predictions += outcome.predictions;
-    done.rejected.push(...pages.slice(0, outcome.pages).flatMap((p) => p.rejected));
-    done.newWindows.push(...outcome.newWindows);
+    current = written.checkpoint;
+    done.pages += written.pages;
+    done.predictions += written.predictions;
+    done.rejected.push(...written.rejected);
+    done.newWindows.push(...written.newWindows);
     if (window().done) break;
   }
   prefetcher?.ahead(scope, { runId: current.runId, window: window() }, fetchAt);

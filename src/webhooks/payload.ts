@@ -1,17 +1,8 @@
+import type { WebhookType } from "../domain/event-kinds.js";
 import type { Health } from "../domain/health.js";
 
 // What the backend receives: the Standard Webhooks envelope {type, timestamp, data}. Ids and health
 // only: never a token, a secret or anything read from a customer's predictions.
-
-export const WEBHOOK_TYPES = [
-  "connection.verified",
-  "connection.action_required",
-  "connection.recovered",
-  "connection.disconnected",
-  "sync.failed",
-  "backfill.completed",
-] as const;
-export type WebhookType = (typeof WEBHOOK_TYPES)[number];
 
 export interface WebhookPayload {
   type: WebhookType;

@@ -1,6 +1,7 @@
 import type { Db } from "../db/client.js";
 import { moduleLogger } from "../logger.js";
-import { getConnectionView } from "../repositories/connection-views.js";
+import { connectionHealth } from "../domain/health.js";
+import { getConnectionRow } from "../repositories/connection-views.js";
 import { expireStaleWebhooks, fixWebhookPayload, markWebhookQueued, pendingWebhooks } from "../repositories/webhooks.js";
 import { buildPayload } from "./payload.js";
 
@@ -36,8 +37,9 @@ export class WebhookRelay {
       const rows = await pendingWebhooks(db, BATCH);
       for (const row of rows) {
         if (row.payload === null) {
-          const connection = await getConnectionView(db, row.connectionId);
-          if (connection) await fixWebhookPayload(db, row.id, JSON.stringify(buildPayload(row, connection)));
+          const connection = await getConnectionRow(db, row.connectionId);
+          const payload = connection && buildPayload(row, { ...connection, health: connectionHealth(connection, new Date()) });
+          if (payload) await fixWebhookPayload(db, row.id, JSON.stringify(payload));
         }
         await this.deps.enqueue(row.id.toString());
         await markWebhookQueued(db, row.id);

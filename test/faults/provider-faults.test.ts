@@ -10,7 +10,7 @@ import { dumpRedis } from "../support/redis.js";
 import { eventCounts, expectExact, checkpointPages, waitForSyncedSince } from "../support/sync-checks.js";
 
 // What Replicate can do wrong, one connection per scenario, connected through the real HTTP API.
-// Every scenario ends with DailyUsage equal to the fake server's ground truth.
+// Every scenario ends with usage equal to the fake server's ground truth.
 
 const TIMEOUT = 120_000;
 let h: Harness;
@@ -109,7 +109,7 @@ test("unknown statuses are counted under other, not dropped", async () => {
   const { id } = await connect("unknownstatus", truth);
   await waitForSyncedSince(h, id, null);
   await expectExact(h, id, truth);
-  const other = await h.ctx.db.dailyUsage.aggregate({ where: { connectionId: id }, _sum: { other: true } });
+  const other = await h.ctx.db.usageBucket.aggregate({ where: { connectionId: id }, _sum: { other: true } });
   expect(other._sum.other).toBe(120);
   recordScenario({ scenario: "unknown statuses", injected: "120 of 600 with queued/rebooting", outcome: "counted as other; exact" });
 });
@@ -157,7 +157,7 @@ test("a next link to another host is never followed; an event says why; the next
 test("an empty account syncs to no rows and says so", async () => {
   const { id } = await connect("emptyaccount", []);
   await waitForSyncedSince(h, id, null);
-  expect(await h.ctx.db.dailyUsage.count({ where: { connectionId: id } })).toBe(0);
+  expect(await h.ctx.db.usageBucket.count({ where: { connectionId: id } })).toBe(0);
   expect((await messages(id, "sync_completed"))[0]).toMatch(/^sync finished: 0 predictions/);
   recordScenario({ scenario: "empty account", injected: "no predictions", outcome: "sync_completed with 0 predictions; no rows" });
 });

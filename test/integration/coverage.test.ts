@@ -108,7 +108,8 @@ test("coverage during the stuck backfill: partial span, not complete; zero fill 
   expect(new Set(dates).size).toBe(dates.length);
 
   const csv = await get(`/v1/usage?${range}&groupBy=date&format=csv`);
-  expect(JSON.parse(csv.headers.get("x-coverage")!)).toEqual(body.coverage);
+  const spans = body.coverage.map(({ days, ...span }: { days: unknown[] }) => (expect(days.length).toBeGreaterThan(0), span));
+  expect(JSON.parse(csv.headers.get("x-coverage")!)).toEqual(spans);
 });
 
 test("a synced empty account: complete coverage and a zero row for every day; a range before its backfill was never read", async () => {

@@ -1,5 +1,4 @@
 import * as producer from "../../src/producer.js";
-import { getConnectionView } from "../../src/repositories/connection-views.js";
 import { queryUsage } from "../../src/repositories/usage-query.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
@@ -28,7 +27,7 @@ const verified = (id: string) =>
   );
 
 async function workspaceTotal(workspaceId: string): Promise<number> {
-  const [row] = await queryUsage(h.ctx.db.pool, { workspaceId, from: "2000-01-01", to: "2100-01-01", groupBy: [] });
+  const [row] = await queryUsage(h.ctx.db.pool, { workspaceId, from: "2000-01-01", to: "2100-01-01", timeZone: "UTC", groupBy: [] });
   return row?.predictions ?? 0;
 }
 
@@ -41,7 +40,7 @@ test("a second connection of the same account in a workspace is a duplicate; tot
   expect(await verified(second.id)).toMatchObject({ status: "credential_error", duplicateOf: first.id, lastSyncedAt: null });
   const event = await h.ctx.db.integrationEvent.findFirstOrThrow({ where: { connectionId: second.id, kind: "duplicate_account" } });
   expect(event.detail).toMatchObject({ duplicateOf: first.id, username: "twice-co" });
-  const health = (await getConnectionView(h.ctx.db, second.id))!.health;
+  const health = (await producer.getConnection(h.ctx, second.id)).health;
   expect(health.state).toBe("action_required");
   expect(health.message).toContain(first.id);
   expect(health.action).toContain(first.id);
@@ -87,7 +86,7 @@ test("reconnecting an account after a disconnect continues its history: each pre
   const now = h.fake.predictions(after);
   expect(await workspaceTotal("ws-again")).toBe(now.length);
   await expectExact(h, second.id, now);
-  expect(await h.ctx.db.dailyUsage.count({ where: { connectionId: first.id } })).toBe(0);
+  expect(await h.ctx.db.usageBucket.count({ where: { connectionId: first.id } })).toBe(0);
   const moved = await h.ctx.db.integrationEvent.findMany({
     where: { kind: "history_moved", connectionId: { in: [first.id, second.id] } },
     orderBy: { id: "asc" },
@@ -134,7 +133,7 @@ test("a token of another Replicate account pasted into a connection is refused: 
     connected: { type: "organization", username: "kept-co" },
     pasted: { type: "user", username: "someone-else" },
   });
-  const health = (await getConnectionView(h.ctx.db, x.id))!.health;
+  const health = (await producer.getConnection(h.ctx, x.id)).health;
   expect(health).toMatchObject({ state: "action_required", lastError: expect.objectContaining({ kind: "account_changed" }) });
   expect(health.action).toMatch(/kept-co/);
   expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${tokenB}` && r.endpoint === "predictions")).toEqual([]);
@@ -146,7 +145,7 @@ test("a token of another Replicate account pasted into a connection is refused: 
 
   await producer.replaceToken(h.ctx, x.id, tokenA2); // a new token of the same account: resumes
   await waitForSyncedSince(h, x.id, lastSyncedAt);
-  expect((await getConnectionView(h.ctx.db, x.id))!.health.state).toBe("healthy");
+  expect((await producer.getConnection(h.ctx, x.id)).health.state).toBe("healthy");
   expect(await webhookTypes()).toEqual(expect.arrayContaining(["connection.action_required", "connection.recovered"]));
   await expectExact(h, x.id, ofA);
 });
@@ -168,7 +167,7 @@ test("history two disconnected connections both counted (before a reconnect took
   await waitForSyncedSince(h, next.id, null);
   expect(await workspaceTotal("ws-twice")).toBe(history.length);
   await expectExact(h, next.id, history);
-  for (const id of [first.id, copy]) expect(await h.ctx.db.dailyUsage.count({ where: { connectionId: id } })).toBe(0);
+  for (const id of [first.id, copy]) expect(await h.ctx.db.usageBucket.count({ where: { connectionId: id } })).toBe(0);
 });
 
 /** A disconnected copy of a connection with its ledger and usage, as two backfills of one account left them. */
@@ -180,7 +179,7 @@ async function cloneConnection(id: string): Promise<string> {
     id,
   );
   const copy = row!.copy;
-  for (const table of ["prediction_records", "daily_usage"]) {
+  for (const table of ["prediction_records", "usage_buckets"]) {
     const columns = (
       await h.ctx.db.$queryRawUnsafe<{ c: string }[]>(
         `SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 AND column_name <> 'connection_id'`,
@@ -208,18 +207,18 @@ test("a history of a million ledger rows moves in the transaction that connects 
   );
   const old = row!.id;
   await h.ctx.db.$executeRawUnsafe(
-    `INSERT INTO prediction_records (connection_id, prediction_id, usage_date, model, deployment, status, source, created_at, predict_time)
-     SELECT $1::uuid, 'old' || g, current_date - 100 + g % 60, 'acme/model-' || g % 4, '', 'succeeded', 'api',
-            (current_date - 100 + g % 60)::timestamptz, 1.5
+    `INSERT INTO prediction_records (connection_id, prediction_id, model, deployment, status, source, created_at, predict_time)
+     SELECT $1::uuid, 'old' || g, 'acme/model-' || g % 4, '', 'succeeded', 'api',
+            (current_date - 100 + g % 60)::timestamptz + (g % 96) * interval '15 minutes', 1.5
      FROM generate_series(1, 1000000) g`,
     old,
   );
   await h.ctx.db.$executeRawUnsafe(
-    `INSERT INTO daily_usage (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed, canceled,
-                              aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, billable_seconds)
-     SELECT connection_id, 'ws-big', usage_date, model, deployment, source, count(*), count(*), 0, 0, 0, 0, 0, sum(predict_time), 0,
+    `INSERT INTO usage_buckets (connection_id, workspace_id, bucket_start, kind, model, deployment, source, predictions, succeeded, failed,
+                                canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions, billable_seconds)
+     SELECT connection_id, 'ws-big', created_at, kind, model, deployment, source, count(*), count(*), 0, 0, 0, 0, 0, sum(predict_time), 0,
             count(*), sum(predict_time)
-     FROM prediction_records WHERE connection_id = $1::uuid GROUP BY 1, 2, 3, 4, 5, 6`,
+     FROM prediction_records WHERE connection_id = $1::uuid GROUP BY 1, 2, 3, 4, 5, 6, 7`,
     old,
   );
 

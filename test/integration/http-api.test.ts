@@ -37,7 +37,7 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
   const csv = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=date&format=csv`);
   expect(String(csv.body).split("\n")[0]).toBe(
     "line,date,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions,billableSeconds,inputTokens,outputTokens," +
-      "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare,instanceSeconds",
+      "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare,final,refreshedAt,instanceSeconds",
   );
   const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=source`);
   const truth = started.h.fake.predictions(token);

@@ -3,7 +3,7 @@ import { pruneStep, PRUNE_MARGIN_DAYS } from "../../src/lifecycle/prune.js";
 import { ReplicateClient } from "../../src/replicate/client.js";
 import { completeRun } from "../../src/repositories/runs.js";
 import { openWindows } from "../../src/domain/checkpoint.js";
-import { beginRun, runSlice, type RunSettings } from "../../src/sync/run.js";
+import { beginRun, runSlice } from "../../src/sync/run.js";
 import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js";
 import { actualUsage, expectedUsage } from "../../dev/predictions.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
@@ -17,7 +17,7 @@ const fake = new FakeReplicate();
 let client: ReplicateClient;
 const DAY = 86_400_000;
 const START = Date.parse("2026-01-01T00:00:00.000Z");
-const SETTINGS: RunSettings = { backfillDays: 10, lookbackHours: 2 };
+const SETTINGS = { backfillDays: 10, lookbackHours: 2 };
 const done = () => ({ kind: "sync_completed" as const, level: "info" as const, message: "done" });
 
 beforeAll(async () => {

@@ -41,7 +41,14 @@ test("db:migrate applies to an empty database and a second run applies nothing",
   expect(first.logs.at(-1)).toMatchObject({ message: "migrations applied", applied: COMMITTED });
   const tables = await query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
   expect(tables.map((t) => t.tablename)).toEqual(
-    expect.arrayContaining(["_prisma_migrations", "connections", "daily_usage", "integration_events", "prediction_records"]),
+    expect.arrayContaining([
+      "_prisma_migrations",
+      "connections",
+      "integration_events",
+      "usage_buckets",
+      "workspace_settings",
+      "prediction_records",
+    ]),
   );
 
   const second = cli("src/cli/migrate.ts");

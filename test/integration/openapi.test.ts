@@ -108,7 +108,7 @@ test("every registered API route is documented with an operationId and a summary
   const usage = doc.paths["/v1/usage"]!.get as unknown as { parameters: { name?: string; schema?: unknown }[] };
   expect(usage.parameters.find((p) => p.name === "groupBy")?.schema).toMatchObject({
     type: "array",
-    items: { enum: ["date", "connection", "model", "deployment", "source", "status"] },
+    items: { enum: ["date", "connection", "kind", "model", "deployment", "source", "status"] },
   });
 });
 
@@ -138,7 +138,15 @@ test("each operation answers exactly the statuses it documents", async () => {
   });
   await send("/v1/prices", { method: "GET", url: "/v1/prices" });
   await send("/v1/prices/history", { method: "GET", url: "/v1/prices/history" });
-  for (const query of ["groupBy=date,model,deployment,source,connection", "groupBy=status", "groupBy=date&fillZeros=true", "format=csv"]) {
+  const settings = "/v1/workspaces/:workspaceId/settings";
+  await send(settings, { method: "PUT", url: "/v1/workspaces/ws-doc/settings", payload: { timeZone: "Asia/Kolkata" } });
+  await send(settings, { method: "GET", url: "/v1/workspaces/ws-doc/settings" });
+  for (const query of [
+    "groupBy=date,model,deployment,source,connection,kind",
+    "groupBy=status",
+    "groupBy=date&fillZeros=true&timeZone=America/Los_Angeles",
+    "format=csv",
+  ]) {
     const res = await send("/v1/usage", { method: "GET", url: `/v1/usage?workspaceId=ws-doc&${range}&${query}` });
     expect(res.statusCode).toBe(200);
   }
@@ -178,6 +186,15 @@ test("each operation answers exactly the statuses it documents", async () => {
     url: "/v1/connections",
     payload: { workspaceId: "ws-doc-3", token: "r8_openapiKeyed1111111111" },
     headers: { "idempotency-key": "k-1" },
+  });
+  // Erasure: refused for a connected connection; a disconnected one, and the workspace form, accepted.
+  await send("/v1/connections/:id/erasure", { method: "POST", url: at("/v1/connections/:id/erasure", healthyId), payload: {} });
+  await send("/v1/connections/:id/erasure", { method: "POST", url: at("/v1/connections/:id/erasure", disconnectedId) });
+  await send("/v1/connections/:id/erasure", { method: "GET", url: at("/v1/connections/:id/erasure", disconnectedId) });
+  await send("/v1/workspaces/:workspaceId/erasure", {
+    method: "POST",
+    url: "/v1/workspaces/ws-doc/erasure",
+    payload: { disconnect: false },
   });
   // Redis gone: a second server whose job queue is on a throwaway redis-server, killed, answers
   // readiness and the writes that need Redis.

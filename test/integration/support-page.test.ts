@@ -4,6 +4,7 @@ import type { FastifyInstance } from "fastify";
 import type { Browser, Page } from "playwright-core";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
+import { recordEvent } from "../../src/repositories/events.js";
 import { launchChromium } from "../support/browser.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { generatePredictions } from "../../dev/predictions.js";
@@ -78,7 +79,18 @@ beforeAll(async () => {
         (n) => n === 1,
       ),
     ),
-    connect("empty", "ws-empty", "r8_emptyCustomer00000000000").then((id) => waitForSyncedSince(h, id, null)),
+    connect("empty", "ws-empty", "r8_emptyCustomer00000000000").then(async (id) => {
+      await waitForSyncedSince(h, id, null);
+      // Its deployments could not be read (as the sync records it): a warning, still healthy.
+      await recordEvent(h.ctx.db, {
+        connectionId: id,
+        kind: "enrichment_failed",
+        level: "warn",
+        message: "HTTP 404",
+        httpStatus: 404,
+        detail: { endpoint: "/v1/deployments", httpStatus: 404 },
+      });
+    }),
     connect("mistyped", "ws-typo", "r8_notWhatTheyCopied0000000").then((id) =>
       waitFor(
         "mistyped token rejected",
@@ -158,8 +170,10 @@ test("the list shows the seven customers' health from one request; each one's de
     await page.click(`#connections tbody tr[data-id="${ids[name]}"]`);
     await openDetail(page, ids[name]!);
     await page.waitForSelector(`#health-state.${expected}`);
+    // A warning names the HTTP status of the read that failed; the rest says no protocol detail.
+    const warnings = await page.locator("#health-warnings").innerText();
     const text = await page.locator("#health").innerText();
-    expect(text).not.toMatch(/\(HTTP \d+\)|Unauthorized|\d pages/);
+    expect(text.replace(warnings, "")).not.toMatch(/\(HTTP \d+\)|Unauthorized|\d pages/);
     const action = page.locator("#health-action");
     const currentError = page.locator("#health-error");
     if (expected === "action_required") {
@@ -171,6 +185,9 @@ test("the list shows the seven customers' health from one request; each one's de
       expect(await action.isHidden()).toBe(true);
       expect(await currentError.isHidden()).toBe(true); // the recovered one's old 401 is not current
     }
+    if (name === "empty")
+      expect(warnings).toMatch(/^Warning: Deployments could not be read from Replicate \(HTTP 404\); usage still syncs;/);
+    else expect(warnings).toBe("");
     if (expected === "throttled") {
       expect(text).toMatch(/retrying at \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
       expect(Number(await page.locator("#health-progress").getAttribute("value"))).toBeGreaterThan(0);

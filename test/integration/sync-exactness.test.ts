@@ -88,13 +88,14 @@ async function writeBatch(connectionId: string, batch: Prediction[]) {
   for (;;) {
     const row = await t.db.connection.findUniqueOrThrow({ where: { id: connectionId } });
     const checkpoint = parseCheckpoint(row.syncState)!;
-    const outcome = await applyPages(t.db, {
+    const outcome = await applyPages(
+      t.db,
       connectionId,
       checkpoint,
-      windowId: onlyWindow(checkpoint),
-      pages: [{ next: "more", predictions: batch }],
-      parallelism: 1,
-    });
+      onlyWindow(checkpoint),
+      [{ next: "more", results: batch, rejected: [] }],
+      1,
+    );
     if (outcome.applied) return;
   }
 }
@@ -214,7 +215,7 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
             expect(outcome.applied).toBe(true);
             if (action === "crash-after-write") {
               // The same pages again (a retried job): recognised as already applied, nothing written.
-              const again = await applyPages(t.db, { connectionId, checkpoint, windowId: id, pages: [], parallelism });
+              const again = await applyPages(t.db, connectionId, checkpoint, id, [], parallelism);
               expect(again).toMatchObject({ applied: false, reason: "already_applied" });
             }
           }
@@ -308,13 +309,8 @@ test("a page for a disconnected connection writes nothing", async () => {
       0,
     ).map((x) => x.final),
   );
-  const outcome = await applyPages(t.db, {
-    connectionId,
-    checkpoint: checkpoint!.checkpoint,
-    windowId: onlyWindow(checkpoint!.checkpoint),
-    pages: [{ next: null, predictions: batch }],
-    parallelism: 1,
-  });
+  const { checkpoint: cp } = checkpoint!;
+  const outcome = await applyPages(t.db, connectionId, cp, onlyWindow(cp), [{ next: null, results: batch, rejected: [] }], 1);
   expect(outcome).toMatchObject({ applied: false, reason: "not_connected" });
   expect(await t.db.predictionRecord.count({ where: { connectionId } })).toBe(0);
 });

@@ -113,7 +113,7 @@ test("a query past the statement timeout ends with a 504 in the error shape (JSO
     expect(res.ms).toBeLessThan(2_000);
   }
   await waitFor("no backend left on the usage statement", usageBackends, (b) => b.length === 0, 2_000);
-  const fast = { ...started.h.ctx, config: { usage: { timeoutMs: 50 } } };
+  const fast = { ...started.h.ctx, config: { ...started.h.ctx.config, usage: { timeoutMs: 50 } } };
   await expect(producer.queryUsage(fast, { workspaceId: "ws-heavy", ...longest, groupBy: ["date"] })).rejects.toThrow(QueryTimeoutError);
   // The pool was not left short: the same query with the service's own limit answers.
   expect((await get(`/v1/usage?workspaceId=ws-one&from=${day(-3)}&to=${day(0)}`)).status).toBe(200);

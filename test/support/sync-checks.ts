@@ -13,7 +13,7 @@ export function waitForSyncedSince(h: Harness, connectionId: string, since: Date
   );
 }
 
-/** DailyUsage equals the ground truth and the ledger holds each prediction exactly once. */
+/** Usage equals the ground truth, quarter hour by quarter hour, and the ledger holds each prediction exactly once. */
 export async function expectExact(h: Harness, connectionId: string, truth: FakePrediction[]): Promise<void> {
   expect(await actualUsage(h.ctx.db, connectionId)).toEqual(expectedUsage(truth));
   expect(await h.ctx.db.predictionRecord.count({ where: { connectionId } })).toBe(new Set(truth.map((p) => p.id)).size);

@@ -28,6 +28,6 @@ test("no Prisma or raw SQL call outside src/repositories and src/db", () => {
 test("the check recognises the calls it forbids", () => {
   expect(calls("await ctx.db.connection.findMany({})")).toHaveLength(1);
   expect(calls('await tx.$queryRawUnsafe("SELECT 1")')).toHaveLength(1);
-  expect(calls("db.$transaction(async (tx) => tx.dailyUsage.upsert({}))")).toHaveLength(2);
+  expect(calls("db.$transaction(async (tx) => tx.usageBucket.upsert({}))")).toHaveLength(2);
   expect(calls("await ctx.queues.kickSync(id)")).toHaveLength(0);
 });

@@ -51,23 +51,38 @@ test.each([
     sync(0),
     { action: "stop_run", event: "foreign_link_refused" },
   ],
-  ["5xx retries while attempts remain", new TransientProviderError("503", 503), sync(0), { action: "retry", providerError: true }],
+  [
+    "5xx retries while attempts remain, within BullMQ's exponential backoff",
+    new TransientProviderError("503", 503),
+    sync(0),
+    { action: "retry", providerError: true, withinMs: 100, maxAttempts: 3 },
+  ],
   ["5xx on the last attempt gives up", new TransientProviderError("503", 503), sync(2), { action: "give_up", providerError: true }],
-  ["a malformed page is a provider error", new MalformedResponseError("bad json", 200), sync(1), { action: "retry", providerError: true }],
-  ["an unknown error retries without a provider event", new Error("database hiccup"), sync(0), { action: "retry", providerError: false }],
+  [
+    "a malformed page is a provider error",
+    new MalformedResponseError("bad json", 200),
+    sync(1),
+    { action: "retry", providerError: true, withinMs: 200, maxAttempts: 3 },
+  ],
+  [
+    "an unknown error retries without a provider event",
+    new Error("database hiccup"),
+    sync(0),
+    { action: "retry", providerError: false, withinMs: 100, maxAttempts: 3 },
+  ],
   ["an unknown error gives up on the last attempt", new Error("bug"), sync(2), { action: "give_up", providerError: false }],
   [
     "verify: 5xx backs off and never gives up",
     new TransientProviderError("503", 503),
     verify(3),
-    { action: "delay", delayMs: 400, event: "provider_error" },
+    { action: "delay", delayMs: 400, event: "provider_error", attempt: 3 },
   ],
   ["verify: an unknown error backs off silently", new Error("db down"), verify(1), { action: "delay", delayMs: 100, event: null }],
   [
     "verify: the backoff is bounded",
     new TransientProviderError("503", 503),
     verify(40),
-    { action: "delay", delayMs: VERIFY_MAX_DELAY_MS, event: "provider_error" },
+    { action: "delay", delayMs: VERIFY_MAX_DELAY_MS, event: "provider_error", attempt: 40 },
   ],
 ])("%s", (_name, err, attempt, decision) => {
   expect(classify(err, attempt)).toEqual(decision);

@@ -1,5 +1,13 @@
 import { connectionHealth, utc, type HealthInput } from "../../src/domain/health.js";
-import { advanceWindow, newCheckpoint, readSince, runProgress, splitWindow, windowId, type Checkpoint } from "../../src/domain/checkpoint.js";
+import {
+  advanceWindow,
+  newCheckpoint,
+  readSince,
+  runProgress,
+  splitWindow,
+  windowId,
+  type Checkpoint,
+} from "../../src/domain/checkpoint.js";
 import { coverageOf } from "../../src/domain/coverage.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -198,14 +206,26 @@ test("backfill progress is the share of the run's window read, whichever windows
 });
 
 describe("coverage", () => {
-  const src = { connectionId: "c1", lastSyncedAt: null, highWaterMark: null, firstWindowStart: null, run: null };
+  const src = {
+    connectionId: "c1",
+    disconnected: false,
+    lastSyncedAt: null,
+    highWaterMark: null,
+    oldestUnfinished: null,
+    firstWindowStart: null,
+    run: null,
+  };
   const range = { from: "2026-03-01", to: "2026-03-10" };
 
   test("nothing read yet: no span, not complete", () => {
     expect(coverageOf(src, range)).toEqual({ connectionId: "c1", from: null, to: null, complete: false, lastSyncedAt: null });
   });
   test("a backfill stuck part way: the days read back from the run's end, not complete", () => {
-    const run = { windowEnd: new Date("2026-03-10T12:00:00Z"), oldestRead: new Date("2026-03-07T05:00:00Z") };
+    const run = {
+      windowStart: new Date("2026-02-08T12:00:00Z"),
+      windowEnd: new Date("2026-03-10T12:00:00Z"),
+      oldestRead: new Date("2026-03-07T05:00:00Z"),
+    };
     expect(coverageOf({ ...src, run }, range)).toMatchObject({ from: "2026-03-07", to: "2026-03-10", complete: false });
   });
   test("a finished backfill covers from its window start; a range before it was never read", () => {
@@ -223,5 +243,94 @@ describe("coverage", () => {
     });
     expect(coverageOf(done, { from: "2026-01-01", to: "2026-01-31" })).toMatchObject({ from: null, to: null, complete: false });
     expect(coverageOf(done, { from: "2026-02-20", to: "2026-02-25" })).toMatchObject({ from: "2026-02-20", complete: false });
+  });
+});
+
+test("a stored token the configured keys cannot decrypt is the operator's to fix, not the customer's", () => {
+  const health = connectionHealth(
+    { ...base, status: "credential_error", lastError: { at: at(5), kind: "token_unreadable", httpStatus: null }, recoveredAt: at(100) },
+    now,
+  );
+  expect(health).toMatchObject({
+    state: "action_required",
+    since: at(5).toISOString(),
+    lastError: { kind: "token_unreadable", message: expect.stringMatching(/cannot be decrypted/) },
+  });
+  expect(health.message).toMatch(/cannot be decrypted with the configured keys/);
+  expect(health.message).not.toMatch(/no longer accepts/);
+  expect(health).toMatchObject({ actionBy: "operator", action: expect.stringMatching(/TOKEN_ENCRYPTION_KEYS/) });
+});
+
+describe("while a verification or run is retried, health says so from the first failure on", () => {
+  const failure = (attempt: number, maxAttempts: number | null, nextInSeconds: number) => ({
+    since: at(6),
+    last: {
+      at: at(1),
+      kind: "provider_error" as const,
+      httpStatus: 500,
+      attempt,
+      maxAttempts,
+      nextAt: new Date(at(1).getTime() + nextInSeconds * 1000),
+    },
+  });
+
+  test("verification: failing with the error, the attempt and when the next one is due", () => {
+    const retrying = failure(3, null, 160);
+    const input = {
+      ...base,
+      status: "pending" as const,
+      verifiedAt: null,
+      lastSyncedAt: null,
+      lastSuccessAt: at(7),
+      recoveredAt: null,
+      retrying,
+    };
+    const health = connectionHealth(input, now);
+    expect(health).toMatchObject({
+      state: "failing",
+      since: at(6).toISOString(),
+      attempts: 3,
+      until: retrying.last.nextAt.toISOString(),
+      lastError: {
+        at: at(1).toISOString(),
+        kind: "provider_error",
+        httpStatus: 500,
+        message: expect.stringMatching(/^Replicate's API failed/),
+      },
+    });
+    expect(health.message).toBe(
+      `Checking the token failed on attempt 3 (see the current error); the next attempt is due by ${utc(retrying.last.nextAt)}.`,
+    );
+    expect(health.message).not.toMatch(NOISE);
+  });
+
+  test("a run: the attempt of how many, and the latest the next one runs", () => {
+    const retrying = failure(1, 3, 2);
+    const health = connectionHealth({ ...base, retrying }, now);
+    expect(health).toMatchObject({ state: "failing", attempts: 1, until: retrying.last.nextAt.toISOString() });
+    expect(health.message).toMatch(
+      /^A step of the sync run failed on attempt 1 of 3 \(see the current error\); the next attempt is due by /,
+    );
+  });
+});
+
+describe("warnings: optional parts that are degraded while usage still syncs", () => {
+  const deployments404 = { at: at(30), kind: "enrichment_failed" as const, endpoint: "/v1/deployments", httpStatus: 404 };
+  const message =
+    "Deployments could not be read from Replicate (HTTP 404); usage still syncs; the cost of deployment usage is shown as unpriced until the read succeeds; it is tried again at every run.";
+
+  test("none: an empty list", () => {
+    expect(connectionHealth(base, now).warnings).toEqual([]);
+  });
+  test.each([
+    { name: "healthy", input: { ...base, warnings: [deployments404] }, state: "healthy" },
+    { name: "first backfill", input: { ...base, lastSyncedAt: null, warnings: [deployments404] }, state: "backfilling" },
+  ])("a failed deployments read keeps the state ($name) and names what is missing", ({ input, state }) => {
+    const health = connectionHealth(input, now);
+    expect(health).toMatchObject({
+      state,
+      lastError: null,
+      warnings: [{ kind: "enrichment_failed", since: at(30).toISOString(), message, action: null }],
+    });
   });
 });

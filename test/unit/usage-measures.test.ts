@@ -21,9 +21,9 @@ const names = (byStatus: boolean) => answered(byStatus).map((m) => m.name);
 const reported = MEASURES.filter((m) => !("internal" in m)).map((m) => m.name);
 const aliases = (select: string[]) => select.map((s) => /AS "(\w+)"$/.exec(s)?.[1]);
 
-/** DailyUsage's fields in schema.prisma with their columns (the @map name, else the field's own). */
-function dailyUsageColumns(): { field: string; column: string }[] {
-  const model = /model DailyUsage \{([\s\S]*?)\n\}/.exec(readFileSync("prisma/schema.prisma", "utf8"))![1]!;
+/** UsageBucket's fields in schema.prisma with their columns (the @map name, else the field's own). */
+function usageColumns(): { field: string; column: string }[] {
+  const model = /model UsageBucket \{([\s\S]*?)\n\}/.exec(readFileSync("prisma/schema.prisma", "utf8"))![1]!;
   return model
     .split("\n")
     .map((line) => /^\s+(\w+)\s+\w+/.exec(line) && { field: /\w+/.exec(line)![0], column: /@map\("(\w+)"\)/.exec(line)?.[1] })
@@ -31,20 +31,27 @@ function dailyUsageColumns(): { field: string; column: string }[] {
     .map((f) => ({ field: f.field, column: f.column ?? f.field }));
 }
 
-test("the stored measures are DailyUsage's columns besides its key, under the same names", () => {
-  const KEY = ["connectionId", "workspaceId", "usageDate", "model", "deployment", "source", "updatedAt"];
-  const columns = dailyUsageColumns().filter((c) => !KEY.includes(c.field));
+test("the stored measures are UsageBucket's columns besides its key, under the same names", () => {
+  const KEY = ["connectionId", "workspaceId", "bucketStart", "bucketMinutes", "kind", "model", "deployment", "source", "updatedAt"];
+  const columns = usageColumns().filter((c) => !KEY.includes(c.field));
   expect(STORED.map((m) => ({ field: m.name, column: m.column }))).toEqual(columns);
 });
 
 test("the write's deltas and upsert columns are the stored measures, in order", () => {
   const deltas = usageDeltas("rows");
-  expect([...deltas.matchAll(/ AS (\w+)/g)].map((m) => m[1])).toEqual(["source", ...STORED.map((m) => m.column)]);
-  const insert = /INSERT INTO daily_usage AS d \(([^)]*)\)/.exec(addToUsage("$1", "$2", "t"))![1]!.split(", ");
+  expect([...deltas.matchAll(/ AS (\w+)/g)].map((m) => m[1])).toEqual([
+    "bucket_start",
+    "bucket_minutes",
+    "source",
+    ...STORED.map((m) => m.column),
+  ]);
+  const insert = /INSERT INTO usage_buckets AS d \(([^)]*)\)/.exec(addToUsage("$1", "$2", "t"))![1]!.split(", ");
   expect(insert).toEqual([
     "connection_id",
     "workspace_id",
-    "usage_date",
+    "bucket_start",
+    "bucket_minutes",
+    "kind",
     "model",
     "deployment",
     "source",
@@ -69,8 +76,17 @@ test("the API row schema (and so OpenAPI) and the CSV columns are the dimensions
       properties: { rows: { items: { properties: object; required: string[] } } };
     }
   ).properties.rows.items;
-  expect(Object.keys(row.properties)).toEqual([...GROUP_BY.map((g) => DIMENSION_FIELD[g]), ...reported]);
-  expect(row.required).toEqual(["predictions"]);
-  expect(csvColumns(["date", "status", "model"])).toEqual(["line", "date", "model", "status", "predictions"]);
-  expect(csvColumns(["connection", "date"])).toEqual(["line", "connectionId", "date", ...reported, "instanceSeconds"]);
+  expect(Object.keys(row.properties)).toEqual([...GROUP_BY.map((g) => DIMENSION_FIELD[g]), ...reported, "final", "refreshedAt"]);
+  expect(row.required).toEqual(["predictions", "final", "refreshedAt"]);
+  expect(csvColumns(["date", "status", "model"])).toEqual(["line", "date", "model", "status", "predictions", "final", "refreshedAt"]);
+  expect(csvColumns(["connection", "kind", "date"])).toEqual([
+    "line",
+    "connectionId",
+    "kind",
+    "date",
+    ...reported,
+    "final",
+    "refreshedAt",
+    "instanceSeconds",
+  ]);
 });

@@ -27,8 +27,9 @@ function readQueryForm(query: Record<string, unknown>): void {
 }
 
 /**
- * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost, as JSON or CSV, with the
- * coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header, same JSON, unless it is too long for a header).
+ * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost per local day of a time
+ * zone, as JSON or CSV, with the coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header,
+ * the same JSON without each item's `days`, unless it is too long for a header).
  */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
@@ -44,7 +45,7 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           response: responses(
             {
               200: {
-                description: `usage for the range; CSV as an attachment with the coverage in the X-Coverage header (X-Coverage-Omitted instead when it is over ${MAX_COVERAGE_HEADER} bytes)`,
+                description: `usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without \`days\`; X-Coverage-Omitted instead when it is over ${MAX_COVERAGE_HEADER} bytes)`,
                 content: {
                   "application/json": { schema: usageReport },
                   "text/csv": {
@@ -74,7 +75,8 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         // Built whole before anything is sent: an error is the error shape, never a cut-off sheet. One
         // sheet: usage lines, then idle-floor lines, told apart by the `line` column.
         const lines = [...report.rows.map((r) => ({ line: "usage", ...r })), ...report.idleFloor];
-        const coverage = JSON.stringify(report.coverage);
+        // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
+        const coverage = JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span));
         // Clients and proxies refuse headers over 8-16 KiB: hundreds of connections' coverage is left to the JSON form.
         const covered = coverage.length <= MAX_COVERAGE_HEADER ? { "x-coverage": coverage } : { "x-coverage-omitted": COVERAGE_OMITTED };
         return reply

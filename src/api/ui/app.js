@@ -110,7 +110,7 @@ function connectionRow(c) {
     el("td", {}, c.workspaceId),
     el("td", { class: "wide" }, c.accountUsername ? `${c.accountUsername} (${c.accountType})` : "not verified"),
     el("td", {}, badge(c.health.state)),
-    el("td", {}, c.health.message),
+    el("td", {}, c.health.message, ...c.health.warnings.map((w) => el("div", { class: "warning" }, `Warning: ${w.message}`))),
     el("td", { class: "wide" }, utc(c.lastSyncedAt)),
   );
   tr.classList.toggle("selected", c.id === state.detailId);
@@ -154,7 +154,10 @@ function renderHealth(c) {
   $("#health-since").textContent = `since ${utc(h.since)}${h.until ? `; retrying at ${utc(h.until)}` : ""}`;
   $("#health-message").textContent = h.message;
   $("#health-action").hidden = !h.action;
-  $("#health-action").replaceChildren(el("strong", {}, "Tell the customer: "), h.action ?? "");
+  $("#health-action").replaceChildren(
+    el("strong", {}, h.actionBy === "operator" ? "Ask an operator: " : "Tell the customer: "),
+    h.action ?? "",
+  );
   $("#health-error").hidden = !h.lastError;
   if (h.lastError) {
     const status = h.lastError.httpStatus ? `, status ${h.lastError.httpStatus}` : "";
@@ -165,6 +168,11 @@ function renderHealth(c) {
       ")",
     );
   }
+  $("#health-warnings").replaceChildren(
+    ...h.warnings.map((w) =>
+      el("li", { class: "warning", "data-kind": w.kind }, el("strong", {}, "Warning: "), `${w.message} (since `, utcTime(w.since), ")"),
+    ),
+  );
   $("#health-progress-wrap").hidden = h.progress === undefined;
   $("#health-progress").value = h.progress ?? 0;
   $("#health-progress-text").textContent = h.progress === undefined ? "" : `${Math.round(h.progress * 100)} % of the window read`;

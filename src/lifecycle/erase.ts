@@ -1,0 +1,142 @@
+import type { AppContext } from "../context.js";
+import { ConflictError, NotFoundError } from "../errors.js";
+import { moduleLogger } from "../logger.js";
+import { connectionNotFound } from "../repositories/connections.js";
+import * as erasure from "../repositories/erasure.js";
+import type { ConnectionStatus } from "../generated/prisma/enums.js";
+
+// Erasure on request: the request is a row change in Postgres (so a crash, or Redis being down,
+// loses nothing: the reconciler enqueues what is unfinished); the erase job deletes the history in
+// bounded batches, removes what the queues hold of the connection, and records the one audit event.
+// Every step can run again: a retry or a second worker finds less to delete and finishes once.
+
+const log = moduleLogger("erase");
+
+export type ErasureState = "not_requested" | "in_progress" | "erased";
+
+export interface ErasureView {
+  connectionId: string;
+  workspaceId: string;
+  state: ErasureState;
+  requestedAt: Date | null;
+  erasedAt: Date | null;
+  /** Rows deleted so far, per table: all of them once erased; null before the request. */
+  deleted: erasure.ErasureCounts | null;
+}
+
+export interface WorkspaceErasure {
+  workspaceId: string;
+  erasures: ErasureView[];
+  /** Connections not disconnected, left as they are (the request did not ask to disconnect them). */
+  skipped: { connectionId: string; status: ConnectionStatus }[];
+}
+
+type RequestContext = Pick<AppContext, "db" | "queues">;
+
+export function toErasureView(row: erasure.ErasureRow): ErasureView {
+  return {
+    connectionId: row.id,
+    workspaceId: row.workspaceId,
+    state: row.erasedAt ? "erased" : row.requestedAt ? "in_progress" : "not_requested",
+    requestedAt: row.requestedAt,
+    erasedAt: row.erasedAt,
+    deleted: row.counts,
+  };
+}
+
+export async function readErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
+  const row = await erasure.readErasure(ctx.db, id);
+  if (!row) throw connectionNotFound(id);
+  return toErasureView(row);
+}
+
+/** Requests the erasure of a disconnected connection (409 otherwise); asking again changes nothing. */
+export async function requestErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
+  const row = await erasure.requestErasure(ctx.db, id);
+  if (!row) throw connectionNotFound(id);
+  if (!row.requestedAt) {
+    throw new ConflictError(
+      `connection is ${row.status}; only a disconnected connection is erased (disconnect it, or ask with disconnect: true)`,
+    );
+  }
+  if (!row.erasedAt) await enqueue(ctx, id);
+  return toErasureView(row);
+}
+
+/** Requests the erasure of every disconnected connection of the workspace; 404 when it has none at all. */
+export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: string): Promise<WorkspaceErasure> {
+  const rows = await erasure.workspaceErasures(ctx.db, workspaceId);
+  if (!rows.length) throw new NotFoundError(`workspace ${workspaceId} has no connections`);
+  const erasures: ErasureView[] = [];
+  const skipped: WorkspaceErasure["skipped"] = [];
+  for (const row of rows) {
+    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.id));
+    else skipped.push({ connectionId: row.id, status: row.status });
+  }
+  return { workspaceId, erasures, skipped };
+}
+
+async function enqueue(ctx: RequestContext, id: string): Promise<void> {
+  try {
+    await ctx.queues.enqueueErase(id);
+  } catch (err) {
+    log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error: err });
+  }
+}
+
+/** Enqueues every unfinished erasure (a no-op for one already queued or running): the reconciler's part. */
+export async function resumeErasures(ctx: RequestContext): Promise<number> {
+  const unfinished = await erasure.unfinishedErasures(ctx.db);
+  for (const id of unfinished) await ctx.queues.enqueueErase(id);
+  return unfinished.length;
+}
+
+/** Thrown to have the job retried later: the connection's jobs are still running. */
+export class ErasureWaiting extends Error {}
+
+export type EraseOutcome = { outcome: "not_requested" | "already_erased" } | { outcome: "erased"; deleted: erasure.ErasureCounts };
+
+type EraseContext = Pick<AppContext, "db" | "queues" | "rateCap" | "vault" | "config">;
+
+/**
+ * The erase job: deletes the history table by table in batches of ERASURE_BATCH_ROWS, removes the
+ * connection's jobs and pacing keys from Redis, then ends the erasure with its audit event. A job
+ * of the connection still running (it started before the disconnect) could write after the batches:
+ * the job waits for it (retry), and the finishing step erases again if rows appeared meanwhile.
+ */
+export async function eraseHistory(ctx: EraseContext, id: string): Promise<EraseOutcome> {
+  const row = await erasure.readErasure(ctx.db, id);
+  if (!row?.requestedAt) return { outcome: "not_requested" };
+  if (row.erasedAt) return { outcome: "already_erased" };
+  const batch = ctx.config.erasure.batchRows;
+  for (let pass = 1; ; pass++) {
+    for (const table of Object.keys(erasure.ERASED_TABLES) as erasure.ErasedTable[]) {
+      let deleted: number;
+      do deleted = await erasure.eraseBatch(ctx.db, id, table, batch);
+      while (deleted === batch);
+    }
+    const { active } = await ctx.queues.purgeConnection(id);
+    if (active > 0) throw new ErasureWaiting(`${active} job(s) of the connection still running; the erasure goes on after them`);
+    await forgetDeletedTokens(ctx);
+    const done = await erasure.finishErasure(ctx.db, id);
+    if (done === "already_finished") return { outcome: "already_erased" };
+    if (done !== "rows_left") {
+      log.info("history erased", { connectionId: id, ...done.finished });
+      return { outcome: "erased", deleted: done.finished };
+    }
+    if (pass === 3) throw new ErasureWaiting("rows of the connection keep appearing; erasing again later");
+  }
+}
+
+/** The pacing keys of tokens no connection holds any more, the erased connection's among them. */
+async function forgetDeletedTokens(ctx: EraseContext): Promise<void> {
+  const stored = await erasure.storedCiphertexts(ctx.db);
+  const tokens = stored.flatMap(({ id, ciphertext }) => {
+    try {
+      return [ctx.vault.open(ciphertext, id)];
+    } catch {
+      return []; // unreadable: that connection is paused and makes no requests
+    }
+  });
+  await ctx.rateCap.forgetAllBut(tokens);
+}

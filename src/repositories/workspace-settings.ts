@@ -1,0 +1,37 @@
+import type { Db } from "../db/client.js";
+
+/** A workspace's settings; a workspace never set has the defaults (no row, updatedAt null). */
+export interface WorkspaceSettings {
+  workspaceId: string;
+  /** IANA zone usage queries of the workspace use when they name none; null is UTC. */
+  timeZone: string | null;
+  updatedAt: Date | null;
+}
+
+export async function readWorkspaceSettings(db: Db, workspaceId: string): Promise<WorkspaceSettings> {
+  const row = await db.workspaceSettings.findUnique({ where: { workspaceId } });
+  return row ?? { workspaceId, timeZone: null, updatedAt: null };
+}
+
+export async function writeWorkspaceSettings(
+  db: Db,
+  workspaceId: string,
+  settings: { timeZone: string | null },
+): Promise<WorkspaceSettings> {
+  return db.workspaceSettings.upsert({
+    where: { workspaceId },
+    create: { workspaceId, ...settings },
+    update: { ...settings, updatedAt: new Date() },
+  });
+}
+
+/** The default zone of a usage query's workspace (given, or the connection's); null when it has none. */
+export async function defaultTimeZone(db: Db, scope: { workspaceId?: string; connectionId?: string }): Promise<string | null> {
+  const [row] = await db.$queryRawUnsafe<{ time_zone: string | null }[]>(
+    `SELECT s.time_zone FROM workspace_settings s
+     WHERE s.workspace_id = coalesce($1::text, (SELECT c.workspace_id FROM connections c WHERE c.id = $2::uuid))`,
+    scope.workspaceId ?? null,
+    scope.connectionId ?? null,
+  );
+  return row?.time_zone ?? null;
+}
