@@ -47,7 +47,7 @@ export async function refreshDeployments(
       detail: { ...base.detail, httpStatus },
     });
   }
-  await storeDeployments(ctx.db, connectionId, deployments, now);
+  if (!(await storeDeployments(ctx.db, connectionId, deployments, now))) return;
   log.info("deployments refreshed", { deployments: deployments.length });
   // Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
   if (state.failing) {

@@ -46,12 +46,19 @@ export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<v
  * Records what GET /v1/deployments listed on `now`'s day: a row per release not seen before (its
  * configuration applies from the day the release was created), today as the last day every listed
  * deployment was seen, and the check time. Deployments no longer listed keep their old last day.
+ * Only while connected: the row lock orders it with a disconnect, so a read that ends after one
+ * stores nothing (false).
  */
-export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<void> {
+export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<boolean> {
   const today = new Date(utcDay(now));
   const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));
-  await db.$transaction([
-    db.deployment.createMany({
+  return db.$transaction(async (tx) => {
+    const { count } = await tx.connection.updateMany({
+      where: { id: connectionId, status: "connected" },
+      data: { deploymentsCheckedAt: now },
+    });
+    if (count === 0) return false;
+    await tx.deployment.createMany({
       data: released.map(({ name, release }) => ({
         connectionId,
         name,
@@ -65,10 +72,10 @@ export async function storeDeployments(db: Db, connectionId: string, deployments
         lastSeenOn: today,
       })),
       skipDuplicates: true,
-    }),
-    db.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } }),
-    db.connection.update({ where: { id: connectionId }, data: { deploymentsCheckedAt: now } }),
-  ]);
+    });
+    await tx.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } });
+    return true;
+  });
 }
 
 export interface DeploymentView {

@@ -11,7 +11,7 @@ import { eventParams, insertEventFrom } from "./events.js";
 /** What is erased, by table, and the key its count has in erasure_counts and in the audit event. */
 export const ERASED_TABLES = {
   prediction_records: "ledgerRows",
-  daily_usage: "usageRows",
+  usage_buckets: "usageRows",
   deployments: "deploymentReleases",
 } as const;
 export type ErasedTable = keyof typeof ERASED_TABLES;

@@ -35,16 +35,16 @@ const startWorker = () => {
 /** A history far larger than a sync of the fake would make quickly: ledger, usage rows and releases written in SQL. */
 async function seedHistory(connectionId: string): Promise<void> {
   await h.ctx.db.$executeRawUnsafe(
-    `INSERT INTO prediction_records (connection_id, prediction_id, usage_date, model, deployment, status, created_at, predict_time)
-     SELECT $1::uuid, 'seeded-' || g, date '2020-01-01' + (g % 1000), 'seed/model', '', 'succeeded',
+    `INSERT INTO prediction_records (connection_id, prediction_id, model, deployment, status, created_at, predict_time)
+     SELECT $1::uuid, 'seeded-' || g, 'seed/model', '', 'succeeded',
             timestamptz '2020-01-01' + (g % 1000) * interval '1 day', 1.5
      FROM generate_series(1, ${SEEDED_LEDGER}) g`,
     connectionId,
   );
   await h.ctx.db.$executeRawUnsafe(
-    `INSERT INTO daily_usage (connection_id, workspace_id, usage_date, model, deployment, source, predictions, succeeded, failed,
+    `INSERT INTO usage_buckets (connection_id, workspace_id, bucket_start, model, deployment, source, predictions, succeeded, failed,
        canceled, aborted, in_progress, other, compute_seconds, total_seconds, metered_predictions)
-     SELECT $1::uuid, 'ws-crash-erase', date '2020-01-01' + (g % 1000), 'seed/model-' || (g / 1000), '', '', 200, 200, 0, 0, 0, 0, 0, 300, 300, 200
+     SELECT $1::uuid, 'ws-crash-erase', timestamptz '2020-01-01' + (g % 1000) * interval '1 day', 'seed/model-' || (g / 1000), '', '', 200, 200, 0, 0, 0, 0, 0, 300, 300, 200
      FROM generate_series(0, 2999) g`,
     connectionId,
   );

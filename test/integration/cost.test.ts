@@ -5,8 +5,7 @@ import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { fakeDeployment } from "../support/deployments.js";
 import { withApi } from "../support/api.js";
-import { waitFor } from "../support/harness.js";
-import { waitForSyncedSince } from "../support/sync-checks.js";
+import { waitForDeploymentsRead, waitForSyncedSince } from "../support/sync-checks.js";
 
 // The expected cost is computed here, independently of the SQL, with decimal arithmetic from the
 // fake's ground truth and the prices this test records, and compared exactly.
@@ -139,12 +138,7 @@ test("estimated cost per daily row equals an independent decimal computation, an
 
   const { id } = await producer.connect(started.h.ctx, { workspaceId: "ws-cost", token });
   await waitForSyncedSince(started.h, id, null, 20_000);
-  // Deployments are read beside the run, which does not wait for them.
-  await waitFor(
-    "deployments read",
-    () => started.h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
-    (c) => c.deploymentsCheckedAt !== null,
-  );
+  await waitForDeploymentsRead(started.h, id);
   const before = await actualRows(id);
   expect(before.rows).toEqual(expectedRows(truth));
   expect(before.body.costNote).toMatch(/estimate/);

@@ -102,6 +102,26 @@ test("a deployments next link to another origin is not followed", async () => {
   expect(failed?.message).toContain("not the configured API origin");
 });
 
+test("a deployments read that ends after a disconnect stores nothing", async () => {
+  const token = "r8_deploymentsLate00000000000000";
+  started.h.fake.addAccount(token, { type: "user", username: "late" });
+  started.h.fake.setDeployments(token, [
+    fakeDeployment("late/d", { number: 1, createdAt: "2026-01-01T00:00:00Z", hardware: "cpu", min: 1, max: 1 }),
+  ]);
+  const { id } = await started.h.ctx.db.connection.create({ data: { workspaceId: "ws-dep", status: "connected" } });
+  started.h.fake.inject(token, "deployments", { kind: "delay", ms: 1500 });
+  const reading = refreshDeployments(started.h.ctx, id, token);
+  await waitFor(
+    "the deployments request on the wire",
+    async () => deploymentRequests(token),
+    (n) => n === 1,
+  );
+  await producer.disconnect(started.h.ctx, id);
+  await reading;
+  expect((await connection(id)).deploymentsCheckedAt).toBeNull();
+  expect(await started.h.ctx.db.deployment.count({ where: { connectionId: id } })).toBe(0);
+});
+
 // Deployments only price usage: whatever GET /v1/deployments answers, the usage is read, and the
 // failure is one event per streak. The deployment's model is mapped to other hardware (gpu-t4), so
 // a deployment row priced by its model instead of its deployment would show.

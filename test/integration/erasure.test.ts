@@ -12,7 +12,7 @@ import { SUPPORT_TOKEN, waitFor } from "../support/harness.js";
 import { withApi } from "../support/api.js";
 import { fakeDeployment } from "../support/deployments.js";
 import { NOTHING, erasureAudit, historyCounts, redisTraces, waitForErased } from "../support/erasure-checks.js";
-import { expectExact, waitForSyncedSince } from "../support/sync-checks.js";
+import { expectExact, waitForDeploymentsRead, waitForSyncedSince } from "../support/sync-checks.js";
 
 // Erasure on request, through the producer and the HTTP API, with in-process workers. Batches of 7
 // rows, so even these small histories take many statements. The kill -9 case is in
@@ -65,6 +65,7 @@ async function syncedConnection(
   h.fake.inject(token, "predictions", { kind: "status", status: 429, headers: { "retry-after": "1" } });
   const { id } = await producer.connect(h.ctx, { workspaceId, token });
   await waitForSyncedSince(h, id, null);
+  await waitForDeploymentsRead(h, id);
   return { id, token, truth };
 }
 

@@ -7,7 +7,7 @@ import { tokenFingerprint } from "../../src/vault.js";
 export async function historyCounts(h: Harness, connectionId: string) {
   const [row] = await h.ctx.db.$queryRawUnsafe<{ ledgerRows: number; usageRows: number; deploymentReleases: number }[]>(
     `SELECT (SELECT count(*) FROM prediction_records WHERE connection_id = $1::uuid)::int AS "ledgerRows",
-            (SELECT count(*) FROM daily_usage WHERE connection_id = $1::uuid)::int AS "usageRows",
+            (SELECT count(*) FROM usage_buckets WHERE connection_id = $1::uuid)::int AS "usageRows",
             (SELECT count(*) FROM deployments WHERE connection_id = $1::uuid)::int AS "deploymentReleases"`,
     connectionId,
   );

@@ -13,6 +13,15 @@ export function waitForSyncedSince(h: Harness, connectionId: string, since: Date
   );
 }
 
+/** Waits until the connection's deployments have been read: a run reads them beside its pages and does not wait for them. */
+export function waitForDeploymentsRead(h: Harness, connectionId: string) {
+  return waitFor(
+    `deployments of ${connectionId} read`,
+    () => h.ctx.db.connection.findUniqueOrThrow({ where: { id: connectionId } }),
+    (c) => c.deploymentsCheckedAt !== null,
+  );
+}
+
 /** Usage equals the ground truth, quarter hour by quarter hour, and the ledger holds each prediction exactly once. */
 export async function expectExact(h: Harness, connectionId: string, truth: FakePrediction[]): Promise<void> {
   expect(await actualUsage(h.ctx.db, connectionId)).toEqual(expectedUsage(truth));
