@@ -7,6 +7,7 @@ import { ledger } from "./ledger.js";
 import { memory } from "./memory.js";
 import { rateCap } from "./rate-cap.js";
 import { FakeProcess, fmt } from "./support.js";
+import { usageQuery } from "./usage-query.js";
 import { writePath } from "./write-path.js";
 
 // `npm run bench [name]`: each benchmark against a loopback fake Replicate in its own process; each
@@ -26,6 +27,7 @@ const out = (...lines: string[]) => {
 const size = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const BACKFILL = size("BENCH_BACKFILL", 100_000);
 const FLEET = size("BENCH_FLEET", 1000);
+const USAGE_CONNECTIONS = size("BENCH_USAGE_CONNECTIONS", 1000);
 
 const fake = await FakeProcess.start();
 try {
@@ -96,6 +98,17 @@ try {
       "| after 10k predictions | after 1M predictions | RSS growth | target |",
       "|---|---|---|---|",
       `| RSS ${fmt(r.rssAfterSmallMb)} MB, heap ${fmt(r.heapAfterSmallMb)} MB | RSS ${fmt(r.rssAfterLargeMb)} MB, heap ${fmt(r.heapAfterLargeMb)} MB (${fmt(r.large)} rows) | ${fmt(growth)} MB | < 50 MB ${verdict(growth < 50)} |`,
+    );
+  }
+  if (wanted("usage-query")) {
+    const r = await usageQuery(USAGE_CONNECTIONS);
+    const kept = (during: number, alone: number) => during <= Math.max(2 * alone, alone + 20);
+    out(
+      `## Usage query at the longest allowed range: ${fmt(r.connections)} connections × ${r.days} days, a daily row and a dedicated deployment each`,
+      "",
+      "| daily rows read | query (groupBy=date, fillZeros), median of back-to-back runs | sync write per page: alone → during | /healthz: alone → during | target |",
+      "|---|---|---|---|---|",
+      `| ${fmt(r.dailyRows)} | ${fmt(r.queryMs)} ms (${r.queries}×) | ${fmt(r.writeAloneMs, 1)} → ${fmt(r.writeDuringMs, 1)} ms | ${fmt(r.healthAloneMs, 1)} → ${fmt(r.healthDuringMs, 1)} ms | query under USAGE_QUERY_TIMEOUT_MS (${fmt(r.timeoutMs)} ms) ${verdict(r.queryMs < r.timeoutMs)}; write and /healthz within 2× (or +20 ms) ${verdict(kept(r.writeDuringMs, r.writeAloneMs) && kept(r.healthDuringMs, r.healthAloneMs))} |`,
     );
   }
 } finally {

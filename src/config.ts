@@ -74,6 +74,7 @@ const envShape = z.object({
   JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
   RECONCILE_SECONDS: int(1, 60),
+  USAGE_QUERY_TIMEOUT_MS: int(1, 10_000),
   ERASURE_BATCH_ROWS: int(1, 5000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -127,6 +128,8 @@ export interface ProducerConfig {
   jobs: { attempts: number; backoffMs: number };
   /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number };
+  /** How long one statement of a usage query may run before the database stops it. */
+  usage: { timeoutMs: number };
 }
 
 export interface Config extends ProducerConfig {
@@ -181,6 +184,7 @@ const producerSchema = envShape
     JOB_ATTEMPTS: true,
     JOB_BACKOFF_MS: true,
     SYNC_INTERVAL_MINUTES: true,
+    USAGE_QUERY_TIMEOUT_MS: true,
     BACKFILL_DAYS: true,
     LOOKBACK_HOURS: true,
   })
@@ -192,7 +196,7 @@ const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) =
 /**
  * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
  * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES, BACKFILL_DAYS,
- * LOOKBACK_HOURS): no API or support token, and the keys only when tokens are stored.
+ * LOOKBACK_HOURS, USAGE_QUERY_TIMEOUT_MS): no API or support token, and the keys only when tokens are stored.
  */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
   const e = validate(producerSchema, env);
@@ -204,6 +208,7 @@ export function loadProducerConfig(env: Record<string, string | undefined> = pro
     encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
     sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
+    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
   });
 }
 
@@ -232,6 +237,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       sliceMs: e.SYNC_SLICE_MS,
     },
     jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
+    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
     erasure: { batchRows: e.ERASURE_BATCH_ROWS },
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
     webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,

@@ -106,6 +106,11 @@ export class ServiceUnavailableError extends AppError {
   readonly code = "unavailable";
 }
 
+/** A read that ran past its time limit and was stopped by the database; the same request would again. */
+export class QueryTimeoutError extends AppError {
+  readonly code = "query_timeout";
+}
+
 export class ConflictError extends AppError {
   readonly code = "conflict";
 }

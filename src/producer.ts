@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import { openStores, type AppContext } from "./context.js";
+import { boundedRead, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
-import { isoDay, isoInstant, timeZoneName } from "./domain/calendar.js";
+import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
@@ -19,8 +20,10 @@ import {
 } from "./repositories/connection-views.js";
 import * as connections from "./repositories/connections.js";
 import { workspaceErasures } from "./repositories/erasure.js";
-import { currentDeployments } from "./repositories/deployments.js";
+import { connectionDeployments, currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
+import * as prices from "./repositories/prices.js";
+import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
 import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { TokenVault } from "./vault.js";
@@ -84,12 +87,18 @@ export const listEventsInput = z
   })
   .strict();
 
+/** Daily rows for a year and a month either side of it: enough for any finance comparison, and a bound on every query's days. */
+export const MAX_USAGE_DAYS = 400;
+/** Rows and idle-floor lines of one answer: more would hold the event loop (and every job of the process) while it is serialized. */
+export const MAX_USAGE_LINES = 50_000;
+const DAY_MS = 86_400_000;
+
 /** The usage query's fields; `usageRules` adds the checks between them (the HTTP route adds `format`). */
 export const usageFields = {
   workspaceId: workspaceId.optional(),
   connectionId: z.uuid().optional(),
-  from: isoDay.describe("first local day of the range (in timeZone), inclusive"),
-  to: isoDay.describe("last local day of the range (in timeZone), inclusive"),
+  from: isoDay.describe(`first local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+  to: isoDay.describe(`last local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
   timeZone: timeZoneName
     .optional()
     .describe(
@@ -109,6 +118,11 @@ function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
   const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
   if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
   if (q.from > q.to) issue("from", "from must not be after to");
+  const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
+  if (days > MAX_USAGE_DAYS) {
+    const last = utcDay(new Date(Date.parse(q.from) + (MAX_USAGE_DAYS - 1) * DAY_MS));
+    issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
+  }
   if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
 }
 
@@ -300,27 +314,44 @@ export interface UsageReport {
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** What a usage query needs besides the stores: the sync window settings that say which days are final. */
-export type UsageContext = ProducerContext & { config: { sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> } };
+/** What a usage query needs besides the stores: how long its statements may run, and the sync window settings that say which days are final. */
+export type UsageContext = ProducerContext & {
+  config: { usage: ProducerConfig["usage"]; sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> };
+};
 
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
- * coverage, over local days of the query's zone; each row and each covered day says whether it is final.
+ * coverage, over local days of the query's zone; each row and each covered day says whether it is
+ * final. What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot
+ * whose statements stop after USAGE_QUERY_TIMEOUT_MS (QueryTimeoutError); aborting `signal` (the HTTP
+ * client went away) cancels them.
  */
-export async function queryUsage(ctx: UsageContext, query: z.input<typeof usageInput>): Promise<UsageReport> {
+export async function queryUsage(
+  ctx: UsageContext,
+  query: z.input<typeof usageInput>,
+  options: { signal?: AbortSignal } = {},
+): Promise<UsageReport> {
   const input = parse(usageInput, query);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
   const q = { ...input, timeZone };
   const now = new Date();
-  const [found, idleFloor, sources, days] = await Promise.all([
-    readUsage(ctx.db, q),
-    queryIdleFloor(ctx.db, q),
+  const limits = { timeoutMs: ctx.config.usage.timeoutMs, signal: options.signal };
+  const read = async (sql: Queryable) => {
+    const rows = await readUsage(sql, q, MAX_USAGE_LINES + 1);
+    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), await queryUsageDays(sql, q)] as const;
+  };
+  const [[found, idleFloor, days], sources] = await Promise.all([
+    boundedRead(ctx.db, limits, read),
     coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
-    queryUsageDays(ctx.db, q),
   ]);
   const finality = new Finality(sources, days, q, ctx.config.sync, now);
   const spans = sources.map((s) => coverageOf(s, q));
-  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, q.groupBy.includes("connection"))) : found;
+  const byConnection = q.groupBy.includes("connection");
+  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection), MAX_USAGE_LINES) : found;
+  if (!filled || filled.length + idleFloor.length > MAX_USAGE_LINES) {
+    const issue = `groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`;
+    throw new ValidationError(`invalid input: ${issue}`, [issue]);
+  }
   const rows = filled.map((r) => ({ ...r, final: finality.row(r.connectionId, r.date) }));
   const coverage = spans.map((c) => finality.describe(c));
   const deployments = q.groupBy.includes("deployment") ? await currentDeployments(ctx.db, q) : undefined;
@@ -387,6 +418,40 @@ export async function getErasure(ctx: ProducerContext, id: string): Promise<Eras
   return readErasure(ctx, parse(connectionId, id));
 }
 
+/** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
+export async function listDeployments(ctx: Pick<ProducerContext, "db">, id: string) {
+  const found = await connectionDeployments(ctx.db, parse(connectionId, id));
+  if (!found) throw connections.connectionNotFound(id);
+  return found;
+}
+
+export const priceBookInput = z.object({ asOf: isoDay.optional() }).strict();
+
+/** The price book in force on a day (default today). */
+export async function getPriceBook(ctx: Pick<ProducerContext, "db">, query: z.input<typeof priceBookInput> = {}) {
+  const asOf = parse(priceBookInput, query).asOf ?? utcDay(new Date());
+  return { asOf, ...(await prices.readPriceBook(ctx.db, { asOf })) };
+}
+
+/** Every recorded price change, newest first. */
+export const listPriceHistory = (ctx: Pick<ProducerContext, "db">) => prices.readPriceBook(ctx.db, { history: true });
+
+// The price book is append-only: each call records one row, so a correction is a later row with the same effectiveFrom.
+export const recordHardwarePrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof hardwarePriceInput>) =>
+  prices.recordHardwarePrice(ctx.db, parse(hardwarePriceInput, input));
+
+export const recordModelPrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelPriceInput>) =>
+  prices.recordModelPrice(ctx.db, parse(modelPriceInput, input));
+
+/** Maps a public model to hardware; a SKU without a price on that day would leave the model unpriced, so it is refused. */
+export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelHardwareInput>) {
+  const mapping = parse(modelHardwareInput, input);
+  const row = await prices.recordModelHardware(ctx.db, mapping);
+  if (row) return row;
+  const issue = `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`;
+  throw new ValidationError(`invalid input: ${issue}`, [issue]);
+}
+
 /** The producer bound to its own connections, for a backend that runs it in-process. */
 export interface Producer {
   connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
@@ -402,6 +467,12 @@ export interface Producer {
   getErasure(id: string): Promise<ErasureView>;
   getWorkspaceSettings(workspaceId: string): Promise<workspaces.WorkspaceSettings>;
   updateWorkspaceSettings(workspaceId: string, input: z.input<typeof workspaceSettingsInput>): Promise<workspaces.WorkspaceSettings>;
+  listDeployments(id: string): ReturnType<typeof listDeployments>;
+  getPriceBook(query?: z.input<typeof priceBookInput>): ReturnType<typeof getPriceBook>;
+  listPriceHistory(): ReturnType<typeof listPriceHistory>;
+  recordHardwarePrice(input: z.input<typeof hardwarePriceInput>): ReturnType<typeof recordHardwarePrice>;
+  recordModelPrice(input: z.input<typeof modelPriceInput>): ReturnType<typeof recordModelPrice>;
+  recordModelHardware(input: z.input<typeof modelHardwareInput>): ReturnType<typeof recordModelHardware>;
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
 }
@@ -433,6 +504,12 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
     eraseConnection: (id, options) => eraseConnection(stores, id, options),
     eraseWorkspace: (workspace, options) => eraseWorkspace(stores, workspace, options),
     getErasure: (id) => getErasure(stores, id),
+    listDeployments: (id) => listDeployments(stores, id),
+    getPriceBook: (query) => getPriceBook(stores, query),
+    listPriceHistory: () => listPriceHistory(stores),
+    recordHardwarePrice: (input) => recordHardwarePrice(stores, input),
+    recordModelPrice: (input) => recordModelPrice(stores, input),
+    recordModelHardware: (input) => recordModelHardware(stores, input),
     close: () => stores.close(),
   };
 }

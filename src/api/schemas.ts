@@ -41,6 +41,7 @@ const ERROR_MEANING = {
   413: "a body larger than 64 KiB (`payload_too_large`)",
   415: "a body that is not application/json (`unsupported_media_type`)",
   503: "the job queue (Redis) does not answer; nothing was queued, retry later (`unavailable`)",
+  504: "the query ran longer than USAGE_QUERY_TIMEOUT_MS and was stopped; ask for a shorter range or fewer groupBy columns (`query_timeout`)",
 } as const;
 export type ErrorStatus = keyof typeof ERROR_MEANING;
 

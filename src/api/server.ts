@@ -10,7 +10,7 @@ import {
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
 import type { AppContext } from "../context.js";
-import { AppError, ConflictError, NotFoundError, ServiceUnavailableError, ValidationError } from "../errors.js";
+import { AppError, ConflictError, NotFoundError, QueryTimeoutError, ServiceUnavailableError, ValidationError } from "../errors.js";
 import { logScope, moduleLogger } from "../logger.js";
 import { requireCredential } from "./auth.js";
 import { documentRoute, withRequestIds } from "./openapi.js";
@@ -117,6 +117,9 @@ export async function buildServer(
     if (err instanceof NotFoundError) return reply.code(404).send(errorReply(request, err.code, err.message));
     if (err instanceof ConflictError) return reply.code(409).send(errorReply(request, err.code, err.message));
     if (err instanceof ServiceUnavailableError) return reply.code(503).send(errorReply(request, err.code, err.message));
+    if (err instanceof QueryTimeoutError) return reply.code(504).send(errorReply(request, err.code, err.message));
+    // The client went away and its query was cancelled: no one reads this answer.
+    if (reply.raw.destroyed) return reply.code(499).send(errorReply(request, "client_closed", "the client closed the request"));
     if (err instanceof AppError) return reply.code(502).send(errorReply(request, err.code, err.message));
     const status = (err as FastifyError).statusCode;
     if (status && status >= 400 && status < 500) {

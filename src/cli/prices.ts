@@ -1,11 +1,10 @@
 import { parseArgs } from "node:util";
-import type { z } from "zod";
 import { parseDatabaseUrl } from "../config.js";
 import { utcDay } from "../domain/calendar.js";
 import { createDb, type Db } from "../db/client.js";
+import { ValidationError } from "../errors.js";
 import { logger } from "../logger.js";
-import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../pricing/schemas.js";
-import { readPriceBook, recordHardwarePrice, recordModelHardware, recordModelPrice } from "../repositories/prices.js";
+import * as producer from "../producer.js";
 
 // `npm run prices -- <command>`: read and change the price book (the same rules as the HTTP API).
 //   list [--as-of YYYY-MM-DD]                    prices in force on a day (default today)
@@ -18,23 +17,16 @@ const { positionals, values } = parseArgs({
   options: { from: { type: "string" }, source: { type: "string" }, "as-of": { type: "string" } },
 });
 const [command, ...args] = positionals;
-const today = utcDay(new Date());
-const common = { effectiveFrom: values.from ?? today, source: values.source };
+// Unchecked here: the producer validates it as it does an HTTP body, and refuses what the API refuses.
+const input = (fields: Record<string, string | null | undefined>) =>
+  ({ ...fields, effectiveFrom: values.from ?? utcDay(new Date()), source: values.source }) as never;
 
-function input<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  logger.error("invalid price", { issues: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) });
-  process.exit(2);
-}
-
-const commands: Record<string, (db: Db) => Promise<unknown>> = {
-  list: (db) => readPriceBook(db, { asOf: values["as-of"] ?? today }),
-  history: (db) => readPriceBook(db, { history: true }),
-  "set-hardware": (db) => recordHardwarePrice(db, input(hardwarePriceInput, { sku: args[0], usdPerSecond: args[1], ...common })),
-  "set-model": (db) => recordModelPrice(db, input(modelPriceInput, { model: args[0], unit: args[1], usdPerUnit: args[2], ...common })),
-  "map-model": (db) =>
-    recordModelHardware(db, input(modelHardwareInput, { model: args[0], sku: args[1] === "none" ? null : args[1], ...common })),
+const commands: Record<string, (ctx: { db: Db }) => Promise<unknown>> = {
+  list: (ctx) => producer.getPriceBook(ctx, { asOf: values["as-of"] }),
+  history: (ctx) => producer.listPriceHistory(ctx),
+  "set-hardware": (ctx) => producer.recordHardwarePrice(ctx, input({ sku: args[0], usdPerSecond: args[1] })),
+  "set-model": (ctx) => producer.recordModelPrice(ctx, input({ model: args[0], unit: args[1], usdPerUnit: args[2] })),
+  "map-model": (ctx) => producer.recordModelHardware(ctx, input({ model: args[0], sku: args[1] === "none" ? null : args[1] })),
 };
 
 const run = command ? commands[command] : undefined;
@@ -44,7 +36,11 @@ if (!run) {
 } else {
   const db = createDb(parseDatabaseUrl(process.env), 2);
   try {
-    process.stdout.write(`${JSON.stringify(await run(db), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(await run({ db }), null, 2)}\n`);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    logger.error("invalid price", { issues: err.issues });
+    process.exitCode = 2;
   } finally {
     await db.$disconnect();
   }

@@ -1,6 +1,10 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
+import { QueryTimeoutError } from "../errors.js";
 import { PrismaClient } from "../generated/prisma/client.js";
+
+// SQLSTATE 57014: a statement stopped by statement_timeout or a cancel request.
+const QUERY_CANCELED = "57014";
 
 /**
  * The Prisma 7 client over node-postgres (no native engine binary needed), plus the pg pool it runs
@@ -24,6 +28,59 @@ export interface Prepared {
 
 export async function runPrepared<R extends pg.QueryResultRow>(db: Db, statement: Prepared, values: unknown[]): Promise<R[]> {
   return (await db.pool.query<R>({ name: statement.name, text: statement.text, values })).rows;
+}
+
+/** What runs one SQL statement: the pool, or one connection of it (a bounded read). */
+export type Queryable = Pick<pg.ClientBase, "query">;
+
+/**
+ * Runs `read` on one connection, in one read-only snapshot, each statement stopped by Postgres after
+ * `timeoutMs` (QueryTimeoutError); aborting `signal` cancels the statement running (pg_cancel_backend,
+ * from a connection of its own so a busy pool cannot delay it) and rejects with the signal's reason.
+ * A connection that saw a failure is closed rather than reused, so no cancel can reach its next user.
+ */
+export async function boundedRead<T>(
+  db: Db,
+  limits: { timeoutMs: number; signal?: AbortSignal },
+  read: (sql: Queryable) => Promise<T>,
+): Promise<T> {
+  limits.signal?.throwIfAborted();
+  const client = await db.pool.connect();
+  let cancelled: Promise<unknown> | undefined;
+  let failed = false;
+  let pid = 0;
+  const cancel = () => {
+    const canceller = new pg.Client(db.pool.options);
+    cancelled = canceller
+      .connect()
+      .then(() => canceller.query("SELECT pg_cancel_backend($1)", [pid]))
+      .finally(() => canceller.end());
+  };
+  try {
+    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // JIT compiling a large query takes seconds before it runs, more than any dashboard read saves by it.
+    const set = "SELECT pg_backend_pid() AS pid, set_config('statement_timeout', $1, true), set_config('jit', 'off', true)";
+    pid = (await client.query<{ pid: number }>(set, [String(Math.floor(limits.timeoutMs))])).rows[0]!.pid;
+    limits.signal?.addEventListener("abort", cancel, { once: true });
+    limits.signal?.throwIfAborted();
+    const result = await read(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    failed = true;
+    limits.signal?.throwIfAborted();
+    if ((err as { code?: string }).code === QUERY_CANCELED) {
+      throw new QueryTimeoutError(
+        `the query ran longer than its limit of ${limits.timeoutMs} ms and was stopped; ask for less (a shorter range, fewer groupBy columns)`,
+        { cause: err },
+      );
+    }
+    throw err;
+  } finally {
+    limits.signal?.removeEventListener("abort", cancel);
+    await cancelled?.catch(() => undefined);
+    client.release(failed);
+  }
 }
 
 /** Readiness: resolves when the database answers a trivial query. */

@@ -72,109 +72,50 @@ const tokens = (column: string) => `coalesce(sum(sign * ${column}) FILTER (WHERE
 
 /** USD of an SQL sum as an exact decimal string ("0" for none). */
 export const money = (sum: string) => `trim_scale(coalesce(${sum}, 0))::text`;
-/** The basis of a group: the one its rows share, else mixed. */
-export const basisOf = (column: string) => `CASE WHEN count(DISTINCT ${column}) = 1 THEN min(${column}) ELSE 'mixed' END`;
+/** The basis of a group: the one its rows share, else mixed (`column` is never null; min = max needs no sort, count(DISTINCT) does). */
+export const basisOf = (column: string) => `CASE WHEN min(${column}) = max(${column}) THEN min(${column}) ELSE 'mixed' END`;
 const pricedCount = `coalesce(sum(d.predictions) FILTER (WHERE b.basis <> 'unpriced'), 0)`;
-const costPart = <N extends string>(name: N, basis: string) => ({
-  name,
-  type: "usd" as const,
-  about: `the part of estimatedCostUsd priced by ${basis}`,
-  priced: money(`sum(c.cost) FILTER (WHERE b.basis = '${basis}')`),
-});
+
+// Literal names and types survive these helpers, so UsageRow below is typed from the table.
+function stored<N extends string, T extends MeasureType>(name: N, type: T, column: string, delta: string, about: string) {
+  return { name, type, column, delta, about };
+}
+function priced<N extends string, T extends MeasureType>(name: N, type: T, sql: string, about: string) {
+  return { name, type, priced: sql, about };
+}
+const statusCount = <N extends string>(name: N, status: string, where: string) => {
+  const about = status === "other" ? "predictions in a status added after this service" : `${status} predictions`;
+  return { ...stored(name, "count", status, counted(where), about), status };
+};
+const costPart = <N extends string>(name: N, basis: string) =>
+  priced(name, "usd", money(`sum(c.cost) FILTER (WHERE b.basis = '${basis}')`), `the part of estimatedCostUsd priced by ${basis}`);
 
 export const MEASURES = [
   {
-    name: "predictions",
-    type: "count",
-    about: "predictions (and trainings) created in the row's days",
-    column: "predictions",
-    delta: "sum(sign)::int",
+    ...stored("predictions", "count", "predictions", "sum(sign)::int", "predictions (and trainings) created in the row's days"),
     perStatus: "sum(s.n)::int",
   },
-  ...TERMINAL_STATUSES.map((s) => ({
-    name: s,
-    type: "count" as const,
-    about: `${s} predictions`,
-    column: s,
-    delta: counted(`status = '${s}'`),
-    status: s,
-  })),
-  {
-    name: "inProgress",
-    type: "count",
-    about: "predictions starting or processing when last read",
-    column: "in_progress",
-    delta: counted(`status IN (${IN_PROGRESS})`),
-    status: "in_progress",
-  },
-  {
-    name: "other",
-    type: "count",
-    about: "predictions in a status Replicate added after this service was written",
-    column: "other",
-    delta: counted(`status NOT IN (${TERMINAL}, ${IN_PROGRESS})`),
-    status: "other",
-  },
-  {
-    name: "computeSeconds",
-    type: "amount",
-    about: "sum of predict_time",
-    column: "compute_seconds",
-    delta: seconds("predict_time"),
-  },
-  {
-    name: "totalSeconds",
-    type: "amount",
-    about: "sum of total_time",
-    column: "total_seconds",
-    delta: seconds("total_time"),
-    internal: true,
-  },
-  {
-    name: "meteredPredictions",
-    type: "count",
-    about: "predictions that reported a predict_time",
-    column: "metered_predictions",
-    delta: counted("predict_time IS NOT NULL"),
-  },
-  {
-    name: "billableSeconds",
-    type: "amount",
-    about: "predict_time of the predictions not aborted",
-    column: "billable_seconds",
-    delta: seconds("predict_time", BILLED),
-  },
-  {
-    name: "inputTokens",
-    type: "amount",
-    about: "input tokens of the predictions not aborted",
-    column: "input_tokens",
-    delta: tokens("input_tokens"),
-  },
-  {
-    name: "outputTokens",
-    type: "amount",
-    about: "output tokens of the predictions not aborted",
-    column: "output_tokens",
-    delta: tokens("output_tokens"),
-  },
-  { name: "estimatedCostUsd", type: "usd", about: "estimate from the price book; idle floor not included", priced: money("sum(c.cost)") },
-  {
-    name: "costBasis",
-    type: "label",
-    about: "hardware_seconds, tokens, outputs, unpriced, or mixed; null without predictions",
-    priced: basisOf("b.basis"),
-  },
+  ...TERMINAL_STATUSES.map((s) => statusCount(s, s, `status = '${s}'`)),
+  statusCount("inProgress", "in_progress", `status IN (${IN_PROGRESS})`),
+  statusCount("other", "other", `status NOT IN (${TERMINAL}, ${IN_PROGRESS})`),
+  stored("computeSeconds", "amount", "compute_seconds", seconds("predict_time"), "sum of predict_time"),
+  { ...stored("totalSeconds", "amount", "total_seconds", seconds("total_time"), "sum of total_time"), internal: true as const },
+  stored("meteredPredictions", "count", "metered_predictions", counted("predict_time IS NOT NULL"), "predictions reporting a predict_time"),
+  stored("billableSeconds", "amount", "billable_seconds", seconds("predict_time", BILLED), "predict_time of the predictions not aborted"),
+  stored("inputTokens", "amount", "input_tokens", tokens("input_tokens"), "input tokens of the predictions not aborted"),
+  stored("outputTokens", "amount", "output_tokens", tokens("output_tokens"), "output tokens of the predictions not aborted"),
+  priced("estimatedCostUsd", "usd", money("sum(c.cost)"), "estimate from the price book; idle floor not included"),
+  priced("costBasis", "label", basisOf("b.basis"), "hardware_seconds, tokens, outputs, unpriced, or mixed; null without predictions"),
   costPart("hardwareCostUsd", "hardware_seconds"),
   costPart("tokenCostUsd", "tokens"),
   costPart("outputCostUsd", "outputs"),
-  { name: "pricedPredictions", type: "count", about: "predictions in priced rows", priced: `${pricedCount}::int` },
-  {
-    name: "pricedShare",
-    type: "label",
-    about: "pricedPredictions / predictions, 4 decimals; null without predictions",
-    priced: `trim_scale(round(${pricedCount}::numeric / nullif(sum(d.predictions), 0), 4))::text`,
-  },
+  priced("pricedPredictions", "count", `${pricedCount}::int`, "predictions in priced rows"),
+  priced(
+    "pricedShare",
+    "label",
+    `trim_scale(round(${pricedCount}::numeric / nullif(sum(d.predictions), 0), 4))::text`,
+    "pricedPredictions / predictions, 4 decimals; null without predictions",
+  ),
 ] as const satisfies readonly Measure[];
 
 type AnyMeasure = (typeof MEASURES)[number];

@@ -2,23 +2,23 @@ import type { Db } from "../db/client.js";
 import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput } from "../pricing/schemas.js";
 
 // The price book is append-only: a change is a new row, and for a key and a day the row with the
-// latest effective_from, then the latest id, applies. These fragments resolve one price for a day
-// (`day` is any SQL date expression) and are shared with the usage query.
+// latest effective_from, then the latest id, applies.
 
-/** USD per second of `skuExpr` on `day`. */
-export const hardwarePriceAt = (skuExpr: string, day: string) =>
-  `(SELECT h.usd_per_second FROM hardware_prices h WHERE h.sku = ${skuExpr} AND h.effective_from <= ${day}
-    ORDER BY h.effective_from DESC, h.id DESC LIMIT 1)`;
+/**
+ * Each row of `table` as the span of days it is in force, [since, until): from its effective_from
+ * until the next row of its key takes over (a later row of the same day wins, leaving the earlier an
+ * empty span). A day joins the one span holding it, so pricing many rows is one hash join, not a
+ * lookup per row. Shared with the usage query (deployment releases use it with their release number).
+ */
+export const spans = (table: string, key: string, columns: string, order = "id") =>
+  `SELECT ${key}, ${columns}, effective_from AS since,
+     lead(effective_from) OVER (PARTITION BY ${key} ORDER BY effective_from, ${order}) AS until FROM ${table}`;
+/** `day` is in the span `s`. */
+export const inSpan = (s: string, day: string) => `${day} >= ${s}.since AND (${s}.until IS NULL OR ${day} < ${s}.until)`;
 
-/** USD per unit of `modelExpr` on `day`. */
-export const modelPriceAt = (modelExpr: string, unit: string, day: string) =>
-  `(SELECT m.usd_per_unit FROM model_prices m WHERE m.model = ${modelExpr} AND m.unit = '${unit}' AND m.effective_from <= ${day}
-    ORDER BY m.effective_from DESC, m.id DESC LIMIT 1)`;
-
-/** The SKU an operator mapped `modelExpr` to on `day` (null when unmapped). */
-export const modelSkuAt = (modelExpr: string, day: string) =>
-  `(SELECT mh.sku FROM model_hardware mh WHERE mh.model = ${modelExpr} AND mh.effective_from <= ${day}
-    ORDER BY mh.effective_from DESC, mh.id DESC LIMIT 1)`;
+export const HARDWARE_PRICE_SPANS = spans("hardware_prices", "sku", "usd_per_second AS price");
+export const MODEL_PRICE_SPANS = spans("model_prices", "model, unit", "usd_per_unit AS price");
+export const MODEL_SKU_SPANS = spans("model_hardware", "model", "sku");
 
 export interface PriceRow {
   id: string;
@@ -84,16 +84,18 @@ export async function recordModelPrice(db: Db, p: ModelPriceInput): Promise<Mode
   );
 }
 
-export async function recordModelHardware(db: Db, p: ModelHardwareInput): Promise<ModelHardwareRow> {
-  return insert<ModelHardwareRow>(db, TABLES.modelHardware, `(model, sku, effective_from, source) VALUES ($1, $2, $3::date, $4)`, [
-    p.model,
-    p.sku,
-    p.effectiveFrom,
-    p.source,
-  ]);
+/** Records the mapping only when the SKU is unset or has a price on its first day (null otherwise). */
+export async function recordModelHardware(db: Db, p: ModelHardwareInput): Promise<ModelHardwareRow | null> {
+  return insert<ModelHardwareRow | null>(
+    db,
+    TABLES.modelHardware,
+    `(model, sku, effective_from, source) SELECT $1, $2, $3::date, $4
+     WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM hardware_prices h WHERE h.sku = $2 AND h.effective_from <= $3::date)`,
+    [p.model, p.sku, p.effectiveFrom, p.source],
+  );
 }
 
 async function insert<T>(db: Db, t: (typeof TABLES)[keyof typeof TABLES], values: string, params: unknown[]): Promise<T> {
   const [row] = await db.$queryRawUnsafe<T[]>(`INSERT INTO ${t.table} ${values} RETURNING ${t.columns}, ${COMMON}`, ...params);
-  return row!;
+  return (row ?? null) as T;
 }

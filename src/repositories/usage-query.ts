@@ -1,4 +1,4 @@
-import type { Db } from "../db/client.js";
+import type { Queryable } from "../db/client.js";
 import { deploymentsFailing } from "./deployments.js";
 import { notBeingErased } from "./erasure.js";
 import type { UsageDayFacts } from "../domain/coverage.js";
@@ -14,7 +14,7 @@ import {
   type GroupBy,
   type UsageRow,
 } from "../domain/usage-measures.js";
-import { hardwarePriceAt, modelPriceAt, modelSkuAt } from "./prices.js";
+import { HARDWARE_PRICE_SPANS, MODEL_PRICE_SPANS, MODEL_SKU_SPANS, inSpan, spans } from "./prices.js";
 
 export { GROUP_BY, type GroupBy } from "../domain/usage-measures.js";
 
@@ -44,44 +44,59 @@ export interface IdleFloorRow {
 }
 
 const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
-  date: "to_char(d.day, 'YYYY-MM-DD')",
-  connection: "d.connection_id::text",
-  kind: "d.kind::text",
+  date: "d.day",
+  connection: "d.connection_id",
+  kind: "d.kind",
   model: "d.model",
   deployment: "d.deployment",
   source: "d.source",
 };
-const dimension = (g: GroupBy, sql: string) => `${sql} AS "${DIMENSION_FIELD[g]}"`;
+// Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
+// order), answered as text.
+const dimension = (g: GroupBy, column: string) =>
+  `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : ["connection", "kind"].includes(g) ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
 const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 // Grouping by status turns each row's status counts into one row per status.
 const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `('${m.status}', d.${m.column})`).join(", ")}) AS s(status, n)`;
+
+/** The releases of the deployments in scope as spans: each applies from the day it was created until the next one. */
+const releases = (inScope: string[]) =>
+  `releases AS (${spans(
+    `deployments WHERE connection_id IN (SELECT cn.id FROM connections cn WHERE ${inScope.join(" AND ")})`,
+    "connection_id, name",
+    "model, hardware, min_instances, last_seen_on",
+    "release_number",
+  )})`;
 
 // Each row is priced at query time by the price book in force on its UTC day, so a price change
 // recomputes history exactly. A deployment bills its hardware; otherwise a model's token prices,
 // then its per-output price, then the hardware an operator mapped it to; else it is unpriced. None of
 // this looks at the kind: a training is priced like a prediction of its model (the trainer's hardware).
 // billable_seconds and the token sums exclude aborted predictions, which Replicate does not bill.
+// Prices and releases are joined as spans of days: one hash join each, not a lookup per row.
+const HARDWARE = `hw AS (${HARDWARE_PRICE_SPANS})`;
+const PRICES = `${HARDWARE}, mp AS (${MODEL_PRICE_SPANS}), mh AS (${MODEL_SKU_SPANS})`;
+const at = (span: string, on: string) => `${on} AND ${inSpan(span, "d.utc_day")}`;
 const PRICED = `
-  CROSS JOIN LATERAL (SELECT (SELECT x.hardware FROM deployments x WHERE x.connection_id = d.connection_id AND x.name = d.deployment
-                              AND x.effective_from <= d.utc_day ORDER BY x.effective_from DESC, x.release_number DESC LIMIT 1) AS dep_sku) dep
-  CROSS JOIN LATERAL (SELECT coalesce(dep.dep_sku, ${modelSkuAt("d.model", "d.utc_day")}) AS sku,
-                             ${modelPriceAt("d.model", "input_token", "d.utc_day")} AS in_price,
-                             ${modelPriceAt("d.model", "output_token", "d.utc_day")} AS out_price,
-                             ${modelPriceAt("d.model", "prediction", "d.utc_day")} AS pred_price) p
-  CROSS JOIN LATERAL (SELECT ${hardwarePriceAt("p.sku", "d.utc_day")} AS sku_price) hw
+  LEFT JOIN releases dep ON ${at("dep", "dep.connection_id = d.connection_id AND dep.name = d.deployment")}
+  LEFT JOIN mh ON ${at("mh", "mh.model = d.model")}
+  LEFT JOIN hw ON ${at("hw", "hw.sku = coalesce(dep.hardware, mh.sku)")}
+  LEFT JOIN mp pin ON ${at("pin", "pin.model = d.model AND pin.unit = 'input_token'")}
+  LEFT JOIN mp pout ON ${at("pout", "pout.model = d.model AND pout.unit = 'output_token'")}
+  LEFT JOIN mp pred ON ${at("pred", "pred.model = d.model AND pred.unit = 'prediction'")}
   CROSS JOIN LATERAL (SELECT CASE
-      WHEN dep.dep_sku IS NOT NULL THEN CASE WHEN hw.sku_price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
+      WHEN dep.hardware IS NOT NULL THEN CASE WHEN hw.price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
       -- While the deployments cannot be read, the model's own price would be a guess at other hardware.
       WHEN d.deployment <> '' AND ${deploymentsFailing("d.connection_id")} THEN 'unpriced'
-      WHEN p.in_price IS NOT NULL OR p.out_price IS NOT NULL THEN 'tokens'
-      WHEN p.pred_price IS NOT NULL THEN 'outputs'
-      WHEN hw.sku_price IS NOT NULL THEN 'hardware_seconds'
+      WHEN pin.price IS NOT NULL OR pout.price IS NOT NULL THEN 'tokens'
+      WHEN pred.price IS NOT NULL THEN 'outputs'
+      WHEN hw.price IS NOT NULL THEN 'hardware_seconds'
       ELSE 'unpriced' END AS basis) b
   CROSS JOIN LATERAL (SELECT CASE b.basis
-      WHEN 'hardware_seconds' THEN d.billable_seconds * hw.sku_price
-      WHEN 'tokens' THEN d.input_tokens * coalesce(p.in_price, 0) + d.output_tokens * coalesce(p.out_price, 0)
-      WHEN 'outputs' THEN d.succeeded * p.pred_price
+      WHEN 'hardware_seconds' THEN d.billable_seconds * hw.price
+      WHEN 'tokens' THEN d.input_tokens * coalesce(pin.price, 0) + d.output_tokens * coalesce(pout.price, 0)
+      WHEN 'outputs' THEN d.succeeded * pred.price
       ELSE 0 END AS cost) c`;
 
 /** The range ($1, $2: local days), the zone ($3) and connection or workspace: what every usage query shares. */
@@ -123,39 +138,38 @@ function usageByDay(q: UsageQuery): { sql: string; params: unknown[] } {
   return { sql, params };
 }
 
-const grouping = (cols: string[]) => (cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : "");
+// At most `limit` rows: the caller refuses an answer that would hold more.
+const grouping = (cols: string[], limit = Infinity) =>
+  `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
 /**
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
  * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the caller's (see Finality).
  */
-export async function queryUsage(db: Db, q: UsageQuery): Promise<QueriedRow[]> {
+export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<QueriedRow[]> {
   const byStatus = q.groupBy.includes("status");
   const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
-  const select = dims.map((g) => dimension(g, COLUMN[g]));
-  const groupCols = dims.map((_, i) => String(i + 1));
-  if (byStatus) {
-    select.push(dimension("status", "s.status"));
-    groupCols.push(String(select.length));
-  }
+  const columns = [...dims.map((g) => COLUMN[g]), ...(byStatus ? ["s.status"] : [])];
+  const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
   const { sql: days, params } = usageByDay(q);
-  const sql = `SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
+  const priced = `WITH ${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}`;
+  const sql = `${byStatus ? "" : priced} SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
     FROM (${days}) d ${byStatus ? STATUS_UNPIVOT : PRICED}
     ${byStatus ? "WHERE s.n > 0" : ""}
-    ${grouping(groupCols)}`;
-  const rows = await db.$queryRawUnsafe<QueriedRow[]>(sql, ...params);
+    ${grouping(columns, limit)}`;
+  const { rows } = await db.query<QueriedRow>(sql, params);
   // Without grouping, an empty range yields one row of nulls: report no rows instead.
   return rows.filter((r) => r.predictions !== null);
 }
 
 /** Per connection and local day of the range that has usage: what finality and coverage need to know of it. */
-export async function queryUsageDays(db: Db, q: UsageQuery): Promise<UsageDayFacts> {
+export async function queryUsageDays(db: Queryable, q: UsageQuery): Promise<UsageDayFacts> {
   const { sql: days, params } = usageByDay(q);
-  const rows = await db.$queryRawUnsafe<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }[]>(
+  const { rows } = await db.query<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }>(
     `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
        max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
      FROM (${days}) d GROUP BY d.connection_id, d.day`,
-    ...params,
+    params,
   );
   const facts: UsageDayFacts = new Map();
   for (const r of rows) {
@@ -165,41 +179,42 @@ export async function queryUsageDays(db: Db, q: UsageQuery): Promise<UsageDayFac
   return facts;
 }
 
-const IDLE_COLUMN: Record<Exclude<GroupBy, "status" | "source" | "kind">, string> = {
-  date: "to_char(i.day, 'YYYY-MM-DD')",
-  connection: "i.connection_id::text",
-  model: "i.model",
-  deployment: "i.name",
-};
+// The release column each idle-floor dimension groups by; days are generated per release.
+const RELEASE_COLUMN = { connection: "connection_id", model: "model", deployment: "name" } as const;
+type IdleDimension = keyof typeof RELEASE_COLUMN | "date";
+const idleColumn = (g: IdleDimension) => (g === "date" ? "g.day::date" : `f.${RELEASE_COLUMN[g]}`);
 
 /**
  * The idle floor of deployments in scope, grouped like the usage rows (by date, connection, model,
  * deployment; not by kind, source or status, which idle time has none of). A release's configuration
- * applies from the day it was created until the deployment was last listed. A local day is as long
- * as it is in the query's zone (23 or 25 hours on DST days).
+ * applies from the day it was created until the next release, or the last day the deployment was
+ * listed. A local day is as long as it is in the query's zone (23 or 25 hours on DST days). Releases
+ * that share the answer's dimensions, hardware and days are added up before their days are generated,
+ * and days only within each one's span: the work grows with the deployments in scope and their days,
+ * never with the range (none in scope, nothing to do).
  */
-export async function queryIdleFloor(db: Db, q: UsageQuery): Promise<IdleFloorRow[]> {
+export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infinity): Promise<IdleFloorRow[]> {
   if (q.groupBy.includes("status")) return [];
-  const dims = q.groupBy.filter((g): g is keyof typeof IDLE_COLUMN => g in IDLE_COLUMN);
+  const dims = q.groupBy.filter((g): g is IdleDimension => g === "date" || g in RELEASE_COLUMN);
+  const kept = [...dims.flatMap((g) => (g === "date" ? [] : [RELEASE_COLUMN[g]])), "hardware"];
   const { filters, params } = scope(q, "cn.id", "cn.workspace_id");
-  const sql = `SELECT ${[`'idle_floor' AS "line"`, ...dims.map((g) => dimension(g, IDLE_COLUMN[g]))].join(", ")},
-      sum(i.min_instances * i.seconds)::float8 AS "instanceSeconds",
-      ${money("sum(i.min_instances * i.seconds * i.price)")} AS "estimatedCostUsd",
-      ${basisOf("CASE WHEN i.price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END")} AS "costBasis"
-    FROM (
-      SELECT g.day::date AS day, cn.id AS connection_id, x.name, x.model, x.min_instances, ${hardwarePriceAt("x.hardware", "g.day::date")} AS price,
-             extract(epoch FROM ${LOCAL_START("g.day::date + 1")} - ${LOCAL_START("g.day::date")}) AS seconds
-      FROM connections cn
-      CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS g(day)
-      CROSS JOIN LATERAL (
-        SELECT DISTINCT ON (x.name) x.name, x.model, x.hardware, x.min_instances FROM deployments x
-        WHERE x.connection_id = cn.id AND x.effective_from <= g.day::date AND g.day::date <= x.last_seen_on
-        ORDER BY x.name, x.effective_from DESC, x.release_number DESC
-      ) x
-      WHERE ${[...filters, "x.min_instances > 0"].join(" AND ")}
-    ) i
-    ${grouping(dims.map((_, i) => String(i + 2)))}`;
-  const rows = await db.$queryRawUnsafe<IdleFloorRow[]>(sql, ...params);
+  const sql = `WITH ${releases(filters)}, ${HARDWARE},
+    floor AS (
+      SELECT ${kept.join(", ")}, sum(min_instances) AS instances,
+             greatest(since, $1::date) AS first, least(until - 1, last_seen_on, $2::date) AS last
+      FROM releases WHERE min_instances > 0
+      GROUP BY ${[...kept, "first", "last"].join(", ")}
+    )
+    SELECT ${[`'idle_floor' AS "line"`, ...dims.map((g) => dimension(g, idleColumn(g)))].join(", ")},
+      sum(f.instances * s.seconds)::float8 AS "instanceSeconds",
+      ${money("sum(f.instances * s.seconds * hw.price)")} AS "estimatedCostUsd",
+      ${basisOf("CASE WHEN hw.price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END")} AS "costBasis"
+    FROM floor f
+    CROSS JOIN generate_series(f.first, f.last, interval '1 day') AS g(day)
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM ${LOCAL_START("g.day::date + 1")} - ${LOCAL_START("g.day::date")}) AS seconds) s
+    LEFT JOIN hw ON hw.sku = f.hardware AND ${inSpan("hw", "g.day::date")}
+    ${grouping(dims.map(idleColumn), limit)}`;
+  const { rows } = await db.query<IdleFloorRow>(sql, params);
   return rows.filter((r) => r.instanceSeconds !== null);
 }
 
@@ -209,8 +224,9 @@ const valueOf = (r: QueriedRow, g: GroupBy) => ((r as Record<string, unknown>)[D
  * Adds a zero row for each day in `days` that has no row: per connection (key = connection id) with
  * `connection` grouping, else under the key "". A zero row's other dimensions are null, and it is
  * merged in where the query's order puts it (nulls first), the query's rows keeping their order.
+ * Null when the rows would be more than `limit`.
  */
-export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>): QueriedRow[] {
+export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): QueriedRow[] | null {
   const byConnection = groupBy.includes("connection");
   const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));
   const zero = zeroMeasures(groupBy.includes("status"));
@@ -219,6 +235,7 @@ export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<s
     for (const date of list.filter((d) => !seen.has(`${connectionId}|${d}`))) {
       const dims = Object.fromEntries(groupBy.map((g) => [DIMENSION_FIELD[g], null]));
       zeros.push({ ...dims, date, ...(byConnection ? { connectionId } : {}), ...zero, refreshedAt: null } as QueriedRow);
+      if (rows.length + zeros.length > limit) return null;
     }
   }
   // Only dates, connection ids and nulls are compared here: the same order in any collation.
@@ -231,9 +248,10 @@ export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<s
   };
   zeros.sort(compare);
   const merged: QueriedRow[] = [];
+  let z = 0;
   for (const row of rows) {
-    while (zeros.length && compare(zeros[0]!, row) < 0) merged.push(zeros.shift()!);
+    while (z < zeros.length && compare(zeros[z]!, row) < 0) merged.push(zeros[z++]!);
     merged.push(row);
   }
-  return [...merged, ...zeros];
+  return merged.concat(zeros.slice(z));
 }

@@ -214,6 +214,23 @@ test("the price book: decimal strings only, history kept, prices in force by dat
   expect(await priceOf("2026-02-01")).toBe("0.0015");
   expect(await priceOf("2026-03-01")).toBe("0.002");
   expect(await priceOf("2026-01-01")).not.toBeUndefined();
+  // A model mapped to hardware the price book has no price for (that day) would stay unpriced: refused, naming it.
+  const mapTo = (sku: string | null, effectiveFrom: string) =>
+    call("POST", "/v1/prices/model-hardware", { model: "acme/mapped", sku, effectiveFrom, source: "s" });
+  for (const [sku, from] of [
+    ["gpu-nowhere", "2026-01-01"],
+    ["gpu-x", "2025-12-31"],
+  ] as const) {
+    const refused = await mapTo(sku, from);
+    expect([refused.status, refused.body.error, refused.body.issues]).toEqual([
+      400,
+      "validation_failed",
+      [expect.stringMatching(/^sku: /)],
+    ]);
+    expect(refused.body.issues[0]).toContain(`${sku} on ${from}`);
+  }
+  expect((await mapTo("gpu-x", "2026-01-01")).status).toBe(201);
+  expect((await mapTo(null, "2026-02-01")).status).toBe(201);
   const history = (await call("GET", "/v1/prices/history")).body.hardware as { sku: string; usdPerSecond: string }[];
   expect(history.filter((p) => p.sku === "gpu-x").map((p) => p.usdPerSecond)).toEqual(["0.0015", "0.002", "0.001"]);
   expect(
@@ -247,4 +264,7 @@ test("npm run prices: the CLI records and lists prices with the API's validation
   const bad = cli("set-hardware", "gpu-l40s", "0.5e-3", "--source", "x");
   expect(bad.status).toBe(2);
   expect(bad.stdout).toBe("");
+  const unknownSku = cli("map-model", "acme/cli-model", "gpu-nowhere", "--from", "2026-04-01", "--source", "x");
+  expect([unknownSku.status, unknownSku.stdout]).toEqual([2, ""]);
+  expect(unknownSku.stderr).toContain("gpu-nowhere on 2026-04-01");
 });

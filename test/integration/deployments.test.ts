@@ -186,7 +186,8 @@ test.each<[string, Fault, number | null]>([
 
 async function deploymentRow(connectionId: string) {
   const today = new Date().toISOString().slice(0, 10);
-  const { rows } = await producer.queryUsage(started.h.ctx, { connectionId, from: "2025-01-01", to: today, groupBy: ["deployment"] });
+  const from = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
+  const { rows } = await producer.queryUsage(started.h.ctx, { connectionId, from, to: today, groupBy: ["deployment"] });
   const row = rows.find((r) => r.deployment === "acme/sdxl-prod");
   expect(row).toBeDefined();
   return row!;

@@ -40,10 +40,11 @@ afterAll(() => new Promise<void>((resolve) => receiver.close(() => resolve())));
 const started = withApi(env);
 
 const today = new Date().toISOString().slice(0, 10);
+const monthAgo = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
 const workspaceUsage = (workspaceId: string) =>
   producer.queryUsage(started.h.ctx, {
     workspaceId,
-    from: "2000-01-01",
+    from: monthAgo,
     to: today,
     groupBy: ["date", "connection", "model", "deployment", "source"],
   });
@@ -91,7 +92,7 @@ test("refused while connected; after a disconnect, erased exactly once with exac
   const onlyB = (
     await producer.queryUsage(h.ctx, {
       connectionId: b.id,
-      from: "2000-01-01",
+      from: monthAgo,
       to: today,
       groupBy: ["date", "connection", "model", "deployment", "source"],
     })
@@ -150,7 +151,7 @@ test("refused while connected; after a disconnect, erased exactly once with exac
   const after = await workspaceUsage("ws-erase");
   expect(after.rows).toEqual(onlyB);
   expect(after.coverage.map((c) => c.connectionId)).toEqual([b.id]);
-  const usageOfA = await producer.queryUsage(h.ctx, { connectionId: a.id, from: "2000-01-01", to: today, groupBy: ["date", "deployment"] });
+  const usageOfA = await producer.queryUsage(h.ctx, { connectionId: a.id, from: monthAgo, to: today, groupBy: ["date", "deployment"] });
   expect([usageOfA.rows, usageOfA.idleFloor, usageOfA.coverage, usageOfA.deployments]).toEqual([[], [], [], []]);
   await expectExact(h, b.id, b.truth);
   expect(await redisTraces(h, a.id, a.token)).toEqual([]);

@@ -26,19 +26,20 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
   expect(list.body.connections).toHaveLength(1);
 
   const today = new Date().toISOString().slice(0, 10);
-  const usage = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=model`);
+  const monthAgo = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
+  const usage = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=model`);
   const total = (usage.body.rows as { predictions: number }[]).reduce((n, r) => n + r.predictions, 0);
   expect(total).toBe(260);
-  const byStatus = await call("GET", `/v1/usage?workspaceId=ws-http&from=2000-01-01&to=${today}&groupBy=status`);
+  const byStatus = await call("GET", `/v1/usage?workspaceId=ws-http&from=${monthAgo}&to=${today}&groupBy=status`);
   expect((byStatus.body.rows as { status: string }[]).map((r) => r.status).sort()).toEqual(
     expect.arrayContaining(["aborted", "canceled", "failed", "succeeded"]),
   );
-  const csv = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=date&format=csv`);
+  const csv = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=date&format=csv`);
   expect(String(csv.body).split("\n")[0]).toBe(
     "line,date,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions,billableSeconds,inputTokens,outputTokens," +
-      "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare,instanceSeconds",
+      "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare,final,refreshedAt,instanceSeconds",
   );
-  const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=2000-01-01&to=${today}&groupBy=source`);
+  const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=source`);
   const truth = started.h.fake.predictions(token);
   expect(bySource.body.rows).toEqual(
     ["api", "web"].map((source) => expect.objectContaining({ source, predictions: truth.filter((p) => p.source === source).length })),

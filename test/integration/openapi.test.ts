@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import type { FastifyInstance, RouteOptions } from "fastify";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { buildServer } from "../../src/api/server.js";
 import { JobQueues } from "../../src/queue/queues.js";
 import { errorBody } from "../../src/api/schemas.js";
@@ -114,6 +115,7 @@ test("every registered API route is documented with an operationId and a summary
 test("each operation answers exactly the statuses it documents", async () => {
   // Successes, with inputs that exercise every field of the answers.
   const today = new Date().toISOString().slice(0, 10);
+  const range = `from=${new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10)}&to=${today}`;
   await send("/healthz", { method: "GET", url: "/healthz" });
   await send("/readyz", { method: "GET", url: "/readyz" });
   await send("/metrics", { method: "GET", url: "/metrics" });
@@ -145,7 +147,7 @@ test("each operation answers exactly the statuses it documents", async () => {
     "groupBy=date&fillZeros=true&timeZone=America/Los_Angeles",
     "format=csv",
   ]) {
-    const res = await send("/v1/usage", { method: "GET", url: `/v1/usage?workspaceId=ws-doc&from=2000-01-01&to=${today}&${query}` });
+    const res = await send("/v1/usage", { method: "GET", url: `/v1/usage?workspaceId=ws-doc&${range}&${query}` });
     expect(res.statusCode).toBe(200);
   }
   await send("/v1/connections", { method: "GET", url: "/v1/connections?limit=1" });
@@ -228,6 +230,22 @@ test("each operation answers exactly the statuses it documents", async () => {
   await down.close();
   deadRedis.disconnect();
   await throwaway.destroy();
+
+  // A usage query past its time limit: the price book locked by another transaction, a server allowing 100 ms.
+  const locker = new pg.Client({ connectionString: h.t.url });
+  await locker.connect();
+  await locker.query("BEGIN; LOCK TABLE hardware_prices IN ACCESS EXCLUSIVE MODE");
+  const slow = await buildServer({ ...h.ctx, config: { ...h.ctx.config, usage: { timeoutMs: 100 } } });
+  const timedOut = await call(await slow.listen({ host: "127.0.0.1", port: 0 }), {
+    method: "GET",
+    url: `/v1/usage?workspaceId=ws-doc&${range}`,
+    headers: auth,
+  });
+  answered.push({ method: "GET", route: "/v1/usage", status: timedOut.statusCode });
+  expect([timedOut.statusCode, timedOut.json().error]).toEqual([504, "query_timeout"]);
+  await locker.query("ROLLBACK");
+  await locker.end();
+  await slow.close();
 
   // Every error each operation documents, driven the same way for all of them.
   for (const [path, operations] of Object.entries(doc.paths)) {

@@ -1,12 +1,10 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { connectionId } from "../../producer.js";
-import { connectionNotFound } from "../../repositories/connections.js";
-import { connectionDeployments } from "../../repositories/deployments.js";
+import * as producer from "../../producer.js";
 import { deploymentList, noQuery, responses } from "../schemas.js";
 
-const idParams = z.object({ id: connectionId });
+const idParams = z.object({ id: producer.connectionId });
 
 /** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
 export function deploymentRoutes(ctx: AppContext): FastifyPluginAsyncZod {
@@ -23,11 +21,7 @@ export function deploymentRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           response: responses({ 200: deploymentList.describe("the deployments as last read") }, [400, 401, 404]),
         },
       },
-      async (request) => {
-        const found = await connectionDeployments(ctx.db, request.params.id);
-        if (!found) throw connectionNotFound(request.params.id);
-        return found;
-      },
+      async (request) => producer.listDeployments(ctx, request.params.id),
     );
   };
 }

@@ -1,12 +1,10 @@
-import { isoDay, utcDay } from "../../domain/calendar.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../../pricing/schemas.js";
-import { readPriceBook, recordHardwarePrice, recordModelHardware, recordModelPrice } from "../../repositories/prices.js";
+import * as producer from "../../producer.js";
 import { WRITE_ERRORS, hardwarePrice, modelHardware, modelPrice, noQuery, priceBook, responses } from "../schemas.js";
 
-const today = () => utcDay(new Date());
 const tags = ["prices"];
 
 /**
@@ -22,14 +20,11 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           operationId: "getPriceBook",
           summary: "The price book in force on a day (default today)",
           tags,
-          querystring: z.object({ asOf: isoDay.optional() }).strict(),
+          querystring: producer.priceBookInput,
           response: responses({ 200: priceBook.extend({ asOf: z.iso.date() }).describe("prices in force") }, [400, 401]),
         },
       },
-      async (request) => {
-        const asOf = request.query.asOf ?? today();
-        return { asOf, ...(await readPriceBook(ctx.db, { asOf })) };
-      },
+      async (request) => producer.getPriceBook(ctx, request.query),
     );
     app.get(
       "/v1/prices/history",
@@ -42,7 +37,7 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           response: responses({ 200: priceBook.describe("every recorded row") }, [400, 401]),
         },
       },
-      async () => readPriceBook(ctx.db, { history: true }),
+      async () => producer.listPriceHistory(ctx),
     );
     // Each write records one row and answers it, 201.
     const write = <B extends z.ZodType, C extends z.ZodType>(
@@ -52,7 +47,7 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       body: B,
       created: C,
       // The answer is checked against `created` when it is serialized.
-      record: (db: AppContext["db"], input: z.output<B>) => Promise<object>,
+      record: (c: AppContext, input: z.output<B>) => Promise<object>,
     ) =>
       app.post(
         url,
@@ -68,7 +63,7 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         },
         async (request, reply) => {
           reply.code(201);
-          return record(ctx.db, request.body as z.output<B>);
+          return record(ctx, request.body as z.output<B>);
         },
       );
     write(
@@ -77,7 +72,7 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       "Record a hardware price from a day",
       hardwarePriceInput,
       hardwarePrice,
-      recordHardwarePrice,
+      producer.recordHardwarePrice,
     );
     write(
       "/v1/prices/models",
@@ -85,15 +80,15 @@ export function priceRoutes(ctx: AppContext): FastifyPluginAsyncZod {
       "Record a per-token or per-output model price from a day",
       modelPriceInput,
       modelPrice,
-      recordModelPrice,
+      producer.recordModelPrice,
     );
     write(
       "/v1/prices/model-hardware",
       "recordModelHardware",
-      "Record the hardware a public model runs on (sku null unsets it)",
+      "Record the hardware a public model runs on (sku null unsets it; a sku the price book has no price for that day is a 400)",
       modelHardwareInput,
       modelHardware,
-      recordModelHardware,
+      producer.recordModelHardware,
     );
   };
 }

@@ -13,6 +13,9 @@ const usageQuery = producer
   .usageRules({ ...producer.usageFields, format: z.enum(["json", "csv"]).default("json") })
   .meta({ style: "form", explode: false });
 
+const MAX_COVERAGE_HEADER = 8 * 1024;
+const COVERAGE_OMITTED = `coverage is over ${MAX_COVERAGE_HEADER} bytes; read it from format=json`;
+
 function readQueryForm(query: Record<string, unknown>): void {
   if (typeof query.groupBy === "string") {
     query.groupBy = query.groupBy
@@ -26,7 +29,7 @@ function readQueryForm(query: Record<string, unknown>): void {
 /**
  * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost per local day of a time
  * zone, as JSON or CSV, with the coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header,
- * the same JSON without each item's `days`).
+ * the same JSON without each item's `days`, unless it is too long for a header).
  */
 export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
@@ -42,8 +45,7 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
           response: responses(
             {
               200: {
-                description:
-                  "usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without `days`)",
+                description: `usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without \`days\`; X-Coverage-Omitted instead when it is over ${MAX_COVERAGE_HEADER} bytes)`,
                 content: {
                   "application/json": { schema: usageReport },
                   "text/csv": {
@@ -56,24 +58,32 @@ export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
                 },
               },
             },
-            [400, 401],
+            [400, 401, 504],
+            {
+              400: `bad input, from..to longer than ${producer.MAX_USAGE_DAYS} days, or an answer over ${producer.MAX_USAGE_LINES} lines (\`validation_failed\`, naming the field)`,
+            },
           ),
         },
       },
       async (request, reply) => {
         const { format, ...query } = request.query;
-        const report = await producer.queryUsage(ctx, query);
+        // A client that hangs up stops its query: the database does not work on for no one.
+        const gone = new AbortController();
+        reply.raw.on("close", () => reply.raw.writableFinished || gone.abort());
+        const report = await producer.queryUsage(ctx, query, { signal: gone.signal });
         if (format === "json") return report;
-        // One sheet: usage lines, then idle-floor lines, told apart by the `line` column.
+        // Built whole before anything is sent: an error is the error shape, never a cut-off sheet. One
+        // sheet: usage lines, then idle-floor lines, told apart by the `line` column.
         const lines = [...report.rows.map((r) => ({ line: "usage", ...r })), ...report.idleFloor];
-        return (
-          reply
-            .type("text/csv; charset=utf-8")
-            .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
-            // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
-            .header("x-coverage", JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span)))
-            .send(toCsv(lines, csvColumns(query.groupBy)))
-        );
+        // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
+        const coverage = JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span));
+        // Clients and proxies refuse headers over 8-16 KiB: hundreds of connections' coverage is left to the JSON form.
+        const covered = coverage.length <= MAX_COVERAGE_HEADER ? { "x-coverage": coverage } : { "x-coverage-omitted": COVERAGE_OMITTED };
+        return reply
+          .type("text/csv; charset=utf-8")
+          .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
+          .headers(covered)
+          .send(toCsv(lines, csvColumns(query.groupBy)));
       },
     );
   };
