@@ -18,7 +18,7 @@ import {
 import * as connections from "./repositories/connections.js";
 import { currentDeployments } from "./repositories/deployments.js";
 import * as events from "./repositories/events.js";
-import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { TokenVault } from "./vault.js";
 
@@ -280,11 +280,10 @@ export async function queryUsage(ctx: UsageContext, query: z.input<typeof usageI
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
   const q = { ...input, timeZone };
   const now = new Date();
-  const [found, idleFloor, sources, days] = await Promise.all([
+  const [{ rows: found, days }, idleFloor, sources] = await Promise.all([
     readUsage(ctx.db, q),
     queryIdleFloor(ctx.db, q),
     coverageSources(ctx.db, { workspaceId: q.workspaceId, connectionId: q.connectionId }),
-    queryUsageDays(ctx.db, q),
   ]);
   const finality = new Finality(sources, days, q, ctx.config.sync, now);
   const spans = sources.map((s) => coverageOf(s, q));

@@ -60,24 +60,36 @@ const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `(
 // then its per-output price, then the hardware an operator mapped it to; else it is unpriced. None of
 // this looks at the kind: a training is priced like a prediction of its model (the trainer's hardware).
 // billable_seconds and the token sums exclude aborted predictions, which Replicate does not bill.
+// Prices are looked up once per deployment and UTC day and per model and UTC day, not once per row
+// (MATERIALIZED and OFFSET 0 keep the planner from copying each lookup into every expression that reads it).
+const PRICES = `
+  deployment_prices AS MATERIALIZED (
+    SELECT k.connection_id, k.deployment, k.utc_day, x.sku, ${hardwarePriceAt("x.sku", "k.utc_day")} AS sku_price
+    FROM (SELECT DISTINCT connection_id, deployment, utc_day FROM d WHERE deployment <> '') k
+    CROSS JOIN LATERAL (SELECT x.hardware AS sku FROM deployments x WHERE x.connection_id = k.connection_id AND x.name = k.deployment
+                        AND x.effective_from <= k.utc_day ORDER BY x.effective_from DESC, x.release_number DESC LIMIT 1) x
+  ),
+  model_day_prices AS MATERIALIZED (
+    SELECT k.model, k.utc_day, p.*, ${hardwarePriceAt("p.sku", "k.utc_day")} AS sku_price
+    FROM (SELECT DISTINCT model, utc_day FROM d) k
+    CROSS JOIN LATERAL (SELECT ${modelSkuAt("k.model", "k.utc_day")} AS sku,
+                               ${modelPriceAt("k.model", "input_token", "k.utc_day")} AS in_price,
+                               ${modelPriceAt("k.model", "output_token", "k.utc_day")} AS out_price,
+                               ${modelPriceAt("k.model", "prediction", "k.utc_day")} AS pred_price OFFSET 0) p
+  )`;
 const PRICED = `
-  CROSS JOIN LATERAL (SELECT (SELECT x.hardware FROM deployments x WHERE x.connection_id = d.connection_id AND x.name = d.deployment
-                              AND x.effective_from <= d.utc_day ORDER BY x.effective_from DESC, x.release_number DESC LIMIT 1) AS dep_sku) dep
-  CROSS JOIN LATERAL (SELECT coalesce(dep.dep_sku, ${modelSkuAt("d.model", "d.utc_day")}) AS sku,
-                             ${modelPriceAt("d.model", "input_token", "d.utc_day")} AS in_price,
-                             ${modelPriceAt("d.model", "output_token", "d.utc_day")} AS out_price,
-                             ${modelPriceAt("d.model", "prediction", "d.utc_day")} AS pred_price) p
-  CROSS JOIN LATERAL (SELECT ${hardwarePriceAt("p.sku", "d.utc_day")} AS sku_price) hw
+  LEFT JOIN deployment_prices dp ON dp.connection_id = d.connection_id AND dp.deployment = d.deployment AND dp.utc_day = d.utc_day
+  JOIN model_day_prices mp ON mp.model = d.model AND mp.utc_day = d.utc_day
   CROSS JOIN LATERAL (SELECT CASE
-      WHEN dep.dep_sku IS NOT NULL THEN CASE WHEN hw.sku_price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
-      WHEN p.in_price IS NOT NULL OR p.out_price IS NOT NULL THEN 'tokens'
-      WHEN p.pred_price IS NOT NULL THEN 'outputs'
-      WHEN hw.sku_price IS NOT NULL THEN 'hardware_seconds'
+      WHEN dp.sku IS NOT NULL THEN CASE WHEN dp.sku_price IS NULL THEN 'unpriced' ELSE 'hardware_seconds' END
+      WHEN mp.in_price IS NOT NULL OR mp.out_price IS NOT NULL THEN 'tokens'
+      WHEN mp.pred_price IS NOT NULL THEN 'outputs'
+      WHEN mp.sku_price IS NOT NULL THEN 'hardware_seconds'
       ELSE 'unpriced' END AS basis) b
   CROSS JOIN LATERAL (SELECT CASE b.basis
-      WHEN 'hardware_seconds' THEN d.billable_seconds * hw.sku_price
-      WHEN 'tokens' THEN d.input_tokens * coalesce(p.in_price, 0) + d.output_tokens * coalesce(p.out_price, 0)
-      WHEN 'outputs' THEN d.succeeded * p.pred_price
+      WHEN 'hardware_seconds' THEN d.billable_seconds * CASE WHEN dp.sku IS NOT NULL THEN dp.sku_price ELSE mp.sku_price END
+      WHEN 'tokens' THEN d.input_tokens * coalesce(mp.in_price, 0) + d.output_tokens * coalesce(mp.out_price, 0)
+      WHEN 'outputs' THEN d.succeeded * mp.pred_price
       ELSE 0 END AS cost) c`;
 
 /** The range ($1, $2: local days), the zone ($3) and connection or workspace: what every usage query shares. */
@@ -93,39 +105,52 @@ const LOCAL_START = (day: string) => `(${day})::timestamp AT TIME ZONE $3::text`
 const UTC_START = (day: string) => `(${day})::timestamp AT TIME ZONE 'UTC'`;
 
 /**
- * The usage of the range per connection, UTC day, local day, kind, model, deployment and source
- * (`d`): quarter hours summed into the local day they fall in, which a UTC day shares with at most one
- * other, so pricing (per UTC day) costs about what it did per day. A whole-UTC-day row (1440) counts
- * under its UTC date; `utc_only` marks where that is not the local day, i.e. the zone is not at UTC
- * all that day. `refreshed_at` is when a page holding these predictions was last written.
+ * The usage of the range per connection, UTC day, local day, model and deployment, and kind and
+ * source when grouped by them (CTE `d`): quarter hours summed into the local day they fall in, which a UTC day shares with at most
+ * one other, so pricing (per UTC day) costs about what it did per day. A whole-UTC-day row (1440)
+ * counts under its UTC date; `utc_only` marks where that is not the local day, i.e. the zone is not
+ * at UTC all that day. `refreshed_at` is when a page holding these predictions was last written.
+ * The local-day filter is applied after summing (MATERIALIZED keeps it there): on the rows it would
+ * make the planner guess a handful and sort on disk.
  */
-function usageByDay(q: UsageQuery): { sql: string; params: unknown[] } {
+function usageByDay(q: UsageQuery, dims: readonly GroupBy[]): { ctes: string; params: unknown[] } {
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
-  const sql = `
-    SELECT u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source,
-      ${STORED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
-      max(u.updated_at) AS refreshed_at,
-      bool_or(u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND NOT (
-        (u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00'
-      )) AS utc_only
-    FROM usage_buckets u
-    CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
-    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day
-                                    ELSE (u.bucket_start AT TIME ZONE $3::text)::date END AS day) l
-    WHERE u.bucket_start >= least(${LOCAL_START("$1::date")}, ${UTC_START("$1::date")})
-      AND u.bucket_start < greatest(${LOCAL_START("$2::date + 1")}, ${UTC_START("$2::date + 1")})
-      AND l.day BETWEEN $1::date AND $2::date${filters.map((f) => ` AND ${f}`).join("")}
-    GROUP BY u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source`;
-  return { sql, params };
+  // Kind and source only when grouped by: every other key is what pricing or finality needs.
+  const key = [
+    "u.connection_id",
+    "t.utc_day",
+    "l.day",
+    "u.model",
+    "u.deployment",
+    ...(["kind", "source"] as const).filter((g) => dims.includes(g)).map((g) => `u.${g}`),
+  ];
+  const ctes = `
+    g AS MATERIALIZED (
+      SELECT ${key.join(", ")},
+        ${STORED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
+        max(u.updated_at) AS refreshed_at,
+        bool_or(u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND NOT (
+          (u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00'
+        )) AS utc_only
+      FROM usage_buckets u
+      CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
+      CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day
+                                      ELSE (u.bucket_start AT TIME ZONE $3::text)::date END AS day) l
+      WHERE u.bucket_start >= least(${LOCAL_START("$1::date")}, ${UTC_START("$1::date")})
+        AND u.bucket_start < greatest(${LOCAL_START("$2::date + 1")}, ${UTC_START("$2::date + 1")})${filters.map((f) => ` AND ${f}`).join("")}
+      GROUP BY ${key.join(", ")}
+    ),
+    d AS (SELECT * FROM g WHERE g.day BETWEEN $1::date AND $2::date)`;
+  return { ctes, params };
 }
-
-const grouping = (cols: string[]) => (cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : "");
 
 /**
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
- * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the caller's (see Finality).
+ * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
+ * caller's (see Finality), from `days`: per connection and local day with usage, what finality and
+ * coverage need to know of it. One statement: both come from one pass over the quarter hours, in one snapshot.
  */
-export async function queryUsage(db: Db, q: UsageQuery): Promise<QueriedRow[]> {
+export async function queryUsage(db: Db, q: UsageQuery): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
   const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
   const select = dims.map((g) => dimension(g, COLUMN[g]));
@@ -134,32 +159,35 @@ export async function queryUsage(db: Db, q: UsageQuery): Promise<QueriedRow[]> {
     select.push(dimension("status", "s.status"));
     groupCols.push(String(select.length));
   }
-  const { sql: days, params } = usageByDay(q);
-  const sql = `SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
-    FROM (${days}) d ${byStatus ? STATUS_UNPIVOT : PRICED}
-    ${byStatus ? "WHERE s.n > 0" : ""}
-    ${grouping(groupCols)}`;
-  const rows = await db.$queryRawUnsafe<QueriedRow[]>(sql, ...params);
+  const order = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g) => `r."${DIMENSION_FIELD[g]}"`);
+  const { ctes, params } = usageByDay(q, dims);
+  const sql = `WITH ${ctes}${byStatus ? "" : `, ${PRICES}`},
+    r AS (
+      SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
+      FROM d ${byStatus ? STATUS_UNPIVOT : PRICED}
+      ${byStatus ? "WHERE s.n > 0" : ""}
+      ${groupCols.length ? `GROUP BY ${groupCols.join(", ")}` : ""}
+    ),
+    f AS (
+      SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
+        ${isoTime("max(d.refreshed_at)")} AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
+      FROM d GROUP BY d.connection_id, d.day
+    )
+    SELECT (SELECT coalesce(json_agg(r${order.length ? ` ORDER BY ${order.join(", ")}` : ""}), '[]') FROM r) AS rows,
+           (SELECT coalesce(json_agg(f), '[]') FROM f) AS days`;
+  const [answer] = await db.$queryRawUnsafe<
+    { rows: QueriedRow[]; days: { id: string; date: string; unfinished: boolean; refreshedAt: string; utcOnly: boolean }[] }[]
+  >(sql, ...params);
+  const days: UsageDayFacts = new Map();
+  for (const f of answer!.days) {
+    const byDay = days.get(f.id) ?? days.set(f.id, new Map()).get(f.id)!;
+    byDay.set(f.date, { unfinished: f.unfinished, refreshedAt: new Date(f.refreshedAt), utcOnly: f.utcOnly });
+  }
   // Without grouping, an empty range yields one row of nulls: report no rows instead.
-  return rows.filter((r) => r.predictions !== null);
+  return { rows: answer!.rows.filter((r) => r.predictions !== null), days };
 }
 
-/** Per connection and local day of the range that has usage: what finality and coverage need to know of it. */
-export async function queryUsageDays(db: Db, q: UsageQuery): Promise<UsageDayFacts> {
-  const { sql: days, params } = usageByDay(q);
-  const rows = await db.$queryRawUnsafe<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }[]>(
-    `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
-       max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
-     FROM (${days}) d GROUP BY d.connection_id, d.day`,
-    ...params,
-  );
-  const facts: UsageDayFacts = new Map();
-  for (const r of rows) {
-    const days = facts.get(r.id) ?? facts.set(r.id, new Map()).get(r.id)!;
-    days.set(r.date, { unfinished: r.unfinished, refreshedAt: r.refreshedAt, utcOnly: r.utcOnly });
-  }
-  return facts;
-}
+const grouping = (cols: string[]) => (cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : "");
 
 const IDLE_COLUMN: Record<Exclude<GroupBy, "status" | "source" | "kind">, string> = {
   date: "to_char(i.day, 'YYYY-MM-DD')",
