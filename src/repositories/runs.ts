@@ -1,6 +1,6 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
+import { TRAININGS_WINDOW, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and
@@ -9,8 +9,11 @@ import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 export interface RunSummary {
   runId: string;
   startedAt: Date;
+  /** Pages of predictions, and the predictions written from them. */
   pages: number;
   predictions: number;
+  trainingPages: number;
+  trainings: number;
   daysTouched: number;
 }
 
@@ -94,6 +97,8 @@ export async function completeRun(db: Db, connectionId: string, checkpoint: Chec
     startedAt: new Date(checkpoint.startedAt),
     pages: checkpoint.pagesDone,
     predictions: checkpoint.predictionsSeen,
+    trainingPages: checkpoint.windows[TRAININGS_WINDOW]?.pagesDone ?? 0,
+    trainings: checkpoint.trainingsSeen,
     daysTouched: checkpoint.daysTouched.length,
   };
   const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, [
