@@ -40,7 +40,7 @@ export const checkpointSchema = z.object({
   windowStart: z.iso.datetime(),
   /** created_before of the run (exclusive): the run's start, so predictions made meanwhile go to the next run. */
   windowEnd: z.iso.datetime(),
-  /** The windows partitioning [windowStart, windowEnd), and the trainings window over all of it, by windowId. */
+  /** The windows partitioning [windowStart, windowEnd), and the trainings window over all of it (or more, see newCheckpoint), by windowId. */
   windows: z.record(z.string(), windowSchema),
   /** Totals over every window (summed in the write statement, so concurrent windows never lose one). */
   pagesDone: z.number().int().nonnegative(),
@@ -58,8 +58,10 @@ export type SyncWindow = z.infer<typeof windowSchema>;
 export interface WindowInputs {
   now: Date;
   highWaterMark: Date | null;
-  /** created_at of the oldest prediction not yet in a terminal status. */
+  /** created_at of the oldest prediction (or training) not yet in a terminal status. */
   oldestUnfinished: Date | null;
+  /** The ledger holds a training of the connection (see newCheckpoint); absent: it does. */
+  trainingsRead?: boolean;
   backfillDays: number;
   lookbackHours: number;
 }
@@ -94,11 +96,16 @@ const isTimeWindow = (w: SyncWindow) => w.kind !== "training";
 /**
  * A run starts as one window of predictions, split once its first page shows it holds many (see
  * planWrite), and the trainings of the same window, read beside it (the run is done when both are).
+ * While the ledger holds no training, trainings are read from the backfill start instead: a
+ * connection that synced before trainings were read has never read those of its earlier runs.
+ * Re-reading trainings the ledger holds counts nothing twice, and an account without trainings
+ * reads one empty page either way.
  */
 export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Checkpoint {
   const now = w.now.toISOString();
   const first = freshWindow(syncWindowStart(w).toISOString(), now);
-  const trainings: SyncWindow = { ...freshWindow(first.start, now), kind: "training" };
+  const trainingsFrom = w.trainingsRead === false ? syncWindowStart({ ...w, highWaterMark: null }).toISOString() : first.start;
+  const trainings: SyncWindow = { ...freshWindow(trainingsFrom, now), kind: "training" };
   return {
     runId,
     startedAt: now,

@@ -25,7 +25,8 @@ export function beginRun(
   return startRun(
     db,
     connectionId,
-    (inputs) => newCheckpoint({ now, highWaterMark: inputs.highWaterMark, oldestUnfinished: inputs.oldestUnfinished, ...settings }),
+    ({ highWaterMark, oldestUnfinished, trainingsRead }) =>
+      newCheckpoint({ now, highWaterMark, oldestUnfinished, trainingsRead, ...settings }),
     (started) => ({
       jobId,
       kind: "sync_started",

@@ -183,6 +183,31 @@ describe("a backfill and the run after it", () => {
   });
 });
 
+test("a connection that synced before trainings were read reads them back to BACKFILL_DAYS once, then only its window", async () => {
+  const token = "r8_trainingsAfterUpgrade000000";
+  const predictions = generatePredictions({ count: 30, days: 20, seed: 61, inFlightWithinMs: 6 * HOUR });
+  h().fake.addAccount(token, { type: "user", username: "upgraded" }, predictions);
+  const { id } = await producer.connect(h().ctx, { workspaceId: "ws-trainings-upgrade", token });
+  const first = await waitForSyncedSince(h(), id, null);
+
+  // Trainings a release that did not read them left unread, 40 over the last 20 days.
+  const trainings = generateTrainings({ count: 40, days: 20, seed: 62, inFlightWithinMs: 6 * HOUR });
+  h().fake.upsertTrainings(token, trainings);
+  const before = h().fake.requests.length;
+  await producer.syncNow(h().ctx, id);
+  const second = await waitForSyncedSince(h(), id, first.lastSyncedAt);
+  expect((await lastWindow(id)).start).toBeGreaterThan(Date.now() - 2 * 24 * HOUR); // a lookback run...
+  expect(await actualUsage(h().ctx.db, id)).toEqual(expectedUsage([...predictions, ...asTrainings(trainings)])); // ...reading every training
+  expect(trainingsRequests(token, before)).toHaveLength(Math.ceil(trainings.length / PAGE));
+
+  const again = h().fake.requests.length;
+  await producer.syncNow(h().ctx, id);
+  await waitForSyncedSince(h(), id, second.lastSyncedAt);
+  expect(trainingsRequests(token, again)).toHaveLength(pagesToWindowStart(h().fake.trainings(token), (await lastWindow(id)).start));
+  expect(pagesToWindowStart(h().fake.trainings(token), (await lastWindow(id)).start)).toBeLessThan(Math.ceil(trainings.length / PAGE));
+  expect(await actualUsage(h().ctx.db, id)).toEqual(expectedUsage([...predictions, ...asTrainings(trainings)]));
+});
+
 test("a 429 on /v1/trainings delays the run as on predictions: rate_limited, throttled health, then exact", async () => {
   const token = "r8_trainingsThrottled000000000";
   const trainings = generateTrainings({ count: 30, days: 10, seed: 41 });

@@ -96,6 +96,18 @@ test("a run reads its trainings beside its one window: over the whole run window
   expect([split.splitFor, Object.keys(split.windows).length]).toEqual([1, 4]);
 });
 
+test("while the ledger holds no training, a later run reads trainings from the backfill start (a connection synced before they were read)", () => {
+  const later = { ...base, highWaterMark: new Date("2026-03-10T00:00:00.000Z") };
+  const read = newCheckpoint({ ...later, trainingsRead: true }, "run-1");
+  expect(read.windows[TRAININGS_WINDOW]!.start).toBe(read.windowStart);
+  const unread = newCheckpoint({ ...later, trainingsRead: false }, "run-1");
+  expect(unread.windowStart).toBe("2026-03-09T00:00:00.000Z");
+  expect(unread.windows[TRAININGS_WINDOW]).toMatchObject({ start: "2025-12-10T12:00:00.000Z", end: unread.windowEnd });
+  // A first run backfills both anyway.
+  const first = newCheckpoint({ ...base, trainingsRead: false }, "run-1");
+  expect(first.windows[TRAININGS_WINDOW]!.start).toBe(first.windowStart);
+});
+
 test("the trainings window keeps the trainings of the run's window and is done at the first page older than its start", () => {
   const cp = newCheckpoint({ ...base, highWaterMark: new Date("2026-03-10T00:00:00.000Z") }, "run-1");
   const start = Date.parse(cp.windowStart);
