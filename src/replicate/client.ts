@@ -173,6 +173,8 @@ export class ReplicateClient {
   ): Promise<z.output<S>> {
     const { stillWanted } = this.options;
     const rateCap = optional ? undefined : this.options.rateCap;
+    // When the request's slot was reserved: a 429 answering it lowers the pace only if none did since.
+    let reservedAt: number | undefined;
     let body: string;
     try {
       const request = this.http.get(url, {
@@ -181,7 +183,13 @@ export class ReplicateClient {
         headers: { authorization: `Bearer ${token}` },
         ...(optional ? { retry: { limit: 0 } } : {}),
         hooks: {
-          beforeRequest: rateCap ? [async () => rateCap.acquire(token)] : [],
+          beforeRequest: rateCap
+            ? [
+                async () => {
+                  reservedAt = await rateCap.acquire(token);
+                },
+              ]
+            : [],
           // Checked after the backoff, right before the request would go out again.
           beforeRetry:
             stillWanted && connectionId
@@ -204,7 +212,7 @@ export class ReplicateClient {
       body = await this.decode(response, token);
     } catch (err) {
       const error = await this.toProviderError(err, url, token);
-      throw optional ? error : await this.learnFrom(error, token);
+      throw optional ? error : await this.learnFrom(error, token, reservedAt);
     }
     let json: unknown;
     try {
@@ -261,12 +269,12 @@ export class ReplicateClient {
   }
 
   // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
-  private async learnFrom(error: Error, token: string): Promise<Error> {
+  private async learnFrom(error: Error, token: string, reservedAt?: number): Promise<Error> {
     const { rateCap } = this.options;
     if (!(error instanceof RateLimitError) || error.retryAfterSource === "local_cap" || !rateCap) return error;
     const { retryAfterSeconds: seconds, retryAfterSource: source } = error;
     // Redis failing here must not hide the 429 itself: the job is still delayed by Retry-After.
-    const rate = await rateCap.throttled(token, { seconds, source }).catch((err: unknown) => {
+    const rate = await rateCap.throttled(token, { seconds, source }, reservedAt).catch((err: unknown) => {
       moduleLogger("replicate").warn("could not lower the learned rate", { error: err instanceof Error ? err.message : String(err) });
       return null;
     });

@@ -5,9 +5,13 @@ import type { RetryAfter } from "./retry-after.js";
 
 /** Paces requests made with one token, across every worker process. */
 export interface RequestRateCap {
-  acquire(token: string): Promise<void>;
-  /** Replicate answered 429: lower this token's rate. Returns the new requests per second. */
-  throttled(token: string, retryAfter: RetryAfter): Promise<number>;
+  /** Waits for the token's next slot; returns when the slot was reserved (ms, on the cap's clock), for `throttled`. */
+  acquire(token: string): Promise<number>;
+  /**
+   * Replicate answered 429: lower this token's rate. Returns the new requests per second.
+   * `reservedAt` is what `acquire` returned for the request it answers (unknown: treated as recent).
+   */
+  throttled(token: string, retryAfter: RetryAfter, reservedAt?: number): Promise<number>;
   learnedRate(token: string): Promise<LearnedRate>;
 }
 
@@ -33,7 +37,7 @@ const LEARNED_TTL_MS = 86_400_000;
 // The interval follows the learned rate (KEYS[2]), raised toward the configured cap after a quiet
 // period; 10% headroom because timers fire late and requests queue in sockets (see bench/RESULTS.md).
 // Returns {wait before the reserved slot, or -wait (nothing reserved) when it exceeds the maximum;
-// the rate in millirequests per second}.
+// the rate in millirequests per second; when the slot was reserved}.
 const RESERVE_SLOT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,22 +51,30 @@ end
 local interval = math.ceil(1100 / rate)
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local wait = slot - now
-if wait > tonumber(ARGV[2]) then return {-wait, math.floor(rate * 1000)} end
+if wait > tonumber(ARGV[2]) then return {-wait, math.floor(rate * 1000), now} end
 redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 1000)
-return {wait, math.floor(rate * 1000)}`;
+return {wait, math.floor(rate * 1000), now}`;
 
 // AIMD: a 429 halves the rate, or sets it to one request per Retry-After when that is lower (with
 // a burst of 1, Retry-After is the server's own interval; an account cut to 6/min says about 10 s),
-// and keeps every worker off the token until then. Returns millirequests per second (Lua returns integers).
+// and keeps every worker off the token until then. Once per round: a 429 answering a request reserved
+// before the rate was last lowered (ARGV[5]; -1 unknown) says nothing about the lower rate, so it does
+// not halve again (two windows of a run, or its predictions and trainings, in flight together would
+// otherwise halve it twice); its Retry-After interval still applies. Returns millirequests per second
+// (Lua returns integers).
 const THROTTLED = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cap = tonumber(ARGV[1])
-local rate = math.min(cap, tonumber(redis.call('HGET', KEYS[2], 'rate') or cap)) / 2
+local rate = math.min(cap, tonumber(redis.call('HGET', KEYS[2], 'rate') or cap))
+local before = rate
+local reservedAt = tonumber(ARGV[5])
+if reservedAt < 0 or reservedAt >= tonumber(redis.call('HGET', KEYS[2], 'lowered') or '0') then rate = rate / 2 end
 local retryMs = tonumber(ARGV[2])
 if tonumber(ARGV[3]) == 1 then rate = math.min(rate, 1000 / retryMs) end
 rate = math.max(rate, tonumber(ARGV[4]))
 redis.call('HSET', KEYS[2], 'rate', rate, 'changed', now)
+if rate < before then redis.call('HSET', KEYS[2], 'lowered', now) end
 redis.call('PEXPIRE', KEYS[2], ${LEARNED_TTL_MS})
 local slot = math.max(now + retryMs, tonumber(redis.call('GET', KEYS[1]) or '0'))
 redis.call('SET', KEYS[1], slot, 'PX', slot - now + 1000)
@@ -101,24 +113,25 @@ export class RedisRequestRateCap implements RequestRateCap {
     return [key, `${key}:learned`];
   }
 
-  async acquire(token: string): Promise<void> {
+  async acquire(token: string): Promise<number> {
     const [slot, learned] = this.keys(token);
     const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
-    const [wait, milli] = (await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args)) as [number, number];
+    const [wait, milli, reservedAt] = (await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args)) as [number, number, number];
     if (wait < 0) {
       const paced = perMinute(milli / 1000);
       const message = `local request cap reached for this token (paced at ${paced} requests/min)`;
       throw new RateLimitError(message, Math.ceil(-wait / 1000), "local_cap", paced);
     }
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    return reservedAt;
   }
 
-  async throttled(token: string, retryAfter: RetryAfter): Promise<number> {
+  async throttled(token: string, retryAfter: RetryAfter, reservedAt = -1): Promise<number> {
     // Only a server-given wait of 2 s or more says something about its rate: waits are whole seconds
     // of at least 1, so "1" means anything under a second (a full-speed account says that too), and a
     // default Retry-After is our own guess. Otherwise halve.
     const hinted = retryAfter.source !== "default" && retryAfter.seconds >= 2 ? 1 : 0;
-    const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond];
+    const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond, reservedAt];
     const milli = Number(await this.redis.eval(THROTTLED, 2, ...this.keys(token), ...args));
     return milli / 1000;
   }

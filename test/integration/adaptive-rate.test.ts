@@ -56,6 +56,24 @@ test("a 429 halves the shared rate (or drops it to the server's interval), and q
   raises.slice(1).forEach((r, i) => expect(r).toBeCloseTo(Math.min(10, raises[i]! * 1.25), 9));
 });
 
+test("once per round: a 429 answering a request reserved before the pace was last lowered does not lower it again", async () => {
+  const token = "r8_onePerRoundToken00000000";
+  const cap = new RedisRequestRateCap(redis, 10, prefix, { quietMs: 60_000 });
+  const redisNow = async () => {
+    const [seconds, micros] = await redis.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  };
+  // Two requests in flight at the configured pace, e.g. a run's predictions and trainings.
+  const inFlight = (await redisNow()) - 1;
+  expect(await cap.throttled(token, { seconds: 1, source: "header" }, inFlight)).toBe(5);
+  expect(await cap.throttled(token, { seconds: 1, source: "header" }, inFlight)).toBe(5);
+  // Its server interval still applies when it is lower.
+  expect(await cap.throttled(token, { seconds: 4, source: "body" }, inFlight)).toBe(0.25);
+  // A request sent at the lowered pace and throttled again lowers it further, as does one whose slot is unknown.
+  expect(await cap.throttled(token, { seconds: 4, source: "body" }, await redisNow())).toBe(0.125);
+  expect(await cap.throttled(token, { seconds: 1, source: "default" })).toBeCloseTo(0.0625, 2);
+});
+
 // Scaled 5× to keep the test short: 6 requests per 12 s (one per 2 s) with a burst of 1, the same
 // burst-to-rate ratio, and a Retry-After of 2 s instead of 10 s.
 test("throttled to 6 requests/min with a burst of 1 (scaled 5×), a 10-page backfill completes with at most 3 429s", async () => {

@@ -325,7 +325,7 @@ test.each<[string, Fault, new (...args: never[]) => Error]>([
 test("trainings pages take the token's pace, and their next links are followed on the API origin only", async () => {
   const acquired: string[] = [];
   const cap: RequestRateCap = {
-    acquire: async (token) => void acquired.push(token),
+    acquire: async (token) => acquired.push(token),
     throttled: async () => 1,
     learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
   };
