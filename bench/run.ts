@@ -8,6 +8,7 @@ import { memory } from "./memory.js";
 import { rateCap } from "./rate-cap.js";
 import { FakeProcess, fmt } from "./support.js";
 import { usageQuery } from "./usage-query.js";
+import { usageZones } from "./usage-zones.js";
 import { writePath } from "./write-path.js";
 
 // `npm run bench [name]`: each benchmark against a loopback fake Replicate in its own process; each
@@ -57,6 +58,17 @@ try {
       "| pages (alternating) | service per page | prepared unnest per page | ratio | target |",
       "|---|---|---|---|---|",
       `| ${r.pages - 10} | ${fmt(r.serviceMs / (r.pages - 10), 2)} ms | ${fmt(r.floorMs / (r.pages - 10), 2)} ms | ${fmt(r.ratio, 2)}× | ≤ 1.50× ${verdict(r.ratio <= 1.5)} |`,
+    );
+  }
+  if (wanted("usage-zones")) {
+    const r = await usageZones();
+    const [utc, la, ktm] = [r.medianMs.UTC!, r.medianMs["America/Los_Angeles"]!, r.medianMs["Asia/Kathmandu"]!];
+    out(
+      `## Usage query: GET /v1/usage, ${r.connections} connections × ${r.days} days of quarter hours (${fmt(r.bucketRows)} rows), grouped by date and model`,
+      "",
+      "| answer rows | UTC days | America/Los_Angeles days | Asia/Kathmandu days | zone vs UTC (worst) | target |",
+      "|---|---|---|---|---|---|",
+      `| ${fmt(r.rows)} | ${fmt(utc)} ms | ${fmt(la)} ms | ${fmt(ktm)} ms | ${fmt(r.ratio, 2)}× | ≤ 2.00× ${verdict(r.ratio <= 2)} |`,
     );
   }
   if (wanted("fleet")) {

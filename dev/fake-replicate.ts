@@ -5,7 +5,8 @@ import { gzipSync } from "node:zlib";
 
 /**
  * A real HTTP server on loopback that speaks Replicate's API shapes (account, paginated
- * predictions newest first, problem-details errors) with faults that can be injected per token.
+ * predictions and trainings newest first, deployments, problem-details errors) with faults that can
+ * be injected per token.
  * The tests, the demo and the benchmarks all use this one implementation.
  */
 
@@ -32,6 +33,9 @@ export interface FakePrediction {
   urls?: Record<string, string>;
   data_removed?: boolean;
 }
+
+/** A training has a prediction's shape (GET /v1/trainings), without a deployment. */
+export type FakeTraining = Omit<FakePrediction, "deployment" | "data_removed">;
 
 export interface FakeDeployment {
   owner: string;
@@ -67,7 +71,9 @@ export type Fault =
   /** Ignore created_after/created_before (a server that does not filter). */
   | { kind: "ignore-filters" };
 
-type Endpoint = "account" | "predictions" | "deployments";
+type Endpoint = "account" | "predictions" | "trainings" | "deployments";
+/** The paginated usage endpoints: predictions (filtered by created_after/created_before) and trainings (no filter). */
+type UsageEndpoint = "predictions" | "trainings";
 
 /**
  * Replicate's throttle for accounts low on credit: `requests` per `perMs` with a burst of `burst`
@@ -83,6 +89,8 @@ interface TokenState {
   account: FakeAccount;
   /** Sorted newest first by (created_at, id). */
   predictions: FakePrediction[];
+  /** Sorted newest first by (created_at, id). */
+  trainings: FakeTraining[];
   deployments: FakeDeployment[];
   faults: Record<Endpoint, Fault[]>;
   /** Served on every request of the endpoint once its one-shot faults are used up, until cleared. */
@@ -113,10 +121,11 @@ const SCHEMA_VIOLATION = JSON.stringify({ next: 42, previous: null, results: { i
 const ENDPOINTS: Record<string, Endpoint> = {
   "/v1/account": "account",
   "/v1/predictions": "predictions",
+  "/v1/trainings": "trainings",
   "/v1/deployments": "deployments",
 };
 
-const newestFirst = (a: FakePrediction, b: FakePrediction) =>
+const newestFirst = (a: FakeTraining, b: FakeTraining) =>
   a.created_at === b.created_at ? (a.id < b.id ? 1 : a.id > b.id ? -1 : 0) : a.created_at < b.created_at ? 1 : -1;
 
 export class FakeReplicate {
@@ -127,9 +136,9 @@ export class FakeReplicate {
   deploymentPageSize = 100;
   /** When set, every token is throttled like an account low on credit. */
   rateLimit: RateLimit | null = null;
-  /** Added to every predictions page; the benchmarks use it to model network latency. */
+  /** Added to every predictions and trainings page; the benchmarks use it to model network latency. */
   pageLatencyMs = 0;
-  /** When set, a starting/processing prediction has succeeded by the next request after it was listed, as real ones finish. */
+  /** When set, a starting/processing prediction (or training) has succeeded by the next request after it was listed, as real ones finish. */
   finishListedInFlight = false;
   baseUrl = "";
 
@@ -145,12 +154,13 @@ export class FakeReplicate {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  addAccount(token: string, account: FakeAccount, predictions: FakePrediction[] = []): void {
+  addAccount(token: string, account: FakeAccount, predictions: FakePrediction[] = [], trainings: FakeTraining[] = []): void {
     this.tokens.set(token, {
       account,
       predictions: [...predictions].sort(newestFirst),
+      trainings: [...trainings].sort(newestFirst),
       deployments: [],
-      faults: { account: [], predictions: [], deployments: [] },
+      faults: { account: [], predictions: [], trainings: [], deployments: [] },
       standing: {},
       oddRecords: [],
     });
@@ -168,6 +178,14 @@ export class FakeReplicate {
     state.predictions = [...byId.values()].sort(newestFirst);
   }
 
+  /** Adds or replaces trainings (a status change is a replace with the same id). */
+  upsertTrainings(token: string, trainings: FakeTraining[]): void {
+    const state = this.state(token);
+    const byId = new Map(state.trainings.map((t) => [t.id, t]));
+    for (const t of trainings) byId.set(t.id, t);
+    state.trainings = [...byId.values()].sort(newestFirst);
+  }
+
   /** Replaces what GET /v1/deployments lists for the token. */
   setDeployments(token: string, deployments: FakeDeployment[]): void {
     this.state(token).deployments = deployments;
@@ -175,6 +193,10 @@ export class FakeReplicate {
 
   predictions(token: string): FakePrediction[] {
     return this.state(token).predictions;
+  }
+
+  trainings(token: string): FakeTraining[] {
+    return this.state(token).trainings;
   }
 
   /** Records served as they are at the end of every first page (not one-shot: a real account keeps them). */
@@ -198,13 +220,13 @@ export class FakeReplicate {
   clearFaults(token: string): void {
     const state = this.state(token);
     const f = state.faults;
-    f.account.length = f.predictions.length = f.deployments.length = 0;
+    f.account.length = f.predictions.length = f.trainings.length = f.deployments.length = 0;
     state.standing = {};
   }
 
   pendingFaults(token: string): number {
     const f = this.state(token).faults;
-    return f.account.length + f.predictions.length + f.deployments.length;
+    return f.account.length + f.predictions.length + f.trainings.length + f.deployments.length;
   }
 
   private state(token: string): TokenState {
@@ -246,7 +268,7 @@ export class FakeReplicate {
     const fault = state.faults[endpoint].shift() ?? state.standing[endpoint];
     const delay =
       (fault?.kind === "delay" ? fault.ms : fault?.kind === "status" ? (fault.delayMs ?? 0) : 0) +
-      (endpoint === "predictions" ? this.pageLatencyMs : 0);
+      (endpoint === "predictions" || endpoint === "trainings" ? this.pageLatencyMs : 0);
     if (delay > 0) await waitUnlessClosed(res, delay);
     if (res.destroyed) return;
     if (fault?.kind === "status")
@@ -258,20 +280,21 @@ export class FakeReplicate {
     }
 
     if (endpoint === "account") return send(200, JSON.stringify({ ...state.account, github_url: null }));
-    const body = endpoint === "deployments" ? this.deploymentPage(state, url, fault) : this.page(state, url, fault);
+    const body = endpoint === "deployments" ? this.deploymentPage(state, url, fault) : this.page(state, endpoint, url, fault);
     if (fault?.kind === "truncated-json") return send(200, body.slice(0, Math.max(1, Math.floor(body.length / 2))));
     return send(200, body);
   }
 
-  private page(state: TokenState, url: URL, fault: Fault | undefined): string {
+  private page(state: TokenState, endpoint: UsageEndpoint, url: URL, fault: Fault | undefined): string {
     const rawCursor = url.searchParams.get("cursor");
     const cursor: Cursor | null = rawCursor ? JSON.parse(Buffer.from(rawCursor, "base64url").toString()) : null;
-    const ignore = fault?.kind === "ignore-filters";
+    // GET /v1/trainings has no time filter: every page lists the account's trainings from the newest.
+    const ignore = fault?.kind === "ignore-filters" || endpoint === "trainings";
     const after = ignore ? undefined : (cursor?.after ?? url.searchParams.get("created_after") ?? undefined);
     const before = ignore ? undefined : (cursor?.before ?? url.searchParams.get("created_before") ?? undefined);
-    const list = state.predictions;
+    const list: FakeTraining[] = state[endpoint];
     let i = cursor ? this.firstAfterKey(list, cursor.last) : before ? this.firstOlderThan(list, before) : 0;
-    const results: FakePrediction[] = [];
+    const results: FakeTraining[] = [];
     for (; i < list.length && results.length < this.pageSize; i++) {
       const p = list[i]!;
       if (after && Date.parse(p.created_at) < Date.parse(after)) {
@@ -285,16 +308,17 @@ export class FakeReplicate {
     let next: string | null = null;
     if (more && last) {
       const c: Cursor = { after, before, last: [last.created_at, last.id] };
-      next = `${this.baseUrl}/predictions?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
+      next = `${this.baseUrl}/${endpoint}?cursor=${Buffer.from(JSON.stringify(c)).toString("base64url")}`;
     }
     if (fault?.kind === "foreign-next") next = FOREIGN_NEXT;
     if (fault?.kind === "userinfo-next" && next) next = next.replace("://", "://evil:pw@");
-    if (this.finishListedInFlight) this.finish(state, results);
+    if (this.finishListedInFlight) this.finish(state, endpoint, results);
     const served: unknown[] =
       fault?.kind === "duplicate-results" ? [...results, ...results.slice(0, Math.ceil(results.length / 2))] : results;
     // On a run's first page only: the window reaching the newest predictions (a run split into time
     // windows asks for each window's first page; the odd records belong to one of them).
-    if (!cursor && (!before || list.every((p) => Date.parse(p.created_at) < Date.parse(before)))) served.push(...state.oddRecords);
+    const firstPage = !cursor && (!before || list.every((p) => Date.parse(p.created_at) < Date.parse(before)));
+    if (endpoint === "predictions" && firstPage) served.push(...state.oddRecords);
     if (fault?.kind === "schema-violation") return SCHEMA_VIOLATION;
     return JSON.stringify({ next, previous: null, results: served });
   }
@@ -322,8 +346,8 @@ export class FakeReplicate {
     return JSON.stringify({ next: fault?.kind === "foreign-next" ? FOREIGN_NEXT : next, previous: null, results });
   }
 
-  /** Replaces each listed in-flight prediction with its succeeded state (same key, so the order holds); `results` keeps what was listed. */
-  private finish(state: TokenState, results: FakePrediction[]): void {
+  /** Replaces each listed in-flight record with its succeeded state (same key, so the order holds); `results` keeps what was listed. */
+  private finish(state: TokenState, endpoint: UsageEndpoint, results: FakeTraining[]): void {
     const done = new Map(
       results
         .filter((p) => p.status === "starting" || p.status === "processing")
@@ -332,11 +356,13 @@ export class FakeReplicate {
           { ...p, status: "succeeded", started_at: p.started_at ?? p.created_at, completed_at: new Date().toISOString() },
         ]),
     );
-    if (done.size > 0) state.predictions = state.predictions.map((p) => done.get(p.id) ?? p);
+    if (done.size === 0) return;
+    if (endpoint === "trainings") state.trainings = state.trainings.map((t) => done.get(t.id) ?? t);
+    else state.predictions = state.predictions.map((p) => done.get(p.id) ?? p);
   }
 
   // Binary searches over the newest-first list.
-  private firstOlderThan(list: FakePrediction[], before: string): number {
+  private firstOlderThan(list: FakeTraining[], before: string): number {
     const t = Date.parse(before);
     let lo = 0;
     let hi = list.length;
@@ -348,8 +374,8 @@ export class FakeReplicate {
     return lo;
   }
 
-  private firstAfterKey(list: FakePrediction[], [createdAt, id]: [string, string]): number {
-    const key = { created_at: createdAt, id } as FakePrediction;
+  private firstAfterKey(list: FakeTraining[], [createdAt, id]: [string, string]): number {
+    const key = { created_at: createdAt, id } as FakeTraining;
     let lo = 0;
     let hi = list.length;
     while (lo < hi) {

@@ -1,5 +1,5 @@
 import type { Db } from "../src/db/client.js";
-import type { FakePrediction } from "./fake-replicate.js";
+import type { FakePrediction, FakeTraining } from "./fake-replicate.js";
 
 /** Small seeded PRNG so generated data sets are reproducible. */
 export function rng(seed: number): () => number {
@@ -18,11 +18,14 @@ export const DEPLOYMENTS = ["acme/sdxl-prod"];
 /** Replicate's official language models report token counts in their metrics. */
 export const TOKEN_MODELS = ["meta/meta-llama-3-70b-instruct"];
 const STATUSES = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "canceled", "aborted", "processing", "starting"];
+/** Fine-tunes: what a training reports as its model is the trainer it ran. */
+export const TRAINER_MODELS = ["ostris/flux-dev-lora-trainer", "replicate/fast-flux-trainer", "stability-ai/sdxl"];
+const TRAINING_STATUSES = ["succeeded", "succeeded", "succeeded", "failed", "canceled", "processing", "starting"];
 
 export interface GenerateOptions {
   count: number;
   seed?: number;
-  /** Predictions spread evenly over the `days` days before `end`. */
+  /** Records spread evenly over the `days` days before `end`. */
   days?: number;
   end?: Date;
   idPrefix?: string;
@@ -36,17 +39,25 @@ export interface GenerateOptions {
 
 const IN_FLIGHT = new Set(["starting", "processing"]);
 
-/** Realistic prediction objects: several models, one deployment, every status, some without metrics. */
-export function generatePredictions(o: GenerateOptions): FakePrediction[] {
+/** Draws each record's creation time and status first (one older than inFlightWithinMs has finished); `next` draws the rest. */
+function drawRecords(o: GenerateOptions, statuses: string[]) {
   const next = rng(o.seed ?? 1);
   const end = (o.end ?? new Date()).getTime();
   const span = (o.days ?? 30) * 86_400_000;
-  const marker = o.marker ?? "";
-  return Array.from({ length: o.count }, (_, i) => {
+  const draw = () => {
     const created = new Date(end - 1 - Math.floor(next() * span));
-    const drawn = STATUSES[Math.floor(next() * STATUSES.length)]!;
+    const drawn = statuses[Math.floor(next() * statuses.length)]!;
     const stale = o.inFlightWithinMs !== undefined && end - created.getTime() > o.inFlightWithinMs;
-    const status = stale && IN_FLIGHT.has(drawn) ? "succeeded" : drawn;
+    return { created, status: stale && IN_FLIGHT.has(drawn) ? "succeeded" : drawn };
+  };
+  return { next, draw, marker: o.marker ?? "" };
+}
+
+/** Realistic prediction objects: several models, one deployment, every status, some without metrics. */
+export function generatePredictions(o: GenerateOptions): FakePrediction[] {
+  const { next, draw, marker } = drawRecords(o, STATUSES);
+  return Array.from({ length: o.count }, (_, i) => {
+    const { created, status } = draw();
     const viaDeployment = next() < 0.2;
     const metered = status !== "starting" && next() < 0.85;
     const predictTime = Math.round(next() * 30_000_000) / 1_000_000;
@@ -69,6 +80,37 @@ export function generatePredictions(o: GenerateOptions): FakePrediction[] {
       logs: `step 1/50 ${marker}`,
       error: status === "failed" ? `CUDA out of memory ${marker}` : null,
       urls: { get: `https://api.replicate.com/v1/predictions/${i}`, cancel: `https://api.replicate.com/v1/predictions/${i}/cancel` },
+    };
+  });
+}
+
+/**
+ * Realistic training objects (fine-tunes): a few trainer models, every status, one to sixty minutes
+ * of compute, and the input (training images), output (weights) and logs that must never be kept.
+ */
+export function generateTrainings(o: GenerateOptions): FakeTraining[] {
+  const { next, draw, marker } = drawRecords(o, TRAINING_STATUSES);
+  return Array.from({ length: o.count }, (_, i) => {
+    const { created, status } = draw();
+    const predictTime = Math.round((60 + next() * 3540) * 1_000_000) / 1_000_000;
+    const id = `${o.idPrefix ?? "t"}${i.toString(36).padStart(6, "0")}`;
+    const finished = !IN_FLIGHT.has(status);
+    return {
+      id,
+      status,
+      created_at: created.toISOString(),
+      model: TRAINER_MODELS[Math.floor(next() * TRAINER_MODELS.length)]!,
+      version: `v${Math.floor(next() * 1e6).toString(16)}`,
+      source: next() < 0.8 ? "api" : "web",
+      started_at: status === "starting" ? null : new Date(created.getTime() + 2000).toISOString(),
+      completed_at: finished ? new Date(created.getTime() + 2000 + predictTime * 1000).toISOString() : null,
+      metrics: finished ? { predict_time: predictTime, total_time: predictTime + 2 } : null,
+      input: { input_images: `https://example.com/${marker}/faces.zip`, trigger_word: `TOK ${marker}` },
+      output:
+        status === "succeeded" ? { version: `acme/lora:${marker}`, weights: `https://replicate.delivery/${marker}/weights.tar` } : null,
+      logs: `flux_train_replicate: step 1000/1000 ${marker}`,
+      error: status === "failed" ? `training failed: ${marker}` : null,
+      urls: { get: `https://api.replicate.com/v1/trainings/${id}`, cancel: `https://api.replicate.com/v1/trainings/${id}/cancel` },
     };
   });
 }

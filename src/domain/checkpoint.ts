@@ -2,16 +2,17 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { utcDay } from "./calendar.js";
 
-/** What the checkpoint needs of a prediction: when it was created. */
+/** What the checkpoint needs of a prediction or a training: when it was created. */
 interface Created {
   created_at: Date;
 }
 
 /**
  * Where a sync run is. A run's window [windowStart, windowEnd) is read as one or more disjoint time
- * windows, each paged newest first by its own cursor; each window is saved in the same statement as
- * the pages written from it, so a crashed window resumes at the page after the last one written,
- * and a page is never applied under two checkpoints.
+ * windows of predictions, each paged newest first by its own cursor, and one trainings stream over
+ * the same window; each is saved in the same statement as the pages written from it, so a crashed
+ * window resumes at the page after the last one written, and a page is never applied under two
+ * checkpoints.
  */
 export const windowSchema = z.object({
   /** created_after (inclusive). Moves up when the window is split: the part below goes to a new window. */
@@ -24,6 +25,12 @@ export const windowSchema = z.object({
   /** created_at of the oldest prediction this window has read (pages are newest first). */
   oldest: z.iso.datetime().optional(),
   done: z.boolean(),
+  /**
+   * "training": the run's trainings (GET /v1/trainings has no time filter, so they are paged from the
+   * newest training of the account down to the first page older than `start`; never split). Absent:
+   * a time window of predictions.
+   */
+  kind: z.literal("training").optional(),
 });
 
 export const checkpointSchema = z.object({
@@ -33,11 +40,13 @@ export const checkpointSchema = z.object({
   windowStart: z.iso.datetime(),
   /** created_before of the run (exclusive): the run's start, so predictions made meanwhile go to the next run. */
   windowEnd: z.iso.datetime(),
-  /** The windows partitioning [windowStart, windowEnd), by windowId. */
+  /** The windows partitioning [windowStart, windowEnd), and the trainings window over all of it (or more, see newCheckpoint), by windowId. */
   windows: z.record(z.string(), windowSchema),
   /** Totals over every window (summed in the write statement, so concurrent windows never lose one). */
   pagesDone: z.number().int().nonnegative(),
   predictionsSeen: z.number().int().nonnegative(),
+  /** Trainings written (their pages are the trainings window's pagesDone, not in pagesDone). Absent in runs started before trainings were read. */
+  trainingsSeen: z.number().int().nonnegative().default(0),
   daysTouched: z.array(z.string()),
   /** Every window is done. */
   done: z.boolean(),
@@ -49,8 +58,10 @@ export type SyncWindow = z.infer<typeof windowSchema>;
 export interface WindowInputs {
   now: Date;
   highWaterMark: Date | null;
-  /** created_at of the oldest prediction not yet in a terminal status. */
+  /** created_at of the oldest prediction (or training) not yet in a terminal status. */
   oldestUnfinished: Date | null;
+  /** The ledger holds a training of the connection (see newCheckpoint); absent: it does. */
+  trainingsRead?: boolean;
   backfillDays: number;
   lookbackHours: number;
 }
@@ -71,23 +82,39 @@ export function syncWindowStart(w: WindowInputs): Date {
   return new Date(Math.max(backfill, Math.min(lookback, w.oldestUnfinished?.getTime() ?? Infinity)));
 }
 
+/** The trainings window's id. Read as a time window's id (base 36) it would end in the year 4630: no time window has it. */
+export const TRAININGS_WINDOW = "trainings";
+
 /** A window's id: its end, which no split changes and no two disjoint windows share. Safe in job ids. */
-export const windowId = (w: Pick<SyncWindow, "end">) => Date.parse(w.end).toString(36);
+export const windowId = (w: Pick<SyncWindow, "end" | "kind">) =>
+  w.kind === "training" ? TRAININGS_WINDOW : Date.parse(w.end).toString(36);
 
 const freshWindow = (start: string, end: string): SyncWindow => ({ start, end, nextUrl: null, pagesDone: 0, done: false });
 
-/** A run starts as one window; it is split once its first page shows it holds many (see planWrite). */
+const isTimeWindow = (w: SyncWindow) => w.kind !== "training";
+
+/**
+ * A run starts as one window of predictions, split once its first page shows it holds many (see
+ * planWrite), and the trainings of the same window, read beside it (the run is done when both are).
+ * While the ledger holds no training, trainings are read from the backfill start instead: a
+ * connection that synced before trainings were read has never read those of its earlier runs.
+ * Re-reading trainings the ledger holds counts nothing twice, and an account without trainings
+ * reads one empty page either way.
+ */
 export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Checkpoint {
   const now = w.now.toISOString();
   const first = freshWindow(syncWindowStart(w).toISOString(), now);
+  const trainingsFrom = w.trainingsRead === false ? syncWindowStart({ ...w, highWaterMark: null }).toISOString() : first.start;
+  const trainings: SyncWindow = { ...freshWindow(trainingsFrom, now), kind: "training" };
   return {
     runId,
     startedAt: now,
     windowStart: first.start,
     windowEnd: now,
-    windows: { [windowId(first)]: first },
+    windows: { [windowId(first)]: first, [windowId(trainings)]: trainings },
     pagesDone: 0,
     predictionsSeen: 0,
+    trainingsSeen: 0,
     daysTouched: [],
     done: false,
   };
@@ -118,7 +145,8 @@ export function advanceWindow(w: SyncWindow, page: { next: string | null; create
  * new windows, each read from its own first page.
  */
 export function splitWindow(w: SyncWindow, openWindows: number, parallelism: number): SyncWindow[] {
-  if (w.done || !w.oldest || w.pagesDone === 0) return [w];
+  // Trainings cannot be asked for by time: only the one cursor from the newest reads them.
+  if (!isTimeWindow(w) || w.done || !w.oldest || w.pagesDone === 0) return [w];
   const start = Date.parse(w.start);
   const oldest = Date.parse(w.oldest);
   const covered = Date.parse(w.end) - oldest;
@@ -140,7 +168,7 @@ export interface PlannedWrite<P extends Created = Created> {
   expected: SyncWindow;
   /** The windows the write stores (the window itself and any split off), by windowId. */
   windows: Record<string, SyncWindow>;
-  /** The predictions this window owns: created in [start, end) of the window after the write. */
+  /** The predictions (or trainings) this window owns: created in [start, end) of the window after the write. */
   predictions: P[];
   pages: number;
   days: string[];
@@ -152,7 +180,9 @@ export interface PlannedWrite<P extends Created = Created> {
  * What writing `pages` (read in order from window `id`) stores: the advanced window, split if it
  * turned out busy, and only the predictions inside it. Windows are disjoint and every prediction has
  * one created_at, so no two windows ever write the same prediction; a prediction below a split
- * point is left to the new window that owns it.
+ * point is left to the new window that owns it. The trainings window keeps only the trainings of the
+ * run's window: older ones were read by an earlier run (or lie before the backfill), newer ones
+ * belong to the next run.
  */
 export function planWrite<P extends Created>(
   cp: Checkpoint,
@@ -168,7 +198,7 @@ export function planWrite<P extends Created>(
     w = advanceWindow(w, { next: page.next, createdAts: page.results.map((p) => p.created_at) });
     used++;
   }
-  const open = openWindows(cp).length;
+  const open = openTimeWindows(cp).length;
   const [kept, ...children] = splitWindow(w, open, parallelism);
   const from = Date.parse(kept!.start);
   const to = Date.parse(kept!.end);
@@ -188,42 +218,57 @@ export function planWrite<P extends Created>(
   };
 }
 
-/** Windows still to read. */
+/** Windows still to read (the trainings window included). */
 export const openWindows = (cp: Checkpoint) => Object.entries(cp.windows).filter(([, w]) => !w.done);
 
-/** Milliseconds of the run's window read so far: a done window entirely, an open one from its oldest read to its end. */
-function coveredMs(cp: Checkpoint): number {
-  return Object.values(cp.windows).reduce((sum, w) => {
-    const end = Date.parse(w.end);
-    if (w.done) return sum + end - Date.parse(w.start);
-    return sum + (w.oldest ? end - Math.max(Date.parse(w.oldest), Date.parse(w.start)) : 0);
-  }, 0);
+/** Open time windows of predictions: what the parallelism bounds (the one trainings window is read beside them). */
+const openTimeWindows = (cp: Checkpoint) => openWindows(cp).filter(([, w]) => isTimeWindow(w));
+
+const trainingsWindow = (cp: Checkpoint): SyncWindow | undefined => cp.windows[TRAININGS_WINDOW];
+
+/**
+ * Where what a window has read begins: its start once done, else the oldest record read, never
+ * below its start nor above its end (trainings created after the run's window are read too; its end
+ * means nothing of the window yet).
+ */
+function readFrom(w: SyncWindow): number {
+  if (w.done) return Date.parse(w.start);
+  if (!w.oldest) return Date.parse(w.end);
+  return Math.min(Date.parse(w.end), Math.max(Date.parse(w.oldest), Date.parse(w.start)));
 }
 
-/** Share of the run's window read so far (0–1, two decimals). */
+/** Share of the run's window read so far (0–1, two decimals): by its time windows, and no more than its trainings. */
 export function runProgress(cp: Checkpoint): number {
   if (cp.done) return 1;
-  const span = Date.parse(cp.windowEnd) - Date.parse(cp.windowStart);
-  const share = span > 0 ? coveredMs(cp) / span : 1;
-  return Math.round(Math.min(1, Math.max(0, share)) * 100) / 100;
+  const end = Date.parse(cp.windowEnd);
+  const span = end - Date.parse(cp.windowStart);
+  if (span <= 0) return 1;
+  const windows = Object.values(cp.windows).filter(isTimeWindow);
+  const trainings = trainingsWindow(cp);
+  const shares = [windows.reduce((sum, w) => sum + Date.parse(w.end) - readFrom(w), 0) / span];
+  if (trainings) shares.push((end - readFrom(trainings)) / span);
+  return Math.round(Math.min(1, Math.max(0, Math.min(...shares))) * 100) / 100;
 }
 
 /**
- * The earliest time t such that [t, windowEnd) has been read without a gap (windows are read
- * concurrently, so what is read need not be contiguous); null when nothing has.
+ * The earliest time t such that [t, windowEnd) has been read without a gap, predictions and
+ * trainings alike (windows are read concurrently, so what is read need not be contiguous); null
+ * when nothing has.
  */
 export function readSince(cp: Checkpoint): Date | null {
-  const windows = Object.values(cp.windows).sort((a, b) => Date.parse(b.end) - Date.parse(a.end));
+  const windows = Object.values(cp.windows)
+    .filter(isTimeWindow)
+    .sort((a, b) => Date.parse(b.end) - Date.parse(a.end));
   let since: number | null = null;
   for (const w of windows) {
     if (since !== null && Date.parse(w.end) < since) break;
-    if (w.done) since = Date.parse(w.start);
-    else {
-      if (w.oldest) since = Math.max(Date.parse(w.oldest), Date.parse(w.start));
-      break;
-    }
+    if (w.done || w.oldest) since = readFrom(w);
+    if (!w.done) break;
   }
-  return since === null ? null : new Date(since);
+  const trainings = trainingsWindow(cp);
+  if (since === null || !trainings) return since === null ? null : new Date(since);
+  const trainingsFrom = readFrom(trainings);
+  return trainingsFrom < Date.parse(trainings.end) ? new Date(Math.max(since, trainingsFrom)) : null;
 }
 
 export function parseCheckpoint(value: unknown): Checkpoint | null {

@@ -7,13 +7,14 @@ import { readSyncState, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun } from "../repositories/runs.js";
 import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
+import type { UsageKind } from "../domain/usage-measures.js";
 import { beginRun, runSlice } from "../sync/run.js";
 
 export type SyncStepResult =
   | { outcome: "disconnected" | "stale" | "chain_running" }
   | { outcome: "page_enqueued"; windows: number }
   | { outcome: "page_written"; page: number; pages: number; predictions: number }
-  | { outcome: "completed"; pages: number; predictions: number; daysTouched: number };
+  | { outcome: "completed"; pages: number; predictions: number; trainings: number; daysTouched: number };
 
 /** What a slice job reports while it runs. */
 export interface JobProgress {
@@ -41,15 +42,22 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   return enqueued > 0 ? { outcome: "page_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
-/** One event per slice naming the skipped predictions (ids and reasons only) so support can see them. */
-async function recordRejected(ctx: AppContext, connectionId: string, jobId: string | undefined, page: number, rejected: RejectedRecord[]) {
+/** One event per slice naming the skipped predictions or trainings (ids and reasons only) so support can see them. */
+async function recordRejected(
+  ctx: AppContext,
+  connectionId: string,
+  jobId: string | undefined,
+  at: { page: number; kind: UsageKind },
+  rejected: RejectedRecord[],
+) {
+  const { page, kind } = at;
   await recordEvent(ctx.db, {
     connectionId,
     jobId,
     kind: "record_rejected",
     level: "warn",
-    message: `${rejected.length} prediction(s) from page ${page} on could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
-    detail: { page, rejected },
+    message: `${rejected.length} ${kind}(s) from page ${page} on could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
+    detail: { page, kind, rejected },
   });
 }
 
@@ -75,8 +83,12 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
     current = slice.checkpoint;
     written = { pages: slice.pages, predictions: slice.predictions };
     next = [window, ...slice.newWindows];
-    if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, page, slice.rejected);
-    await job.updateProgress({ pagesDone: current.pagesDone, predictionsSeen: current.predictionsSeen });
+    if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, { page, kind: at.kind ?? "prediction" }, slice.rejected);
+    await job.updateProgress({
+      pagesDone: current.pagesDone,
+      predictionsSeen: current.predictionsSeen,
+      trainingsSeen: current.trainingsSeen,
+    });
   }
   for (const id of next) {
     const w = current.windows[id]!;
@@ -92,10 +104,18 @@ async function finishRun(ctx: AppContext, connectionId: string, checkpoint: Chec
     jobId,
     kind: "sync_completed",
     level: "info",
-    message: `sync finished: ${done.predictions} predictions in ${done.pages} pages, ${done.daysTouched} days updated`,
-    detail: { runId: done.runId, pages: done.pages, predictions: done.predictions, daysTouched: done.daysTouched },
+    message: `sync finished: ${done.predictions} predictions in ${done.pages} pages and ${done.trainings} trainings in ${done.trainingPages} pages, ${done.daysTouched} days updated`,
+    detail: {
+      runId: done.runId,
+      pages: done.pages,
+      predictions: done.predictions,
+      trainingPages: done.trainingPages,
+      trainings: done.trainings,
+      daysTouched: done.daysTouched,
+    },
   }));
   if (!summary) return { outcome: "stale" };
   moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...summary });
-  return { outcome: "completed", pages: summary.pages, predictions: summary.predictions, daysTouched: summary.daysTouched };
+  const { pages, predictions, trainings, daysTouched } = summary;
+  return { outcome: "completed", pages, predictions, trainings, daysTouched };
 }

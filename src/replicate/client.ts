@@ -20,9 +20,11 @@ import {
   deploymentPageSchema,
   predictionPageSchema,
   problemSchema,
+  trainingPageSchema,
   type Account,
   type DeploymentPage,
   type PredictionPage,
+  type TrainingPage,
 } from "./schemas.js";
 
 export interface ReplicateClientOptions {
@@ -54,6 +56,13 @@ export interface PredictionListRequest {
   connectionId?: string;
 }
 
+export interface TrainingListRequest {
+  /** A `next` link from the previous page; without it, the newest trainings (there is no time filter). */
+  cursorUrl?: string | null;
+  /** The connection the request is made for: its retries stop once it no longer holds the token. */
+  connectionId?: string;
+}
+
 const RETRY_STATUS_CODES = [408, 500, 502, 503, 504, 520, 521, 522, 523, 524];
 
 const DECODERS: Record<string, (body: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>> = {
@@ -69,7 +78,7 @@ class BodyTooLarge extends Error {}
 /** A retry not sent because the connection no longer holds the token. */
 class NoLongerWanted extends Error {}
 
-/** Reads prediction metadata and the account a token belongs to; nothing else. */
+/** Reads prediction and training metadata, deployments and the account a token belongs to; nothing else. */
 export class ReplicateClient {
   private readonly http: Got;
   private readonly base: URL;
@@ -103,6 +112,16 @@ export class ReplicateClient {
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
     return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
+  }
+
+  /**
+   * One page of the account's trainings, newest first. Read like predictions (same pace, retries,
+   * errors and same-origin `next` links); GET /v1/trainings has no created_after/created_before, so
+   * the caller stops paging where its window starts.
+   */
+  async listTrainings(token: string, request: TrainingListRequest = {}): Promise<TrainingPage> {
+    const url = request.cursorUrl ? this.sameOriginLink(request.cursorUrl, token) : new URL("trainings", this.base);
+    return this.get(token, url, trainingPageSchema, request.connectionId);
   }
 
   /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
@@ -144,8 +163,7 @@ export class ReplicateClient {
     return url;
   }
 
-  // An `optional` read (an enrichment such as deployments) is sent once, outside the token's pace: it
-  // neither waits for nor takes a slot of the usage requests, and its 429 does not lower their rate.
+  // An `optional` read (deployments) is sent once, outside the token's pace: the usage requests' slots and rate stay theirs.
   private async get<S extends z.ZodType>(
     token: string,
     url: URL,

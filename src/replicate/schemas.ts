@@ -88,12 +88,15 @@ function rejectedId(raw: unknown): string {
   return clean.length > RECORD_LIMITS.idChars ? `${cut(clean, RECORD_LIMITS.idChars)}…` : clean || "(no id)";
 }
 
-/** Keeps the records that pass predictionSchema; names the others. */
-export function splitRecords(records: unknown[]): { results: Prediction[]; rejected: RejectedRecord[] } {
-  const results: Prediction[] = [];
+/** Keeps the records that pass `schema` (predictionSchema unless said); names the others. */
+export function splitRecords<S extends z.ZodType = typeof predictionSchema>(
+  records: unknown[],
+  schema: S = predictionSchema as unknown as S,
+): { results: z.output<S>[]; rejected: RejectedRecord[] } {
+  const results: z.output<S>[] = [];
   const rejected: RejectedRecord[] = [];
   for (const record of records) {
-    const parsed = predictionSchema.safeParse(record);
+    const parsed = schema.safeParse(record);
     if (parsed.success) results.push(parsed.data);
     // Issue paths and zod's own messages only: values could be user content.
     else rejected.push({ id: rejectedId(record), reason: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") });
@@ -101,22 +104,42 @@ export function splitRecords(records: unknown[]): { results: Prediction[]; rejec
   return { results, rejected };
 }
 
-/** The page's own shape is strict (a broken page is retried); its records are checked one by one. */
-export const predictionPageSchema = z
-  .object({
-    next: z
-      .string()
-      .nullish()
-      .transform((v) => v ?? null),
-    previous: z
-      .string()
-      .nullish()
-      .transform((v) => v ?? null),
-    results: z.array(z.unknown()),
-  })
-  .transform(({ results, ...links }) => ({ ...links, ...splitRecords(results) }));
+/** A page of records: its own shape is strict (a broken page is retried); its records are checked one by one. */
+const pageOf = <S extends z.ZodType>(record: S) =>
+  z
+    .object({
+      next: z
+        .string()
+        .nullish()
+        .transform((v) => v ?? null),
+      previous: z
+        .string()
+        .nullish()
+        .transform((v) => v ?? null),
+      results: z.array(z.unknown()),
+    })
+    .transform(({ results, ...links }) => ({ ...links, ...splitRecords(results, record) }));
+
+export const predictionPageSchema = pageOf(predictionSchema);
 
 export type PredictionPage = z.output<typeof predictionPageSchema>;
+
+/**
+ * A training (GET /v1/trainings) has a prediction's shape and is kept the same way: metadata only
+ * (its input, output, logs, urls, error text and weights are dropped at parse time), tagged with
+ * its kind so it is never taken for a prediction with the same id. Trainings do not run through
+ * deployments.
+ */
+export const trainingSchema = predictionSchema.transform((t) => ({ ...t, deployment: null, kind: "training" as const }));
+
+export type Training = z.output<typeof trainingSchema>;
+
+export const trainingPageSchema = pageOf(trainingSchema);
+
+export type TrainingPage = z.output<typeof trainingPageSchema>;
+
+/** A page the sync writes: predictions, or trainings (each tagged with its kind). */
+export type UsagePage = PredictionPage | TrainingPage;
 
 export const accountSchema = z.object({
   type: z.enum(["user", "organization"]),

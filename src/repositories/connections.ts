@@ -92,7 +92,6 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   return row;
 }
 
-/** What connecting a verified account did; see connectAccount. */
 export type ConnectOutcome = "connected" | "gone" | "duplicate" | { syncs: AccountRef };
 
 // Connecting moves a reconnected account's history in the same transaction: 1M ledger rows took 12 s

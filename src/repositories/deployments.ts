@@ -32,12 +32,10 @@ export async function deploymentsReadState(db: Db, connectionId: string): Promis
  * of its own (so it sees what committed meanwhile): two reads ending at once write one event.
  */
 export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
+  const id = event.connectionId;
   await db.$transaction(async (tx) => {
-    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, event.connectionId);
-    const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(
-      `SELECT ${deploymentsFailing("$1::uuid")} AS failing`,
-      event.connectionId,
-    );
+    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, id);
+    const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(`SELECT ${deploymentsFailing("$1::uuid")} AS failing`, id);
     if (row!.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
   });
 }

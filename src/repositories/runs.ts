@@ -1,6 +1,6 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
+import { TRAININGS_WINDOW, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and
@@ -9,8 +9,11 @@ import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 export interface RunSummary {
   runId: string;
   startedAt: Date;
+  /** Pages of predictions, and the predictions written from them. */
   pages: number;
   predictions: number;
+  trainingPages: number;
+  trainings: number;
   daysTouched: number;
 }
 
@@ -20,7 +23,8 @@ const READ_RUN = {
   name: "read_run",
   text: `SELECT status, sync_state AS "syncState", high_water_mark AS "highWaterMark",
     (SELECT min(created_at) FROM prediction_records
-     WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished"
+     WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished",
+    EXISTS (SELECT 1 FROM prediction_records WHERE connection_id = $1::uuid AND kind = 'training') AS "trainingsRead"
   FROM connections WHERE id = $1::uuid`,
 };
 
@@ -55,16 +59,18 @@ const COMPLETE_RUN = {
 export async function startRun(
   db: Db,
   connectionId: string,
-  plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null }) => Checkpoint,
+  plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null; trainingsRead: boolean }) => Checkpoint,
   /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
   event: (checkpoint: Checkpoint) => RunEvent,
 ): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
   for (;;) {
-    const [row] = await runPrepared<{ status: string; syncState: unknown; highWaterMark: Date | null; oldestUnfinished: Date | null }>(
-      db,
-      READ_RUN,
-      [connectionId],
-    );
+    const [row] = await runPrepared<{
+      status: string;
+      syncState: unknown;
+      highWaterMark: Date | null;
+      oldestUnfinished: Date | null;
+      trainingsRead: boolean;
+    }>(db, READ_RUN, [connectionId]);
     if (row?.status !== "connected") return null;
     const current = parseCheckpoint(row.syncState);
     if (current) return { checkpoint: current, started: false };
@@ -94,6 +100,8 @@ export async function completeRun(db: Db, connectionId: string, checkpoint: Chec
     startedAt: new Date(checkpoint.startedAt),
     pages: checkpoint.pagesDone,
     predictions: checkpoint.predictionsSeen,
+    trainingPages: checkpoint.windows[TRAININGS_WINDOW]?.pagesDone ?? 0,
+    trainings: checkpoint.trainingsSeen,
     daysTouched: checkpoint.daysTouched.length,
   };
   const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, [

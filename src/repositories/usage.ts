@@ -50,9 +50,11 @@ const WRITE_PAGES = `
 WITH conn AS (
   SELECT id, workspace_id, sync_state FROM connections
   WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2 AND sync_state->'windows'->$3 = $4::jsonb
-    -- A split is planned for the windows open when the pages were read: more open now means another
-    -- window split meanwhile, and splitting too would open more than the parallelism.
-    AND ($24::int IS NULL OR (SELECT count(*) FROM jsonb_each(sync_state->'windows') e WHERE NOT (e.value->>'done')::boolean) <= $24)
+    -- A split is planned for the time windows open when the pages were read: more open now means another
+    -- window split meanwhile, and splitting too would open more than the parallelism (the trainings
+    -- window is never split and not counted).
+    AND ($24::int IS NULL OR (SELECT count(*) FROM jsonb_each(sync_state->'windows') e
+                              WHERE NOT (e.value->>'done')::boolean AND e.value->>'kind' IS DISTINCT FROM 'training') <= $24)
   FOR UPDATE
 ),
 incoming AS (
@@ -105,6 +107,7 @@ advanced AS (
     'windows', windows.w,
     'pagesDone', (conn.sync_state->>'pagesDone')::int + $6::int,
     'predictionsSeen', (conn.sync_state->>'predictionsSeen')::int + $7::int,
+    'trainingsSeen', coalesce((conn.sync_state->>'trainingsSeen')::int, 0) + $25::int,
     'daysTouched', (SELECT coalesce(jsonb_agg(d ORDER BY d), '[]'::jsonb)
                     FROM (SELECT jsonb_array_elements_text(conn.sync_state->'daysTouched') UNION SELECT unnest($8::text[])) t(d)),
     'done', NOT EXISTS (SELECT 1 FROM jsonb_each(windows.w) e WHERE NOT (e.value->>'done')::boolean))
@@ -135,6 +138,7 @@ const PRUNE_EMPTY = { name: "delete_empty_usage", text: DELETE_EMPTY };
  */
 export async function writePages(db: Db, connectionId: string, write: PlannedWrite<UsageRecord>): Promise<unknown> {
   const rows = latestById(write.predictions);
+  const trainings = rows.filter((r) => kindOf(r) === "training").length;
   const [result] = await runPrepared<{
     syncState: unknown;
     emptyBuckets: Date[];
@@ -148,11 +152,13 @@ export async function writePages(db: Db, connectionId: string, write: PlannedWri
     write.windowId,
     JSON.stringify(write.expected),
     JSON.stringify(write.windows),
-    write.pages,
-    rows.length,
+    // The trainings window counts its own pages: the run's pagesDone stays the pages of predictions.
+    write.expected.kind === "training" ? 0 : write.pages,
+    rows.length - trainings,
     write.days,
     ...ledgerColumns(rows),
     write.splitFor,
+    trainings,
   ]);
   // An aggregate without GROUP BY: always one row.
   const { syncState, ...empty } = result!;

@@ -12,7 +12,6 @@ export type SliceResult =
       /** Pages and predictions of this window written (a window's pages past its end are dropped). */
       pages: number;
       predictions: number;
-      /** Records of those pages that could not be kept (ids and reasons). */
       rejected: RejectedRecord[];
       /** Windows split off, to be read by their own jobs. */
       newWindows: string[];

@@ -1,4 +1,4 @@
-import type { PredictionPage } from "../replicate/schemas.js";
+import type { UsagePage } from "../replicate/schemas.js";
 import { windowId, type SyncWindow } from "../domain/checkpoint.js";
 
 /**
@@ -8,7 +8,7 @@ import { windowId, type SyncWindow } from "../domain/checkpoint.js";
  * for exactly that request; an unused one is dropped after `capacity` newer ones.
  */
 export class PagePrefetcher {
-  private readonly pages = new Map<string, Promise<PredictionPage>>();
+  private readonly pages = new Map<string, Promise<UsagePage>>();
 
   constructor(private readonly capacity: number) {}
 
@@ -17,14 +17,14 @@ export class PagePrefetcher {
     return `${scope}|${at.runId}|${windowId(at.window)}|${at.window.pagesDone}|${at.window.nextUrl ?? ""}`;
   }
 
-  take(key: string): Promise<PredictionPage> | undefined {
+  take(key: string): Promise<UsagePage> | undefined {
     const page = this.pages.get(key);
     this.pages.delete(key);
     return page;
   }
 
   /** Starts fetching the page after `from` (the window once the current slice is written). */
-  ahead(scope: string, from: { runId: string; window: SyncWindow }, fetch: (at: SyncWindow) => Promise<PredictionPage>): void {
+  ahead(scope: string, from: { runId: string; window: SyncWindow }, fetch: (at: SyncWindow) => Promise<UsagePage>): void {
     const key = PagePrefetcher.key(scope, from);
     if (!from.window.nextUrl || from.window.done || this.pages.has(key)) return;
     const page = fetch(from.window);

@@ -1,7 +1,7 @@
 import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
 import type { ReplicateClient } from "../replicate/client.js";
-import type { PredictionPage, RejectedRecord } from "../replicate/schemas.js";
+import type { RejectedRecord, UsagePage } from "../replicate/schemas.js";
 import { startRun } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
 import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
@@ -25,19 +25,21 @@ export function beginRun(
   return startRun(
     db,
     connectionId,
-    (inputs) => newCheckpoint({ now, highWaterMark: inputs.highWaterMark, oldestUnfinished: inputs.oldestUnfinished, ...settings }),
+    ({ highWaterMark, oldestUnfinished, trainingsRead }) =>
+      newCheckpoint({ now, highWaterMark, oldestUnfinished, trainingsRead, ...settings }),
     (started) => ({
       jobId,
       kind: "sync_started",
       level: "info",
-      message: `sync started for predictions created from ${started.windowStart} to ${started.windowEnd}`,
+      message: `sync started for predictions and trainings created from ${started.windowStart} to ${started.windowEnd}`,
       detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
     }),
   );
 }
 
-/** Fetches a window's next page: its filtered first page, then the `next` links. */
-function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<PredictionPage> {
+/** Fetches a window's next page: its filtered first page (the newest trainings for the trainings window), then the `next` links. */
+function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<UsagePage> {
+  if (w.kind === "training") return client.listTrainings(token, { connectionId, cursorUrl: w.nextUrl });
   return client.listPredictions(token, {
     connectionId,
     cursorUrl: w.nextUrl,
@@ -49,30 +51,31 @@ function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, 
 /**
  * A window's pages, fetched one after another (each link is in the previous page) up to `max` ahead
  * of the writer. It stops at the window's last page, at an empty page, at a page reaching below the
- * window's start (read when the page arrives: a split moves it), and when stopped.
+ * window's start (read when the page arrives: a split moves it; for trainings, which have no time
+ * filter, this is what ends the paging), and when stopped.
  */
 class WindowReader {
-  private readonly queue: { page: Promise<PredictionPage>; value?: PredictionPage }[] = [];
+  private readonly queue: { page: Promise<UsagePage>; value?: UsagePage }[] = [];
   private inFlight = false;
   private finished = false;
   private stopped = false;
 
   constructor(
-    private readonly fetch: (url: string | null) => Promise<PredictionPage>,
+    private readonly fetch: (url: string | null) => Promise<UsagePage>,
     private url: string | null,
     private readonly start: () => number,
     private readonly max: number,
-    first?: Promise<PredictionPage>,
+    first?: Promise<UsagePage>,
   ) {
     this.pump(first);
   }
 
   /** Every page that has arrived (at least one, waiting for it), oldest first; [] once nothing more comes. */
-  async take(): Promise<PredictionPage[]> {
+  async take(): Promise<UsagePage[]> {
     const head = this.queue[0];
     if (!head) return [];
     await head.page;
-    const pages: PredictionPage[] = [];
+    const pages: UsagePage[] = [];
     while (this.queue[0]?.value) pages.push(this.queue.shift()!.value!);
     this.pump();
     return pages;
@@ -83,7 +86,7 @@ class WindowReader {
     this.stopped = true;
   }
 
-  private pump(first?: Promise<PredictionPage>): void {
+  private pump(first?: Promise<UsagePage>): void {
     if (this.stopped || this.finished || this.inFlight || this.queue.length >= this.max) return;
     const entry: (typeof this.queue)[number] = { page: first ?? this.fetch(this.url) };
     this.inFlight = true;

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { ReplicateClient } from "../../src/replicate/client.js";
 import type { Prediction } from "../../src/replicate/schemas.js";
 import { predictionSchema } from "../../src/replicate/schemas.js";
-import { newCheckpoint, openWindows, parseCheckpoint, type Checkpoint } from "../../src/domain/checkpoint.js";
+import { TRAININGS_WINDOW, newCheckpoint, openWindows, parseCheckpoint, type Checkpoint } from "../../src/domain/checkpoint.js";
 import { applyPages } from "../../src/sync/engine.js";
 import { completeRun } from "../../src/repositories/runs.js";
 import { beginRun, runSlice } from "../../src/sync/run.js";
@@ -10,8 +10,8 @@ import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js"
 import { actualUsage, expectedUsage, rng } from "../../dev/predictions.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 
-// The numbers finance reads must equal a GROUP BY over the distinct final predictions, whatever the
-// page boundaries, duplicates, overlaps, replays, concurrency, crashes and status changes.
+// The numbers finance reads must equal a GROUP BY over the distinct final predictions (and trainings),
+// whatever the page boundaries, duplicates, overlaps, replays, concurrency, crashes and status changes.
 
 let t: TestDatabase;
 const fake = new FakeReplicate();
@@ -49,6 +49,13 @@ const predictionArb = fc.record({
 
 type Spec = typeof predictionArb extends fc.Arbitrary<infer T> ? T : never;
 
+/** Trainings: no deployment, and some created before the backfill window (a run must drop those). */
+const trainingArb = fc
+  .tuple(predictionArb, fc.integer({ min: 0, max: 5 }))
+  .map(([s, roll]): Spec => ({ ...s, deployment: null, minute: roll === 0 ? 11 * 24 * 60 + (s.minute % (24 * 60)) : s.minute }));
+const inBackfill = (p: FakePrediction) => Date.parse(p.created_at) >= NOW.getTime() - SETTINGS.backfillDays * 86_400_000;
+const asTraining = (p: FakePrediction) => ({ ...p, kind: "training" });
+
 function build(specs: Spec[], id0: number) {
   return specs.map((s, i) => {
     const created = new Date(NOW.getTime() - 1000 - s.minute * 60_000).toISOString();
@@ -78,7 +85,9 @@ function build(specs: Spec[], id0: number) {
 const parse = (ps: FakePrediction[]): Prediction[] => ps.map((p) => predictionSchema.parse(p));
 
 const completed = () => ({ kind: "sync_completed" as const, level: "info" as const, message: "done" });
-const onlyWindow = (cp: Checkpoint) => Object.keys(cp.windows)[0]!;
+/** The run's one window of predictions (beside it, the trainings window). */
+const onlyWindow = (cp: Checkpoint) => Object.keys(cp.windows).find((id) => id !== TRAINING_ID)!;
+const TRAINING_ID = TRAININGS_WINDOW;
 
 /**
  * Writes a batch the way the engine does, as the next page of a never-ending run. Concurrent writers
@@ -148,6 +157,7 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
   await fc.assert(
     fc.asyncProperty(
       fc.array(predictionArb, { minLength: 0, maxLength: 150 }),
+      fc.array(trainingArb, { minLength: 0, maxLength: 40 }),
       fc.integer({ min: 1, max: 30 }),
       fc.integer({ min: 1, max: 4 }),
       fc.array(
@@ -166,17 +176,25 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
         { minLength: 1, maxLength: 30 },
       ),
       fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-      async (specs, pageSize, parallelism, script, seed) => {
+      async (specs, trainingSpecs, pageSize, parallelism, script, seed) => {
         const connectionId = await newConnection();
         const token = `r8_prop${(seq += 1000)}`;
         const items = build(specs, seq);
+        // The same ids as the predictions: ids are unique per kind only.
+        const trainings = build(trainingSpecs, seq);
         const random = rng(seed);
         // First run sees the earlier states of in-progress predictions; the second run sees the final ones.
         fake.addAccount(
           token,
           { type: "user", username: "u" },
           items.map((x) => x.earlier ?? x.final),
+          trainings.map((x) => x.earlier ?? x.final),
         );
+        const truth = (state: "earlier" | "final") => {
+          const pick = (x: { earlier: FakePrediction | null; final: FakePrediction }) =>
+            state === "earlier" ? (x.earlier ?? x.final) : x.final;
+          return [...items.map(pick), ...trainings.map(pick).filter(inBackfill).map(asTraining)];
+        };
         fake.pageSize = pageSize;
         // A slice of 0 ms writes what its first read brought (one or two pages), so windows interleave finely.
         const slice = (checkpoint: Checkpoint, id: string) =>
@@ -191,12 +209,13 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
             const { checkpoint } = run;
             if (checkpoint.done) return completeRun(t.db, connectionId, checkpoint, completed);
             const open = openWindows(checkpoint).map(([id]) => id);
-            most = Math.max(most, open.length);
+            most = Math.max(most, open.filter((id) => id !== TRAINING_ID).length);
             const id = open[Math.floor(random() * open.length)]!;
+            const endpoint = id === TRAINING_ID ? "trainings" : "predictions";
             if (action === "crash-before-fetch") continue; // the process died; the next attempt resumes
-            if (action === "duplicate-page") fake.inject(token, "predictions", { kind: "duplicate-results" });
+            if (action === "duplicate-page") fake.inject(token, endpoint, { kind: "duplicate-results" });
             if (action === "truncated") {
-              fake.inject(token, "predictions", { kind: "truncated-json" });
+              fake.inject(token, endpoint, { kind: "truncated-json" });
               await expect(slice(checkpoint, id)).rejects.toThrow(/not valid JSON/);
               continue;
             }
@@ -223,16 +242,27 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
         };
         const first = await runToEnd(NOW);
         expect(first?.predictions).toBeGreaterThanOrEqual(items.length);
+        expect(first?.trainings).toBe(
+          new Set(
+            truth("earlier")
+              .filter((p) => "kind" in p)
+              .map((p) => p.id),
+          ).size,
+        );
         expect(most).toBeLessThanOrEqual(parallelism);
-        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.earlier ?? x.final)));
+        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(truth("earlier")));
 
-        // Between runs every in-progress prediction finishes; the next run's window reaches back to them.
+        // Between runs every in-progress prediction and training finishes; the next run's window reaches back to them.
         fake.upsertPredictions(
           token,
           items.map((x) => x.final),
         );
+        fake.upsertTrainings(
+          token,
+          trainings.map((x) => x.final),
+        );
         await runToEnd(new Date(NOW.getTime() + 3 * 3_600_000));
-        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(items.map((x) => x.final)));
+        expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(truth("final")));
         fake.removeToken(token);
       },
     ),

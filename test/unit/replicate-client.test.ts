@@ -11,8 +11,9 @@ import {
   TransientProviderError,
 } from "../../src/errors.js";
 import { ReplicateClient } from "../../src/replicate/client.js";
-import { FakeReplicate } from "../../dev/fake-replicate.js";
-import { generatePredictions } from "../../dev/predictions.js";
+import type { RequestRateCap } from "../../src/replicate/rate-cap.js";
+import { FakeReplicate, type Fault } from "../../dev/fake-replicate.js";
+import { generatePredictions, generateTrainings } from "../../dev/predictions.js";
 
 const TOKEN = "r8_clientTestToken000000000000000000000";
 const fake = new FakeReplicate();
@@ -270,4 +271,74 @@ test("the token is removed by value from everything a response holds, whatever i
   expect(err.message).toBe("unexpected HTTP 400 from /v1/predictions (bad token [REDACTED])");
   expect(err.stack).not.toContain(token);
   expect((await client.listPredictions(token)).results[0]!.model).toBe("acme/[REDACTED]");
+});
+
+test("lists trainings newest first through next links, without a time filter, metadata only and tagged as trainings", async () => {
+  fake.upsertTrainings(TOKEN, generateTrainings({ count: 150, days: 60, marker: "SECRET-INPUT" }));
+  const seen: string[] = [];
+  let page = await client.listTrainings(TOKEN);
+  for (;;) {
+    for (const t of page.results) {
+      expect(Object.keys(t).sort()).toEqual([
+        "completed_at",
+        "created_at",
+        "data_removed",
+        "deployment",
+        "id",
+        "kind",
+        "metrics",
+        "model",
+        "source",
+        "started_at",
+        "status",
+        "version",
+      ]);
+      expect(t).toMatchObject({ kind: "training", deployment: null });
+    }
+    expect(JSON.stringify(page)).not.toMatch(/SECRET-INPUT|replicate\.delivery|input_images|weights/);
+    seen.push(...page.results.map((t) => t.created_at.toISOString()));
+    if (!page.next) break;
+    page = await client.listTrainings(TOKEN, { cursorUrl: page.next });
+  }
+  expect(seen).toHaveLength(150);
+  expect([...seen].sort().reverse()).toEqual(seen);
+  expect(fake.requests.map((r) => r.url.split("?")[0])).toEqual(["/v1/trainings", "/v1/trainings"]);
+  expect(fake.requests[0]!.url).toBe("/v1/trainings");
+});
+
+test.each<[string, Fault, new (...args: never[]) => Error]>([
+  ["401", { kind: "status", status: 401, body: JSON.stringify({ detail: "Invalid token" }) }, CredentialError],
+  ["403", { kind: "status", status: 403, body: JSON.stringify({ detail: "You do not have permission" }) }, ScopeError],
+  ["429", { kind: "status", status: 429, headers: { "retry-after": "4" } }, RateLimitError],
+  ["5xx", { kind: "status", status: 503 }, TransientProviderError],
+  ["malformed page", { kind: "truncated-json" }, MalformedResponseError],
+])("a %s on /v1/trainings is the same typed error as on predictions", async (_name, fault, type) => {
+  // Enough for every try: a 5xx is retried inside the client.
+  fake.inject(TOKEN, "trainings", fault, fault, fault);
+  const err = await failure(client.listTrainings(TOKEN));
+  expect(err).toBeInstanceOf(type);
+  if (err instanceof RateLimitError) expect([err.retryAfterSeconds, err.retryAfterSource]).toEqual([4, "header"]);
+  if (err instanceof ScopeError) expect(err.message).toContain("/v1/trainings");
+  expect(fake.requests.every((r) => r.endpoint === "trainings")).toBe(true);
+});
+
+test("trainings pages take the token's pace, and their next links are followed on the API origin only", async () => {
+  const acquired: string[] = [];
+  const cap: RequestRateCap = {
+    acquire: async (token) => void acquired.push(token),
+    throttled: async () => 1,
+    learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
+  };
+  const paced = new ReplicateClient({ baseUrl: fake.baseUrl, timeoutMs: 2000, retries: 0, rateCap: cap });
+  fake.upsertTrainings(TOKEN, generateTrainings({ count: 120 }));
+  const first = await paced.listTrainings(TOKEN);
+  await paced.listTrainings(TOKEN, { cursorUrl: first.next });
+  expect(acquired).toEqual([TOKEN, TOKEN]);
+
+  fake.inject(TOKEN, "trainings", { kind: "foreign-next" });
+  const foreign = await paced.listTrainings(TOKEN);
+  expect(await failure(paced.listTrainings(TOKEN, { cursorUrl: foreign.next }))).toBeInstanceOf(ForeignLinkError);
+  const userinfo = `${fake.baseUrl.replace("://", "://evil:pw@")}/trainings?cursor=x`;
+  expect((await failure(paced.listTrainings(TOKEN, { cursorUrl: userinfo }))).message).toMatch(/user name or password/);
+  expect(acquired).toHaveLength(3);
 });

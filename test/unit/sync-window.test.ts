@@ -1,5 +1,16 @@
 import type { Prediction } from "../../src/replicate/schemas.js";
-import { advanceWindow, newCheckpoint, planWrite, splitWindow, syncWindowStart, windowId } from "../../src/domain/checkpoint.js";
+import {
+  TRAININGS_WINDOW,
+  advanceWindow,
+  newCheckpoint,
+  planWrite,
+  readSince,
+  runProgress,
+  splitWindow,
+  syncWindowStart,
+  windowId,
+  type Checkpoint,
+} from "../../src/domain/checkpoint.js";
 import { parseRetryAfter } from "../../src/replicate/retry-after.js";
 
 const now = new Date("2026-03-10T12:00:00.000Z");
@@ -68,6 +79,76 @@ test("after a split, a window writes only the predictions above its new start an
   expect(next.splitFor).toBeNull();
   expect(next.predictions.map((p) => p.created_at.getTime())).toEqual([boundary + 1, boundary]);
   expect(Object.keys(next.windows)).toEqual([id]);
+});
+
+test("a run reads its trainings beside its one window: over the whole run window, never split, not counted in the parallelism", () => {
+  const cp = newCheckpoint(base, "run-1");
+  const [first, trainings] = Object.values(cp.windows);
+  expect(Object.keys(cp.windows)).toEqual([windowId(first!), TRAININGS_WINDOW]);
+  expect(trainings).toEqual({ start: cp.windowStart, end: cp.windowEnd, nextUrl: null, pagesDone: 0, done: false, kind: "training" });
+  expect(windowId(trainings!)).toBe(TRAININGS_WINDOW);
+  // As busy as a window that splits four ways: trainings have no time filter, so one cursor reads them.
+  const busy = { ...trainings!, pagesDone: 2, oldest: new Date(now.getTime() - 86_400_000).toISOString() };
+  expect(splitWindow(busy, 1, 4)).toEqual([busy]);
+  // The open trainings window takes no part of the parallelism: one window of predictions may still become four.
+  const at = (ms: number) => ({ created_at: new Date(ms) }) as Prediction;
+  const split = planWrite(cp, windowId(first!), [{ next: "n", results: [at(now.getTime() - 3_600_000)] }], 4);
+  expect([split.splitFor, Object.keys(split.windows).length]).toEqual([1, 4]);
+});
+
+test("while the ledger holds no training, a later run reads trainings from the backfill start (a connection synced before they were read)", () => {
+  const later = { ...base, highWaterMark: new Date("2026-03-10T00:00:00.000Z") };
+  const read = newCheckpoint({ ...later, trainingsRead: true }, "run-1");
+  expect(read.windows[TRAININGS_WINDOW]!.start).toBe(read.windowStart);
+  const unread = newCheckpoint({ ...later, trainingsRead: false }, "run-1");
+  expect(unread.windowStart).toBe("2026-03-09T00:00:00.000Z");
+  expect(unread.windows[TRAININGS_WINDOW]).toMatchObject({ start: "2025-12-10T12:00:00.000Z", end: unread.windowEnd });
+  // A first run backfills both anyway.
+  const first = newCheckpoint({ ...base, trainingsRead: false }, "run-1");
+  expect(first.windows[TRAININGS_WINDOW]!.start).toBe(first.windowStart);
+});
+
+test("the trainings window keeps the trainings of the run's window and is done at the first page older than its start", () => {
+  const cp = newCheckpoint({ ...base, highWaterMark: new Date("2026-03-10T00:00:00.000Z") }, "run-1");
+  const start = Date.parse(cp.windowStart);
+  const end = Date.parse(cp.windowEnd);
+  const at = (ms: number) => ({ id: String(ms), created_at: new Date(ms) }) as Prediction;
+  const pages = [
+    // Created during the run (the next run's), then inside the window.
+    { next: "n1", results: [at(end + 60_000), at(end - 1), at(end - 3_600_000)] },
+    { next: "n2", results: [at(start + 1), at(start), at(start - 1)] },
+    { next: "n3", results: [at(start - 86_400_000)] },
+  ];
+  const plan = planWrite(cp, TRAININGS_WINDOW, pages, 4);
+  expect(plan.pages).toBe(2);
+  expect(plan.predictions.map((t) => t.created_at.getTime())).toEqual([end - 1, end - 3_600_000, start + 1, start]);
+  expect(Object.keys(plan.windows)).toEqual([TRAININGS_WINDOW]);
+  expect(plan.windows[TRAININGS_WINDOW]).toMatchObject({ done: true, pagesDone: 2, nextUrl: "n2", start: cp.windowStart });
+  expect(plan.splitFor).toBeNull();
+});
+
+test("progress and coverage wait for the trainings: what is read is what both have read", () => {
+  const cp = newCheckpoint(base, "run-1");
+  const id = Object.keys(cp.windows)[0]!;
+  const end = Date.parse(cp.windowEnd);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const half = end - 45 * 86_400_000;
+  const withWindows = (predictions: object, trainings: object): Checkpoint => ({
+    ...cp,
+    windows: { [id]: { ...cp.windows[id]!, ...predictions }, [TRAININGS_WINDOW]: { ...cp.windows[TRAININGS_WINDOW]!, ...trainings } },
+  });
+  // Predictions all read, trainings not yet (or only trainings created after the run's window).
+  for (const trainings of [{}, { pagesDone: 1, oldest: iso(end + 1000) }]) {
+    const cpNow = withWindows({ done: true, pagesDone: 9 }, trainings);
+    expect([runProgress(cpNow), readSince(cpNow)]).toEqual([0, null]);
+  }
+  const trainingsHalf = withWindows({ done: true, pagesDone: 9 }, { pagesDone: 1, oldest: iso(half) });
+  expect([runProgress(trainingsHalf), readSince(trainingsHalf)?.toISOString()]).toEqual([0.5, iso(half)]);
+  const predictionsHalf = withWindows({ pagesDone: 4, oldest: iso(half) }, { done: true, pagesDone: 1 });
+  expect([runProgress(predictionsHalf), readSince(predictionsHalf)?.toISOString()]).toEqual([0.5, iso(half)]);
+  // A run started before trainings were read has no trainings window: its windows alone say.
+  const { [TRAININGS_WINDOW]: _, ...older } = predictionsHalf.windows;
+  expect(readSince({ ...predictionsHalf, windows: older })?.toISOString()).toBe(iso(half));
 });
 
 test("Retry-After: seconds, HTTP date, body text, default", () => {
