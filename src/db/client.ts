@@ -77,8 +77,7 @@ export async function boundedRead<T>(
   };
   try {
     await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    // JIT compiling a large query takes seconds before it runs, more than any dashboard read saves by it.
-    const set = "SELECT pg_backend_pid() AS pid, set_config('statement_timeout', $1, true), set_config('jit', 'off', true)";
+    const set = "SELECT pg_backend_pid() AS pid, set_config('statement_timeout', $1, true)";
     pid = (await client.query<{ pid: number }>(set, [String(Math.floor(limits.timeoutMs))])).rows[0]!.pid;
     limits.signal?.addEventListener("abort", cancel, { once: true });
     limits.signal?.throwIfAborted();
