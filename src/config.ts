@@ -128,7 +128,7 @@ export interface ProducerConfig {
   jobs: { attempts: number; backoffMs: number };
   /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
   sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number };
-  /** How long one statement of a usage query may run before the database stops it. */
+  /** How long the reads of a usage query may take in all before they are stopped. */
   usage: { timeoutMs: number };
 }
 

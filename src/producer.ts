@@ -314,7 +314,7 @@ export interface UsageReport {
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** What a usage query needs besides the stores: how long its statements may run, and the sync window settings that say which days are final. */
+/** What a usage query needs besides the stores: how long its reads may take, and the sync window settings that say which days are final. */
 export type UsageContext = ProducerContext & {
   config: { usage: ProducerConfig["usage"]; sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> };
 };
@@ -322,9 +322,9 @@ export type UsageContext = ProducerContext & {
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
  * coverage, over local days of the query's zone; each row and each covered day says whether it is
- * final. What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot
- * whose statements stop after USAGE_QUERY_TIMEOUT_MS (QueryTimeoutError); aborting `signal` (the HTTP
- * client went away) cancels them.
+ * final. What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot,
+ * stopped after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the HTTP client
+ * went away) cancels it.
  */
 export async function queryUsage(
   ctx: UsageContext,

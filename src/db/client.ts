@@ -36,10 +36,11 @@ export async function runPrepared<R extends pg.QueryResultRow>(db: Db, statement
 export type Queryable = Pick<pg.ClientBase, "query">;
 
 /**
- * Runs `read` on one connection, in one read-only snapshot, each statement stopped by Postgres after
- * `timeoutMs` (QueryTimeoutError); aborting `signal` cancels the statement running (pg_cancel_backend,
- * from a connection of its own so a busy pool cannot delay it) and rejects with the signal's reason.
- * A connection that saw a failure is closed rather than reused, so no cancel can reach its next user.
+ * Runs `read` on one connection, in one read-only snapshot, within `timeoutMs` in all: Postgres stops
+ * any statement at that limit (statement_timeout), and the read is cancelled when it is reached
+ * between or during its statements (QueryTimeoutError). Aborting `signal` cancels it too and rejects
+ * with the signal's reason. A cancel is pg_cancel_backend from a connection of its own (a busy pool
+ * cannot delay it), and a connection that saw a failure is closed, so no cancel reaches its next user.
  */
 export async function boundedRead<T>(
   db: Db,
@@ -50,35 +51,47 @@ export async function boundedRead<T>(
   const client = await db.pool.connect();
   let cancelled: Promise<unknown> | undefined;
   let failed = false;
+  let expired = false;
   let pid = 0;
   const cancel = () => {
+    if (cancelled) return;
     const canceller = new pg.Client(db.pool.options);
     cancelled = canceller
       .connect()
       .then(() => canceller.query("SELECT pg_cancel_backend($1)", [pid]))
       .finally(() => canceller.end());
   };
+  const deadline = setTimeout(() => {
+    expired = true;
+    if (pid) cancel();
+  }, limits.timeoutMs);
+  const timedOut = (cause?: unknown) =>
+    new QueryTimeoutError(
+      `the query ran longer than its limit of ${limits.timeoutMs} ms and was stopped; ask for less (a shorter range, fewer groupBy columns)`,
+      { cause },
+    );
+  // Every statement of the read first checks the deadline: one that passed between two is not run.
+  const bounded = {
+    query: ((text: string, values?: unknown[]) =>
+      expired ? Promise.reject(timedOut()) : client.query(text, values)) as Queryable["query"],
+  };
   try {
     await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    // JIT compiling a large query takes seconds before it runs, more than any dashboard read saves by it.
-    const set = "SELECT pg_backend_pid() AS pid, set_config('statement_timeout', $1, true), set_config('jit', 'off', true)";
+    const set = "SELECT pg_backend_pid() AS pid, set_config('statement_timeout', $1, true)";
     pid = (await client.query<{ pid: number }>(set, [String(Math.floor(limits.timeoutMs))])).rows[0]!.pid;
     limits.signal?.addEventListener("abort", cancel, { once: true });
     limits.signal?.throwIfAborted();
-    const result = await read(client);
+    const result = await read(bounded);
     await client.query("COMMIT");
     return result;
   } catch (err) {
     failed = true;
     limits.signal?.throwIfAborted();
-    if ((err as { code?: string }).code === QUERY_CANCELED) {
-      throw new QueryTimeoutError(
-        `the query ran longer than its limit of ${limits.timeoutMs} ms and was stopped; ask for less (a shorter range, fewer groupBy columns)`,
-        { cause: err },
-      );
-    }
+    if (err instanceof QueryTimeoutError) throw err;
+    if (expired || (err as { code?: string }).code === QUERY_CANCELED) throw timedOut(err);
     throw err;
   } finally {
+    clearTimeout(deadline);
     limits.signal?.removeEventListener("abort", cancel);
     await cancelled?.catch(() => undefined);
     client.release(failed);
