@@ -134,15 +134,12 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
         }
         ciphertext = stored.ciphertext;
       }
-      // The event first: whoever sees the status change can already read why.
-      await recordEvent(db, {
-        ...base,
-        kind: decision.event,
-        level: EVENT_KINDS[decision.event].level,
-        message: `${message}. Syncing is paused until the token is replaced.`,
-        httpStatus,
-      });
-      await markCredentialError(db, job.connectionId, ciphertext);
+      const paused = `${message}. Syncing is paused until the token is replaced.`;
+      const event = { ...base, kind: decision.event, level: EVENT_KINDS[decision.event].level, message: paused, httpStatus };
+      // Another job of the run (a second window) may have met the same token first.
+      if (!(await markCredentialError(db, job.connectionId, event, ciphertext))) {
+        return { then: "complete", result: { outcome: "already_paused" } };
+      }
       await deps.removeScheduler(job.connectionId);
       log.warn("connection paused", { event: decision.event });
       // The customer's action, not a fault of the service: the job completes with that outcome.

@@ -180,12 +180,17 @@ export async function pauseVerified(
  * After a 401/403 or an unreadable token: paused until replaceToken, unless the token read as
  * `ciphertext` was replaced meanwhile (no ciphertext: whatever is stored, since it cannot be read).
  */
-export async function markCredentialError(db: Db, id: string, ciphertext?: string): Promise<boolean> {
-  const { count } = await db.connection.updateMany({
-    where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
-    data: { status: TRANSITIONS.credential_rejected.to },
+export async function markCredentialError(db: Db, id: string, event: NewEvent, ciphertext?: string): Promise<boolean> {
+  // With the event in one transaction, and only when the status changed: concurrent slices of one
+  // run that all meet the same bad token pause it once, and a reader never sees one without the other.
+  return db.$transaction(async (tx) => {
+    const { count } = await tx.connection.updateMany({
+      where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
+      data: { status: TRANSITIONS.credential_rejected.to },
+    });
+    if (count === 1) await recordEvent(tx, event);
+    return count === 1;
   });
-  return count === 1;
 }
 
 /**

@@ -33,7 +33,8 @@ async function connected(name: string): Promise<string> {
   const token = `r8_${name}${randomBytes(8).toString("hex")}`;
   h.fake.addAccount(token, { type: "user", username: name });
   const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
-  await waitForSyncedSince(h, id, null, 20_000);
+  // 60 connections start at once, each run reading two streams (predictions and trainings).
+  await waitForSyncedSince(h, id, null, 90_000);
   return id;
 }
 
@@ -69,7 +70,7 @@ test("a DELETE racing a token replacement is final: no token stored, nothing syn
     injected: "PUT token and DELETE at once for 60 connected connections",
     outcome: "all 60 disconnected, no ciphertext, no scheduler, no verify or sync after the delete",
   });
-}, 120_000);
+}, 240_000);
 
 test("a first verification that meets a 503 storm keeps retrying with backoff until it connects", async () => {
   const token = `r8_storm${randomBytes(8).toString("hex")}`;
