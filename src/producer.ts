@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
-import { openStores, type AppContext } from "./context.js";
+import type { AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
 import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
@@ -26,6 +26,7 @@ import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
 import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
+import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process, and the contract the HTTP routes validate with and
@@ -173,7 +174,7 @@ export async function connect(
     return connections.toPublic(row);
   }
   try {
-    await queue("verification not queued; nothing was created", () => ctx.queues.enqueueVerify(row.id));
+    await queue("verification not queued; nothing was created", () => ctx.queues.enqueue("verify", { connectionId: row.id }));
   } catch (err) {
     await connections.deleteNewConnection(ctx.db, row.id);
     throw err;
@@ -202,7 +203,7 @@ export async function replaceToken(ctx: TokenContext, id: string, token: string)
   });
   await queue("token stored; it is verified as soon as the queue is back", async () => {
     await ctx.queues.removeScheduler(row.id);
-    await ctx.queues.enqueueVerify(row.id);
+    await ctx.queues.enqueue("verify", { connectionId: row.id });
   });
   return connections.toPublic(row);
 }
@@ -229,7 +230,7 @@ export async function disconnect(ctx: ProducerContext, id: string): Promise<conn
 export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   const row = await connections.requireConnection(ctx.db, parse(connectionId, id));
   if (row.status !== "connected") throw new ConflictError(`connection is ${row.status}; only connected connections sync`);
-  await queue("sync not queued", () => ctx.queues.kickSync(id));
+  await queue("sync not queued", () => ctx.queues.enqueue("tick", { connectionId: id }));
 }
 
 /** A connection as support reads it: the row, the run in progress and its health. */

@@ -165,7 +165,7 @@ test(
       // A pause is the customer's outcome: the verify job completes with it (nothing is left failed).
       await waitFor(
         "verify job completed",
-        async () => (await h.ctx.queues.verify.getJobs(["completed"])).filter((j) => j?.data.connectionId === id).length,
+        async () => (await h.ctx.queues.queue("verify").getJobs(["completed"])).filter((j) => j?.data.connectionId === id).length,
         (n) => n > 0,
       );
       const places = {
@@ -268,7 +268,8 @@ test(
       "the request in flight answered and the job settled",
       async () => ({
         unanswered: withToken().filter((r) => r.status === 0).length,
-        jobs: (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+        jobs: (await h.ctx.queues.queue("sync").getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id)
+          .length,
       }),
       (s) => s.unanswered === 0 && s.jobs === 0,
     );

@@ -71,7 +71,7 @@ test(
     // Nothing else: no restart, no syncNow. The reconciler (every RECONCILE_SECONDS) notices.
     await waitForSyncedSince(h, id, null, 120_000);
     await expectExact(h, id, truth);
-    expect(await h.ctx.queues.sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
+    expect(await h.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeTruthy();
     const run = await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } });
     expect(run).toBe(1); // resumed, not restarted
     recordScenario({
@@ -181,7 +181,7 @@ test(
       // The scheduler a DELETE could not remove while Redis was down is removed by the reconciler.
       await waitFor(
         "stale scheduler removed",
-        () => h.ctx.queues.sync.getJobScheduler(`sync-${existing.id}`),
+        () => h.ctx.queues.queue("sync").getJobScheduler(`sync-${existing.id}`),
         (s) => !s,
       );
       recordScenario({

@@ -232,7 +232,8 @@ test(
     // In flight at the moment of the disconnect: at most the running page and the one fetched ahead.
     await waitFor(
       "its jobs drained",
-      async () => (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+      async () =>
+        (await h.ctx.queues.queue("sync").getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
       (n) => n === 0,
     );
     const ledgerAfter = await h.ctx.db.predictionRecord.count({ where: { connectionId: id } });

@@ -22,7 +22,9 @@ const settled = () =>
   waitFor(
     "queues idle",
     async () => {
-      const jobs = await Promise.all([h.ctx.queues.verify, h.ctx.queues.sync].map((q) => q.getJobs(["active", "waiting", "delayed"])));
+      const jobs = await Promise.all(
+        [h.ctx.queues.queue("verify"), h.ctx.queues.queue("sync")].map((q) => q.getJobs(["active", "waiting", "delayed"])),
+      );
       return jobs.flat().filter((j) => j && !j.id?.startsWith("repeat:")).length;
     },
     (n) => n === 0,
@@ -58,7 +60,7 @@ test("a DELETE racing a token replacement is final: no token stored, nothing syn
   await settled();
   const rows = await Promise.all(ids.map(row));
   expect(rows.filter((r) => r.status !== "disconnected" || r.tokenCiphertext !== null)).toEqual([]);
-  expect(await h.ctx.queues.sync.getJobSchedulersCount()).toBe(0);
+  expect(await h.ctx.queues.queue("sync").getJobSchedulersCount()).toBe(0);
   for (const id of ids) {
     const k = await kinds(id);
     expect(k.slice(k.indexOf("disconnected") + 1).filter((e) => e === "verified" || e === "sync_started")).toEqual([]);
@@ -109,7 +111,7 @@ test("a token sealed under a key that is no longer configured pauses the connect
   await settled();
   const unreadable = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id, kind: "token_unreadable" } });
   expect(unreadable).toHaveLength(1);
-  expect(await h.ctx.queues.sync.getJobScheduler(`sync-${id}`)).toBeFalsy();
+  expect(await h.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeFalsy();
   recordScenario({
     scenario: "token key missing from the keyring (issue 10)",
     injected: "stored ciphertext sealed under an unknown key id",

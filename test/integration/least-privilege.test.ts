@@ -106,7 +106,7 @@ test("the support token opens /ui and every GET of /v1, and is refused (403, JSO
   // Nothing a refused write would have done happened.
   const c = await h.ctx.db.connection.findUniqueOrThrow({ where: { id: connectionId } });
   expect({ status: c.status, token: c.tokenCiphertext !== null }).toEqual({ status: "pending", token: true });
-  expect(await h.ctx.queues.sync.isPaused()).toBe(false);
+  expect(await h.ctx.queues.queue("sync").isPaused()).toBe(false);
 });
 
 test("the API token still opens everything, and the support token works as a Basic password in a browser", async () => {

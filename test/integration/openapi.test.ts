@@ -202,7 +202,7 @@ test("each operation answers exactly the statuses it documents", async () => {
   await throwaway.start();
   const deadRedis = new Redis(throwaway.url, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
   const deadQueues = new JobQueues(deadRedis, "rus-dead", {}, 60, async () => null);
-  for (const q of [deadQueues.verify, deadQueues.sync, deadQueues.webhook]) q.on("error", () => undefined);
+  for (const q of deadQueues.all()) q.on("error", () => undefined);
   await deadQueues.ping();
   await throwaway.kill9();
   const down = await buildServer({ ...h.ctx, queues: deadQueues });

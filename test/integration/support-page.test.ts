@@ -352,7 +352,7 @@ test("GET /metrics: queue depth, job durations, 429 count and last-sync age in P
   expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
   const text = await res.text();
   expect(text).toMatch(/^rus_queue_jobs\{queue="sync",state="waiting"\} \d+$/m);
-  expect(text).toMatch(/^rus_job_duration_seconds_count\{queue="sync",name="page",outcome="completed"\} [1-9]\d*$/m);
+  expect(text).toMatch(/^rus_job_duration_seconds_count\{queue="sync",name="slice",outcome="completed"\} [1-9]\d*$/m);
   expect(text).toMatch(/^rus_replicate_rate_limited_total\{source="header"\} 2$/m);
   for (const name of ["healthy", "throttled"]) {
     expect(text).toMatch(
