@@ -1,5 +1,6 @@
 import { buildServer } from "./api/server.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { loadConfig } from "./cli/local-secrets.js";
+import { ConfigError } from "./config.js";
 import { logger } from "./logger.js";
 import { startService } from "./service.js";
 
