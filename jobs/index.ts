@@ -18,13 +18,7 @@ export const processors = (ctx: AppContext): Processors => ({
   slice: (data, job) => runWindowSlice(ctx, data, job),
   /** Posts one outbox row to the backend; its queue runs only while webhooks are configured. */
   deliver: async ({ deliveryId }, job) =>
-    ctx.config.webhooks
-      ? deliverWebhook({ db: ctx.db, webhooks: ctx.config.webhooks }, deliveryId, {
-          jobId: job.id,
-          attempt: job.attempt,
-          maxAttempts: job.maxAttempts,
-        })
-      : "webhooks_off",
+    ctx.config.webhooks ? deliverWebhook(ctx.db, ctx.config.webhooks, deliveryId, job) : "webhooks_off",
   /** Deletes ledger rows no run can read again (scheduled daily). */
   prune: () => pruneStep(ctx.db, ctx.config.sync.backfillDays),
   /** Deletes a disconnected connection's history on request, in batches, and records the audit event. */

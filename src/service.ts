@@ -65,9 +65,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     removeScheduler: (id: string) => queues.removeScheduler(id),
     onRateLimited: (source: string) => metrics.rateLimited.inc({ source }),
   };
-  const relay =
-    config.webhooks &&
-    new WebhookRelay({ db, enqueue: (id) => queues.enqueue("deliver", { deliveryId: id }), intervalMs: WEBHOOK_RELAY_INTERVAL_MS });
+  const relay = config.webhooks && new WebhookRelay(db, (id) => queues.enqueue("deliver", { deliveryId: id }), WEBHOOK_RELAY_INTERVAL_MS);
 
   let running: (() => Promise<void>) | null = null;
   const service: Service = {

@@ -14,22 +14,20 @@ import { buildPayload } from "./payload.js";
 export const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;
 const BATCH = 100;
 
-export interface RelayDeps {
-  db: Db;
-  enqueue(deliveryId: string): Promise<void>;
-  intervalMs: number;
-}
-
 export class WebhookRelay {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private readonly log = moduleLogger("webhook-relay");
 
-  constructor(private readonly deps: RelayDeps) {}
+  constructor(
+    private readonly db: Db,
+    private readonly enqueue: (deliveryId: string) => Promise<void>,
+    private readonly intervalMs: number,
+  ) {}
 
   /** Hands every pending webhook to the queue; returns how many. */
   async sweep(): Promise<number> {
-    const { db } = this.deps;
+    const { db } = this;
     const expired = await expireStaleWebhooks(db, WEBHOOK_MAX_AGE_MS);
     if (expired) this.log.warn("stale webhooks not sent", { expired });
     let handed = 0;
@@ -41,7 +39,7 @@ export class WebhookRelay {
           const payload = connection && buildPayload(row, { ...connection, health: connectionHealth(connection, new Date()) });
           if (payload) await fixWebhookPayload(db, row.id, JSON.stringify(payload));
         }
-        await this.deps.enqueue(row.id.toString());
+        await this.enqueue(row.id.toString());
         await markWebhookQueued(db, row.id);
         handed++;
       }
@@ -59,7 +57,7 @@ export class WebhookRelay {
         )
         .finally(() => {
           this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs);
+          if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
         });
     };
     this.timer = setTimeout(tick, 0);

@@ -174,7 +174,7 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
     // The state change lands while no worker process runs, and the only relay cannot reach Redis.
     await h.service.stopWorkers();
     await producer.disconnect(h.ctx, id);
-    const down = new WebhookRelay({ db: h.ctx.db, intervalMs: 1000, enqueue: () => Promise.reject(new Error("ECONNREFUSED")) });
+    const down = new WebhookRelay(h.ctx.db, () => Promise.reject(new Error("ECONNREFUSED")), 1000);
     await expect(down.sweep()).rejects.toThrow("ECONNREFUSED");
     const row = await h.ctx.db.webhookDelivery.findFirstOrThrow({ where: { connectionId: id, type: "connection.disconnected" } });
     expect(row.status).toBe("pending");
