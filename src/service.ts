@@ -2,7 +2,8 @@ import { processors } from "../jobs/index.js";
 import type { Config } from "./config.js";
 import type { AppContext } from "./context.js";
 import { applyFailure, classify } from "./lifecycle/failures.js";
-import { keepReconciled, reconcile } from "./lifecycle/reconcile.js";
+import { reconcile } from "./lifecycle/reconcile.js";
+import { moduleLogger } from "./logger.js";
 import { ServiceMetrics } from "./metrics.js";
 import { startWorkers } from "./queue/workers.js";
 import { ReplicateClient } from "./replicate/client.js";
@@ -11,7 +12,7 @@ import { holdsToken } from "./repositories/connections.js";
 import { openStores } from "./stores.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
-import { WebhookRelay } from "./webhooks/relay.js";
+import { sweepWebhooks } from "./webhooks/relay.js";
 
 // Where the service is put together: every dependency is built here and handed down, so the queue
 // layer knows no lifecycle and the context no repository. src/main.ts, the test harness and the
@@ -19,24 +20,41 @@ import { WebhookRelay } from "./webhooks/relay.js";
 
 /** How often each worker process looks for webhooks not yet queued. */
 const WEBHOOK_RELAY_INTERVAL_MS = 500;
+const log = moduleLogger("service");
 
-export interface Service {
-  ctx: AppContext;
-  /** Makes Redis agree with Postgres, then runs the workers, the reconciler and (webhooks on) the outbox relay. */
-  startWorkers(): Promise<void>;
-  /** Stops taking jobs; in-flight jobs finish (or are released to another worker). */
-  stopWorkers(): Promise<void>;
-  close(): Promise<void>;
+/** Runs `task` `ms` after its previous run ended, until the returned stop(), which waits for a run in flight. */
+function repeat(ms: number, task: () => Promise<unknown>, failed: string): () => Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const tick = () => {
+    running = task()
+      .then(
+        () => undefined,
+        // Redis or Postgres away: the next run tries again.
+        (err: unknown) => void log.warn(failed, { error: err }),
+      )
+      .finally(() => {
+        if (timer) timer = setTimeout(tick, ms);
+      });
+  };
+  timer = setTimeout(tick, ms);
+  return async () => {
+    clearTimeout(timer);
+    timer = undefined;
+    await running;
+  };
 }
 
-export interface ServiceOptions {
-  /** Start the workers now (ROLE=all and ROLE=worker). */
-  workers?: boolean;
-  /** Aborts the Replicate requests in flight (shutdown); tests shorten the client's retries. */
-  client?: { signal?: AbortSignal; retryBaseMs?: number; retries?: number };
-}
+export type Service = Awaited<ReturnType<typeof startService>>;
 
-export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
+/**
+ * Opens the stores and builds the context; with `workers`, starts them at once (ROLE=all and worker).
+ * `client.signal` aborts the Replicate requests in flight at shutdown; tests shorten the client's retries.
+ */
+export async function startService(
+  config: Config,
+  options: { workers?: boolean; client?: { signal?: AbortSignal; retryBaseMs?: number; retries?: number } } = {},
+) {
   const { db, redis, queues, close: closeStores } = openStores(config, config.sync.concurrency + 4);
   const vault = new TokenVault(config.encryption.keys, config.encryption.currentKeyId);
   const rateCap = new RedisRequestRateCap(redis, config.replicate.requestsPerSecond, config.queuePrefix);
@@ -48,29 +66,20 @@ export async function startService(config: Config, options: ServiceOptions = {})
     ...options.client,
   });
   const metrics = new ServiceMetrics(queues, db);
-  const ctx: AppContext = {
-    config,
-    db,
-    redis,
-    queues,
-    vault,
-    replicate,
-    rateCap,
-    metrics,
-    prefetcher: new PagePrefetcher(config.sync.concurrency * 4),
-  };
+  const prefetcher = new PagePrefetcher(config.sync.concurrency * 4);
+  const ctx: AppContext = { config, db, redis, queues, vault, replicate, prefetcher, rateCap, metrics };
   const failureDeps = {
     db,
     vault,
     removeScheduler: (id: string) => queues.removeScheduler(id),
     onRateLimited: (source: string) => metrics.rateLimited.inc({ source }),
   };
-  const relay = config.webhooks && new WebhookRelay(db, (id) => queues.enqueue("deliver", { deliveryId: id }), WEBHOOK_RELAY_INTERVAL_MS);
 
   let running: (() => Promise<void>) | null = null;
-  const service: Service = {
+  const service = {
     ctx,
-    async startWorkers() {
+    /** Makes Redis agree with Postgres, then runs the workers, the reconciler and (webhooks on) the outbox relay. */
+    async startWorkers(): Promise<void> {
       if (running) return;
       await reconcile(ctx);
       const workers = startWorkers({
@@ -84,19 +93,25 @@ export async function startService(config: Config, options: ServiceOptions = {})
         },
         onFinished: (queue, name, outcome, seconds) => metrics.jobDuration.observe({ queue, name, outcome }, seconds),
       });
-      relay?.start();
-      const reconciler = keepReconciled(ctx, config.jobs.reconcileSeconds);
+      const enqueue = (deliveryId: string) => queues.enqueue("deliver", { deliveryId });
+      const loops = [
+        // So losing Redis's data never needs a restart.
+        repeat(config.jobs.reconcileSeconds * 1000, () => reconcile(ctx), "reconciliation failed; trying again later"),
+        ...(config.webhooks
+          ? [repeat(WEBHOOK_RELAY_INTERVAL_MS, () => sweepWebhooks(db, enqueue), "webhook relay sweep failed; retrying")]
+          : []),
+      ];
       running = async () => {
-        reconciler.stop();
-        await relay?.stop();
+        await Promise.all(loops.map((stop) => stop()));
         await workers.close();
       };
     },
-    async stopWorkers() {
+    /** Stops taking jobs; in-flight jobs finish (or are released to another worker). */
+    async stopWorkers(): Promise<void> {
       await running?.();
       running = null;
     },
-    async close() {
+    async close(): Promise<void> {
       await service.stopWorkers();
       await closeStores();
     },

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import type { ProducerConfig } from "./config.js";
 import { createDb } from "./db/client.js";
 import { moduleLogger } from "./logger.js";
-import { JobQueues, jobOptions } from "./queue/queues.js";
+import { JobQueues } from "./queue/queues.js";
 import { workspaceOf } from "./repositories/connections.js";
 
 const log = moduleLogger("stores");
@@ -17,14 +17,8 @@ export function openStores(config: ProducerConfig, poolSize: number) {
   const commands = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
   // Reconnect attempts fail every few seconds while Redis is down; /readyz and the failing requests say so.
   for (const client of [redis, commands]) client.on("error", (err) => log.debug("redis connection error", { error: err }));
-  const queues = new JobQueues(
-    commands,
-    config.queuePrefix,
-    jobOptions(config.jobs.attempts, config.jobs.backoffMs),
-    config.sync.intervalMinutes,
-    // Job names carry the workspace so an operator can find one in the queue dashboard.
-    (connectionId) => workspaceOf(db, connectionId),
-  );
+  // Job names carry the workspace so an operator can find one in the queue dashboard.
+  const queues = new JobQueues(commands, config, (connectionId) => workspaceOf(db, connectionId));
   return {
     db,
     redis,

@@ -25,22 +25,3 @@ export async function reconcile(ctx: AppContext): Promise<{ added: number; remov
   }
   return { added: added.length, removed, verifiesQueued: unverified.length };
 }
-
-/** Reconciles every `seconds` (start-up runs `reconcile` itself), so losing Redis's data never needs a restart. */
-export function keepReconciled(ctx: AppContext, seconds: number): { stop(): void } {
-  let running = false;
-  const tick = async () => {
-    if (running) return;
-    running = true;
-    try {
-      await reconcile(ctx);
-    } catch (err) {
-      log.warn("reconciliation failed; trying again later", { error: err });
-    } finally {
-      running = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), seconds * 1000);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
-}

@@ -1,5 +1,6 @@
-import { Queue, type DefaultJobOptions, type JobType } from "bullmq";
+import { Queue, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
+import type { ProducerConfig } from "../config.js";
 import { moduleLogger } from "../logger.js";
 import { purgeConnectionJobs } from "./purge.js";
 import { JOB_KINDS, QUEUE_NAMES, QUEUE_SPECS, type JobData, type JobKind, type QueueName } from "./registry.js";
@@ -12,16 +13,6 @@ export const schedulerId = (connectionId: string) => `sync-${connectionId}`;
 
 const WORKSPACE_CACHE_SIZE = 10_000;
 
-export function jobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
-  return {
-    attempts,
-    backoff: { type: "exponential", delay: backoffMs, jitter: 0.5 },
-    // Bounded history: enough for support to look back a day (completed) or a week (failed).
-    removeOnComplete: { count: 1000, age: 24 * 3600 },
-    removeOnFail: { count: 5000, age: 7 * 24 * 3600 },
-  };
-}
-
 const log = moduleLogger("queues");
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
 
@@ -32,15 +23,19 @@ export class JobQueues {
 
   constructor(
     private readonly connection: Redis,
-    prefix: string,
-    defaultJobOptions: DefaultJobOptions,
-    private readonly syncIntervalMinutes: number,
+    private readonly config: Pick<ProducerConfig, "queuePrefix" | "jobs" | "sync">,
     private readonly workspaceOf: (connectionId: string) => Promise<string | null>,
   ) {
     for (const name of QUEUE_NAMES) {
-      const { attempts = defaultJobOptions.attempts, keepsFinished = true } = QUEUE_SPECS[name];
-      const removal = keepsFinished ? {} : { removeOnComplete: true, removeOnFail: true };
-      const queue = new Queue(name, { connection, prefix, defaultJobOptions: { ...defaultJobOptions, attempts, ...removal } });
+      const { attempts = config.jobs.attempts, keepsFinished = true } = QUEUE_SPECS[name];
+      const defaultJobOptions = {
+        attempts,
+        backoff: { type: "exponential", delay: config.jobs.backoffMs, jitter: 0.5 },
+        // Bounded history: enough for support to look back a day (completed) or a week (failed).
+        removeOnComplete: keepsFinished ? { count: 1000, age: 24 * 3600 } : true,
+        removeOnFail: keepsFinished ? { count: 5000, age: 7 * 24 * 3600 } : true,
+      };
+      const queue = new Queue(name, { connection, prefix: config.queuePrefix, defaultJobOptions });
       // BullMQ prints an unhandled queue error to the console; while Redis is down each call fails on its own.
       queue.on("error", (err) => log.debug("queue connection error", { queue: name, error: err }));
       this.queues[name] = queue;
@@ -105,7 +100,7 @@ export class JobQueues {
   async upsertScheduler(connectionId: string): Promise<void> {
     await this.queues.sync.upsertJobScheduler(
       schedulerId(connectionId),
-      { every: this.syncIntervalMinutes * 60_000 },
+      { every: this.config.sync.intervalMinutes * 60_000 },
       { name: await this.jobName("tick", { connectionId }), data: { connectionId } },
     );
   }

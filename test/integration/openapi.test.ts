@@ -201,7 +201,7 @@ test("each operation answers exactly the statuses it documents", async () => {
   const throwaway = await ThrowawayRedis.create();
   await throwaway.start();
   const deadRedis = new Redis(throwaway.url, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
-  const deadQueues = new JobQueues(deadRedis, "rus-dead", {}, 60, async () => null);
+  const deadQueues = new JobQueues(deadRedis, { ...h.config, queuePrefix: "rus-dead" }, async () => null);
   for (const q of deadQueues.all()) q.on("error", () => undefined);
   await deadQueues.ping();
   await throwaway.kill9();

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import * as producer from "../../src/producer.js";
 import type { WebhookPayload } from "../../src/webhooks/payload.js";
-import { WebhookRelay } from "../../src/webhooks/relay.js";
+import { sweepWebhooks } from "../../src/webhooks/relay.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -174,8 +174,7 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
     // The state change lands while no worker process runs, and the only relay cannot reach Redis.
     await h.service.stopWorkers();
     await producer.disconnect(h.ctx, id);
-    const down = new WebhookRelay(h.ctx.db, () => Promise.reject(new Error("ECONNREFUSED")), 1000);
-    await expect(down.sweep()).rejects.toThrow("ECONNREFUSED");
+    await expect(sweepWebhooks(h.ctx.db, () => Promise.reject(new Error("ECONNREFUSED")))).rejects.toThrow("ECONNREFUSED");
     const row = await h.ctx.db.webhookDelivery.findFirstOrThrow({ where: { connectionId: id, type: "connection.disconnected" } });
     expect(row.status).toBe("pending");
 
