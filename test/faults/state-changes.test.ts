@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import * as producer from "../../src/producer.js";
 import { TokenVault } from "../../src/vault.js";
 import { recordScenario } from "../support/fault-summary.js";
+import { connectSynced } from "../support/api.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
-import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // Races and stalls of a connection's state: every change has one owner (the state machine, applied
 // under the row lock), and nothing transient strands a connection.
@@ -31,16 +31,10 @@ const settled = () =>
     60_000,
   );
 
-async function connected(name: string): Promise<string> {
-  const token = `r8_${name}${randomBytes(8).toString("hex")}`;
-  h.fake.addAccount(token, { type: "user", username: name });
-  const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
-  await waitForSyncedSince(h, id, null, 20_000);
-  return id;
-}
-
 test("a DELETE racing a token replacement is final: no token stored, nothing syncs again", async () => {
-  const ids = await Promise.all(Array.from({ length: 60 }, (_, i) => connected(`race${i}`)));
+  const ids = await Promise.all(
+    Array.from({ length: 60 }, async (_, i) => (await connectSynced(h, { name: `race${i}`, type: "user" })).id),
+  );
   const replaced: string[] = [];
   await Promise.all(
     ids.map(async (id, i) => {
@@ -97,7 +91,7 @@ test("a first verification that meets a 503 storm keeps retrying with backoff un
 }, 90_000);
 
 test("a token sealed under a key that is no longer configured pauses the connection with its own event", async () => {
-  const id = await connected("lostkey");
+  const { id } = await connectSynced(h, { name: "lostkey", type: "user" });
   const stranger = new TokenVault(new Map([["gone", randomBytes(32)]]), "gone");
   const sealed = stranger.seal("r8_unreadable0000000000", id);
   await h.ctx.db.connection.update({ where: { id }, data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
