@@ -1,6 +1,6 @@
 import http from "node:http";
 import * as producer from "../src/producer.js";
-import { FakeProcess, startService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
@@ -66,7 +66,7 @@ export async function backfill(
   const token = `r8_benchBackfill${latencyMs}x${count}p${parallelism}b${busyDay}`;
   await fake.send({ type: "account", token, count, seed: latencyMs + 1, days: 30, busyDay });
   await fake.send({ type: "latency", ms: latencyMs });
-  const service = await startService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
+  const service = await startBenchService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
   try {
     const before = await fetchFloor(fake.baseUrl, token);
     const { cpuMs, value: run } = await withCpu(() =>

@@ -2,7 +2,7 @@ import { Queue, Worker } from "bullmq";
 import { randomBytes } from "node:crypto";
 
 import * as producer from "../src/producer.js";
-import { FakeProcess, startService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
 
 export interface FleetResult {
   connections: number;
@@ -36,12 +36,12 @@ async function noopThroughput(redisUrl: string, concurrency: number, jobs: numbe
 }
 
 /**
- * 1,000 connected connections, each with one new page: every connection is kicked at once and the
- * clock stops when the last one has finished its run (tick job + page job + run completion each).
+ * 1,000 connected connections, each with one new page: every connection gets a tick at once and the
+ * clock stops when the last one has finished its run (tick job + slice job + run completion each).
  */
 export async function fleet(fake: FakeProcess, connections = 1000): Promise<FleetResult> {
   await fake.send({ type: "accounts", tokenPrefix: "r8_benchFleet", accounts: connections, perAccount: 60 });
-  const service = await startService(fake.baseUrl);
+  const service = await startBenchService(fake.baseUrl);
   const { ctx, config } = service;
   try {
     const ids: string[] = [];
@@ -54,7 +54,7 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
       value: { ms },
     } = await withCpu(() =>
       timed(async () => {
-        await Promise.all(ids.map((id) => ctx.queues.kickSync(id)));
+        await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
         await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
       }),
     );

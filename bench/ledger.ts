@@ -5,7 +5,7 @@ import { openWindows } from "../src/domain/checkpoint.js";
 import { beginRun, runSlice } from "../src/sync/run.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { actualUsage, expectedUsage, generatePredictions } from "../dev/predictions.js";
-import { startService } from "./support.js";
+import { startBenchService } from "./support.js";
 
 export interface LedgerResult {
   days: number;
@@ -27,8 +27,7 @@ const DAY = 86_400_000;
  */
 export async function ledger(days = 180, perDay = 500, backfillDays = 90): Promise<LedgerResult> {
   const fake = new FakeReplicate();
-  const service = await startService(await fake.start());
-  await service.workers.close();
+  const service = await startBenchService(await fake.start(), {}, false);
   const { db, vault } = service.ctx;
   const token = "r8_benchLedger";
   const start = Date.parse("2026-01-01T00:00:00.000Z");

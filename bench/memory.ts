@@ -1,6 +1,6 @@
 import * as producer from "../src/producer.js";
 import { parseCheckpoint } from "../src/domain/checkpoint.js";
-import { FakeProcess, startService, until } from "./support.js";
+import { FakeProcess, startBenchService, until } from "./support.js";
 
 export interface MemoryResult {
   rssAfterSmallMb: number;
@@ -26,7 +26,7 @@ export async function memory(fake: FakeProcess, small = 10_000, connections = 10
   for (let i = 0; i < connections; i++) {
     await fake.send({ type: "account", token: `r8_benchMemory${i}`, count: perConnection, seed: 100 + i, days: 30 });
   }
-  const service = await startService(fake.baseUrl);
+  const service = await startBenchService(fake.baseUrl);
   const { ctx } = service;
   try {
     const ids: string[] = [];

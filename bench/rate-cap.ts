@@ -1,5 +1,5 @@
 import * as producer from "../src/producer.js";
-import { FakeProcess, startService, until } from "./support.js";
+import { FakeProcess, startBenchService, until } from "./support.js";
 
 export interface RateCapResult {
   configured: number;
@@ -13,7 +13,7 @@ export interface RateCapResult {
 export async function rateCap(fake: FakeProcess, requestsPerSecond = 20, count = 15_000): Promise<RateCapResult> {
   const token = "r8_benchRateCap";
   await fake.send({ type: "account", token, count, seed: 9, days: 30 });
-  const service = await startService(fake.baseUrl, { REPLICATE_REQUESTS_PER_SECOND: String(requestsPerSecond) });
+  const service = await startBenchService(fake.baseUrl, { REPLICATE_REQUESTS_PER_SECOND: String(requestsPerSecond) });
   try {
     const { id } = await producer.connect(service.ctx, { workspaceId: "ratecap", token });
     await until(

@@ -2,9 +2,8 @@ import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { parseConfig, type Config } from "../src/config.js";
-import { createContext, type AppContext } from "../src/context.js";
-import { processors } from "../jobs/index.js";
-import { startWorkers, workerDeps, type Workers } from "../src/queue/workers.js";
+import type { AppContext } from "../src/context.js";
+import { startService } from "../src/service.js";
 import { waitFor } from "../dev/wait-for.js";
 import { createMigratedDatabase } from "../dev/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
@@ -48,12 +47,11 @@ export class FakeProcess {
 export interface BenchService {
   config: Config;
   ctx: AppContext;
-  workers: Workers;
   close(): Promise<void>;
 }
 
 /** The service in this process (no HTTP: the producer is called directly) on a fresh, migrated database. */
-export async function startService(baseUrl: string, env: Record<string, string> = {}): Promise<BenchService> {
+export async function startBenchService(baseUrl: string, env: Record<string, string> = {}, workers = true): Promise<BenchService> {
   const database = createMigratedDatabase("rus_bench");
   const config = parseConfig({
     NODE_ENV: "production",
@@ -68,17 +66,16 @@ export async function startService(baseUrl: string, env: Record<string, string> 
     LOG_LEVEL: "warn",
     ...env,
   });
-  const ctx = createContext(config);
-  const workers = startWorkers(workerDeps(ctx), processors(ctx));
+  const service = await startService(config, { workers });
+  const { ctx } = service;
   return {
     config,
     ctx,
-    workers,
     async close() {
-      await workers.close();
+      await service.stopWorkers();
       const keys = await ctx.redis.keys(`${config.queuePrefix}*`);
       if (keys.length) await ctx.redis.del(...keys);
-      await ctx.close();
+      await service.close();
       await database.drop();
     },
   };

@@ -8,7 +8,7 @@ import { applyPages } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
 import { generatePredictions } from "../dev/predictions.js";
 import { seedUsage } from "../dev/usage-seed.js";
-import { startService, timed, until } from "./support.js";
+import { startBenchService, timed, until } from "./support.js";
 
 export interface UsageQueryResult {
   connections: number;
@@ -36,8 +36,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * write) and /healthz are timed alone, then while such queries run back to back.
  */
 export async function usageQuery(connections = 1000, samples = 20): Promise<UsageQueryResult> {
-  const service = await startService("http://127.0.0.1:9/v1");
-  await service.workers.close();
+  const service = await startBenchService("http://127.0.0.1:9/v1", {}, false);
   const { db, vault, config } = service.ctx;
   const app = await buildServer(service.ctx);
   const origin = await app.listen({ host: "127.0.0.1", port: 0 });

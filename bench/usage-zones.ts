@@ -1,7 +1,7 @@
 import { buildServer } from "../src/api/server.js";
 import type { Db } from "../src/db/client.js";
 import { createConnection } from "../src/repositories/connections.js";
-import { startService, timed } from "./support.js";
+import { startBenchService, timed } from "./support.js";
 
 export interface UsageZonesResult {
   connections: number;
@@ -42,8 +42,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * per connection and day, each of 4 models × 2 sources has a quarter hour with usage with probability `density`.
  */
 export async function usageZones(connections = 50, days = 90, density = 0.25, rounds = 12): Promise<UsageZonesResult> {
-  const service = await startService("http://127.0.0.1:9/v1");
-  await service.workers.close();
+  const service = await startBenchService("http://127.0.0.1:9/v1", {}, false);
   const { db, vault } = service.ctx;
   const app = await buildServer(service.ctx);
   try {

@@ -5,7 +5,7 @@ import { predictionPageSchema, type Prediction } from "../src/replicate/schemas.
 import { applyPages } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
 import { generatePredictions } from "../dev/predictions.js";
-import { startService, timed } from "./support.js";
+import { startBenchService, timed } from "./support.js";
 
 export interface WritePathResult {
   pages: number;
@@ -44,8 +44,7 @@ function preparedUnnest(client: pg.Client, connectionId: string, rows: Predictio
  * one statement) vs the prepared unnest floor, alternating page by page so both see the same machine.
  */
 export async function writePath(pages = 300, perPage = 100): Promise<WritePathResult> {
-  const service = await startService("http://127.0.0.1:9/v1");
-  await service.workers.close();
+  const service = await startBenchService("http://127.0.0.1:9/v1", {}, false);
   const { db, vault, config } = service.ctx;
   const ours = await createConnection(db, vault, "bench", "r8_benchWritePath");
   const floor = await createConnection(db, vault, "bench", "r8_benchWritePathFloor");

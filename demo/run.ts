@@ -5,10 +5,8 @@ import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { buildServer } from "../src/api/server.js";
 import { parseConfig } from "../src/config.js";
-import { createContext, type AppContext } from "../src/context.js";
 import { logger } from "../src/logger.js";
-import { processors } from "../jobs/index.js";
-import { startWorkers, workerDeps, type Workers } from "../src/queue/workers.js";
+import { startService, type Service } from "../src/service.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { waitFor } from "../dev/wait-for.js";
 import { generatePredictions } from "../dev/predictions.js";
@@ -34,8 +32,7 @@ const customerToken = `r8_demo${randomBytes(12).toString("hex")}`;
 
 let fake: FakeReplicate | undefined;
 let database: DemoDatabase | undefined;
-let ctx: AppContext | undefined;
-let workers: Workers | undefined;
+let service: Service | undefined;
 let app: FastifyInstance | undefined;
 let cleaning: Promise<void> | undefined;
 
@@ -43,11 +40,12 @@ let cleaning: Promise<void> | undefined;
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await app?.close();
-    await workers?.close();
-    if (ctx) {
-      const keys = await ctx.redis.keys(`${ctx.config.queuePrefix}*`);
-      if (keys.length) await ctx.redis.del(...keys);
-      await ctx.close();
+    if (service) {
+      const { redis, config } = service.ctx;
+      await service.stopWorkers();
+      const keys = await redis.keys(`${config.queuePrefix}*`);
+      if (keys.length) await redis.del(...keys);
+      await service.close();
     }
     await fake?.close();
     await database?.drop();
@@ -117,9 +115,8 @@ try {
     REPLICATE_REQUESTS_PER_SECOND: "200",
     LOG_LEVEL: "warn",
   });
-  ctx = createContext(config);
-  workers = startWorkers(workerDeps(ctx), processors(ctx));
-  app = await buildServer(ctx);
+  service = await startService(config, { workers: true });
+  app = await buildServer(service.ctx);
   origin = await app.listen({ host: "127.0.0.1", port: 0 });
 
   step(`POST ${origin}/v1/connections — the customer pastes a token`);

@@ -1,6 +1,3 @@
-import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import { z } from "zod";
 
 const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
@@ -95,69 +92,73 @@ function checkKeyId(env: { TOKEN_ENCRYPTION_KEYS?: Map<string, Buffer>; TOKEN_EN
   }
 }
 
-const envSchema = envShape.superRefine((env, ctx) => {
-  checkKeyId(env, ctx);
-  if (env.SUPPORT_TOKEN === env.API_TOKEN) {
-    ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
-  }
-  // Both or neither: a URL without a secret would send unsigned webhooks, a secret alone does nothing.
-  if (env.WEBHOOK_URL && !env.WEBHOOK_SECRET) {
-    ctx.addIssue({ code: "custom", path: ["WEBHOOK_SECRET"], message: "is required when WEBHOOK_URL is set" });
-  }
-  if (env.WEBHOOK_SECRET && !env.WEBHOOK_URL) {
-    ctx.addIssue({ code: "custom", path: ["WEBHOOK_URL"], message: "is required when WEBHOOK_SECRET is set" });
-  }
-});
+const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) => chosen ?? [...keys.keys()][0]!;
+
+const configSchema = envShape
+  .superRefine((env, ctx) => {
+    checkKeyId(env, ctx);
+    if (env.SUPPORT_TOKEN === env.API_TOKEN) {
+      ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
+    }
+    // Both or neither: a URL without a secret would send unsigned webhooks, a secret alone does nothing.
+    if (env.WEBHOOK_URL && !env.WEBHOOK_SECRET) {
+      ctx.addIssue({ code: "custom", path: ["WEBHOOK_SECRET"], message: "is required when WEBHOOK_URL is set" });
+    }
+    if (env.WEBHOOK_SECRET && !env.WEBHOOK_URL) {
+      ctx.addIssue({ code: "custom", path: ["WEBHOOK_URL"], message: "is required when WEBHOOK_SECRET is set" });
+    }
+  })
+  .transform((e) =>
+    Object.freeze({
+      env: e.NODE_ENV,
+      role: e.ROLE,
+      databaseUrl: e.DATABASE_URL,
+      redisUrl: e.REDIS_URL,
+      queuePrefix: e.QUEUE_PREFIX,
+      encryption: { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) },
+      replicate: {
+        baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
+        timeoutMs: e.REPLICATE_TIMEOUT_MS,
+        requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND,
+        maxResponseBytes: e.REPLICATE_MAX_RESPONSE_BYTES,
+      },
+      sync: {
+        intervalMinutes: e.SYNC_INTERVAL_MINUTES,
+        backfillDays: e.BACKFILL_DAYS,
+        lookbackHours: e.LOOKBACK_HOURS,
+        concurrency: e.WORKER_CONCURRENCY,
+        /** Time windows of one run read at once (a busy window is split up to this many). */
+        parallelism: e.BACKFILL_PARALLELISM,
+        /** How long a job reads one window before re-enqueueing its continuation. */
+        sliceMs: e.SYNC_SLICE_MS,
+      },
+      jobs: {
+        /** Attempts per job and the base of the exponential backoff between them (with jitter). */
+        attempts: e.JOB_ATTEMPTS,
+        backoffMs: e.JOB_BACKOFF_MS,
+        /** How long a job stays claimed by a worker that stopped answering before another worker takes it. */
+        lockMs: e.JOB_LOCK_MS,
+        /** How often workers compare Postgres with Redis's schedulers and jobs. */
+        reconcileSeconds: e.RECONCILE_SECONDS,
+      },
+      /** How long one statement of a usage query may run before the database stops it. */
+      usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
+      /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
+      erasure: { batchRows: e.ERASURE_BATCH_ROWS },
+      /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
+      http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
+      /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
+      webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
+      logLevel: e.LOG_LEVEL,
+    }),
+  );
+export type Config = z.output<typeof configSchema>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     this.name = "ConfigError";
   }
-}
-
-/**
- * What the in-process producer needs (src/producer.ts): the stores and the queue settings it enqueues with. The
- * keys are only needed to store tokens (connect, replaceToken); the readers work without them.
- */
-export interface ProducerConfig {
-  databaseUrl: string;
-  redisUrl: string;
-  queuePrefix: string;
-  encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string } | null;
-  jobs: { attempts: number; backoffMs: number };
-  /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
-  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number };
-  /** How long the reads of a usage query may take in all before they are stopped. */
-  usage: { timeoutMs: number };
-}
-
-export interface Config extends ProducerConfig {
-  env: "development" | "test" | "production";
-  role: "all" | "api" | "worker";
-  databaseUrl: string;
-  redisUrl: string;
-  queuePrefix: string;
-  encryption: { keys: ReadonlyMap<string, Buffer>; currentKeyId: string };
-  replicate: { baseUrl: string; timeoutMs: number; requestsPerSecond: number; maxResponseBytes: number };
-  /**
-   * parallelism: time windows of one run read at once (a busy window is split up to this many);
-   * sliceMs: how long a job reads one window before re-enqueueing its continuation.
-   */
-  sync: { intervalMinutes: number; backfillDays: number; lookbackHours: number; concurrency: number; parallelism: number; sliceMs: number };
-  /**
-   * Attempts per job and the base of the exponential backoff between them (with jitter); lockMs is
-   * how long a job stays claimed by a worker that stopped answering before another worker takes it;
-   * reconcileSeconds is how often workers compare Postgres with Redis's schedulers and jobs.
-   */
-  jobs: { attempts: number; backoffMs: number; lockMs: number; reconcileSeconds: number };
-  /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
-  erasure: { batchRows: number };
-  /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
-  http: { host: string; port: number; apiToken: string; supportToken: string };
-  /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
-  webhooks: { url: string; secret: string } | null;
-  logLevel: string;
 }
 
 /** Validates the environment; throws one ConfigError naming every bad variable. Pure: no files, no defaults for secrets. */
@@ -175,6 +176,11 @@ export function parseDatabaseUrl(env: Record<string, string | undefined>): strin
   return validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
 }
 
+/**
+ * What the in-process producer needs (src/producer.ts): the stores and the queue settings it
+ * enqueues with. The keys are only needed to store tokens (connect, replaceToken); the readers work
+ * without them.
+ */
 const producerSchema = envShape
   .pick({
     DATABASE_URL: true,
@@ -189,9 +195,23 @@ const producerSchema = envShape
     LOOKBACK_HOURS: true,
   })
   .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
-  .superRefine(checkKeyId);
-
-const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) => chosen ?? [...keys.keys()][0]!;
+  .superRefine(checkKeyId)
+  .transform((e) =>
+    Object.freeze({
+      databaseUrl: e.DATABASE_URL,
+      redisUrl: e.REDIS_URL,
+      queuePrefix: e.QUEUE_PREFIX,
+      encryption: e.TOKEN_ENCRYPTION_KEYS
+        ? { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) }
+        : null,
+      jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
+      /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
+      sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
+      /** How long one statement of a usage query may run before the database stops it. */
+      usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
+    }),
+  );
+export type ProducerConfig = z.output<typeof producerSchema>;
 
 /**
  * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
@@ -199,99 +219,10 @@ const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) =
  * LOOKBACK_HOURS, USAGE_QUERY_TIMEOUT_MS): no API or support token, and the keys only when tokens are stored.
  */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
-  const e = validate(producerSchema, env);
-  const keys = e.TOKEN_ENCRYPTION_KEYS;
-  return Object.freeze({
-    databaseUrl: e.DATABASE_URL,
-    redisUrl: e.REDIS_URL,
-    queuePrefix: e.QUEUE_PREFIX,
-    encryption: keys ? { keys, currentKeyId: currentKeyIdOf(keys, e.TOKEN_ENCRYPTION_KEY_ID) } : null,
-    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
-    sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
-    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
-  });
+  return validate(producerSchema, env);
 }
 
+/** The service's settings: every variable validated, grouped by subsystem. */
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const e = validate(envSchema, env);
-  const currentKeyId = currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID);
-  return Object.freeze({
-    env: e.NODE_ENV,
-    role: e.ROLE,
-    databaseUrl: e.DATABASE_URL,
-    redisUrl: e.REDIS_URL,
-    queuePrefix: e.QUEUE_PREFIX,
-    encryption: { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId },
-    replicate: {
-      baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
-      timeoutMs: e.REPLICATE_TIMEOUT_MS,
-      requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND,
-      maxResponseBytes: e.REPLICATE_MAX_RESPONSE_BYTES,
-    },
-    sync: {
-      intervalMinutes: e.SYNC_INTERVAL_MINUTES,
-      backfillDays: e.BACKFILL_DAYS,
-      lookbackHours: e.LOOKBACK_HOURS,
-      concurrency: e.WORKER_CONCURRENCY,
-      parallelism: e.BACKFILL_PARALLELISM,
-      sliceMs: e.SYNC_SLICE_MS,
-    },
-    jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
-    usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
-    erasure: { batchRows: e.ERASURE_BATCH_ROWS },
-    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN, supportToken: e.SUPPORT_TOKEN },
-    webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
-    logLevel: e.LOG_LEVEL,
-  });
-}
-
-export const LOCAL_SECRETS_FILE = path.resolve(".local/secrets.env");
-
-/** The secrets a developer machine generates for itself, and how. */
-const LOCAL_SECRETS: Record<string, () => string> = {
-  TOKEN_ENCRYPTION_KEYS: () => `local${new Date().toISOString().slice(0, 10).replace(/-/g, "")}:${randomBytes(32).toString("base64")}`,
-  API_TOKEN: () => randomBytes(24).toString("base64url"),
-  SUPPORT_TOKEN: () => randomBytes(24).toString("base64url"),
-};
-
-/**
- * Outside production, missing secrets are generated once into a git-ignored file so a fresh
- * checkout starts with nothing set; production must be given them explicitly. A file written by an
- * older version gets the secrets it lacks appended, keeping the ones it has.
- */
-export function withLocalSecrets(
-  env: Record<string, string | undefined>,
-  file = LOCAL_SECRETS_FILE,
-  warn: (message: string) => void = () => undefined,
-): Record<string, string | undefined> {
-  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v));
-  if (env.NODE_ENV === "production" || Object.keys(LOCAL_SECRETS).every((name) => given[name])) return env;
-  const local = existsSync(file) ? parseEnvFile(readFileSync(file, "utf8")) : {};
-  const added = Object.entries(LOCAL_SECRETS)
-    .filter(([name]) => !local[name] && !given[name])
-    .map(([name, generate]) => [name, generate()] as const);
-  if (added.length > 0) {
-    mkdirSync(path.dirname(file), { recursive: true });
-    appendFileSync(file, added.map(([name, value]) => `${name}=${value}\n`).join(""), { mode: 0o600 });
-    const names = added.map(([name]) => name).join(", ");
-    warn(`generated ${names} for development in ${file}; set them in production`);
-  }
-  return { ...local, ...Object.fromEntries(added), ...given };
-}
-
-function parseEnvFile(text: string): Record<string, string> {
-  return Object.fromEntries(
-    text
-      .split("\n")
-      .filter((l) => l.includes("="))
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
-
-let cached: Config | undefined;
-
-/** The process configuration, validated once at start-up. */
-export function loadConfig(): Config {
-  cached ??= parseConfig(withLocalSecrets(process.env, LOCAL_SECRETS_FILE, (m) => process.emitWarning(m)));
-  return cached;
+  return validate(configSchema, env);
 }

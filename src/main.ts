@@ -1,10 +1,8 @@
-import { processors } from "../jobs/index.js";
 import { buildServer } from "./api/server.js";
-import { ConfigError, loadConfig } from "./config.js";
-import { createContext } from "./context.js";
+import { loadConfig } from "./cli/local-secrets.js";
+import { ConfigError } from "./config.js";
 import { logger } from "./logger.js";
-import { startWorkers, workerDeps } from "./queue/workers.js";
-import { keepReconciled, reconcile } from "./lifecycle/reconcile.js";
+import { startService } from "./service.js";
 
 // ROLE=all (default) runs the API and the workers in one process; ROLE=api or ROLE=worker runs one
 // side, so workers scale out as separate processes on the same Redis and Postgres.
@@ -23,17 +21,11 @@ logger.level = config.logLevel;
 
 // Aborted first at shutdown, so a job waiting on a hanging provider does not hold the exit up.
 const shutdownSignal = new AbortController();
-const ctx = createContext(config, { signal: shutdownSignal.signal });
-const runWorkers = config.role !== "api";
-const runApi = config.role !== "worker";
-
-if (runWorkers) await reconcile(ctx);
-const workers = runWorkers ? startWorkers(workerDeps(ctx), processors(ctx)) : null;
-const reconciler = runWorkers ? keepReconciled(ctx, config.jobs.reconcileSeconds) : null;
+const service = await startService(config, { workers: config.role !== "api", client: { signal: shutdownSignal.signal } });
 // A worker process serves only the probes and /metrics (its job durations and 429 counts).
-const server = await buildServer(ctx, { opsOnly: !runApi });
+const server = await buildServer(service.ctx, { opsOnly: config.role === "worker" });
 const address = await server.listen({ host: config.http.host, port: config.http.port });
-logger.info(runApi ? "API listening" : "probes and metrics listening", { address });
+logger.info(config.role === "worker" ? "probes and metrics listening" : "API listening", { address });
 logger.info("service started", { role: config.role, env: config.env });
 
 let stopping = false;
@@ -45,9 +37,7 @@ async function shutdown(signal: string): Promise<void> {
   shutdownSignal.abort();
   // Stop taking requests and jobs first; in-flight jobs finish (or are released to another worker).
   await server.close();
-  reconciler?.stop();
-  await workers?.close();
-  await ctx.close();
+  await service.close();
   logger.info("stopped");
   process.exit(0);
 }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
-import { openStores, type AppContext } from "./context.js";
+import type { AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
 import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
@@ -26,6 +26,7 @@ import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
 import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
+import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process, and the contract the HTTP routes validate with and
@@ -36,10 +37,13 @@ export { loadProducerConfig, type ProducerConfig } from "./config.js";
 
 const log = moduleLogger("producer");
 
-/** What every producer function needs: the database and the queues (Redis). AppContext is one. */
-export type ProducerContext = Pick<AppContext, "db" | "queues">;
-/** What storing a token needs besides: the vault that seals it. */
-export type TokenContext = ProducerContext & Pick<AppContext, "vault">;
+/** What the producer functions need: the database, the queues (Redis), the settings and, to store tokens, the vault. AppContext is one. */
+export type ProducerContext = Pick<AppContext, "db" | "queues"> & { config: ProducerConfig; vault: TokenVault | null };
+
+function vaultOf(ctx: ProducerContext): TokenVault {
+  if (!ctx.vault) throw new ConfigError(["TOKEN_ENCRYPTION_KEYS: storing a token needs the service's encryption keys"]);
+  return ctx.vault;
+}
 
 export const replicateToken = z
   .string()
@@ -159,21 +163,22 @@ async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
  * retrying client to duplicate.
  */
 export async function connect(
-  ctx: TokenContext,
+  ctx: ProducerContext,
   input: z.input<typeof connectInput>,
   options: { idempotencyKey?: string } = {},
 ): Promise<connections.PublicConnection> {
+  const vault = vaultOf(ctx);
   const parsed = parse(connectInput, input);
   const key = options.idempotencyKey === undefined ? undefined : parse(idempotencyKey, options.idempotencyKey);
-  const { row, created } = await connections.createIdempotently(ctx.db, ctx.vault, { ...parsed, idempotencyKey: key });
+  const { row, created } = await connections.createIdempotently(ctx.db, vault, { ...parsed, idempotencyKey: key });
   if (!created) {
-    if (!connections.storesToken(ctx.vault, row, parsed.token) && row.status !== "disconnected") {
+    if (!connections.storesToken(vault, row, parsed.token) && row.status !== "disconnected") {
       throw new ConflictError("this Idempotency-Key was used for another token");
     }
     return connections.toPublic(row);
   }
   try {
-    await queue("verification not queued; nothing was created", () => ctx.queues.enqueueVerify(row.id));
+    await queue("verification not queued; nothing was created", () => ctx.queues.enqueue("verify", { connectionId: row.id }));
   } catch (err) {
     await connections.deleteNewConnection(ctx.db, row.id);
     throw err;
@@ -192,8 +197,8 @@ export async function connect(
  * Stores a new token (e.g. after a credential error) and verifies it again; syncing resumes on
  * success. While Redis is down: 503, and the stored token is verified once Redis is back (reconciler).
  */
-export async function replaceToken(ctx: TokenContext, id: string, token: string): Promise<connections.PublicConnection> {
-  const row = await connections.replaceToken(ctx.db, ctx.vault, parse(connectionId, id), parse(replicateToken, token));
+export async function replaceToken(ctx: ProducerContext, id: string, token: string): Promise<connections.PublicConnection> {
+  const row = await connections.replaceToken(ctx.db, vaultOf(ctx), parse(connectionId, id), parse(replicateToken, token));
   await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "token_replaced",
@@ -202,7 +207,7 @@ export async function replaceToken(ctx: TokenContext, id: string, token: string)
   });
   await queue("token stored; it is verified as soon as the queue is back", async () => {
     await ctx.queues.removeScheduler(row.id);
-    await ctx.queues.enqueueVerify(row.id);
+    await ctx.queues.enqueue("verify", { connectionId: row.id });
   });
   return connections.toPublic(row);
 }
@@ -229,7 +234,7 @@ export async function disconnect(ctx: ProducerContext, id: string): Promise<conn
 export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   const row = await connections.requireConnection(ctx.db, parse(connectionId, id));
   if (row.status !== "connected") throw new ConflictError(`connection is ${row.status}; only connected connections sync`);
-  await queue("sync not queued", () => ctx.queues.kickSync(id));
+  await queue("sync not queued", () => ctx.queues.enqueue("tick", { connectionId: id }));
 }
 
 /** A connection as support reads it: the row, the run in progress and its health. */
@@ -314,11 +319,6 @@ export interface UsageReport {
   deployments?: Awaited<ReturnType<typeof currentDeployments>>;
 }
 
-/** What a usage query needs besides the stores: how long its reads may take, and the sync window settings that say which days are final. */
-export type UsageContext = ProducerContext & {
-  config: { usage: ProducerConfig["usage"]; sync: Pick<ProducerConfig["sync"], "backfillDays" | "lookbackHours"> };
-};
-
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
  * coverage, over local days of the query's zone; each row and each covered day says whether it is
@@ -327,7 +327,7 @@ export type UsageContext = ProducerContext & {
  * went away) cancels it.
  */
 export async function queryUsage(
-  ctx: UsageContext,
+  ctx: ProducerContext,
   query: z.input<typeof usageInput>,
   options: { signal?: AbortSignal } = {},
 ): Promise<UsageReport> {
@@ -485,31 +485,27 @@ export interface Producer {
 export function createProducer(config: ProducerConfig = loadProducerConfig()): Producer {
   const stores = openStores(config, 4);
   const keys = config.encryption;
-  const vault = keys && new TokenVault(keys.keys, keys.currentKeyId);
-  const writer = (): TokenContext => {
-    if (!vault) throw new ConfigError(["TOKEN_ENCRYPTION_KEYS: storing a token needs the service's encryption keys"]);
-    return { ...stores, vault };
-  };
+  const ctx: ProducerContext = { ...stores, config, vault: keys && new TokenVault(keys.keys, keys.currentKeyId) };
   return {
-    connect: async (input, options) => connect(writer(), input, options),
-    replaceToken: async (id, token) => replaceToken(writer(), id, token),
-    disconnect: (id) => disconnect(stores, id),
-    syncNow: (id) => syncNow(stores, id),
-    getConnection: (id) => getConnection(stores, id),
-    listConnections: (query) => listConnections(stores, query),
-    listEvents: (id, query) => listEvents(stores, id, query),
-    getWorkspaceSettings: (id) => getWorkspaceSettings(stores, id),
-    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(stores, id, input),
-    queryUsage: (query) => queryUsage({ ...stores, config }, query),
-    eraseConnection: (id, options) => eraseConnection(stores, id, options),
-    eraseWorkspace: (workspace, options) => eraseWorkspace(stores, workspace, options),
-    getErasure: (id) => getErasure(stores, id),
-    listDeployments: (id) => listDeployments(stores, id),
-    getPriceBook: (query) => getPriceBook(stores, query),
-    listPriceHistory: () => listPriceHistory(stores),
-    recordHardwarePrice: (input) => recordHardwarePrice(stores, input),
-    recordModelPrice: (input) => recordModelPrice(stores, input),
-    recordModelHardware: (input) => recordModelHardware(stores, input),
+    connect: (input, options) => connect(ctx, input, options),
+    replaceToken: (id, token) => replaceToken(ctx, id, token),
+    disconnect: (id) => disconnect(ctx, id),
+    syncNow: (id) => syncNow(ctx, id),
+    getConnection: (id) => getConnection(ctx, id),
+    listConnections: (query) => listConnections(ctx, query),
+    listEvents: (id, query) => listEvents(ctx, id, query),
+    getWorkspaceSettings: (id) => getWorkspaceSettings(ctx, id),
+    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(ctx, id, input),
+    queryUsage: (query) => queryUsage(ctx, query),
+    eraseConnection: (id, options) => eraseConnection(ctx, id, options),
+    eraseWorkspace: (workspace, options) => eraseWorkspace(ctx, workspace, options),
+    getErasure: (id) => getErasure(ctx, id),
+    listDeployments: (id) => listDeployments(ctx, id),
+    getPriceBook: (query) => getPriceBook(ctx, query),
+    listPriceHistory: () => listPriceHistory(ctx),
+    recordHardwarePrice: (input) => recordHardwarePrice(ctx, input),
+    recordModelPrice: (input) => recordModelPrice(ctx, input),
+    recordModelHardware: (input) => recordModelHardware(ctx, input),
     close: () => stores.close(),
   };
 }

@@ -1,4 +1,4 @@
-import { loadConfig } from "../config.js";
+import { loadConfig } from "./local-secrets.js";
 import { createDb } from "../db/client.js";
 import { logger } from "../logger.js";
 import { reencryptTokens } from "../repositories/connections.js";

@@ -78,7 +78,7 @@ export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: 
 
 async function enqueue(ctx: RequestContext, id: string): Promise<void> {
   try {
-    await ctx.queues.enqueueErase(id);
+    await ctx.queues.enqueue("erase", { connectionId: id });
   } catch (err) {
     log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error: err });
   }
@@ -87,7 +87,7 @@ async function enqueue(ctx: RequestContext, id: string): Promise<void> {
 /** Enqueues every unfinished erasure (a no-op for one already queued or running): the reconciler's part. */
 export async function resumeErasures(ctx: RequestContext): Promise<number> {
   const unfinished = await erasure.unfinishedErasures(ctx.db);
-  for (const id of unfinished) await ctx.queues.enqueueErase(id);
+  for (const id of unfinished) await ctx.queues.enqueue("erase", { connectionId: id });
   return unfinished.length;
 }
 

@@ -1,3 +1,4 @@
+import type { JobOutcome } from "../context.js";
 import type { Db } from "../db/client.js";
 import {
   CredentialError,
@@ -76,12 +77,6 @@ export interface FailedJob {
   jobId: string | null;
   attemptsMade: number;
 }
-
-export type JobOutcome =
-  | { then: "delay"; delayMs: number }
-  | { then: "complete"; result: { outcome: string } }
-  | { then: "stop"; reason: string }
-  | { then: "rethrow" };
 
 const seconds = (ms: number) => Math.ceil(ms / 1000);
 

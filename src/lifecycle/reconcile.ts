@@ -8,39 +8,20 @@ const log = moduleLogger("reconcile");
 /**
  * Makes Redis agree with Postgres, which is the source of truth: a scheduler per connected
  * connection (none for others), the run of every connection whose scheduler had to be rebuilt
- * resumed now (its page chain went with Redis's data), and a verify job for every pending connection
+ * resumed now (its slice jobs went with Redis's data), and a verify job for every pending connection
  * that has none (a crash or a Redis outage between storing a token and enqueueing its check).
  */
 export async function reconcile(ctx: AppContext): Promise<{ added: number; removed: number; verifiesQueued: number }> {
   const connected = await connectedConnectionIds(ctx.db);
   const { added, removed } = await ctx.queues.reconcileSchedulers(connected);
-  for (const id of added) await ctx.queues.kickSync(id);
+  for (const id of added) await ctx.queues.enqueue("tick", { connectionId: id });
   const waiting = await ctx.queues.connectionsAwaitingVerify();
   const unverified = (await pendingConnectionIds(ctx.db)).filter((id) => !waiting.has(id));
-  for (const id of unverified) await ctx.queues.enqueueVerify(id);
+  for (const id of unverified) await ctx.queues.enqueue("verify", { connectionId: id });
   // erasure: one a crash or a Redis outage left unfinished is queued again (a no-op while it is queued or running).
   await resumeErasures(ctx);
   if (added.length || removed || unverified.length) {
     log.warn("Redis was missing work Postgres knows about; rebuilt", { added: added.length, removed, verifiesQueued: unverified.length });
   }
   return { added: added.length, removed, verifiesQueued: unverified.length };
-}
-
-/** Reconciles every `seconds` (start-up runs `reconcile` itself), so losing Redis's data never needs a restart. */
-export function keepReconciled(ctx: AppContext, seconds: number): { stop(): void } {
-  let running = false;
-  const tick = async () => {
-    if (running) return;
-    running = true;
-    try {
-      await reconcile(ctx);
-    } catch (err) {
-      log.warn("reconciliation failed; trying again later", { error: err });
-    } finally {
-      running = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), seconds * 1000);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
 }

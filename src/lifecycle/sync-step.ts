@@ -1,6 +1,5 @@
-import type { AppContext } from "../context.js";
+import type { AppContext, JobData } from "../context.js";
 import { moduleLogger } from "../logger.js";
-import type { SliceJob } from "../queue/queues.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState, storedToken } from "../repositories/connections.js";
@@ -12,7 +11,7 @@ import { beginRun, runSlice } from "../sync/run.js";
 
 export type SyncStepResult =
   | { outcome: "disconnected" | "stale" | "chain_running" }
-  | { outcome: "page_enqueued"; windows: number }
+  | { outcome: "slices_enqueued"; windows: number }
   | { outcome: "page_written"; page: number; pages: number; predictions: number }
   | { outcome: "completed"; pages: number; predictions: number; trainings: number; daysTouched: number };
 
@@ -33,13 +32,13 @@ export async function runTick(ctx: AppContext, connectionId: string, jobId?: str
   if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, jobId);
   let enqueued = 0;
   for (const [window, w] of openWindows(checkpoint)) {
-    const state = await ctx.queues.ensureSlice({ connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
+    const state = await ctx.queues.ensure("slice", { connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
     if (state === "enqueued") enqueued++;
   }
   // Once per run, beside its first slices: usage never waits for this optional read.
   const stored = run.started ? await storedToken(ctx.db, ctx.vault, connectionId) : null;
   if (stored) await refreshDeployments(ctx, connectionId, stored.token, { jobId });
-  return enqueued > 0 ? { outcome: "page_enqueued", windows: enqueued } : { outcome: "chain_running" };
+  return enqueued > 0 ? { outcome: "slices_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
 /** One event per slice naming the skipped predictions or trainings (ids and reasons only) so support can see them. */
@@ -65,7 +64,7 @@ async function recordRejected(
  * One slice of a window: read and write its pages for a bounded time, then chain the window's next
  * slice (and the first slice of any window split off), or close the run when every window is done.
  */
-export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobProgress): Promise<SyncStepResult> {
+export async function runWindowSlice(ctx: AppContext, data: JobData<"slice">, job: JobProgress): Promise<SyncStepResult> {
   const { connectionId, runId, window, page } = data;
   const state = await readSyncState(ctx.db, ctx.vault, connectionId);
   if (!state) return { outcome: "disconnected" };
@@ -92,7 +91,7 @@ export async function runWindowSlice(ctx: AppContext, data: SliceJob, job: JobPr
   }
   for (const id of next) {
     const w = current.windows[id]!;
-    if (!w.done) await ctx.queues.enqueueSlice({ connectionId, runId, window: id, page: w.pagesDone + 1 });
+    if (!w.done) await ctx.queues.enqueue("slice", { connectionId, runId, window: id, page: w.pagesDone + 1 });
   }
   if (!current.done) return { outcome: "page_written", page, ...written };
   return finishRun(ctx, connectionId, current, job.id);

@@ -33,7 +33,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     await ctx.queues.removeScheduler(connectionId);
     return "gone";
   }
-  await ctx.queues.kickSync(connectionId);
+  await ctx.queues.enqueue("tick", { connectionId });
   moduleLogger("verify", { connectionId, jobId }).info("connection verified", { accountType: account.type });
   return "verified";
 }

@@ -14,31 +14,31 @@ import { webhookId } from "./payload.js";
 export const WEBHOOK_TIMEOUT_MS = 10_000;
 
 export interface WebhookAttempt {
-  jobId?: string;
+  id?: string;
   /** 1-based, and how many the queue allows. */
   attempt: number;
   maxAttempts: number;
 }
 
-export interface DeliveryDeps {
-  db: Db;
-  webhooks: NonNullable<Config["webhooks"]>;
-}
-
 /** Sends the webhook; throws WebhookDeliveryError (after recording the attempt) so the queue retries with backoff. */
-export async function deliverWebhook(deps: DeliveryDeps, deliveryId: string, job: WebhookAttempt): Promise<"delivered" | "skipped"> {
-  const row = await findWebhook(deps.db, BigInt(deliveryId));
+export async function deliverWebhook(
+  db: Db,
+  webhooks: NonNullable<Config["webhooks"]>,
+  deliveryId: string,
+  job: WebhookAttempt,
+): Promise<"delivered" | "skipped"> {
+  const row = await findWebhook(db, BigInt(deliveryId));
   // Delivered already (a re-enqueue after a crash), or never prepared/expired: nothing to send.
   if (!row?.payload || row.status === "delivered" || row.status === "expired") return "skipped";
   const id = webhookId(row.eventId, row.type);
-  const log = moduleLogger("webhooks", { connectionId: row.connectionId, jobId: job.jobId, webhookId: id });
+  const log = moduleLogger("webhooks", { connectionId: row.connectionId, jobId: job.id, webhookId: id });
   const sentAt = new Date();
-  const signature = new Webhook(deps.webhooks.secret).sign(id, sentAt, row.payload);
+  const signature = new Webhook(webhooks.secret).sign(id, sentAt, row.payload);
 
   let httpStatus: number | null = null;
   let failure: string | null = null;
   try {
-    const response = await got.post(deps.webhooks.url, {
+    const response = await got.post(webhooks.url, {
       body: row.payload,
       headers: {
         "content-type": "application/json",
@@ -63,13 +63,13 @@ export async function deliverWebhook(deps: DeliveryDeps, deliveryId: string, job
   const final = failure !== null && job.attempt >= job.maxAttempts;
   const detail = { webhookId: id, type: row.type, attempt: job.attempt, maxAttempts: job.maxAttempts };
   await recordWebhookAttempt(
-    deps.db,
+    db,
     row.id,
     { delivered: failure === null, final, httpStatus },
     failure === null
       ? {
           connectionId: row.connectionId,
-          jobId: job.jobId,
+          jobId: job.id,
           kind: "webhook_delivered",
           level: "info",
           httpStatus,
@@ -78,7 +78,7 @@ export async function deliverWebhook(deps: DeliveryDeps, deliveryId: string, job
         }
       : {
           connectionId: row.connectionId,
-          jobId: job.jobId,
+          jobId: job.id,
           kind: "webhook_failed",
           level: final ? "error" : "warn",
           httpStatus,

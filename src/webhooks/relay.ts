@@ -14,60 +14,25 @@ import { buildPayload } from "./payload.js";
 export const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;
 const BATCH = 100;
 
-export interface RelayDeps {
-  db: Db;
-  enqueue(deliveryId: string): Promise<void>;
-  intervalMs: number;
-}
+const log = moduleLogger("webhook-relay");
 
-export class WebhookRelay {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private readonly log = moduleLogger("webhook-relay");
-
-  constructor(private readonly deps: RelayDeps) {}
-
-  /** Hands every pending webhook to the queue; returns how many. */
-  async sweep(): Promise<number> {
-    const { db } = this.deps;
-    const expired = await expireStaleWebhooks(db, WEBHOOK_MAX_AGE_MS);
-    if (expired) this.log.warn("stale webhooks not sent", { expired });
-    let handed = 0;
-    for (;;) {
-      const rows = await pendingWebhooks(db, BATCH);
-      for (const row of rows) {
-        if (row.payload === null) {
-          const connection = await getConnectionRow(db, row.connectionId);
-          const payload = connection && buildPayload(row, { ...connection, health: connectionHealth(connection, new Date()) });
-          if (payload) await fixWebhookPayload(db, row.id, JSON.stringify(payload));
-        }
-        await this.deps.enqueue(row.id.toString());
-        await markWebhookQueued(db, row.id);
-        handed++;
+/** Hands every pending webhook to the queue (`enqueue`); returns how many. Every worker process runs it often. */
+export async function sweepWebhooks(db: Db, enqueue: (deliveryId: string) => Promise<void>): Promise<number> {
+  const expired = await expireStaleWebhooks(db, WEBHOOK_MAX_AGE_MS);
+  if (expired) log.warn("stale webhooks not sent", { expired });
+  let handed = 0;
+  for (;;) {
+    const rows = await pendingWebhooks(db, BATCH);
+    for (const row of rows) {
+      if (row.payload === null) {
+        const connection = await getConnectionRow(db, row.connectionId);
+        const payload = connection && buildPayload(row, { ...connection, health: connectionHealth(connection, new Date()) });
+        if (payload) await fixWebhookPayload(db, row.id, JSON.stringify(payload));
       }
-      if (rows.length < BATCH) return handed;
+      await enqueue(row.id.toString());
+      await markWebhookQueued(db, row.id);
+      handed++;
     }
-  }
-
-  /** Sweeps every intervalMs until stop(); a failed sweep (Redis or Postgres away) is retried on the next. */
-  start(): void {
-    const tick = () => {
-      this.running = this.sweep()
-        .then(
-          () => undefined,
-          (err: unknown) => void this.log.warn("webhook relay sweep failed; retrying", { error: err }),
-        )
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+    if (rows.length < BATCH) return handed;
   }
 }

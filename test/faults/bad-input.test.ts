@@ -2,7 +2,8 @@ import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
-import { API_TOKEN, createHarness, type Harness } from "../support/harness.js";
+import { request } from "../support/api.js";
+import { createHarness, type Harness } from "../support/harness.js";
 
 // Malformed input is a 400 naming the field, never a 500 from the database underneath (issue 11 #11).
 
@@ -43,12 +44,8 @@ test.each([
   ["cursor", "GET", `/v1/connections?cursor=${cursor(`2026-13-01T00:00:00.000Z|${UUID}`)}`, undefined],
   ["cursor", "GET", `/v1/connections?cursor=${cursor(`0000-01-01T00:00:00.000Z|${UUID}`)}`, undefined],
 ] as const)("a malformed %s is a 400 naming it: %s %s", async (field, method, path, body) => {
-  const res = await fetch(origin + path.replace(":id", id), {
-    method,
-    headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const answer = (await res.json()) as { error: string; message: string; issues?: string[] };
+  const res = await request(origin, method, path.replace(":id", id), body);
+  const answer = res.body as { error: string; message: string; issues?: string[] };
   expect({ status: res.status, error: answer.error }).toEqual({ status: 400, error: "validation_failed" });
   expect(`${answer.message} ${(answer.issues ?? []).join(" ")}`).toContain(field);
   refused.push(field);

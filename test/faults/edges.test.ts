@@ -1,7 +1,7 @@
 import { connect as tcpConnect } from "node:net";
 import { once } from "node:events";
-import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
+import { connect, startApi, type Api } from "../support/api.js";
 import { recordScenario } from "../support/fault-summary.js";
 import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
@@ -17,46 +17,16 @@ import * as producer from "../../src/producer.js";
 
 const TIMEOUT = 120_000;
 let h: Harness;
-let app: FastifyInstance;
-let origin: string;
+let api: Api;
 
 beforeAll(async () => {
   h = await createHarness({ REPLICATE_TIMEOUT_MS: "2000", JOB_ATTEMPTS: "4", JOB_BACKOFF_MS: "20" });
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
+  api = await startApi(h);
 });
 afterAll(async () => {
-  await app.close();
+  await api.close();
   await h.close();
 });
-
-async function api(method: "GET" | "POST" | "DELETE", url: string, body?: object) {
-  const res = await fetch(origin + url, {
-    method,
-    headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, headers: res.headers, text: await res.text() };
-}
-
-interface Setup {
-  faults?: Fault[];
-  accountFaults?: Fault[];
-  token?: string;
-  /** Served at the end of every first page. */
-  oddRecords?: unknown[];
-}
-
-async function connect(name: string, truth: FakePrediction[], setup: Setup = {}) {
-  const token = setup.token ?? `r8_${name}Token0000000000000000000000`;
-  h.fake.addAccount(token, { type: "organization", username: name }, truth);
-  h.fake.inject(token, "predictions", ...(setup.faults ?? []));
-  h.fake.inject(token, "account", ...(setup.accountFaults ?? []));
-  h.fake.serveOnFirstPage(token, setup.oddRecords ?? []);
-  const created = await api("POST", "/v1/connections", { workspaceId: `ws-${name}`, token });
-  expect(created.status).toBe(202);
-  return { id: JSON.parse(created.text).id as string, token };
-}
 
 const eventsOf = (connectionId: string, kind: string) =>
   h.ctx.db.integrationEvent.findMany({ where: { connectionId, kind: kind as never }, orderBy: { id: "asc" } });
@@ -79,7 +49,7 @@ test(
       { ...base, id: "odd-negative", metrics: { predict_time: -3 } },
       { ...base, id: "odd-status", status: "" },
     ];
-    const { id } = await connect("oddrecords", truth, { oddRecords: [...kept, ...rejected] });
+    const { id } = await connect(h, { name: "oddrecords", predictions: truth, oddRecords: [...kept, ...rejected] }, api);
     await waitForSyncedSince(h, id, null, 30_000);
 
     // Kept records as stored: NUL stripped, over-long text cut at 256 characters.
@@ -122,12 +92,18 @@ test(
     const truth = generatePredictions({ count: 300, days: 3, seed: 311, idPrefix: "g" });
     let id = "";
     const growth = await peakRssGrowth(async () => {
-      ({ id } = await connect("gzipbomb", truth, {
-        faults: [
-          { kind: "gzip-bomb", decodedBytes: GB },
-          { kind: "gzip-bomb", decodedBytes: GB },
-        ],
-      }));
+      ({ id } = await connect(
+        h,
+        {
+          name: "gzipbomb",
+          predictions: truth,
+          faults: [
+            { kind: "gzip-bomb", decodedBytes: GB },
+            { kind: "gzip-bomb", decodedBytes: GB },
+          ],
+        },
+        api,
+      ));
       await waitForSyncedSince(h, id, null, 60_000);
     });
     expect(growth).toBeLessThan(400 * 2 ** 20);
@@ -156,7 +132,7 @@ test(
       body: JSON.stringify({ title: `token ${token}`, detail: `Invalid token ${token} (${token.toUpperCase()} is not it either)` }),
     });
     try {
-      const { id } = await connect("echoedtoken", [], { token, accountFaults: [echo(429), echo(401)] });
+      const { id } = await connect(h, { name: "echoedtoken", token, accountFaults: [echo(429), echo(401)] }, api);
       await waitFor(
         "credential_invalid",
         () => eventsOf(id, "credential_invalid"),
@@ -165,12 +141,12 @@ test(
       // A pause is the customer's outcome: the verify job completes with it (nothing is left failed).
       await waitFor(
         "verify job completed",
-        async () => (await h.ctx.queues.verify.getJobs(["completed"])).filter((j) => j?.data.connectionId === id).length,
+        async () => (await h.ctx.queues.queue("verify").getJobs(["completed"])).filter((j) => j?.data.connectionId === id).length,
         (n) => n > 0,
       );
       const places = {
-        "event API": (await api("GET", `/v1/connections/${id}/events?limit=100`)).text,
-        "connection API": (await api("GET", `/v1/connections/${id}`)).text,
+        "event API": (await api.call("GET", `/v1/connections/${id}/events?limit=100`)).text,
+        "connection API": (await api.call("GET", `/v1/connections/${id}`)).text,
         database: await dumpDatabase(h.t.url),
         redis: await dumpRedis(h.ctx.redis, h.config.queuePrefix),
         logs: logs.lines.join("\n"),
@@ -191,7 +167,7 @@ test(
 
 test("#8 a next link with user:password on the API origin is refused, never followed; the next run completes", async () => {
   const truth = generatePredictions({ count: 350, days: 3, seed: 811, idPrefix: "u" });
-  const { id, token } = await connect("userinfonext", truth, { faults: [{ kind: "userinfo-next" }] });
+  const { id, token } = await connect(h, { name: "userinfonext", predictions: truth, faults: [{ kind: "userinfo-next" }] }, api);
   const [refused] = await waitFor(
     "refusal event",
     () => eventsOf(id, "foreign_link_refused"),
@@ -203,7 +179,7 @@ test("#8 a next link with user:password on the API origin is refused, never foll
   expect(h.fake.requests.filter((r) => r.authorization === `Bearer ${token}`).length).toBeGreaterThan(0);
   expect(h.fake.requests.filter((r) => !r.authorization?.startsWith("Bearer "))).toEqual([]);
   expect(await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "connected" });
-  expect((await api("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
+  expect((await api.call("POST", `/v1/connections/${id}/sync`)).status).toBe(202);
   await waitForSyncedSince(h, id, null);
   await expectExact(h, id, truth);
   expect(await eventCounts(h, id)).toMatchObject({ foreign_link_refused: 1, sync_failed: 1, sync_completed: 1 });
@@ -220,10 +196,10 @@ test("#6 usage CSV: formula cells neutralised, RFC 4180 quoting (bare CR too), n
     ...p,
     model: models[i % models.length]!,
   }));
-  const { id } = await connect("csvinjection", truth);
+  const { id } = await connect(h, { name: "csvinjection", predictions: truth }, api);
   await waitForSyncedSince(h, id, null);
   const [from, to] = [-30, 1].map((d) => new Date(Date.now() + d * 86_400_000).toISOString().slice(0, 10));
-  const res = await api("GET", `/v1/usage?connectionId=${id}&from=${from}&to=${to}&groupBy=model&format=csv`);
+  const res = await api.call("GET", `/v1/usage?connectionId=${id}&from=${from}&to=${to}&groupBy=model&format=csv`);
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toMatch(/^text\/csv/);
   expect(res.headers.get("content-disposition")).toBe(`attachment; filename="usage-${from}-${to}.csv"`);
@@ -255,20 +231,21 @@ test(
   async () => {
     const slow503: Fault = { kind: "status", status: 503, delayMs: 1500 };
     const truth = generatePredictions({ count: 200, days: 2, seed: 911, idPrefix: "w" });
-    const { id, token } = await connect("deletemidretry", truth, { faults: [slow503, slow503, slow503] });
+    const { id, token } = await connect(h, { name: "deletemidretry", predictions: truth, faults: [slow503, slow503, slow503] }, api);
     const withToken = () => h.fake.requests.filter((r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions");
     await waitFor(
       "the first page request on the wire",
       async () => withToken().length,
       (n) => n === 1,
     );
-    expect((await api("DELETE", `/v1/connections/${id}`)).status).toBe(204);
+    expect((await api.call("DELETE", `/v1/connections/${id}`)).status).toBe(204);
     const deletedAt = Date.now();
     await waitFor(
       "the request in flight answered and the job settled",
       async () => ({
         unanswered: withToken().filter((r) => r.status === 0).length,
-        jobs: (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+        jobs: (await h.ctx.queues.queue("sync").getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id)
+          .length,
       }),
       (s) => s.unanswered === 0 && s.jobs === 0,
     );

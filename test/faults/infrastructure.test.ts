@@ -2,7 +2,8 @@ import pg from "pg";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { AUTH, connect, request } from "../support/api.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
 import { ADMIN_URL } from "../../dev/postgres.js";
 import { generatePredictions } from "../../dev/predictions.js";
@@ -30,11 +31,9 @@ afterAll(async () => {
 const tokens: string[] = [];
 
 async function startBackfill(name: string, count: number) {
-  const token = `r8_${name}Token0000000000000000000000`;
+  const truth = generatePredictions({ count, days: 30, seed: tokens.length + 1, idPrefix: name });
+  const { id, token } = await connect(h, { name, predictions: truth });
   tokens.push(token);
-  const truth = generatePredictions({ count, days: 30, seed: tokens.length, idPrefix: name });
-  h.fake.addAccount(token, { type: "organization", username: name }, truth);
-  const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
   await waitFor(
     "backfill under way",
     () => checkpointPages(h, id),
@@ -71,7 +70,7 @@ test(
     // Nothing else: no restart, no syncNow. The reconciler (every RECONCILE_SECONDS) notices.
     await waitForSyncedSince(h, id, null, 120_000);
     await expectExact(h, id, truth);
-    expect(await h.ctx.queues.sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
+    expect(await h.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeTruthy();
     const run = await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } });
     expect(run).toBe(1); // resumed, not restarted
     recordScenario({
@@ -123,16 +122,8 @@ test(
   async () => {
     const app = await buildServer(h.ctx);
     const origin = await app.listen({ host: "127.0.0.1", port: 0 });
-    const call = async (method: string, path: string, body?: object, headers: Record<string, string> = {}) => {
-      const started = Date.now();
-      const res = await fetch(origin + path, {
-        method,
-        headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      return { status: res.status, ms: Date.now() - started, body: text.startsWith("{") ? JSON.parse(text) : text };
-    };
+    const call = (method: string, path: string, body?: object, headers: Record<string, string> = {}) =>
+      request(origin, method, path, body, { ...AUTH, ...headers });
     try {
       const token = "r8_redisDownToken000000000000000";
       tokens.push(token);
@@ -181,7 +172,7 @@ test(
       // The scheduler a DELETE could not remove while Redis was down is removed by the reconciler.
       await waitFor(
         "stale scheduler removed",
-        () => h.ctx.queues.sync.getJobScheduler(`sync-${existing.id}`),
+        () => h.ctx.queues.queue("sync").getJobScheduler(`sync-${existing.id}`),
         (s) => !s,
       );
       recordScenario({

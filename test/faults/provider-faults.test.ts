@@ -1,9 +1,8 @@
-import type { FastifyInstance } from "fastify";
-import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordScenario } from "../support/fault-summary.js";
 import type { Fault, FakePrediction } from "../../dev/fake-replicate.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { connect, startApi, type Api } from "../support/api.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { captureLogs, dumpDatabase, findSecrets } from "../support/leaks.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
@@ -14,42 +13,25 @@ import { eventCounts, expectExact, checkpointPages, waitForSyncedSince } from ".
 
 const TIMEOUT = 120_000;
 let h: Harness;
-let app: FastifyInstance;
-let origin: string;
+let api: Api;
 const logs = captureLogs();
-const responses: string[] = [];
 const tokens: string[] = [];
 
 beforeAll(async () => {
   h = await createHarness({ REPLICATE_TIMEOUT_MS: "400", JOB_ATTEMPTS: "6", JOB_BACKOFF_MS: "20" });
-  app = await buildServer(h.ctx);
-  origin = await app.listen({ host: "127.0.0.1", port: 0 });
+  api = await startApi(h);
 });
 afterAll(async () => {
   logs.stop();
-  await app.close();
+  await api.close();
   await h.close();
 });
 
-async function api(method: "GET" | "POST" | "PUT" | "DELETE", url: string, body?: object) {
-  const res = await fetch(origin + url, {
-    method,
-    headers: { authorization: `Bearer ${API_TOKEN}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  responses.push(text);
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-async function connect(name: string, truth: FakePrediction[], faults: Fault[] = []) {
-  const token = `r8_${name}Token00000000000000000000`;
-  tokens.push(token);
-  h.fake.addAccount(token, { type: "organization", username: name }, truth);
-  h.fake.inject(token, "predictions", ...faults);
-  const created = await api("POST", "/v1/connections", { workspaceId: `ws-${name}`, token });
-  expect(created.status).toBe(202);
-  return { id: created.body.id as string, token };
+/** Connects through the HTTP API, remembering the token for the leak check at the end. */
+async function connectVia(name: string, predictions: FakePrediction[], faults: Fault[] = []) {
+  const connection = await connect(h, { name, predictions, faults }, api);
+  tokens.push(connection.token);
+  return connection;
 }
 
 const messages = async (id: string, kind: string) =>
@@ -86,7 +68,7 @@ test.each([
   "$scenario: retried with backoff, one run, exact",
   async ({ scenario, injected, faults, expectEvent }) => {
     const truth = generatePredictions({ count: 900, days: 10, seed: faults.length * 7, idPrefix: scenario.slice(0, 3) });
-    const { id } = await connect(scenario.replace(/\W/g, ""), truth, faults);
+    const { id } = await connectVia(scenario.replace(/\W/g, ""), truth, faults);
     await waitForSyncedSince(h, id, null);
     await expectExact(h, id, truth);
     const errors = await messages(id, "provider_error");
@@ -106,7 +88,7 @@ test("unknown statuses are counted under other, not dropped", async () => {
   const truth = generatePredictions({ count: 600, days: 5, seed: 77, idPrefix: "u" }).map((p, i) =>
     i % 5 === 0 ? { ...p, status: i % 2 ? "queued" : "rebooting" } : p,
   );
-  const { id } = await connect("unknownstatus", truth);
+  const { id } = await connectVia("unknownstatus", truth);
   await waitForSyncedSince(h, id, null);
   await expectExact(h, id, truth);
   const other = await h.ctx.db.usageBucket.aggregate({ where: { connectionId: id }, _sum: { other: true } });
@@ -117,7 +99,7 @@ test("unknown statuses are counted under other, not dropped", async () => {
 test("duplicate and overlapping pages never double count", async () => {
   const truth = generatePredictions({ count: 1_500, days: 10, seed: 78, idPrefix: "d" });
   const dup: Fault = { kind: "duplicate-results" };
-  const { id, token } = await connect("duplicates", truth, [dup, dup, dup, dup, dup]);
+  const { id, token } = await connectVia("duplicates", truth, [dup, dup, dup, dup, dup]);
   const first = await waitForSyncedSince(h, id, null);
   // A second run overlaps the first (look-back window) and its pages repeat rows too.
   const newer = generatePredictions({ count: 150, days: 0.01, seed: 79, idPrefix: "dn" });
@@ -135,7 +117,7 @@ test("duplicate and overlapping pages never double count", async () => {
 
 test("a next link to another host is never followed; an event says why; the next run completes", async () => {
   const truth = generatePredictions({ count: 800, days: 5, seed: 80, idPrefix: "x" });
-  const { id, token } = await connect("foreignnext", truth, [{ kind: "foreign-next" }]);
+  const { id, token } = await connectVia("foreignnext", truth, [{ kind: "foreign-next" }]);
   await waitFor(
     "refusal event",
     () => messages(id, "foreign_link_refused"),
@@ -155,7 +137,7 @@ test("a next link to another host is never followed; an event says why; the next
 });
 
 test("an empty account syncs to no rows and says so", async () => {
-  const { id } = await connect("emptyaccount", []);
+  const { id } = await connectVia("emptyaccount", []);
   await waitForSyncedSince(h, id, null);
   expect(await h.ctx.db.usageBucket.count({ where: { connectionId: id } })).toBe(0);
   expect((await messages(id, "sync_completed"))[0]).toMatch(/^sync finished: 0 predictions/);
@@ -174,11 +156,11 @@ test(
       { kind: "status", status: 429, headers: { "retry-after": "2" } },
     ];
     // Two pages: after the storm the token is paced at what it learned (one request per ~13 s).
-    const stormed = await connect("storm", generatePredictions({ count: 150, days: 5, seed: 81, idPrefix: "s" }), storm);
+    const stormed = await connectVia("storm", generatePredictions({ count: 150, days: 5, seed: 81, idPrefix: "s" }), storm);
     const others = await Promise.all(
       Array.from({ length: 5 }, async (_, i) => {
         const truth = generatePredictions({ count: 2_000, days: 10, seed: 90 + i, idPrefix: `o${i}` });
-        return { ...(await connect(`calm${i}`, truth)), truth };
+        return { ...(await connectVia(`calm${i}`, truth)), truth };
       }),
     );
     for (const o of others) {
@@ -219,20 +201,21 @@ test(
   async () => {
     h.fake.pageLatencyMs = 5;
     const truth = generatePredictions({ count: 20_000, days: 30, seed: 82, idPrefix: "r" });
-    const { id, token } = await connect("disconnectme", truth);
+    const { id, token } = await connectVia("disconnectme", truth);
     await waitFor(
       "backfill under way",
       () => checkpointPages(h, id),
       (p) => p >= 10,
     );
-    const removed = await api("DELETE", `/v1/connections/${id}`);
+    const removed = await api.call("DELETE", `/v1/connections/${id}`);
     const disconnectedAt = Date.now();
     expect(removed.status).toBe(204);
     expect((await h.ctx.db.connection.findUniqueOrThrow({ where: { id } })).tokenCiphertext).toBeNull();
     // In flight at the moment of the disconnect: at most the running page and the one fetched ahead.
     await waitFor(
       "its jobs drained",
-      async () => (await h.ctx.queues.sync.getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
+      async () =>
+        (await h.ctx.queues.queue("sync").getJobs(["active", "waiting", "delayed"])).filter((j) => j?.data.connectionId === id).length,
       (n) => n === 0,
     );
     const ledgerAfter = await h.ctx.db.predictionRecord.count({ where: { connectionId: id } });
@@ -247,7 +230,7 @@ test(
     const newToken = "r8_reconnectedToken000000000000000";
     tokens.push(newToken);
     h.fake.addAccount(newToken, { type: "organization", username: "disconnectme" }, truth);
-    const again = await api("POST", "/v1/connections", { workspaceId: "ws-disconnectme", token: newToken });
+    const again = await api.call("POST", "/v1/connections", { workspaceId: "ws-disconnectme", token: newToken });
     await waitForSyncedSince(h, again.body.id, null, 90_000);
     await expectExact(h, again.body.id, truth);
     expect(await h.ctx.db.predictionRecord.count({ where: { connectionId: id } })).toBe(0);
@@ -255,7 +238,7 @@ test(
     expect(moved.detail).toMatchObject({ from: id, ledgerRows: ledgerAfter });
 
     // Replace the token of a connection mid-run: the run resumes under the new token and is exact.
-    const replaced = await connect("replaceme", generatePredictions({ count: 8_000, days: 20, seed: 83, idPrefix: "q" }));
+    const replaced = await connectVia("replaceme", generatePredictions({ count: 8_000, days: 20, seed: 83, idPrefix: "q" }));
     await waitFor(
       "backfill under way",
       () => checkpointPages(h, replaced.id),
@@ -265,7 +248,7 @@ test(
     tokens.push(rotated);
     h.fake.addAccount(rotated, { type: "organization", username: "replaceme" }, h.fake.predictions(replaced.token));
     h.fake.removeToken(replaced.token); // the old token is revoked at Replicate
-    expect((await api("PUT", `/v1/connections/${replaced.id}/token`, { token: rotated })).status).toBe(202);
+    expect((await api.call("PUT", `/v1/connections/${replaced.id}/token`, { token: rotated })).status).toBe(202);
     await waitForSyncedSince(h, replaced.id, null, 90_000);
     await expectExact(h, replaced.id, h.fake.predictions(rotated));
     h.fake.pageLatencyMs = 0;
@@ -280,21 +263,21 @@ test(
 
 test("secrets: no token in any Redis key or value, log line, API response, or table but the ciphertext", async () => {
   for (const { id } of await h.ctx.db.connection.findMany()) {
-    await api("GET", `/v1/connections/${id}`);
-    await api("GET", `/v1/connections/${id}/events?limit=200`);
+    await api.call("GET", `/v1/connections/${id}`);
+    await api.call("GET", `/v1/connections/${id}/events?limit=200`);
   }
-  await api("GET", "/v1/usage?groupBy=model");
+  await api.call("GET", "/v1/usage?groupBy=model");
   const places = {
     redis: await dumpRedis(h.ctx.redis, h.config.queuePrefix),
     logs: logs.lines.join("\n"),
-    "API responses": responses.join("\n"),
+    "API responses": api.responses.join("\n"),
     database: await dumpDatabase(h.t.url),
   };
   expect(findSecrets(tokens, places)).toEqual([]);
   expect(logs.lines.length).toBeGreaterThan(50);
   recordScenario({
     scenario: "secrets after every scenario",
-    injected: `${tokens.length} tokens; ${responses.length} API responses, ${logs.lines.length} log lines`,
+    injected: `${tokens.length} tokens; ${api.responses.length} API responses, ${logs.lines.length} log lines`,
     outcome: "no token outside tokenCiphertext",
   });
 });

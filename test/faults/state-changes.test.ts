@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import * as producer from "../../src/producer.js";
 import { TokenVault } from "../../src/vault.js";
 import { recordScenario } from "../support/fault-summary.js";
+import { connectSynced } from "../support/api.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
-import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // Races and stalls of a connection's state: every change has one owner (the state machine, applied
 // under the row lock), and nothing transient strands a connection.
@@ -22,24 +22,19 @@ const settled = () =>
   waitFor(
     "queues idle",
     async () => {
-      const jobs = await Promise.all([h.ctx.queues.verify, h.ctx.queues.sync].map((q) => q.getJobs(["active", "waiting", "delayed"])));
+      const jobs = await Promise.all(
+        [h.ctx.queues.queue("verify"), h.ctx.queues.queue("sync")].map((q) => q.getJobs(["active", "waiting", "delayed"])),
+      );
       return jobs.flat().filter((j) => j && !j.id?.startsWith("repeat:")).length;
     },
     (n) => n === 0,
     60_000,
   );
 
-async function connected(name: string): Promise<string> {
-  const token = `r8_${name}${randomBytes(8).toString("hex")}`;
-  h.fake.addAccount(token, { type: "user", username: name });
-  const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
-  // 60 connections start at once, each run reading two streams (predictions and trainings).
-  await waitForSyncedSince(h, id, null, 90_000);
-  return id;
-}
-
 test("a DELETE racing a token replacement is final: no token stored, nothing syncs again", async () => {
-  const ids = await Promise.all(Array.from({ length: 60 }, (_, i) => connected(`race${i}`)));
+  const ids = await Promise.all(
+    Array.from({ length: 60 }, async (_, i) => (await connectSynced(h, { name: `race${i}`, type: "user" })).id),
+  );
   const replaced: string[] = [];
   await Promise.all(
     ids.map(async (id, i) => {
@@ -59,7 +54,7 @@ test("a DELETE racing a token replacement is final: no token stored, nothing syn
   await settled();
   const rows = await Promise.all(ids.map(row));
   expect(rows.filter((r) => r.status !== "disconnected" || r.tokenCiphertext !== null)).toEqual([]);
-  expect(await h.ctx.queues.sync.getJobSchedulersCount()).toBe(0);
+  expect(await h.ctx.queues.queue("sync").getJobSchedulersCount()).toBe(0);
   for (const id of ids) {
     const k = await kinds(id);
     expect(k.slice(k.indexOf("disconnected") + 1).filter((e) => e === "verified" || e === "sync_started")).toEqual([]);
@@ -96,7 +91,7 @@ test("a first verification that meets a 503 storm keeps retrying with backoff un
 }, 90_000);
 
 test("a token sealed under a key that is no longer configured pauses the connection with its own event", async () => {
-  const id = await connected("lostkey");
+  const { id } = await connectSynced(h, { name: "lostkey", type: "user" });
   const stranger = new TokenVault(new Map([["gone", randomBytes(32)]]), "gone");
   const sealed = stranger.seal("r8_unreadable0000000000", id);
   await h.ctx.db.connection.update({ where: { id }, data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
@@ -110,7 +105,7 @@ test("a token sealed under a key that is no longer configured pauses the connect
   await settled();
   const unreadable = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id, kind: "token_unreadable" } });
   expect(unreadable).toHaveLength(1);
-  expect(await h.ctx.queues.sync.getJobScheduler(`sync-${id}`)).toBeFalsy();
+  expect(await h.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeFalsy();
   recordScenario({
     scenario: "token key missing from the keyring (issue 10)",
     injected: "stored ciphertext sealed under an unknown key id",

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { request } from "../support/api.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
 
@@ -17,14 +18,7 @@ const revoked: string[] = [];
 
 const DAY = 86_400_000;
 const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
-const get = async (path: string) => {
-  const res = await fetch(origin + path, { headers: { authorization: `Bearer ${API_TOKEN}` } });
-  return {
-    status: res.status,
-    headers: res.headers,
-    body: (res.headers.get("content-type") ?? "").includes("json") ? await res.json() : await res.text(),
-  };
-};
+const get = (path: string) => request(origin, "GET", path);
 
 beforeAll(async () => {
   h = await createHarness();

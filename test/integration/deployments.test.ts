@@ -17,7 +17,7 @@ const listed = (id: string) => started.api.call("GET", `/v1/connections/${id}/de
 const syncIdle = () =>
   waitFor(
     "sync queue idle",
-    () => started.h.ctx.queues.sync.getJobCounts("active", "waiting", "prioritized"),
+    () => started.h.ctx.queues.queue("sync").getJobCounts("active", "waiting", "prioritized"),
     (c) => Object.values(c).every((n) => n === 0),
   );
 

@@ -9,10 +9,10 @@ import type { WebhookPayload } from "../../src/webhooks/payload.js";
 import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { SUPPORT_TOKEN, waitFor } from "../support/harness.js";
-import { withApi } from "../support/api.js";
+import { connectSynced, withApi } from "../support/api.js";
 import { fakeDeployment } from "../support/deployments.js";
 import { NOTHING, erasureAudit, historyCounts, redisTraces, waitForErased } from "../support/erasure-checks.js";
-import { expectExact, waitForDeploymentsRead, waitForSyncedSince } from "../support/sync-checks.js";
+import { expectExact, waitForDeploymentsRead } from "../support/sync-checks.js";
 
 // Erasure on request, through the producer and the HTTP API, with in-process workers. Batches of 7
 // rows, so even these small histories take many statements. The kill -9 case is in
@@ -55,17 +55,16 @@ async function syncedConnection(
   name: string,
   count: number,
 ): Promise<{ id: string; token: string; truth: FakePrediction[] }> {
-  const { h } = started;
-  const token = `r8_erase${name}00000000000000000000`;
   const truth = generatePredictions({ count, days: 10, seed: count, idPrefix: name });
-  h.fake.addAccount(token, { type: "organization", username: name }, truth);
-  h.fake.setDeployments(token, [
-    fakeDeployment("acme/sdxl-prod", { number: 3, createdAt: "2020-01-01T00:00:00Z", hardware: "gpu-t4", min: 1, max: 2 }),
-  ]);
-  h.fake.inject(token, "predictions", { kind: "status", status: 429, headers: { "retry-after": "1" } });
-  const { id } = await producer.connect(h.ctx, { workspaceId, token });
-  await waitForSyncedSince(h, id, null);
-  await waitForDeploymentsRead(h, id);
+  const { id, token } = await connectSynced(started.h, {
+    name,
+    workspaceId,
+    token: `r8_erase${name}00000000000000000000`,
+    predictions: truth,
+    deployments: [fakeDeployment("acme/sdxl-prod", { number: 3, createdAt: "2020-01-01T00:00:00Z", hardware: "gpu-t4", min: 1, max: 2 })],
+    faults: [{ kind: "status", status: 429, headers: { "retry-after": "1" } }],
+  });
+  await waitForDeploymentsRead(started.h, id);
   return { id, token, truth };
 }
 

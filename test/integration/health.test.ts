@@ -4,8 +4,8 @@ import { utc } from "../../src/domain/health.js";
 import * as producer from "../../src/producer.js";
 import { recordEvent } from "../../src/repositories/events.js";
 import { TokenVault } from "../../src/vault.js";
+import { connectSynced } from "../support/api.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
-import { waitForSyncedSince } from "../support/sync-checks.js";
 
 // Health as support reads it, through the real views (the event log and the connection row).
 
@@ -15,16 +15,8 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-async function connected(name: string): Promise<{ id: string; token: string }> {
-  const token = `r8_${name}${randomBytes(8).toString("hex")}`;
-  h.fake.addAccount(token, { type: "organization", username: name });
-  const { id } = await producer.connect(h.ctx, { workspaceId: `ws-${name}`, token });
-  await waitForSyncedSince(h, id, null, 20_000);
-  return { id, token };
-}
-
 test("a token sealed under a key no longer configured: health names the keyring and the operator, not the customer", async () => {
-  const { id } = await connected("lostkey");
+  const { id } = await connectSynced(h, { name: "lostkey" });
   const sealed = new TokenVault(new Map([["gone", randomBytes(32)]]), "gone").seal("r8_unreadable0000000000", id);
   await h.ctx.db.connection.update({ where: { id }, data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
   await producer.syncNow(h.ctx, id);
@@ -66,7 +58,7 @@ test("verification that keeps failing: from the first failure on, the error, the
 }, 60_000);
 
 test("every error kind of the table is read by the views as the current error", async () => {
-  const { id } = await connected("errors");
+  const { id } = await connectSynced(h, { name: "errors" });
   for (const kind of ERROR_KINDS) {
     await recordEvent(h.ctx.db, { connectionId: id, kind, level: "error", message: "injected", httpStatus: 503 });
     expect((await producer.getConnection(h.ctx, id)).health.lastError).toMatchObject({
@@ -78,7 +70,7 @@ test("every error kind of the table is read by the views as the current error", 
 });
 
 test("a failed optional read is a warning until it answers again; the connection stays healthy", async () => {
-  const { id } = await connected("nodeploy");
+  const { id } = await connectSynced(h, { name: "nodeploy" });
   const read = (endpoint: string, ok: boolean) =>
     recordEvent(h.ctx.db, {
       connectionId: id,

@@ -73,14 +73,14 @@ test("disconnect during a running backfill leaves no token, no scheduler and no 
     const row = await started.h.ctx.db.connection.findUniqueOrThrow({ where: { id: body.id } });
     expect(row).toMatchObject({ status: "disconnected", tokenCiphertext: null });
     const frozen = await started.h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } });
-    // Let any in-flight page job run to its end, then check nothing more was written.
+    // Let any in-flight slice job run to its end, then check nothing more was written.
     await waitFor(
       "no sync jobs left",
-      () => started.h.ctx.queues.sync.getJobCounts("active", "waiting", "delayed"),
+      () => started.h.ctx.queues.queue("sync").getJobCounts("active", "waiting", "delayed"),
       (c) => (c.active ?? 0) + (c.waiting ?? 0) + (c.delayed ?? 0) === 0,
     );
     expect(await started.h.ctx.db.predictionRecord.count({ where: { connectionId: body.id } })).toBe(frozen);
-    expect(await started.h.ctx.queues.sync.getJobSchedulersCount()).toBe(0);
+    expect(await started.h.ctx.queues.queue("sync").getJobSchedulersCount()).toBe(0);
   } finally {
     started.h.fake.pageLatencyMs = 0;
   }

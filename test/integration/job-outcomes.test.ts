@@ -1,6 +1,6 @@
 import type { Job, Queue } from "bullmq";
 import * as producer from "../../src/producer.js";
-import { jobIds } from "../../src/queue/queues.js";
+import { schedulerId } from "../../src/queue/queues.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -42,26 +42,28 @@ test("a token revoked mid-life and a mistyped token pause their connections with
     () => status(mistyped.id),
     (s) => s === "credential_error",
   );
-  await Promise.all([idle(h.ctx.queues.sync), idle(h.ctx.queues.verify)]);
+  await Promise.all([idle(h.ctx.queues.queue("sync")), idle(h.ctx.queues.queue("verify"))]);
 
   // What bull-board counts as failed.
-  expect(await h.ctx.queues.sync.getFailedCount()).toBe(0);
-  expect(await h.ctx.queues.verify.getFailedCount()).toBe(0);
-  const paused = [...(await finished(h.ctx.queues.sync)), ...(await finished(h.ctx.queues.verify))].filter(
+  expect(await h.ctx.queues.queue("sync").getFailedCount()).toBe(0);
+  expect(await h.ctx.queues.queue("verify").getFailedCount()).toBe(0);
+  const paused = [...(await finished(h.ctx.queues.queue("sync"))), ...(await finished(h.ctx.queues.queue("verify")))].filter(
     (j) => (j.returnvalue as { outcome?: string } | null)?.outcome === "paused",
   );
-  expect(paused.map((j) => j.name).sort()).toEqual(["page ws-revoked", "verify ws-mistyped"]);
+  expect(paused.map((j) => j.name).sort()).toEqual(["slice ws-revoked", "verify ws-mistyped"]);
   expect((await producer.getConnection(h.ctx, revoked.id)).health).toMatchObject({ state: "action_required" });
 });
 
-test("job names carry the workspace id (verify, tick, page and the scheduler); job data carries ids only", async () => {
+test("job names carry the workspace id (verify, tick, slice and the scheduler); job data carries ids only", async () => {
   const token = "r8_jobsNamed0000000000000000";
   h.fake.addAccount(token, { type: "user", username: "named" }, generatePredictions({ count: 250, days: 4, seed: 6 }));
   const { id } = await producer.connect(h.ctx, { workspaceId: "ws-named", token });
   await waitForSyncedSince(h, id, null, 20_000);
-  const jobs = [...(await finished(h.ctx.queues.verify)), ...(await finished(h.ctx.queues.sync))].filter((j) => j.data.connectionId === id);
-  expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(["verify ws-named", "tick ws-named", "page ws-named"]));
+  const jobs = [...(await finished(h.ctx.queues.queue("verify"))), ...(await finished(h.ctx.queues.queue("sync")))].filter(
+    (j) => j.data.connectionId === id,
+  );
+  expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(["verify ws-named", "tick ws-named", "slice ws-named"]));
   for (const job of jobs) expect(Object.keys(job.data).filter((k) => !["connectionId", "runId", "window", "page"].includes(k))).toEqual([]);
   expect(JSON.stringify(jobs.map((j) => j.data))).not.toContain("jobsNamed");
-  expect((await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(id)))?.name).toBe("tick ws-named");
+  expect((await h.ctx.queues.queue("sync").getJobScheduler(schedulerId(id)))?.name).toBe("tick ws-named");
 });

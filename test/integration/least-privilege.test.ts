@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
+import { request } from "../support/api.js";
 import { API_TOKEN, SUPPORT_TOKEN, createHarness, type Harness } from "../support/harness.js";
 
 // The read-only support credential, tried on every route the server registers.
@@ -54,13 +55,7 @@ function concrete(pattern: string): string {
 
 async function call(token: string, { method, url }: Route) {
   const withBody = ["POST", "PUT", "PATCH"].includes(method);
-  const res = await fetch(origin + concrete(url), {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(withBody ? { "content-type": "application/json" } : {}) },
-    body: withBody ? "{}" : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, json: text && res.headers.get("content-type")?.includes("json") ? (JSON.parse(text) as object) : text };
+  return request(origin, method, concrete(url), withBody ? {} : undefined, { authorization: `Bearer ${token}` });
 }
 
 const PUBLIC = new Set(["/healthz", "/readyz"]);
@@ -92,9 +87,9 @@ test("the support token opens /ui and every GET of /v1, and is refused (403, JSO
 
   const wrong: string[] = [];
   for (const route of refused) {
-    const { status, json } = await call(SUPPORT_TOKEN, route);
-    const shaped = route.method === "HEAD" || (typeof json === "object" && "error" in json && "message" in json);
-    if (status !== 403 || !shaped) wrong.push(`${route.method} ${route.url}: ${status} ${JSON.stringify(json)}`);
+    const { status, body } = await call(SUPPORT_TOKEN, route);
+    const shaped = route.method === "HEAD" || (typeof body === "object" && body !== null && "error" in body && "message" in body);
+    if (status !== 403 || !shaped) wrong.push(`${route.method} ${route.url}: ${status} ${JSON.stringify(body)}`);
   }
   for (const route of allowed) {
     const { status } = await call(SUPPORT_TOKEN, route);
@@ -106,7 +101,7 @@ test("the support token opens /ui and every GET of /v1, and is refused (403, JSO
   // Nothing a refused write would have done happened.
   const c = await h.ctx.db.connection.findUniqueOrThrow({ where: { id: connectionId } });
   expect({ status: c.status, token: c.tokenCiphertext !== null }).toEqual({ status: "pending", token: true });
-  expect(await h.ctx.queues.sync.isPaused()).toBe(false);
+  expect(await h.ctx.queues.queue("sync").isPaused()).toBe(false);
 });
 
 test("the API token still opens everything, and the support token works as a Basic password in a browser", async () => {

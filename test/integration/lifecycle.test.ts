@@ -1,5 +1,5 @@
 import * as producer from "../../src/producer.js";
-import { jobIds } from "../../src/queue/queues.js";
+import { schedulerId } from "../../src/queue/queues.js";
 import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { actualUsage, expectedUsage, generatePredictions } from "../../dev/predictions.js";
 import { dumpRedis } from "../support/redis.js";
@@ -30,7 +30,7 @@ test("connect → verify → backfill → incremental → disconnect, with exact
   );
   expect(synced).toMatchObject({ status: "connected", accountUsername: "acme", accountType: "organization" });
   expect(await actualUsage(h.ctx.db, created.id)).toEqual(expectedUsage(predictions));
-  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(created.id))).toBeTruthy();
+  expect(await h.ctx.queues.queue("sync").getJobScheduler(schedulerId(created.id))).toBeTruthy();
 
   // New predictions and finished ones arrive; syncNow picks them up.
   const later = generatePredictions({ count: 40, days: 0.02, seed: 8, idPrefix: "n" });
@@ -54,7 +54,7 @@ test("connect → verify → backfill → incremental → disconnect, with exact
   await producer.disconnect(h.ctx, created.id);
   const gone = await connectionState(created.id);
   expect(gone).toMatchObject({ status: "disconnected", tokenCiphertext: null, tokenKeyId: null });
-  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(created.id))).toBeFalsy();
+  expect(await h.ctx.queues.queue("sync").getJobScheduler(schedulerId(created.id))).toBeFalsy();
   await producer.disconnect(h.ctx, created.id); // idempotent
   expect(await eventKinds(created.id)).toEqual([
     "connected",
@@ -139,7 +139,7 @@ test.each([
     (c) => c.status === "credential_error",
   );
   expect(await eventKinds(conn.id)).toContain(kind);
-  expect(await h.ctx.queues.sync.getJobScheduler(jobIds.scheduler(conn.id))).toBeFalsy();
+  expect(await h.ctx.queues.queue("sync").getJobScheduler(schedulerId(conn.id))).toBeFalsy();
 });
 
 test("5xx that outlasts every retry fails the run; the next run resumes from the checkpoint and is exact", async () => {
@@ -161,8 +161,8 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   );
   await waitFor(
     "every window's job gave up",
-    () => h.ctx.queues.sync.getJobs(["active", "waiting", "delayed", "prioritized"]),
-    (jobs) => !jobs.some((j) => j?.name === "page" && j.data.connectionId === conn.id),
+    () => h.ctx.queues.queue("sync").getJobs(["active", "waiting", "delayed", "prioritized"]),
+    (jobs) => !jobs.some((j) => j?.name.startsWith("slice ") && j.data.connectionId === conn.id),
   );
   h.fake.clearFaults(token);
   const failed = await connectionState(conn.id);

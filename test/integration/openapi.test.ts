@@ -7,7 +7,8 @@ import { JobQueues } from "../../src/queue/queues.js";
 import { errorBody } from "../../src/api/schemas.js";
 import * as producer from "../../src/producer.js";
 import { generatePredictions } from "../../dev/predictions.js";
-import { API_TOKEN, SUPPORT_TOKEN, createHarness, type Harness } from "../support/harness.js";
+import { AUTH, request } from "../support/api.js";
+import { SUPPORT_TOKEN, createHarness, type Harness } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
 import { captureLogs } from "../support/leaks.js";
 import { ThrowawayRedis } from "../support/redis-server.js";
@@ -22,7 +23,6 @@ let app: FastifyInstance;
 let origin: string;
 let doc: Doc;
 const routes: { method: string; url: string }[] = [];
-const auth = { authorization: `Bearer ${API_TOKEN}` };
 const UNKNOWN_ID = "00000000-0000-4000-8000-000000000000";
 let healthyId: string;
 let disconnectedId: string;
@@ -37,20 +37,14 @@ interface Call {
   headers?: Record<string, string>;
 }
 
-/** A request over HTTP (light-my-request's inject does not load under jest's ESM runtime). */
-async function call(base: string, { method, url, payload, headers }: Call) {
-  const json = payload !== undefined && typeof payload !== "string";
-  const res = await fetch(base + url, {
-    method,
-    headers: { ...(json ? { "content-type": "application/json" } : {}), ...headers },
-    body: json ? JSON.stringify(payload) : payload,
-  });
-  const text = await res.text();
-  return { statusCode: res.status, headers: Object.fromEntries(res.headers), text, json: () => JSON.parse(text) };
+/** A request over HTTP (light-my-request's inject does not load under jest's ESM runtime), answered in its shape. */
+async function call(base: string, { method, url, payload, headers = {} }: Call) {
+  const { status, headers: answered, text } = await request(base, method, url, payload, headers);
+  return { statusCode: status, headers: Object.fromEntries(answered), text, json: () => JSON.parse(text) };
 }
 
 async function send(route: string, options: Call) {
-  const res = await call(origin, { ...options, headers: { ...auth, ...options.headers } });
+  const res = await call(origin, { ...options, headers: { ...AUTH, ...options.headers } });
   answered.push({ method: options.method, route, status: res.statusCode });
   const requestId = res.headers["x-request-id"];
   expect(requestId).toEqual(expect.any(String));
@@ -77,7 +71,7 @@ beforeAll(async () => {
   h.fake.addAccount("r8_openapiGone0000000000000", { type: "user", username: "gone" });
   disconnectedId = (await producer.connect(h.ctx, { workspaceId: "ws-doc", token: "r8_openapiGone0000000000000" })).id;
   await producer.disconnect(h.ctx, disconnectedId);
-  doc = (await call(origin, { method: "GET", url: "/openapi.json", headers: auth })).json();
+  doc = (await call(origin, { method: "GET", url: "/openapi.json", headers: AUTH })).json();
 });
 afterAll(async () => {
   await app.close();
@@ -201,14 +195,14 @@ test("each operation answers exactly the statuses it documents", async () => {
   const throwaway = await ThrowawayRedis.create();
   await throwaway.start();
   const deadRedis = new Redis(throwaway.url, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
-  const deadQueues = new JobQueues(deadRedis, "rus-dead", {}, 60, async () => null);
-  for (const q of [deadQueues.verify, deadQueues.sync, deadQueues.webhook]) q.on("error", () => undefined);
+  const deadQueues = new JobQueues(deadRedis, { ...h.config, queuePrefix: "rus-dead" }, async () => null);
+  for (const q of deadQueues.all()) q.on("error", () => undefined);
   await deadQueues.ping();
   await throwaway.kill9();
   const down = await buildServer({ ...h.ctx, queues: deadQueues });
   const downOrigin = await down.listen({ host: "127.0.0.1", port: 0 });
   const viaDown = async (route: string, options: Call) => {
-    const res = await call(downOrigin, { ...options, headers: { ...auth, ...options.headers } });
+    const res = await call(downOrigin, { ...options, headers: { ...AUTH, ...options.headers } });
     answered.push({ method: options.method, route, status: res.statusCode });
     return res;
   };
@@ -239,7 +233,7 @@ test("each operation answers exactly the statuses it documents", async () => {
   const timedOut = await call(await slow.listen({ host: "127.0.0.1", port: 0 }), {
     method: "GET",
     url: `/v1/usage?workspaceId=ws-doc&${range}`,
-    headers: auth,
+    headers: AUTH,
   });
   answered.push({ method: "GET", route: "/v1/usage", status: timedOut.statusCode });
   expect([timedOut.statusCode, timedOut.json().error]).toEqual([504, "query_timeout"]);

@@ -4,7 +4,8 @@ import { ConfigError } from "../../src/config.js";
 import { ValidationError } from "../../src/errors.js";
 import { createProducer, loadProducerConfig, type Producer } from "../../src/producer.js";
 import { generatePredictions } from "../../dev/predictions.js";
-import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
+import { request } from "../support/api.js";
+import { createHarness, waitFor, type Harness } from "../support/harness.js";
 import { REDIS_URL } from "../support/redis.js";
 
 // A backend runs the producer in-process with the database and Redis settings (and the keys to store
@@ -28,7 +29,7 @@ afterAll(async () => {
   await h.close();
 });
 
-const http = async (url: string) => (await fetch(origin + url, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json();
+const http = async (url: string) => (await request(origin, "GET", url)).body;
 const asJson = (value: unknown) => JSON.parse(JSON.stringify(value));
 
 test("connect, then read the connection, the list, the events and the usage in-process; HTTP answers the same", async () => {

@@ -6,6 +6,7 @@ import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
 import { recordEvent } from "../../src/repositories/events.js";
 import { launchChromium } from "../support/browser.js";
+import { request } from "../support/api.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -272,10 +273,11 @@ test("one connection: event log in UTC (filterable), usage by status in status c
 
 test("estimated cost: chartable by model, totals and table labelled as an estimate with its basis and the API's note", async () => {
   // An operator maps one public model to its hardware, so part of the usage is priced and the rest is not.
-  const mapped = await fetch(`${origin}/v1/prices/model-hardware`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "stability-ai/sdxl", sku: "gpu-a40-large", effectiveFrom: "2025-01-01", source: "support page test" }),
+  const mapped = await request(origin, "POST", "/v1/prices/model-hardware", {
+    model: "stability-ai/sdxl",
+    sku: "gpu-a40-large",
+    effectiveFrom: "2025-01-01",
+    source: "support page test",
   });
   expect(mapped.status).toBeLessThan(300);
   const { page, problems, close } = await open(`/ui/#/connections/${ids.healthy}`);
@@ -347,12 +349,11 @@ test("at 390 px: no horizontal scroll, a usable chart, no serious accessibility 
 });
 
 test("GET /metrics: queue depth, job durations, 429 count and last-sync age in Prometheus text format", async () => {
-  const res = await fetch(`${origin}/metrics`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
-  expect(res.status).toBe(200);
-  expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
-  const text = await res.text();
+  const { status, headers, text } = await request(origin, "GET", "/metrics");
+  expect(status).toBe(200);
+  expect(headers.get("content-type")).toMatch(/^text\/plain/);
   expect(text).toMatch(/^rus_queue_jobs\{queue="sync",state="waiting"\} \d+$/m);
-  expect(text).toMatch(/^rus_job_duration_seconds_count\{queue="sync",name="page",outcome="completed"\} [1-9]\d*$/m);
+  expect(text).toMatch(/^rus_job_duration_seconds_count\{queue="sync",name="slice",outcome="completed"\} [1-9]\d*$/m);
   expect(text).toMatch(/^rus_replicate_rate_limited_total\{source="header"\} 2$/m);
   for (const name of ["healthy", "throttled"]) {
     expect(text).toMatch(

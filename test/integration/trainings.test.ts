@@ -1,5 +1,5 @@
 import * as producer from "../../src/producer.js";
-import { jobIds } from "../../src/queue/queues.js";
+import { schedulerId } from "../../src/queue/queues.js";
 import type { FakePrediction, FakeTraining } from "../../dev/fake-replicate.js";
 import { actualUsage, expectedUsage, generatePredictions, generateTrainings } from "../../dev/predictions.js";
 import { withApi } from "../support/api.js";
@@ -269,6 +269,6 @@ test.each([
   const { health } = await producer.getConnection(h().ctx, id);
   expect(health.state).toBe("action_required");
   expect(health.action).toBeTruthy();
-  expect(await h().ctx.queues.sync.getJobScheduler(jobIds.scheduler(id))).toBeFalsy();
+  expect(await h().ctx.queues.queue("sync").getJobScheduler(schedulerId(id))).toBeFalsy();
   expect((await connectionState(id)).lastSyncedAt).toBeNull();
 });

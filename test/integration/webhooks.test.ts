@@ -3,9 +3,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import * as producer from "../../src/producer.js";
-import { workerDeps } from "../../src/queue/workers.js";
 import type { WebhookPayload } from "../../src/webhooks/payload.js";
-import { WebhookRelay } from "../../src/webhooks/relay.js";
+import { sweepWebhooks } from "../../src/webhooks/relay.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -173,14 +172,13 @@ describe("with WEBHOOK_URL and WEBHOOK_SECRET set", () => {
     const { id } = await producer.connect(h.ctx, { workspaceId: "ws-outbox", token: account("outboxco", 0) });
     await receiver.waitFor(id, "connection.verified");
     // The state change lands while no worker process runs, and the only relay cannot reach Redis.
-    await h.workers!.close();
+    await h.service.stopWorkers();
     await producer.disconnect(h.ctx, id);
-    const down = new WebhookRelay({ db: h.ctx.db, intervalMs: 1000, enqueue: () => Promise.reject(new Error("ECONNREFUSED")) });
-    await expect(down.sweep()).rejects.toThrow("ECONNREFUSED");
+    await expect(sweepWebhooks(h.ctx.db, () => Promise.reject(new Error("ECONNREFUSED")))).rejects.toThrow("ECONNREFUSED");
     const row = await h.ctx.db.webhookDelivery.findFirstOrThrow({ where: { connectionId: id, type: "connection.disconnected" } });
     expect(row.status).toBe("pending");
 
-    h.startWorkers();
+    await h.service.startWorkers();
     const delivered = await receiver.waitFor(id, "connection.disconnected");
     expect(delivered).toHaveLength(1);
     expect(delivered[0]!.headers["webhook-id"]).toBe(`evt_${row.eventId}_connection.disconnected`);
@@ -196,7 +194,8 @@ describe("with webhooks unset", () => {
 
   test("no relay and no webhook worker run; the outbox rows stay pending and nothing is queued", async () => {
     expect(h.config.webhooks).toBeNull();
-    expect(workerDeps(h.ctx).webhookRelay).toBeNull();
+    // Put there by hand, it stays: no worker takes webhook jobs.
+    await h.ctx.queues.enqueue("deliver", { deliveryId: "0" });
     const token = "r8_quietHooks000000000000000";
     h.fake.addAccount(token, { type: "user", username: "quiet" }, generatePredictions({ count: 20, days: 2, seed: 2 }));
     const { id } = await producer.connect(h.ctx, { workspaceId: "ws-quiet", token });
@@ -204,6 +203,12 @@ describe("with webhooks unset", () => {
     const rows = await h.ctx.db.webhookDelivery.findMany({ where: { connectionId: id } });
     expect(rows.map((r) => r.type).sort()).toEqual(["backfill.completed", "connection.verified"]);
     expect(rows.every((r) => r.status === "pending" && r.payload === null)).toBe(true);
-    expect(await h.ctx.queues.webhook.getJobCounts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, completed: 0, failed: 0 });
+    expect(await h.ctx.queues.queue("webhook").getJobCounts()).toMatchObject({
+      waiting: 1,
+      delayed: 0,
+      active: 0,
+      completed: 0,
+      failed: 0,
+    });
   });
 });

@@ -1,9 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { parseConfig, type Config } from "../../src/config.js";
-import { createContext, type AppContext } from "../../src/context.js";
-import { processors } from "../../jobs/index.js";
-import { keepReconciled } from "../../src/lifecycle/reconcile.js";
-import { startWorkers, workerDeps, type Workers } from "../../src/queue/workers.js";
+import type { AppContext } from "../../src/context.js";
+import { startService, type Service } from "../../src/service.js";
 import { FakeReplicate } from "../../dev/fake-replicate.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
 export { waitFor } from "../../dev/wait-for.js";
@@ -20,8 +18,8 @@ export interface Harness {
   env: Record<string, string>;
   config: Config;
   ctx: AppContext;
-  workers: Workers | null;
-  startWorkers(): void;
+  /** As src/main.ts runs it: stop and start its workers (with the reconciler and relay beside them). */
+  service: Service;
   close(): Promise<void>;
 }
 
@@ -47,33 +45,20 @@ export async function createHarness(env: Record<string, string> = {}, options: {
     ...env,
   };
   const config = parseConfig(serviceEnv);
-  const ctx = createContext(config, { retryBaseMs: 5, retries: 1 });
-  const h: Harness = {
+  const service = await startService(config, { workers: options.workers !== false, client: { retryBaseMs: 5, retries: 1 } });
+  return {
     t,
     fake,
     env: serviceEnv,
     config,
-    ctx,
-    workers: null,
-    startWorkers() {
-      // As src/main.ts runs a worker process: the workers and the reconciler beside them.
-      const workers = startWorkers(workerDeps(ctx), processors(ctx));
-      const reconciler = keepReconciled(ctx, config.jobs.reconcileSeconds);
-      h.workers = {
-        async close() {
-          reconciler.stop();
-          await workers.close();
-        },
-      };
-    },
+    ctx: service.ctx,
+    service,
     async close() {
-      await h.workers?.close();
-      await deleteKeys(ctx.redis, config.queuePrefix);
-      await ctx.close();
+      await service.stopWorkers();
+      await deleteKeys(service.ctx.redis, config.queuePrefix);
+      await service.close();
       await fake.close();
       await t.drop();
     },
   };
-  if (options.workers !== false) h.startWorkers();
-  return h;
 }

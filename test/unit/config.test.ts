@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ConfigError, parseConfig, withLocalSecrets } from "../../src/config.js";
+import { withLocalSecrets } from "../../src/cli/local-secrets.js";
+import { ConfigError, parseConfig } from "../../src/config.js";
 
 const KEY = `k1:${randomBytes(32).toString("base64")}`;
 const GOOD = { TOKEN_ENCRYPTION_KEYS: KEY, API_TOKEN: "x".repeat(32), SUPPORT_TOKEN: "y".repeat(32) };

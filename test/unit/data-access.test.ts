@@ -29,5 +29,5 @@ test("the check recognises the calls it forbids", () => {
   expect(calls("await ctx.db.connection.findMany({})")).toHaveLength(1);
   expect(calls('await tx.$queryRawUnsafe("SELECT 1")')).toHaveLength(1);
   expect(calls("db.$transaction(async (tx) => tx.usageBucket.upsert({}))")).toHaveLength(2);
-  expect(calls("await ctx.queues.kickSync(id)")).toHaveLength(0);
+  expect(calls('await ctx.queues.enqueue("tick", { connectionId })')).toHaveLength(0);
 });

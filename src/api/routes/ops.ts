@@ -74,11 +74,11 @@ function dashboardError(error: Error & { statusCode?: number }): ControllerHandl
 /** bull-board's page links Google Fonts; dropping links to other hosts keeps it working offline (system fonts). */
 const EXTERNAL_LINK = /<link\b[^>]*\bhref="(?:https?:)?\/\/[^"]*"[^>]*>/g;
 
-/** bull-board over both queues, for whoever runs the service. */
+/** bull-board over every queue of the registry, for whoever runs the service. */
 export async function queueDashboard(app: FastifyInstance, ctx: AppContext): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(QUEUE_DASHBOARD_PATH);
-  createBullBoard({ queues: [new BullMQAdapter(ctx.queues.verify), new BullMQAdapter(ctx.queues.sync)], serverAdapter });
+  createBullBoard({ queues: ctx.queues.all().map((queue) => new BullMQAdapter(queue)), serverAdapter });
   serverAdapter.setErrorHandler(dashboardError);
   await app.register(async (scope) => {
     scope.addHook("onSend", async (_request, reply, payload) =>

@@ -1,0 +1,51 @@
+import { processors } from "../../jobs/index.js";
+import type { Processors } from "../../src/context.js";
+import * as producer from "../../src/producer.js";
+import { startWorkers } from "../../src/queue/workers.js";
+import { withApi } from "../support/api.js";
+import { waitFor } from "../support/harness.js";
+import { waitForSyncedSince } from "../support/sync-checks.js";
+
+// The queue registry: operators see every queue (bull-board lists it, /metrics reports its depth), a
+// job kind without a processor stops start-up, and a job runs as what its name says.
+
+const EVERY_QUEUE = ["erase", "maintenance", "sync", "verify", "webhook"];
+
+const started = withApi();
+
+test("bull-board lists every queue: verify, sync, webhook deliveries, maintenance and erasure", async () => {
+  const { status, body } = await started.api.call("GET", "/admin/queues/api/queues");
+  expect(status).toBe(200);
+  expect((body.queues as { name: string }[]).map((q) => q.name).sort()).toEqual(EVERY_QUEUE);
+});
+
+test("/metrics has a depth series for every queue", async () => {
+  const { status, body } = await started.api.call("GET", "/metrics");
+  expect(status).toBe(200);
+  const queues = new Set([...(body as string).matchAll(/^rus_queue_jobs\{queue="([^"]+)",state="waiting"\}/gm)].map((m) => m[1]));
+  expect([...queues].sort()).toEqual(EVERY_QUEUE);
+});
+
+test("start-up refuses a job kind without a processor, naming its queue", () => {
+  const { slice: _, ...withoutSlice } = processors(started.h.ctx);
+  const setup = { redis: started.h.ctx.redis, config: started.h.config, onFailure: () => Promise.reject(), onFinished: () => undefined };
+  expect(() => startWorkers({ ...setup, processors: withoutSlice as Processors })).toThrow(
+    /queue "sync" has no processor for "slice" jobs/,
+  );
+});
+
+test("a sync job runs as what its name says: a tick carrying a slice's fields starts a run", async () => {
+  const { h } = started;
+  const token = "r8_dispatchByName0000000000";
+  h.fake.addAccount(token, { type: "user", username: "dispatch" });
+  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-dispatch", token });
+  await waitForSyncedSince(h, id, null);
+  const sliceFields = { runId: "not-a-run", window: "0", page: 1 };
+  const job = await h.ctx.queues.queue("sync").add("tick ws-dispatch", { connectionId: id, ...sliceFields });
+  const done = await waitFor(
+    "the tick finished",
+    () => h.ctx.queues.queue("sync").getJob(job.id!),
+    (j) => j?.finishedOn !== undefined,
+  );
+  expect(done!.returnvalue).toEqual({ outcome: "slices_enqueued", windows: 1 });
+});
