@@ -97,6 +97,7 @@ export type ConnectOutcome = "connected" | "gone" | "duplicate" | { syncs: Accou
 // Connecting moves a reconnected account's history in the same transaction: 1M ledger rows took 12 s
 // here, far past Prisma's 5 s default for an interactive transaction.
 const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
+const STATE_CHANGE_LIMITS = { maxWait: 10_000, timeout: 15_000 };
 
 const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
 
@@ -166,14 +167,26 @@ export async function pauseVerified(
   event: NewEvent & { kind: "account_changed" | "duplicate_account" },
   duplicateOf: string | null,
 ): Promise<boolean> {
+  return changeWithEvent(
+    db,
+    { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
+    { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
+    event,
+  );
+}
+
+/** One conditional update and its event, in one transaction: the event only when the update changed the row. */
+async function changeWithEvent(
+  db: Db,
+  where: Prisma.ConnectionWhereInput,
+  data: Prisma.ConnectionUpdateManyMutationInput,
+  event: NewEvent,
+): Promise<boolean> {
   return db.$transaction(async (tx) => {
-    const { count } = await tx.connection.updateMany({
-      where: { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
-      data: { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
-    });
+    const { count } = await tx.connection.updateMany({ where, data });
     if (count === 1) await recordEvent(tx, event);
     return count === 1;
-  });
+  }, STATE_CHANGE_LIMITS);
 }
 
 /**
@@ -183,14 +196,12 @@ export async function pauseVerified(
 export async function markCredentialError(db: Db, id: string, event: NewEvent, ciphertext?: string): Promise<boolean> {
   // With the event in one transaction, and only when the status changed: concurrent slices of one
   // run that all meet the same bad token pause it once, and a reader never sees one without the other.
-  return db.$transaction(async (tx) => {
-    const { count } = await tx.connection.updateMany({
-      where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
-      data: { status: TRANSITIONS.credential_rejected.to },
-    });
-    if (count === 1) await recordEvent(tx, event);
-    return count === 1;
-  });
+  return changeWithEvent(
+    db,
+    { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
+    { status: TRANSITIONS.credential_rejected.to },
+    event,
+  );
 }
 
 /**
@@ -198,6 +209,7 @@ export async function markCredentialError(db: Db, id: string, event: NewEvent, c
  * under the row lock, so no page is written and no state change lands after it. Idempotent.
  */
 export async function disconnect(db: Db, id: string): Promise<Connection> {
+  // A DELETE must not fail because the pool is busy (Prisma's default wait for a connection is 2 s).
   return db.$transaction(async (tx) => {
     const locked = await lockConnection(tx, id);
     if (!locked) throw connectionNotFound(id);
@@ -209,7 +221,7 @@ export async function disconnect(db: Db, id: string): Promise<Connection> {
       await recordEvent(tx, { connectionId: id, kind: "disconnected", level: "info", message: "disconnected; stored token deleted" });
     }
     return row;
-  });
+  }, STATE_CHANGE_LIMITS);
 }
 
 /**

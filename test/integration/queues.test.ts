@@ -47,5 +47,5 @@ test("a sync job runs as what its name says: a tick carrying a slice's fields st
     () => h.ctx.queues.queue("sync").getJob(job.id!),
     (j) => j?.finishedOn !== undefined,
   );
-  expect(done!.returnvalue).toEqual({ outcome: "slices_enqueued", windows: 1 });
+  expect(done!.returnvalue).toEqual({ outcome: "slices_enqueued", windows: 2 });
 });
