@@ -7,8 +7,8 @@ import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
-import type { connectionView } from "./api/schemas.js";
-import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
+import type { connectionDetail, connectionPage, connectionView, erasureView, eventPage, workspaceErasure } from "./api/schemas.js";
+import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
 import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
@@ -239,7 +239,11 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
 
 /** A connection as support reads it: the row, the run in progress and its health. */
 export type ConnectionView = z.output<typeof connectionView>;
-export type ConnectionDetail = ConnectionView & { nextSyncAt: Date | null };
+export type ConnectionDetail = z.output<typeof connectionDetail>;
+export type ConnectionPage = z.output<typeof connectionPage>;
+export type EventPage = z.output<typeof eventPage>;
+export type ErasureView = z.output<typeof erasureView>;
+export type WorkspaceErasure = z.output<typeof workspaceErasure>;
 
 function toView(r: ConnectionRow, now: Date): ConnectionView {
   const run = r.checkpoint;
@@ -270,12 +274,6 @@ export async function getConnection(ctx: ProducerContext, id: string): Promise<C
   return { ...view, nextSyncAt };
 }
 
-export interface ConnectionPage {
-  connections: ConnectionView[];
-  /** Pass as `cursor` for the next page; null on the last one. */
-  nextCursor: string | null;
-}
-
 /** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
 export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}): Promise<ConnectionPage> {
   const { state, ...q } = parse(listConnectionsInput, query);
@@ -286,11 +284,6 @@ export async function listConnections(ctx: ProducerContext, query: z.input<typeo
     state && ((r) => connectionHealth(r, now).state === state),
   );
   return { connections: rows.map((r) => toView(r, now)), nextCursor };
-}
-
-export interface EventPage {
-  events: events.EventView[];
-  nextCursor: string | null;
 }
 
 /** A connection's event log (what support reads), newest first, a page at a time. */
@@ -380,8 +373,6 @@ export async function updateWorkspaceSettings(
   return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
 }
 
-export { type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
-
 /** How an erasure is asked for: `disconnect` first disconnects what is not disconnected yet (else 409 / skipped). */
 export const erasureInput = z
   .object({ disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing") })
@@ -452,30 +443,34 @@ export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, inpu
   throw new ValidationError(`invalid input: ${issue}`, [issue]);
 }
 
+const OPERATIONS = {
+  connect,
+  replaceToken,
+  disconnect,
+  syncNow,
+  getConnection,
+  listConnections,
+  listEvents,
+  queryUsage,
+  eraseConnection,
+  eraseWorkspace,
+  getErasure,
+  getWorkspaceSettings,
+  updateWorkspaceSettings,
+  listDeployments,
+  getPriceBook,
+  listPriceHistory,
+  recordHardwarePrice,
+  recordModelPrice,
+  recordModelHardware,
+};
+type Bound<F> = F extends (ctx: never, ...args: infer A) => infer R ? (...args: A) => R : never;
+
 /** The producer bound to its own connections, for a backend that runs it in-process. */
-export interface Producer {
-  connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
-  replaceToken(id: string, token: string): Promise<connections.PublicConnection>;
-  disconnect(id: string): Promise<connections.PublicConnection>;
-  syncNow(id: string): Promise<void>;
-  getConnection(id: string): Promise<ConnectionDetail>;
-  listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
-  listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
-  queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
-  eraseConnection(id: string, options?: z.input<typeof erasureInput>): Promise<ErasureView>;
-  eraseWorkspace(workspaceId: string, options?: z.input<typeof erasureInput>): Promise<WorkspaceErasure>;
-  getErasure(id: string): Promise<ErasureView>;
-  getWorkspaceSettings(workspaceId: string): Promise<workspaces.WorkspaceSettings>;
-  updateWorkspaceSettings(workspaceId: string, input: z.input<typeof workspaceSettingsInput>): Promise<workspaces.WorkspaceSettings>;
-  listDeployments(id: string): ReturnType<typeof listDeployments>;
-  getPriceBook(query?: z.input<typeof priceBookInput>): ReturnType<typeof getPriceBook>;
-  listPriceHistory(): ReturnType<typeof listPriceHistory>;
-  recordHardwarePrice(input: z.input<typeof hardwarePriceInput>): ReturnType<typeof recordHardwarePrice>;
-  recordModelPrice(input: z.input<typeof modelPriceInput>): ReturnType<typeof recordModelPrice>;
-  recordModelHardware(input: z.input<typeof modelHardwareInput>): ReturnType<typeof recordModelHardware>;
+export type Producer = { [K in keyof typeof OPERATIONS]: Bound<(typeof OPERATIONS)[K]> } & {
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
-}
+};
 
 /**
  * Opens the producer on the service's database and Redis, from the same variables the service reads
@@ -486,26 +481,9 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
   const stores = openStores(config, 4);
   const keys = config.encryption;
   const ctx: ProducerContext = { ...stores, config, vault: keys && new TokenVault(keys.keys, keys.currentKeyId) };
-  return {
-    connect: (input, options) => connect(ctx, input, options),
-    replaceToken: (id, token) => replaceToken(ctx, id, token),
-    disconnect: (id) => disconnect(ctx, id),
-    syncNow: (id) => syncNow(ctx, id),
-    getConnection: (id) => getConnection(ctx, id),
-    listConnections: (query) => listConnections(ctx, query),
-    listEvents: (id, query) => listEvents(ctx, id, query),
-    getWorkspaceSettings: (id) => getWorkspaceSettings(ctx, id),
-    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(ctx, id, input),
-    queryUsage: (query) => queryUsage(ctx, query),
-    eraseConnection: (id, options) => eraseConnection(ctx, id, options),
-    eraseWorkspace: (workspace, options) => eraseWorkspace(ctx, workspace, options),
-    getErasure: (id) => getErasure(ctx, id),
-    listDeployments: (id) => listDeployments(ctx, id),
-    getPriceBook: (query) => getPriceBook(ctx, query),
-    listPriceHistory: () => listPriceHistory(ctx),
-    recordHardwarePrice: (input) => recordHardwarePrice(ctx, input),
-    recordModelPrice: (input) => recordModelPrice(ctx, input),
-    recordModelHardware: (input) => recordModelHardware(ctx, input),
-    close: () => stores.close(),
-  };
+  const bound = Object.entries(OPERATIONS).map(([name, op]) => [
+    name,
+    (...args: never[]) => (op as (...a: unknown[]) => unknown)(ctx, ...args),
+  ]);
+  return { ...(Object.fromEntries(bound) as Omit<Producer, "close">), close: () => stores.close() };
 }
