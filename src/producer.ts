@@ -2,12 +2,20 @@ import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import type { AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
-import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
+import { Finality, coverageOf, readDays } from "./domain/coverage.js";
 import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
-import type { connectionDetail, connectionPage, connectionView, erasureView, eventPage, workspaceErasure } from "./api/schemas.js";
+import type {
+  connectionDetail,
+  connectionPage,
+  connectionView,
+  erasureView,
+  eventPage,
+  usageReport,
+  workspaceErasure,
+} from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
 import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
@@ -297,20 +305,14 @@ export const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
-export interface UsageReport {
-  from: string;
-  to: string;
-  /** The zone the days are in: the query's, else the workspace's default, else UTC. */
-  timeZone: string;
-  groupBy: z.output<typeof usageFields.groupBy>;
-  costNote: string;
-  /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
-  coverage: Coverage[];
+/** The report as the response schema describes it, with the rows typed from the measures table. */
+export type UsageReport = Pick<
+  z.output<typeof usageReport>,
+  "from" | "to" | "timeZone" | "groupBy" | "costNote" | "coverage" | "deployments"
+> & {
   rows: UsageRow[];
   idleFloor: IdleFloorRow[];
-  /** With groupBy deployment: what each deployment in scope runs on. */
-  deployments?: Awaited<ReturnType<typeof currentDeployments>>;
-}
+};
 
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
