@@ -3,6 +3,7 @@ import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { healthSchema } from "../domain/health.js";
 import { coverageSchema } from "../domain/coverage.js";
+import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
@@ -199,15 +200,12 @@ export const deploymentList = z.object({
   deployments: z.array(deployment),
 });
 
-// Prices gain columns as the price book grows: known fields are described, and any others pass
-// through (loose objects), so a new column is never dropped from an answer.
-const decimal = z.string().describe("USD as a decimal string");
 const dimension = z.string().nullable().optional();
 
 const MEASURE_SCHEMA: Record<MeasureType, z.ZodType> = {
   count: z.number().int(),
   amount: z.number(),
-  usd: decimal,
+  usd: decimalUsd,
   label: z.string().nullable(),
 };
 const dimensions = Object.fromEntries(GROUP_BY.map((g) => [DIMENSION_FIELD[g], dimension]));
@@ -246,7 +244,7 @@ export const usageReport = z
         model: dimension,
         deployment: dimension,
         instanceSeconds: z.number(),
-        estimatedCostUsd: decimal,
+        estimatedCostUsd: decimalUsd,
         costBasis: z.string(),
       }),
     ),
@@ -305,16 +303,6 @@ export const usageReport = z
       },
     ],
   });
-
-const priceRow = { id: z.string(), effectiveFrom: z.iso.date(), source: z.string(), recordedAt: when };
-export const hardwarePrice = z.looseObject({ ...priceRow, sku: z.string(), usdPerSecond: decimal });
-export const modelPrice = z.looseObject({ ...priceRow, model: z.string(), unit: z.string(), usdPerUnit: decimal });
-export const modelHardware = z.looseObject({ ...priceRow, model: z.string(), sku: z.string().nullable() });
-export const priceBook = z.looseObject({
-  hardware: z.array(hardwarePrice),
-  models: z.array(modelPrice),
-  modelHardware: z.array(modelHardware),
-});
 
 // erasure (src/lifecycle/erase.ts)
 export const erasureView = z
