@@ -7,14 +7,14 @@ import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
-import type {
-  connectionDetail,
-  connectionPage,
+import {
   connectionView,
-  erasureView,
-  eventPage,
-  usageReport,
-  workspaceErasure,
+  type connectionDetail,
+  type connectionPage,
+  type erasureView,
+  type eventPage,
+  type usageReport,
+  type workspaceErasure,
 } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
 import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
@@ -253,24 +253,9 @@ export type EventPage = z.output<typeof eventPage>;
 export type ErasureView = z.output<typeof erasureView>;
 export type WorkspaceErasure = z.output<typeof workspaceErasure>;
 
-function toView(r: ConnectionRow, now: Date): ConnectionView {
-  const run = r.checkpoint;
-  return {
-    id: r.id,
-    workspaceId: r.workspaceId,
-    status: r.status,
-    accountUsername: r.accountUsername,
-    accountType: r.accountType,
-    verifiedAt: r.verifiedAt,
-    lastSyncStartedAt: r.lastSyncStartedAt,
-    lastSyncedAt: r.lastSyncedAt,
-    highWaterMark: r.highWaterMark,
-    createdAt: r.createdAt,
-    updatedAt: r.updatedAt,
-    currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
-    health: connectionHealth(r, now),
-  };
-}
+/** The row's fields the view schema has (it leaves out the others), with the run in progress and its health. */
+const toView = (r: ConnectionRow, now: Date): ConnectionView =>
+  connectionView.parse({ ...r, currentRun: r.checkpoint, health: connectionHealth(r, now) });
 
 /** One connection with its health and, while it is connected, when its next scheduled sync runs. */
 export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {

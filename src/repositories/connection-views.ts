@@ -162,16 +162,6 @@ const OLDEST_UNFINISHED = `
 SELECT connection_id::text AS id, min(created_at) AS at FROM prediction_records
 WHERE connection_id = ANY($1::uuid[]) AND status NOT IN (${sqlList(TERMINAL_STATUSES)}) GROUP BY connection_id`;
 
-export interface ConnectionListQuery {
-  limit: number;
-  cursor?: string;
-  /** Only connections in these statuses. */
-  statuses?: ConnectionStatus[];
-  workspaceId?: string;
-  /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
-  q?: string;
-}
-
 interface Position {
   createdAt: Date;
   id: string;
@@ -197,7 +187,7 @@ async function selectRows(db: Db, filters: string[], params: unknown[], limit?: 
  */
 export async function listConnectionRows(
   db: Db,
-  query: ConnectionListQuery,
+  query: { limit: number; cursor?: string; statuses?: ConnectionStatus[]; workspaceId?: string; q?: string },
   keep?: (row: ConnectionRow) => boolean,
 ): Promise<{ rows: ConnectionRow[]; nextCursor: string | null }> {
   const filters: string[] = [];
