@@ -145,12 +145,12 @@ export function usageRules<T extends typeof usageFields>(shape: T) {
 }
 export const usageInput = usageRules(usageFields);
 
+/** Each issue is a `field: problem` line. */
+const invalid = (...issues: string[]) => new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
+
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`);
-    throw new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
-  }
+  if (!result.success) throw invalid(...result.error.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`));
   return result.data;
 }
 
@@ -329,8 +329,7 @@ export async function queryUsage(
   const byConnection = q.groupBy.includes("connection");
   const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection), MAX_USAGE_LINES) : found;
   if (!filled || filled.length + idleFloor.length > MAX_USAGE_LINES) {
-    const issue = `groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`;
-    throw new ValidationError(`invalid input: ${issue}`, [issue]);
+    throw invalid(`groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`);
   }
   const rows = filled.map((r) => ({ ...r, final: finality.row(r.connectionId, r.date) }));
   const coverage = spans.map((c) => finality.describe(c));
@@ -426,8 +425,9 @@ export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, inpu
   const mapping = parse(modelHardwareInput, input);
   const row = await prices.recordModelHardware(ctx.db, mapping);
   if (row) return row;
-  const issue = `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`;
-  throw new ValidationError(`invalid input: ${issue}`, [issue]);
+  throw invalid(
+    `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`,
+  );
 }
 
 const OPERATIONS = {
