@@ -13,11 +13,10 @@ import {
   type connectionPage,
   type erasureView,
   type eventPage,
-  type usageReport,
   type workspaceErasure,
 } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
-import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
+import { GROUP_BY } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
@@ -32,7 +31,7 @@ import { connectionDeployments, currentDeployments } from "./repositories/deploy
 import * as events from "./repositories/events.js";
 import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
-import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
@@ -249,6 +248,8 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
 export type ConnectionView = z.output<typeof connectionView>;
 export type ConnectionDetail = z.output<typeof connectionDetail>;
 export type ConnectionPage = z.output<typeof connectionPage>;
+/** Typed as queryUsage builds it: the rows from the measures table (the response schema leaves them loose). */
+export type UsageReport = Awaited<ReturnType<typeof queryUsage>>;
 export type EventPage = z.output<typeof eventPage>;
 export type ErasureView = z.output<typeof erasureView>;
 export type WorkspaceErasure = z.output<typeof workspaceErasure>;
@@ -290,15 +291,6 @@ export const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
-/** The report as the response schema describes it, with the rows typed from the measures table. */
-export type UsageReport = Pick<
-  z.output<typeof usageReport>,
-  "from" | "to" | "timeZone" | "groupBy" | "costNote" | "coverage" | "deployments"
-> & {
-  rows: UsageRow[];
-  idleFloor: IdleFloorRow[];
-};
-
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
  * coverage, over local days of the query's zone; each row and each covered day says whether it is
@@ -306,11 +298,7 @@ export type UsageReport = Pick<
  * stopped after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the HTTP client
  * went away) cancels it.
  */
-export async function queryUsage(
-  ctx: ProducerContext,
-  query: z.input<typeof usageInput>,
-  options: { signal?: AbortSignal } = {},
-): Promise<UsageReport> {
+export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
   const q = { ...input, timeZone };
