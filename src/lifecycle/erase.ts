@@ -41,7 +41,11 @@ export async function requestErasure(ctx: RequestContext, id: string): Promise<E
       `connection is ${row.status}; only a disconnected connection is erased (disconnect it, or ask with disconnect: true)`,
     );
   }
-  if (!row.erasedAt) await enqueue(ctx, id);
+  if (!row.erasedAt) {
+    await ctx.queues.enqueue("erase", { connectionId: id }).catch((error: unknown) => {
+      log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error });
+    });
+  }
   return toErasureView(row);
 }
 
@@ -56,14 +60,6 @@ export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: 
     else skipped.push({ connectionId: row.id, status: row.status });
   }
   return { workspaceId, erasures, skipped };
-}
-
-async function enqueue(ctx: RequestContext, id: string): Promise<void> {
-  try {
-    await ctx.queues.enqueue("erase", { connectionId: id });
-  } catch (err) {
-    log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error: err });
-  }
 }
 
 /** Enqueues every unfinished erasure (a no-op for one already queued or running): the reconciler's part. */
