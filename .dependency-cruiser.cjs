@@ -123,9 +123,10 @@ module.exports = {
     ),
     layer(
       "answer-schemas",
-      "the API's answer schemas are a contract the producer shares: pure zod over the domain",
+      "the API's answer schemas are a contract the producer shares: pure zod over the domain and the price book's schemas",
       files("api/schemas"),
       under("domain", "generated"),
+      "^src/pricing/schemas\\.ts$",
     ),
     layer(
       "api",

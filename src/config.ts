@@ -94,6 +94,31 @@ function checkKeyId(env: { TOKEN_ENCRYPTION_KEYS?: Map<string, Buffer>; TOKEN_EN
 
 const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) => chosen ?? [...keys.keys()][0]!;
 
+/** The variables the in-process producer reads too (src/producer.ts): the stores and the queue settings it enqueues with. */
+const SHARED = {
+  DATABASE_URL: true,
+  REDIS_URL: true,
+  QUEUE_PREFIX: true,
+  JOB_ATTEMPTS: true,
+  JOB_BACKOFF_MS: true,
+  SYNC_INTERVAL_MINUTES: true,
+  BACKFILL_DAYS: true,
+  LOOKBACK_HOURS: true,
+  USAGE_QUERY_TIMEOUT_MS: true,
+} as const;
+
+const sharedSettings = (e: Pick<z.output<typeof envShape>, keyof typeof SHARED>) => ({
+  databaseUrl: e.DATABASE_URL,
+  redisUrl: e.REDIS_URL,
+  queuePrefix: e.QUEUE_PREFIX,
+  /** Attempts per job and the base of the exponential backoff between them (with jitter). */
+  jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
+  /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
+  sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
+  /** How long one statement of a usage query may run before the database stops it. */
+  usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
+});
+
 const configSchema = envShape
   .superRefine((env, ctx) => {
     checkKeyId(env, ctx);
@@ -108,13 +133,12 @@ const configSchema = envShape
       ctx.addIssue({ code: "custom", path: ["WEBHOOK_URL"], message: "is required when WEBHOOK_SECRET is set" });
     }
   })
-  .transform((e) =>
-    Object.freeze({
+  .transform((e) => {
+    const shared = sharedSettings(e);
+    return Object.freeze({
+      ...shared,
       env: e.NODE_ENV,
       role: e.ROLE,
-      databaseUrl: e.DATABASE_URL,
-      redisUrl: e.REDIS_URL,
-      queuePrefix: e.QUEUE_PREFIX,
       encryption: { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) },
       replicate: {
         baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
@@ -123,9 +147,7 @@ const configSchema = envShape
         maxResponseBytes: e.REPLICATE_MAX_RESPONSE_BYTES,
       },
       sync: {
-        intervalMinutes: e.SYNC_INTERVAL_MINUTES,
-        backfillDays: e.BACKFILL_DAYS,
-        lookbackHours: e.LOOKBACK_HOURS,
+        ...shared.sync,
         concurrency: e.WORKER_CONCURRENCY,
         /** Time windows of one run read at once (a busy window is split up to this many). */
         parallelism: e.BACKFILL_PARALLELISM,
@@ -133,16 +155,12 @@ const configSchema = envShape
         sliceMs: e.SYNC_SLICE_MS,
       },
       jobs: {
-        /** Attempts per job and the base of the exponential backoff between them (with jitter). */
-        attempts: e.JOB_ATTEMPTS,
-        backoffMs: e.JOB_BACKOFF_MS,
+        ...shared.jobs,
         /** How long a job stays claimed by a worker that stopped answering before another worker takes it. */
         lockMs: e.JOB_LOCK_MS,
         /** How often workers compare Postgres with Redis's schedulers and jobs. */
         reconcileSeconds: e.RECONCILE_SECONDS,
       },
-      /** How long one statement of a usage query may run before the database stops it. */
-      usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
       /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
       erasure: { batchRows: e.ERASURE_BATCH_ROWS },
       /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
@@ -150,8 +168,8 @@ const configSchema = envShape
       /** Where state changes are posted, signed with the secret (Standard Webhooks); null: webhooks off. */
       webhooks: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : null,
       logLevel: e.LOG_LEVEL,
-    }),
-  );
+    });
+  });
 export type Config = z.output<typeof configSchema>;
 
 export class ConfigError extends Error {
@@ -176,48 +194,22 @@ export function parseDatabaseUrl(env: Record<string, string | undefined>): strin
   return validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
 }
 
-/**
- * What the in-process producer needs (src/producer.ts): the stores and the queue settings it
- * enqueues with. The keys are only needed to store tokens (connect, replaceToken); the readers work
- * without them.
- */
+// The keys are only needed to store tokens (connect, replaceToken); the producer's readers work without them.
 const producerSchema = envShape
-  .pick({
-    DATABASE_URL: true,
-    REDIS_URL: true,
-    QUEUE_PREFIX: true,
-    TOKEN_ENCRYPTION_KEY_ID: true,
-    JOB_ATTEMPTS: true,
-    JOB_BACKOFF_MS: true,
-    SYNC_INTERVAL_MINUTES: true,
-    USAGE_QUERY_TIMEOUT_MS: true,
-    BACKFILL_DAYS: true,
-    LOOKBACK_HOURS: true,
-  })
+  .pick({ ...SHARED, TOKEN_ENCRYPTION_KEY_ID: true })
   .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
   .superRefine(checkKeyId)
   .transform((e) =>
     Object.freeze({
-      databaseUrl: e.DATABASE_URL,
-      redisUrl: e.REDIS_URL,
-      queuePrefix: e.QUEUE_PREFIX,
+      ...sharedSettings(e),
       encryption: e.TOKEN_ENCRYPTION_KEYS
         ? { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) }
         : null,
-      jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
-      /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
-      sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
-      /** How long one statement of a usage query may run before the database stops it. */
-      usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
     }),
   );
 export type ProducerConfig = z.output<typeof producerSchema>;
 
-/**
- * The producer's settings from the same variables the service reads (DATABASE_URL, REDIS_URL, QUEUE_PREFIX,
- * TOKEN_ENCRYPTION_KEYS, TOKEN_ENCRYPTION_KEY_ID, JOB_ATTEMPTS, JOB_BACKOFF_MS, SYNC_INTERVAL_MINUTES, BACKFILL_DAYS,
- * LOOKBACK_HOURS, USAGE_QUERY_TIMEOUT_MS): no API or support token, and the keys only when tokens are stored.
- */
+/** The producer's settings from the same variables the service reads (SHARED and the keys): no API or support token. */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
   return validate(producerSchema, env);
 }

@@ -2,14 +2,21 @@ import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import type { AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
-import { Finality, coverageOf, readDays, type Coverage } from "./domain/coverage.js";
+import { Finality, coverageOf, readDays } from "./domain/coverage.js";
 import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
-import type { connectionView } from "./api/schemas.js";
-import { readErasure, requestErasure, requestWorkspaceErasure, type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
-import { GROUP_BY, type UsageRow } from "./domain/usage-measures.js";
+import {
+  connectionView,
+  type connectionDetail,
+  type connectionPage,
+  type erasureView,
+  type eventPage,
+  type workspaceErasure,
+} from "./api/schemas.js";
+import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
+import { GROUP_BY } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
   coverageSources,
@@ -24,7 +31,7 @@ import { connectionDeployments, currentDeployments } from "./repositories/deploy
 import * as events from "./repositories/events.js";
 import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
-import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
@@ -137,12 +144,12 @@ export function usageRules<T extends typeof usageFields>(shape: T) {
 }
 export const usageInput = usageRules(usageFields);
 
+/** Each issue is a `field: problem` line. */
+const invalid = (...issues: string[]) => new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
+
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`);
-    throw new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
-  }
+  if (!result.success) throw invalid(...result.error.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`));
   return result.data;
 }
 
@@ -239,26 +246,17 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
 
 /** A connection as support reads it: the row, the run in progress and its health. */
 export type ConnectionView = z.output<typeof connectionView>;
-export type ConnectionDetail = ConnectionView & { nextSyncAt: Date | null };
+export type ConnectionDetail = z.output<typeof connectionDetail>;
+export type ConnectionPage = z.output<typeof connectionPage>;
+/** Typed as queryUsage builds it: the rows from the measures table (the response schema leaves them loose). */
+export type UsageReport = Awaited<ReturnType<typeof queryUsage>>;
+export type EventPage = z.output<typeof eventPage>;
+export type ErasureView = z.output<typeof erasureView>;
+export type WorkspaceErasure = z.output<typeof workspaceErasure>;
 
-function toView(r: ConnectionRow, now: Date): ConnectionView {
-  const run = r.checkpoint;
-  return {
-    id: r.id,
-    workspaceId: r.workspaceId,
-    status: r.status,
-    accountUsername: r.accountUsername,
-    accountType: r.accountType,
-    verifiedAt: r.verifiedAt,
-    lastSyncStartedAt: r.lastSyncStartedAt,
-    lastSyncedAt: r.lastSyncedAt,
-    highWaterMark: r.highWaterMark,
-    createdAt: r.createdAt,
-    updatedAt: r.updatedAt,
-    currentRun: run && { runId: run.runId, startedAt: run.startedAt, pagesDone: run.pagesDone, predictionsSeen: run.predictionsSeen },
-    health: connectionHealth(r, now),
-  };
-}
+/** The row's fields the view schema has (it leaves out the others), with the run in progress and its health. */
+const toView = (r: ConnectionRow, now: Date): ConnectionView =>
+  connectionView.parse({ ...r, currentRun: r.checkpoint, health: connectionHealth(r, now) });
 
 /** One connection with its health and, while it is connected, when its next scheduled sync runs. */
 export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {
@@ -268,12 +266,6 @@ export async function getConnection(ctx: ProducerContext, id: string): Promise<C
   // Only Postgres is needed to answer: without Redis the next sync time is unknown (null).
   const nextSyncAt = view.status === "connected" ? await ctx.queues.nextSyncAt(view.id).catch(() => null) : null;
   return { ...view, nextSyncAt };
-}
-
-export interface ConnectionPage {
-  connections: ConnectionView[];
-  /** Pass as `cursor` for the next page; null on the last one. */
-  nextCursor: string | null;
 }
 
 /** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
@@ -288,11 +280,6 @@ export async function listConnections(ctx: ProducerContext, query: z.input<typeo
   return { connections: rows.map((r) => toView(r, now)), nextCursor };
 }
 
-export interface EventPage {
-  events: events.EventView[];
-  nextCursor: string | null;
-}
-
 /** A connection's event log (what support reads), newest first, a page at a time. */
 export async function listEvents(ctx: ProducerContext, id: string, query: z.input<typeof listEventsInput> = {}): Promise<EventPage> {
   const q = parse(listEventsInput, query);
@@ -304,21 +291,6 @@ export const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
-export interface UsageReport {
-  from: string;
-  to: string;
-  /** The zone the days are in: the query's, else the workspace's default, else UTC. */
-  timeZone: string;
-  groupBy: z.output<typeof usageFields.groupBy>;
-  costNote: string;
-  /** How much of the range each connection in scope has read, so "no usage" is told from "not synced yet". */
-  coverage: Coverage[];
-  rows: UsageRow[];
-  idleFloor: IdleFloorRow[];
-  /** With groupBy deployment: what each deployment in scope runs on. */
-  deployments?: Awaited<ReturnType<typeof currentDeployments>>;
-}
-
 /**
  * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
  * coverage, over local days of the query's zone; each row and each covered day says whether it is
@@ -326,11 +298,7 @@ export interface UsageReport {
  * stopped after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the HTTP client
  * went away) cancels it.
  */
-export async function queryUsage(
-  ctx: ProducerContext,
-  query: z.input<typeof usageInput>,
-  options: { signal?: AbortSignal } = {},
-): Promise<UsageReport> {
+export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
   const q = { ...input, timeZone };
@@ -349,8 +317,7 @@ export async function queryUsage(
   const byConnection = q.groupBy.includes("connection");
   const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection), MAX_USAGE_LINES) : found;
   if (!filled || filled.length + idleFloor.length > MAX_USAGE_LINES) {
-    const issue = `groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`;
-    throw new ValidationError(`invalid input: ${issue}`, [issue]);
+    throw invalid(`groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`);
   }
   const rows = filled.map((r) => ({ ...r, final: finality.row(r.connectionId, r.date) }));
   const coverage = spans.map((c) => finality.describe(c));
@@ -379,8 +346,6 @@ export async function updateWorkspaceSettings(
 ): Promise<workspaces.WorkspaceSettings> {
   return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
 }
-
-export { type ErasureView, type WorkspaceErasure } from "./lifecycle/erase.js";
 
 /** How an erasure is asked for: `disconnect` first disconnects what is not disconnected yet (else 409 / skipped). */
 export const erasureInput = z
@@ -448,34 +413,39 @@ export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, inpu
   const mapping = parse(modelHardwareInput, input);
   const row = await prices.recordModelHardware(ctx.db, mapping);
   if (row) return row;
-  const issue = `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`;
-  throw new ValidationError(`invalid input: ${issue}`, [issue]);
+  throw invalid(
+    `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`,
+  );
 }
 
+const OPERATIONS = {
+  connect,
+  replaceToken,
+  disconnect,
+  syncNow,
+  getConnection,
+  listConnections,
+  listEvents,
+  queryUsage,
+  eraseConnection,
+  eraseWorkspace,
+  getErasure,
+  getWorkspaceSettings,
+  updateWorkspaceSettings,
+  listDeployments,
+  getPriceBook,
+  listPriceHistory,
+  recordHardwarePrice,
+  recordModelPrice,
+  recordModelHardware,
+};
+type Bound<F> = F extends (ctx: never, ...args: infer A) => infer R ? (...args: A) => R : never;
+
 /** The producer bound to its own connections, for a backend that runs it in-process. */
-export interface Producer {
-  connect(input: z.input<typeof connectInput>, options?: { idempotencyKey?: string }): Promise<connections.PublicConnection>;
-  replaceToken(id: string, token: string): Promise<connections.PublicConnection>;
-  disconnect(id: string): Promise<connections.PublicConnection>;
-  syncNow(id: string): Promise<void>;
-  getConnection(id: string): Promise<ConnectionDetail>;
-  listConnections(query?: z.input<typeof listConnectionsInput>): Promise<ConnectionPage>;
-  listEvents(id: string, query?: z.input<typeof listEventsInput>): Promise<EventPage>;
-  queryUsage(query: z.input<typeof usageInput>): Promise<UsageReport>;
-  eraseConnection(id: string, options?: z.input<typeof erasureInput>): Promise<ErasureView>;
-  eraseWorkspace(workspaceId: string, options?: z.input<typeof erasureInput>): Promise<WorkspaceErasure>;
-  getErasure(id: string): Promise<ErasureView>;
-  getWorkspaceSettings(workspaceId: string): Promise<workspaces.WorkspaceSettings>;
-  updateWorkspaceSettings(workspaceId: string, input: z.input<typeof workspaceSettingsInput>): Promise<workspaces.WorkspaceSettings>;
-  listDeployments(id: string): ReturnType<typeof listDeployments>;
-  getPriceBook(query?: z.input<typeof priceBookInput>): ReturnType<typeof getPriceBook>;
-  listPriceHistory(): ReturnType<typeof listPriceHistory>;
-  recordHardwarePrice(input: z.input<typeof hardwarePriceInput>): ReturnType<typeof recordHardwarePrice>;
-  recordModelPrice(input: z.input<typeof modelPriceInput>): ReturnType<typeof recordModelPrice>;
-  recordModelHardware(input: z.input<typeof modelHardwareInput>): ReturnType<typeof recordModelHardware>;
+export type Producer = { [K in keyof typeof OPERATIONS]: Bound<(typeof OPERATIONS)[K]> } & {
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
-}
+};
 
 /**
  * Opens the producer on the service's database and Redis, from the same variables the service reads
@@ -486,26 +456,9 @@ export function createProducer(config: ProducerConfig = loadProducerConfig()): P
   const stores = openStores(config, 4);
   const keys = config.encryption;
   const ctx: ProducerContext = { ...stores, config, vault: keys && new TokenVault(keys.keys, keys.currentKeyId) };
-  return {
-    connect: (input, options) => connect(ctx, input, options),
-    replaceToken: (id, token) => replaceToken(ctx, id, token),
-    disconnect: (id) => disconnect(ctx, id),
-    syncNow: (id) => syncNow(ctx, id),
-    getConnection: (id) => getConnection(ctx, id),
-    listConnections: (query) => listConnections(ctx, query),
-    listEvents: (id, query) => listEvents(ctx, id, query),
-    getWorkspaceSettings: (id) => getWorkspaceSettings(ctx, id),
-    updateWorkspaceSettings: (id, input) => updateWorkspaceSettings(ctx, id, input),
-    queryUsage: (query) => queryUsage(ctx, query),
-    eraseConnection: (id, options) => eraseConnection(ctx, id, options),
-    eraseWorkspace: (workspace, options) => eraseWorkspace(ctx, workspace, options),
-    getErasure: (id) => getErasure(ctx, id),
-    listDeployments: (id) => listDeployments(ctx, id),
-    getPriceBook: (query) => getPriceBook(ctx, query),
-    listPriceHistory: () => listPriceHistory(ctx),
-    recordHardwarePrice: (input) => recordHardwarePrice(ctx, input),
-    recordModelPrice: (input) => recordModelPrice(ctx, input),
-    recordModelHardware: (input) => recordModelHardware(ctx, input),
-    close: () => stores.close(),
-  };
+  const bound = Object.entries(OPERATIONS).map(([name, op]) => [
+    name,
+    (...args: never[]) => (op as (...a: unknown[]) => unknown)(ctx, ...args),
+  ]);
+  return { ...(Object.fromEntries(bound) as Omit<Producer, "close">), close: () => stores.close() };
 }

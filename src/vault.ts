@@ -8,11 +8,6 @@ import { VaultError } from "./errors.js";
 const VERSION = "v1";
 const ALGORITHM = "aes-256-gcm";
 
-export interface Sealed {
-  ciphertext: string;
-  keyId: string;
-}
-
 export class TokenVault {
   constructor(
     private readonly keys: ReadonlyMap<string, Buffer>,
@@ -21,7 +16,7 @@ export class TokenVault {
     if (!keys.has(currentKeyId)) throw new VaultError("unknown_key", `current key "${currentKeyId}" is not in the keyring`);
   }
 
-  seal(plaintext: string, connectionId: string): Sealed {
+  seal(plaintext: string, connectionId: string): { ciphertext: string; keyId: string } {
     const iv = randomBytes(12);
     const cipher = createCipheriv(ALGORITHM, this.keys.get(this.currentKeyId)!, iv);
     cipher.setAAD(Buffer.from(connectionId, "utf8"));

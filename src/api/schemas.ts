@@ -2,6 +2,8 @@ import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { healthSchema } from "../domain/health.js";
+import { coverageSchema } from "../domain/coverage.js";
+import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
@@ -198,15 +200,12 @@ export const deploymentList = z.object({
   deployments: z.array(deployment),
 });
 
-// Prices gain columns as the price book grows: known fields are described, and any others pass
-// through (loose objects), so a new column is never dropped from an answer.
-const decimal = z.string().describe("USD as a decimal string");
 const dimension = z.string().nullable().optional();
 
 const MEASURE_SCHEMA: Record<MeasureType, z.ZodType> = {
   count: z.number().int(),
   amount: z.number(),
-  usd: decimal,
+  usd: decimalUsd,
   label: z.string().nullable(),
 };
 const dimensions = Object.fromEntries(GROUP_BY.map((g) => [DIMENSION_FIELD[g], dimension]));
@@ -224,8 +223,6 @@ const usageRow = z.looseObject({
   refreshedAt: z.iso.datetime().nullable().describe(ROW_STATE.refreshedAt),
 });
 
-const day = z.iso.date();
-
 export const usageReport = z
   .looseObject({
     from: z.iso.date(),
@@ -237,37 +234,7 @@ export const usageReport = z
       .array(deployment.extend({ connectionId: z.uuid() }))
       .optional()
       .describe("with groupBy deployment: what each deployment in scope runs on (its latest release)"),
-    coverage: z.array(
-      z.object({
-        connectionId: z.uuid(),
-        from: day.nullable().describe("first local day of the range that has been read"),
-        to: day.nullable().describe("last local day of the range that has been read"),
-        complete: z.boolean(),
-        lastSyncedAt: z.iso.datetime().nullable(),
-        finalThrough: day
-          .nullable()
-          .describe("the last day from `from` on such that it and every read day before it are final; null when `from` is not final"),
-        utcOnly: z
-          .array(z.object({ from: day, to: day }))
-          .describe(
-            "days (ranges) whose usage is partly whole UTC days kept from before quarter hours (their predictions were pruned): counted under their UTC date, so not exact in this zone",
-          ),
-        days: z
-          .array(
-            z.object({
-              date: day,
-              final: z
-                .boolean()
-                .describe("no later sync can change this day: all its predictions were terminal and it is past any sync's window"),
-              refreshedAt: z.iso
-                .datetime()
-                .nullable()
-                .describe("when a page holding the day's predictions was last written; null without usage"),
-            }),
-          )
-          .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
-      }),
-    ),
+    coverage: z.array(coverageSchema),
     rows: z.array(usageRow),
     idleFloor: z.array(
       z.looseObject({
@@ -277,7 +244,7 @@ export const usageReport = z
         model: dimension,
         deployment: dimension,
         instanceSeconds: z.number(),
-        estimatedCostUsd: decimal,
+        estimatedCostUsd: decimalUsd,
         costBasis: z.string(),
       }),
     ),
@@ -336,16 +303,6 @@ export const usageReport = z
       },
     ],
   });
-
-const priceRow = { id: z.string(), effectiveFrom: z.iso.date(), source: z.string(), recordedAt: when };
-export const hardwarePrice = z.looseObject({ ...priceRow, sku: z.string(), usdPerSecond: decimal });
-export const modelPrice = z.looseObject({ ...priceRow, model: z.string(), unit: z.string(), usdPerUnit: decimal });
-export const modelHardware = z.looseObject({ ...priceRow, model: z.string(), sku: z.string().nullable() });
-export const priceBook = z.looseObject({
-  hardware: z.array(hardwarePrice),
-  models: z.array(modelPrice),
-  modelHardware: z.array(modelHardware),
-});
 
 // erasure (src/lifecycle/erase.ts)
 export const erasureView = z

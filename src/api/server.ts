@@ -15,7 +15,6 @@ import { logScope, moduleLogger } from "../logger.js";
 import { requireCredential } from "./auth.js";
 import { documentRoute, withRequestIds } from "./openapi.js";
 import { connectionRoutes } from "./routes/connections.js";
-import { deploymentRoutes } from "./routes/deployments.js";
 import { erasureRoutes } from "./routes/erasure.js";
 import { priceRoutes } from "./routes/prices.js";
 import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
@@ -136,7 +135,6 @@ export async function buildServer(
   await app.register(connectionRoutes(ctx));
   await app.register(usageRoutes(ctx));
   await app.register(workspaceRoutes(ctx));
-  await app.register(deploymentRoutes(ctx));
   await app.register(priceRoutes(ctx));
   await app.register(erasureRoutes(ctx));
   await supportPage(app);

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
 import { syncWindowStart } from "./checkpoint.js";
 
@@ -16,34 +17,41 @@ export interface CoverageSource {
   run: { windowStart: Date; windowEnd: Date; oldestRead: Date | null } | null;
 }
 
+const day = z.iso.date();
+
 /**
  * How much of a requested date range the database has actually read, per connection, so a dashboard
  * can tell "no usage" from "not synced yet". Pure: the inputs come from coverageSources().
  */
-export interface CoverageSpan {
-  connectionId: string;
-  /** First and last local day of the range that has been read (the edge days may be partly read); null when none. */
-  from: string | null;
-  to: string | null;
-  /** Every requested day up to the last finished sync has been read. Days after it fill in on the next runs. */
-  complete: boolean;
-  lastSyncedAt: string | null;
-}
-
-/** A read day: whether it is final, and when a page holding its predictions was last written (null: no usage that day). */
-export interface CoverageDay {
-  date: string;
-  final: boolean;
-  refreshedAt: string | null;
-}
-
-export interface Coverage extends CoverageSpan {
-  /** The last day from `from` on such that it and every read day before it are final; null when `from` is not. */
-  finalThrough: string | null;
-  /** Days counted as whole UTC days (usage from before quarter hours whose ledger was pruned): exact in UTC only. */
-  utcOnly: { from: string; to: string }[];
-  days: CoverageDay[];
-}
+export const coverageSchema = z.object({
+  connectionId: z.uuid(),
+  from: day.nullable().describe("first local day of the range that has been read"),
+  to: day.nullable().describe("last local day of the range that has been read"),
+  complete: z.boolean(),
+  lastSyncedAt: z.iso.datetime().nullable(),
+  finalThrough: day
+    .nullable()
+    .describe("the last day from `from` on such that it and every read day before it are final; null when `from` is not final"),
+  utcOnly: z
+    .array(z.object({ from: day, to: day }))
+    .describe(
+      "days (ranges) whose usage is partly whole UTC days kept from before quarter hours (their predictions were pruned): counted under their UTC date, so not exact in this zone",
+    ),
+  days: z
+    .array(
+      z.object({
+        date: day,
+        final: z
+          .boolean()
+          .describe("no later sync can change this day: all its predictions were terminal and it is past any sync's window"),
+        refreshedAt: z.iso.datetime().nullable().describe("when a page holding the day's predictions was last written; null without usage"),
+      }),
+    )
+    .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
+});
+export type Coverage = z.output<typeof coverageSchema>;
+/** The read days before finality is known: `complete` when every requested day up to the last finished sync has been read. */
+export type CoverageSpan = Omit<Coverage, "finalThrough" | "utcOnly" | "days">;
 
 /** The time span read so far: [start, end). */
 function readSpan(s: CoverageSource): { start: Date; end: Date } | null {

@@ -1,4 +1,4 @@
-import { UsageKind } from "../generated/prisma/enums.js";
+import type { UsageKind } from "../generated/prisma/enums.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-status.js";
 
 // The one definition of a usage row: its dimensions and its measures. The ledger→usage write, the
@@ -6,7 +6,6 @@ import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-s
 // document) are all derived from these tables, so a measure cannot be in one and missing in another.
 
 /** What a usage record is: a prediction or a training (both bill compute seconds; ids are unique within a kind). */
-export const USAGE_KINDS = Object.values(UsageKind);
 export type { UsageKind };
 
 /** Usage is kept in UTC quarter hours: every real time zone's offset is a multiple of 15 minutes. */

@@ -12,32 +12,14 @@ import type { ConnectionStatus } from "../generated/prisma/enums.js";
 
 const log = moduleLogger("erase");
 
-export type ErasureState = "not_requested" | "in_progress" | "erased";
-
-export interface ErasureView {
-  connectionId: string;
-  workspaceId: string;
-  state: ErasureState;
-  requestedAt: Date | null;
-  erasedAt: Date | null;
-  /** Rows deleted so far, per table: all of them once erased; null before the request. */
-  deleted: erasure.ErasureCounts | null;
-}
-
-export interface WorkspaceErasure {
-  workspaceId: string;
-  erasures: ErasureView[];
-  /** Connections not disconnected, left as they are (the request did not ask to disconnect them). */
-  skipped: { connectionId: string; status: ConnectionStatus }[];
-}
-
 type RequestContext = Pick<AppContext, "db" | "queues">;
+type ErasureView = ReturnType<typeof toErasureView>;
 
-export function toErasureView(row: erasure.ErasureRow): ErasureView {
+function toErasureView(row: erasure.ErasureRow) {
   return {
     connectionId: row.id,
     workspaceId: row.workspaceId,
-    state: row.erasedAt ? "erased" : row.requestedAt ? "in_progress" : "not_requested",
+    state: row.erasedAt ? ("erased" as const) : row.requestedAt ? ("in_progress" as const) : ("not_requested" as const),
     requestedAt: row.requestedAt,
     erasedAt: row.erasedAt,
     deleted: row.counts,
@@ -59,29 +41,25 @@ export async function requestErasure(ctx: RequestContext, id: string): Promise<E
       `connection is ${row.status}; only a disconnected connection is erased (disconnect it, or ask with disconnect: true)`,
     );
   }
-  if (!row.erasedAt) await enqueue(ctx, id);
+  if (!row.erasedAt) {
+    await ctx.queues.enqueue("erase", { connectionId: id }).catch((error: unknown) => {
+      log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error });
+    });
+  }
   return toErasureView(row);
 }
 
 /** Requests the erasure of every disconnected connection of the workspace; 404 when it has none at all. */
-export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: string): Promise<WorkspaceErasure> {
+export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: string) {
   const rows = await erasure.workspaceErasures(ctx.db, workspaceId);
   if (!rows.length) throw new NotFoundError(`workspace ${workspaceId} has no connections`);
   const erasures: ErasureView[] = [];
-  const skipped: WorkspaceErasure["skipped"] = [];
+  const skipped: { connectionId: string; status: ConnectionStatus }[] = [];
   for (const row of rows) {
     if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.id));
     else skipped.push({ connectionId: row.id, status: row.status });
   }
   return { workspaceId, erasures, skipped };
-}
-
-async function enqueue(ctx: RequestContext, id: string): Promise<void> {
-  try {
-    await ctx.queues.enqueue("erase", { connectionId: id });
-  } catch (err) {
-    log.warn("erasure recorded; it is queued once Redis answers (reconciler)", { connectionId: id, error: err });
-  }
 }
 
 /** Enqueues every unfinished erasure (a no-op for one already queued or running): the reconciler's part. */

@@ -48,30 +48,25 @@ async function connect(db: Db, id: string, ciphertext: string, account: Account,
     const outcome = await connectAccount(db, id, ciphertext, account);
     if (outcome === "connected") return "verified";
     if (outcome === "gone") return "gone";
-    let pause: Parameters<typeof pauseVerified>[3];
-    let holder: string | null = null;
-    if (outcome === "duplicate") {
-      holder = await accountHolder(db, id, account);
-      // The holder may have been disconnected since the unique index refused: then connecting is tried again.
-      if (holder === null) continue;
-      pause = {
-        connectionId: id,
-        jobId,
-        kind: "duplicate_account",
-        level: "error",
-        message: `${describeAccount(account)} is already connected in this workspace as connection ${holder}; this connection does not sync, so its usage is not counted twice`,
-        detail: { duplicateOf: holder, accountType: account.type, username: account.username },
-      };
-    } else {
-      pause = {
-        connectionId: id,
-        jobId,
-        kind: "account_changed",
-        level: "error",
-        message: `the new token belongs to ${describeAccount(account)}, but this connection syncs ${describeAccount(outcome.syncs)}; it was not used, so the usage history stays one account's`,
-        detail: { connected: outcome.syncs, pasted: account },
-      };
-    }
+    const holder = outcome === "duplicate" ? await accountHolder(db, id, account) : null;
+    // The holder may have been disconnected since the unique index refused: then connecting is tried again.
+    if (outcome === "duplicate" && holder === null) continue;
+    const pause = {
+      connectionId: id,
+      jobId,
+      level: "error" as const,
+      ...(outcome === "duplicate"
+        ? {
+            kind: "duplicate_account" as const,
+            message: `${describeAccount(account)} is already connected in this workspace as connection ${holder}; this connection does not sync, so its usage is not counted twice`,
+            detail: { duplicateOf: holder, accountType: account.type, username: account.username },
+          }
+        : {
+            kind: "account_changed" as const,
+            message: `the new token belongs to ${describeAccount(account)}, but this connection syncs ${describeAccount(outcome.syncs)}; it was not used, so the usage history stays one account's`,
+            detail: { connected: outcome.syncs, pasted: account },
+          }),
+    };
     moduleLogger("verify", { connectionId: id, jobId }).info("connection paused at verification", { kind: pause.kind });
     return (await pauseVerified(db, id, ciphertext, pause, holder)) ? "paused" : "gone";
   }

@@ -24,3 +24,17 @@ export const modelHardwareInput = z.object({ model, sku: sku.nullable(), effecti
 export type HardwarePriceInput = z.output<typeof hardwarePriceInput>;
 export type ModelPriceInput = z.output<typeof modelPriceInput>;
 export type ModelHardwareInput = z.output<typeof modelHardwareInput>;
+
+// The rows as recorded and answered. Prices gain columns as the price book grows: known fields are
+// described, and any others pass through (loose objects), so a new column is never dropped from an answer.
+export const decimalUsd = z.string().describe("USD as a decimal string");
+const recorded = { id: z.string(), effectiveFrom: z.iso.date(), source: z.string(), recordedAt: z.date() };
+export const hardwarePrice = z.looseObject({ ...recorded, sku: z.string(), usdPerSecond: decimalUsd });
+export const modelPrice = z.looseObject({ ...recorded, model: z.string(), unit: z.string(), usdPerUnit: decimalUsd });
+export const modelHardware = z.looseObject({ ...recorded, model: z.string(), sku: z.string().nullable() });
+export const priceBook = z.looseObject({
+  hardware: z.array(hardwarePrice),
+  models: z.array(modelPrice),
+  modelHardware: z.array(modelHardware),
+});
+export type PriceBook = z.output<typeof priceBook>;

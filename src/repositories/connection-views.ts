@@ -1,7 +1,8 @@
 import type { Db } from "../db/client.js";
 import type { CoverageSource } from "../domain/coverage.js";
 import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
-import type { AccountType, ConnectionStatus, EventKind } from "../generated/prisma/enums.js";
+import { latestEvent } from "./events.js";
+import type { AccountType, ConnectionStatus } from "../generated/prisma/enums.js";
 import type { HealthInput } from "../domain/health.js";
 import { parseCheckpoint, readSince } from "../domain/checkpoint.js";
 import {
@@ -65,15 +66,6 @@ interface Row {
   duplicate_of: string | null;
 }
 
-/** The newest (or oldest) matching event over several kinds: one LIMIT 1 index probe per kind. */
-function pick(kinds: EventKind[], columns: string, where: string, order: "DESC" | "ASC"): string {
-  const probes = kinds.map(
-    (k) => `(SELECT ${columns} FROM integration_events e WHERE e.connection_id = c.id AND e.kind = '${k}' ${where}
-      ORDER BY e.occurred_at ${order}, e.id ${order} LIMIT 1)`,
-  );
-  return `SELECT * FROM (${probes.join(" UNION ALL ")}) p ORDER BY occurred_at ${order} LIMIT 1`;
-}
-
 // Retries recorded since the row, the last error and the last success changed (a page written moves updated_at).
 const RETRYING = "AND e.level = 'warn' AND e.occurred_at > greatest(c.updated_at, er.occurred_at, ok.occurred_at)";
 
@@ -86,17 +78,16 @@ SELECT c.id, c.workspace_id, c.status, c.account_username, c.account_type, c.ver
        rt.occurred_at AS retry_at, rt.kind AS retry_kind, rt.http_status AS retry_status, rt.retry_after_seconds AS retry_seconds,
        rt.attempt AS retry_attempt, rt.max_attempts AS retry_max, wn.warnings, fw.window_start AS first_window_start
 FROM connections c
-LEFT JOIN LATERAL (${pick(["rate_limited"], `e.occurred_at, e.retry_after_seconds, (e.detail->>'pacedPerMinute')::float8 AS paced_per_minute`, "", "DESC")}) rl ON true
-LEFT JOIN LATERAL (${pick(ERROR_KINDS, "e.occurred_at, e.kind, e.http_status", "AND e.level = 'error'", "DESC")}) er ON true
-LEFT JOIN LATERAL (${pick(SUCCESS_KINDS, "e.occurred_at", "", "DESC")}) ok ON true
-LEFT JOIN LATERAL (${pick(RECOVERY_KINDS, "e.occurred_at", "AND e.occurred_at > coalesce(er.occurred_at, '-infinity')", "ASC")}) rec ON true
-LEFT JOIN LATERAL (${pick(
+LEFT JOIN LATERAL (${latestEvent(["rate_limited"], `e.occurred_at, e.retry_after_seconds, (e.detail->>'pacedPerMinute')::float8 AS paced_per_minute`)}) rl ON true
+LEFT JOIN LATERAL (${latestEvent(ERROR_KINDS, "e.occurred_at, e.kind, e.http_status", "AND e.level = 'error'")}) er ON true
+LEFT JOIN LATERAL (${latestEvent(SUCCESS_KINDS, "e.occurred_at")}) ok ON true
+LEFT JOIN LATERAL (${latestEvent(RECOVERY_KINDS, "e.occurred_at", "AND e.occurred_at > coalesce(er.occurred_at, '-infinity')", { order: "ASC" })}) rec ON true
+LEFT JOIN LATERAL (${latestEvent(
   RETRIED_ERROR_KINDS,
   `e.occurred_at, e.kind, e.http_status, e.retry_after_seconds, (e.detail->>'attempt')::int AS attempt, (e.detail->>'maxAttempts')::int AS max_attempts`,
   RETRYING,
-  "DESC",
 )}) rt ON true
-LEFT JOIN LATERAL (${pick(RETRIED_ERROR_KINDS, "e.occurred_at", RETRYING, "ASC")}) rt0 ON true
+LEFT JOIN LATERAL (${latestEvent(RETRIED_ERROR_KINDS, "e.occurred_at", RETRYING, { order: "ASC" })}) rt0 ON true
 LEFT JOIN LATERAL (
   SELECT jsonb_agg(jsonb_build_object('at', w.occurred_at, 'kind', w.kind, 'endpoint', w.endpoint, 'httpStatus', w.http_status)
                    ORDER BY w.occurred_at) AS warnings
@@ -171,16 +162,6 @@ const OLDEST_UNFINISHED = `
 SELECT connection_id::text AS id, min(created_at) AS at FROM prediction_records
 WHERE connection_id = ANY($1::uuid[]) AND status NOT IN (${sqlList(TERMINAL_STATUSES)}) GROUP BY connection_id`;
 
-export interface ConnectionListQuery {
-  limit: number;
-  cursor?: string;
-  /** Only connections in these statuses. */
-  statuses?: ConnectionStatus[];
-  workspaceId?: string;
-  /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
-  q?: string;
-}
-
 interface Position {
   createdAt: Date;
   id: string;
@@ -206,7 +187,7 @@ async function selectRows(db: Db, filters: string[], params: unknown[], limit?: 
  */
 export async function listConnectionRows(
   db: Db,
-  query: ConnectionListQuery,
+  query: { limit: number; cursor?: string; statuses?: ConnectionStatus[]; workspaceId?: string; q?: string },
   keep?: (row: ConnectionRow) => boolean,
 ): Promise<{ rows: ConnectionRow[]; nextCursor: string | null }> {
   const filters: string[] = [];

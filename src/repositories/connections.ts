@@ -17,6 +17,8 @@ export function toPublic(row: Connection): PublicConnection {
   return rest;
 }
 
+const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
+
 /** Only the state machine's allowed sources: the row lock the UPDATE takes makes a lost race a no-op. */
 const allowed = (transition: Transition) => ({ status: { in: [...TRANSITIONS[transition].from] } });
 
@@ -49,7 +51,7 @@ export async function createIdempotently(
   try {
     return { row: await createConnection(db, vault, workspaceId, token, idempotencyKey), created: true };
   } catch (err) {
-    const raced = idempotencyKey && err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002" && (await find());
+    const raced = idempotencyKey && isUniqueViolation(err) && (await find());
     if (!raced) throw err;
     return { row: raced, created: false };
   }
@@ -98,8 +100,6 @@ export type ConnectOutcome = "connected" | "gone" | "duplicate" | { syncs: Accou
 // here, far past Prisma's 5 s default for an interactive transaction.
 const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
 const STATE_CHANGE_LIMITS = { maxWait: 10_000, timeout: 15_000 };
-
-const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002";
 
 /**
  * Marks the connection connected for `account`, verified with the token read as `ciphertext`,

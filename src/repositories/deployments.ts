@@ -1,21 +1,27 @@
 import type { Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
-import { recordEvent, type NewEvent } from "./events.js";
+import { latestEvent, recordEvent, type NewEvent } from "./events.js";
 
 /** The endpoint enrichment events about deployments name (detail.endpoint). */
 export const DEPLOYMENTS_ENDPOINT = "/v1/deployments";
 
-const lastEvent = (kind: "enrichment_failed" | "enrichment_recovered", connection: string) =>
-  `coalesce((SELECT max(e.id) FROM integration_events e WHERE e.connection_id = ${connection} AND e.kind = '${kind}'
-     AND e.detail->>'endpoint' = '${DEPLOYMENTS_ENDPOINT}'), 0)`;
+const LAST_ENRICHMENT = (connection: string) =>
+  latestEvent(
+    ["enrichment_failed", "enrichment_recovered"],
+    "e.kind, e.occurred_at",
+    `AND e.detail->>'endpoint' = '${DEPLOYMENTS_ENDPOINT}'`,
+    {
+      connection,
+    },
+  );
 
 /**
  * SQL, true while the connection's deployments read is failing: its last enrichment event about
  * them is an enrichment_failed (a connection's runs, and so its reads, follow one another).
  */
 export const deploymentsFailing = (connection: string) =>
-  `${lastEvent("enrichment_failed", connection)} > ${lastEvent("enrichment_recovered", connection)}`;
+  `coalesce((SELECT l.kind = 'enrichment_failed' FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
 /** When the deployments were last read, and whether reading them is failing; null for an unknown connection. */
 export async function deploymentsReadState(db: Db, connectionId: string): Promise<{ checkedAt: Date | null; failing: boolean } | null> {
@@ -76,47 +82,22 @@ export async function storeDeployments(db: Db, connectionId: string, deployments
   });
 }
 
-export interface DeploymentView {
-  name: string;
-  releaseNumber: number;
-  model: string;
-  version: string;
-  hardware: string;
-  minInstances: number;
-  maxInstances: number;
-  effectiveFrom: string;
-  lastSeenOn: string;
-}
-
 /** Each deployment's latest known release, by connection and name: of one connection or of a workspace. */
-export async function currentDeployments(
-  db: Db,
-  scope: { connectionId?: string; workspaceId?: string },
-): Promise<(DeploymentView & { connectionId: string })[]> {
+export async function currentDeployments(db: Db, scope: { connectionId?: string; workspaceId?: string }) {
   const rows = await db.deployment.findMany({
     where: { connectionId: scope.connectionId, connection: { workspaceId: scope.workspaceId, erasureRequestedAt: null } },
     orderBy: [{ connectionId: "asc" }, { name: "asc" }, { releaseNumber: "desc" }],
     distinct: ["connectionId", "name"],
   });
-  return rows.map((r) => ({
-    connectionId: r.connectionId,
-    name: r.name,
-    releaseNumber: r.releaseNumber,
-    model: r.model,
-    version: r.version,
-    hardware: r.hardware,
-    minInstances: r.minInstances,
-    maxInstances: r.maxInstances,
-    effectiveFrom: utcDay(r.effectiveFrom),
-    lastSeenOn: utcDay(r.lastSeenOn),
+  return rows.map(({ effectiveFrom, lastSeenOn, ...d }) => ({
+    ...d,
+    effectiveFrom: utcDay(effectiveFrom),
+    lastSeenOn: utcDay(lastSeenOn),
   }));
 }
 
 /** The deployments route's view; null when the connection does not exist. */
-export async function connectionDeployments(
-  db: Db,
-  connectionId: string,
-): Promise<{ checkedAt: Date | null; deployments: DeploymentView[] } | null> {
+export async function connectionDeployments(db: Db, connectionId: string) {
   const row = await db.connection.findUnique({ where: { id: connectionId }, select: { deploymentsCheckedAt: true } });
   if (!row) return null;
   const deployments = (await currentDeployments(db, { connectionId })).map(({ connectionId: _c, ...d }) => d);

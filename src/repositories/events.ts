@@ -1,7 +1,24 @@
 import type { Db } from "../db/client.js";
-import type { EventKind, EventLevel, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
+import type { EventKind, EventLevel, Prisma } from "../generated/prisma/client.js";
 import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
+
+/**
+ * The newest (or oldest) event of `kinds` matching `where`, of the connection `connection` (SQL): one
+ * LIMIT 1 probe per kind on the (connection, kind, occurred_at) index, so its cost does not grow with the log.
+ */
+export function latestEvent(
+  kinds: EventKind[],
+  columns: string,
+  where = "",
+  { connection = "c.id", order = "DESC" }: { connection?: string; order?: "DESC" | "ASC" } = {},
+): string {
+  const probes = kinds.map(
+    (k) => `(SELECT ${columns} FROM integration_events e WHERE e.connection_id = ${connection} AND e.kind = '${k}' ${where}
+      ORDER BY e.occurred_at ${order}, e.id ${order} LIMIT 1)`,
+  );
+  return `SELECT * FROM (${probes.join(" UNION ALL ")}) p ORDER BY occurred_at ${order} LIMIT 1`;
+}
 
 export interface NewEvent {
   connectionId: string;
@@ -47,39 +64,6 @@ export function eventParams(event: Omit<NewEvent, "connectionId">): unknown[] {
   return [e.kind, e.level, e.message, e.jobId, e.detail === undefined ? null : JSON.stringify(e.detail)];
 }
 
-export interface EventQuery {
-  kind?: EventKind;
-  since?: Date;
-  limit: number;
-  cursor?: string;
-}
-
-export interface EventView {
-  id: string;
-  occurredAt: string;
-  kind: EventKind;
-  level: EventLevel;
-  message: string;
-  httpStatus: number | null;
-  retryAfterSeconds: number | null;
-  jobId: string | null;
-  detail: unknown;
-}
-
-export function toEventView(e: IntegrationEvent): EventView {
-  return {
-    id: e.id.toString(),
-    occurredAt: e.occurredAt.toISOString(),
-    kind: e.kind,
-    level: e.level,
-    message: e.message,
-    httpStatus: e.httpStatus,
-    retryAfterSeconds: e.retryAfterSeconds,
-    jobId: e.jobId,
-    detail: e.detail,
-  };
-}
-
 const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** The position after which the next page starts; null when the cursor was not made by this module. */
@@ -90,7 +74,7 @@ export function decodeCursor(cursor: string): { occurredAt: Date; id: bigint } |
 }
 
 /** Newest first (served by the (connection, occurred_at desc, id desc) index), keyset-paginated. */
-export async function listEvents(db: Db, connectionId: string, q: EventQuery): Promise<{ events: EventView[]; nextCursor: string | null }> {
+export async function listEvents(db: Db, connectionId: string, q: { kind?: EventKind; since?: Date; limit: number; cursor?: string }) {
   const after = q.cursor ? decodeCursor(q.cursor) : null;
   const rows = await db.integrationEvent.findMany({
     where: {
@@ -104,5 +88,10 @@ export async function listEvents(db: Db, connectionId: string, q: EventQuery): P
   });
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
-  return { events: page.map(toEventView), nextCursor: rows.length > q.limit && last ? encodeCursor(last.occurredAt, last.id) : null };
+  const events = page.map(({ connectionId: _c, id, occurredAt, ...e }) => ({
+    ...e,
+    id: id.toString(),
+    occurredAt: occurredAt.toISOString(),
+  }));
+  return { events, nextCursor: rows.length > q.limit && last ? encodeCursor(last.occurredAt, last.id) : null };
 }

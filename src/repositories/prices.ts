@@ -1,5 +1,5 @@
 import type { Db } from "../db/client.js";
-import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput } from "../pricing/schemas.js";
+import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook } from "../pricing/schemas.js";
 
 // The price book is append-only: a change is a new row, and for a key and a day the row with the
 // latest effective_from, then the latest id, applies.
@@ -20,15 +20,9 @@ export const HARDWARE_PRICE_SPANS = spans("hardware_prices", "sku", "usd_per_sec
 export const MODEL_PRICE_SPANS = spans("model_prices", "model, unit", "usd_per_unit AS price");
 export const MODEL_SKU_SPANS = spans("model_hardware", "model", "sku");
 
-export interface PriceRow {
-  id: string;
-  effectiveFrom: string;
-  source: string;
-  recordedAt: Date;
-}
-export type HardwarePriceRow = PriceRow & { sku: string; usdPerSecond: string };
-export type ModelPriceRow = PriceRow & { model: string; unit: string; usdPerUnit: string };
-export type ModelHardwareRow = PriceRow & { model: string; sku: string | null };
+type HardwarePriceRow = PriceBook["hardware"][number];
+type ModelPriceRow = PriceBook["models"][number];
+type ModelHardwareRow = PriceBook["modelHardware"][number];
 
 const COMMON = `id::text AS id, to_char(effective_from, 'YYYY-MM-DD') AS "effectiveFrom", source, recorded_at AS "recordedAt"`;
 const TABLES = {
@@ -40,12 +34,6 @@ const TABLES = {
   },
   modelHardware: { table: "model_hardware", key: "model", columns: `model, sku` },
 } as const;
-
-export interface PriceBook {
-  hardware: HardwarePriceRow[];
-  models: ModelPriceRow[];
-  modelHardware: ModelHardwareRow[];
-}
 
 /** The prices in force on `asOf` (one row per key), or with `history` every recorded row, newest first. */
 export async function readPriceBook(db: Db, options: { asOf: string } | { history: true }): Promise<PriceBook> {

@@ -13,19 +13,12 @@ import { webhookId } from "./payload.js";
 
 export const WEBHOOK_TIMEOUT_MS = 10_000;
 
-export interface WebhookAttempt {
-  id?: string;
-  /** 1-based, and how many the queue allows. */
-  attempt: number;
-  maxAttempts: number;
-}
-
 /** Sends the webhook; throws WebhookDeliveryError (after recording the attempt) so the queue retries with backoff. */
 export async function deliverWebhook(
   db: Db,
   webhooks: NonNullable<Config["webhooks"]>,
   deliveryId: string,
-  job: WebhookAttempt,
+  job: { id?: string; attempt: number; maxAttempts: number },
 ): Promise<"delivered" | "skipped"> {
   const row = await findWebhook(db, BigInt(deliveryId));
   // Delivered already (a re-enqueue after a crash), or never prepared/expired: nothing to send.

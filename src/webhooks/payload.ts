@@ -4,27 +4,18 @@ import type { Health } from "../domain/health.js";
 // What the backend receives: the Standard Webhooks envelope {type, timestamp, data}. Ids and health
 // only: never a token, a secret or anything read from a customer's predictions.
 
-export interface WebhookPayload {
-  type: WebhookType;
-  /** When the state change happened (the event's time), not when this attempt was sent. */
-  timestamp: string;
-  data: {
-    connectionId: string;
-    workspaceId: string;
-    /** The integration event that caused it (GET /v1/connections/:id/events). */
-    eventId: string;
-    /** The connection's health when the webhook was prepared, moments after the event. */
-    health: Health;
-  };
-}
-
 /** Stable per event and type: every attempt of one webhook carries the same id, so receivers deduplicate on it. */
 export const webhookId = (eventId: bigint, type: string) => `evt_${eventId}_${type}`;
 
+/**
+ * `timestamp` is when the state change happened (the event's time), not when an attempt is sent;
+ * `eventId` names the integration event that caused it (GET /v1/connections/:id/events), and `health`
+ * is the connection's health when the webhook was prepared, moments after the event.
+ */
 export function buildPayload(
   row: { eventId: bigint; connectionId: string; type: string; occurredAt: Date },
   connection: { workspaceId: string; health: Health },
-): WebhookPayload {
+) {
   return {
     type: row.type as WebhookType,
     timestamp: row.occurredAt.toISOString(),
@@ -36,3 +27,4 @@ export function buildPayload(
     },
   };
 }
+export type WebhookPayload = ReturnType<typeof buildPayload>;

@@ -7,6 +7,7 @@ import {
   acceptedConnection,
   connectionDetail,
   connectionPage,
+  deploymentList,
   eventPage,
   noQuery,
   publicConnection,
@@ -18,7 +19,7 @@ const idParams = z.object({ id: producer.connectionId });
 const tags = ["connections"];
 const example = { workspaceId: "ws-1", token: "r8_0000000000000000000000000000000000000" };
 
-/** Connection lifecycle and the health view support staff read, through the producer. Responses never include the token. */
+/** Connection lifecycle, the health view support staff read and the deployments, through the producer. Responses never include the token. */
 export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
   return async (app) => {
     app.post(
@@ -151,6 +152,21 @@ export function connectionRoutes(ctx: AppContext): FastifyPluginAsyncZod {
         },
       },
       async (request) => producer.listEvents(ctx, request.params.id, request.query),
+    );
+
+    app.get(
+      "/v1/connections/:id/deployments",
+      {
+        schema: {
+          operationId: "listConnectionDeployments",
+          summary: "The connection's deployments: hardware SKU, min/max instances, current release",
+          tags,
+          params: idParams,
+          querystring: noQuery,
+          response: responses({ 200: deploymentList.describe("the deployments as last read") }, [400, 401, 404]),
+        },
+      },
+      async (request) => producer.listDeployments(ctx, request.params.id),
     );
   };
 }

@@ -1,9 +1,17 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
-import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../../pricing/schemas.js";
+import {
+  hardwarePrice,
+  hardwarePriceInput,
+  modelHardware,
+  modelHardwareInput,
+  modelPrice,
+  modelPriceInput,
+  priceBook,
+} from "../../pricing/schemas.js";
 import * as producer from "../../producer.js";
-import { WRITE_ERRORS, hardwarePrice, modelHardware, modelPrice, noQuery, priceBook, responses } from "../schemas.js";
+import { WRITE_ERRORS, noQuery, responses } from "../schemas.js";
 
 const tags = ["prices"];
 
