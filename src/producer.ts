@@ -24,7 +24,7 @@ import { connectionDeployments, currentDeployments } from "./repositories/deploy
 import * as events from "./repositories/events.js";
 import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
-import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsage as readUsage, type IdleFloorRow } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
@@ -337,8 +337,8 @@ export async function queryUsage(
   const now = new Date();
   const limits = { timeoutMs: ctx.config.usage.timeoutMs, signal: options.signal };
   const read = async (sql: Queryable) => {
-    const rows = await readUsage(sql, q, MAX_USAGE_LINES + 1);
-    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), await queryUsageDays(sql, q)] as const;
+    const { rows, days } = await readUsage(sql, q, MAX_USAGE_LINES + 1);
+    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), days] as const;
   };
   const [[found, idleFloor, days], sources] = await Promise.all([
     boundedRead(ctx.db, limits, read),

@@ -1,7 +1,7 @@
 import type { Queryable } from "../db/client.js";
 import { deploymentsFailing } from "./deployments.js";
 import { notBeingErased } from "./erasure.js";
-import type { UsageDayFacts } from "../domain/coverage.js";
+import type { DayFacts, UsageDayFacts } from "../domain/coverage.js";
 import {
   DIMENSION_FIELD,
   STATUS_COUNTS,
@@ -110,73 +110,104 @@ function scope(q: UsageQuery, connection: string, workspace: string): { filters:
 
 const LOCAL_START = (day: string) => `(${day})::timestamp AT TIME ZONE $3::text`;
 const UTC_START = (day: string) => `(${day})::timestamp AT TIME ZONE 'UTC'`;
+/** Buckets starting within the range's days: a range of the indexed column, whose bounds are constants once planned. */
+const startsWithin = (start: (day: string) => string) =>
+  `u.bucket_start >= ${start("$1::date")} AND u.bucket_start < ${start("$2::date + 1")}`;
 
 /**
- * The usage of the range per connection, UTC day, local day, kind, model, deployment and source
- * (`d`): quarter hours summed into the local day they fall in, which a UTC day shares with at most one
- * other, so pricing (per UTC day) costs about what it did per day. A whole-UTC-day row (1440) counts
- * under its UTC date; `utc_only` marks where that is not the local day, i.e. the zone is not at UTC
- * all that day. `refreshed_at` is when a page holding these predictions was last written.
+ * Where each local day of the range starts, in UTC, as one sorted array (at most 402 instants): a
+ * bucket's local day is the day whose start it follows, found by binary search (width_bucket), so
+ * the zone's rules are applied once per day of the range rather than once per bucket, and no join is needed.
  */
-function usageByDay(q: UsageQuery): { sql: string; params: unknown[] } {
-  const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
-  const sql = `
-    SELECT u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source,
-      ${STORED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
-      max(u.updated_at) AS refreshed_at,
-      bool_or(u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND NOT (
-        (u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00'
-      )) AS utc_only
+const DAY_STARTS = `day_starts AS (SELECT array_agg(${LOCAL_START("g.day::date")} ORDER BY g.day) AS starts
+    FROM generate_series($1::date, $2::date + 1, interval '1 day') AS g(day))`;
+const LOCAL_DAY = `$1::date + width_bucket(u.bucket_start, (SELECT starts FROM day_starts)) - 1`;
+// A whole-day row starting at a UTC midnight is one local day only if the zone is at UTC all that day.
+const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00')`;
+
+// What the answer and the day facts read: a measure kept but never answered is not summed.
+const SUMMED = STORED.filter((m) => !m.internal);
+
+/**
+ * The usage of the range per connection, UTC day, local day, model and deployment (what pricing
+ * needs), and kind and source when the answer is grouped by them (`d`), in one scan of the buckets:
+ * quarter hours of the range's local days, and whole-UTC-day rows (1440) of its UTC days, which count
+ * under their UTC date (`utc_only` marks where that is not the local day). A UTC day shares its
+ * quarter hours with at most two local days, so pricing (per UTC day) costs about what it did per day.
+ * `refreshed_at` is when a page holding these predictions was last written. Materialized: the answer
+ * and the day facts both read it.
+ */
+function usageByDay(filters: string[], groupBy: GroupBy[]): string {
+  const keys = [
+    "connection_id",
+    "utc_day",
+    "day",
+    "model",
+    "deployment",
+    ...(["kind", "source"] as const).filter((g) => groupBy.includes(g)),
+  ];
+  return `${DAY_STARTS},
+  d AS MATERIALIZED (
+    SELECT ${keys.join(", ")}, ${SUMMED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
+      max(u.updated_at) AS refreshed_at, coalesce(bool_or(CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN ${NOT_LOCAL} END), false) AS utc_only
     FROM usage_buckets u
     CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
-    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day
-                                    ELSE (u.bucket_start AT TIME ZONE $3::text)::date END AS day) l
+    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day ELSE ${LOCAL_DAY} END AS day) l
     WHERE u.bucket_start >= least(${LOCAL_START("$1::date")}, ${UTC_START("$1::date")})
       AND u.bucket_start < greatest(${LOCAL_START("$2::date + 1")}, ${UTC_START("$2::date + 1")})
-      AND l.day BETWEEN $1::date AND $2::date${filters.map((f) => ` AND ${f}`).join("")}
-    GROUP BY u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source`;
-  return { sql, params };
+      AND (u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND ${startsWithin(UTC_START)} OR u.bucket_minutes <> ${WHOLE_DAY_MINUTES} AND ${startsWithin(LOCAL_START)})
+      ${filters.map((f) => ` AND ${f}`).join("")}
+    GROUP BY ${keys.join(", ")}
+  )`;
 }
+
+// The facts finality and coverage need, per connection and local day with usage (as JSON: refreshedAt is text).
+type DayFactsRow = Omit<DayFacts, "refreshedAt"> & { id: string; date: string; refreshedAt: string };
+const DAY_FACTS = `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
+    max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
+  FROM d GROUP BY d.connection_id, d.day`;
 
 // At most `limit` rows: the caller refuses an answer that would hold more.
 const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
+/** What one usage read answers: the rows, and what finality and coverage need to know of each day with usage. */
+export interface UsageRead {
+  rows: QueriedRow[];
+  days: UsageDayFacts;
+}
+
 /**
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
- * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the caller's (see Finality).
+ * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
+ * caller's (see Finality), from the day facts read in the same statement (one scan of the buckets).
+ * Both come back as JSON arrays in one row, the rows in the answer's order.
  */
-export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<QueriedRow[]> {
+export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
   const byStatus = q.groupBy.includes("status");
   const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
   const columns = [...dims.map((g) => COLUMN[g]), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
-  const { sql: days, params } = usageByDay(q);
-  const priced = `WITH ${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}`;
-  const sql = `${byStatus ? "" : priced} SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
-    FROM (${days}) d ${byStatus ? STATUS_UNPIVOT : PRICED}
-    ${byStatus ? "WHERE s.n > 0" : ""}
-    ${grouping(columns, limit)}`;
-  const { rows } = await db.query<QueriedRow>(sql, params);
+  const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
+  const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
+  const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)},
+    answer AS (
+      SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")},
+        row_number() OVER (${columns.length ? `ORDER BY ${columns.join(", ")}` : ""}) AS ord
+      FROM d ${byStatus ? STATUS_UNPIVOT : PRICED}
+      ${byStatus ? "WHERE s.n > 0" : ""}
+      ${grouping(columns, limit)}
+    )
+    SELECT (SELECT coalesce(json_agg(a ORDER BY a.ord), '[]') FROM answer a) AS rows, (SELECT coalesce(json_agg(f), '[]') FROM (${DAY_FACTS}) f) AS days`;
+  const [read] = (await db.query<{ rows: (QueriedRow & { ord?: number })[]; days: DayFactsRow[] }>(sql, params)).rows;
   // Without grouping, an empty range yields one row of nulls: report no rows instead.
-  return rows.filter((r) => r.predictions !== null);
-}
-
-/** Per connection and local day of the range that has usage: what finality and coverage need to know of it. */
-export async function queryUsageDays(db: Queryable, q: UsageQuery): Promise<UsageDayFacts> {
-  const { sql: days, params } = usageByDay(q);
-  const { rows } = await db.query<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }>(
-    `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
-       max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
-     FROM (${days}) d GROUP BY d.connection_id, d.day`,
-    params,
-  );
-  const facts: UsageDayFacts = new Map();
-  for (const r of rows) {
-    const days = facts.get(r.id) ?? facts.set(r.id, new Map()).get(r.id)!;
-    days.set(r.date, { unfinished: r.unfinished, refreshedAt: r.refreshedAt, utcOnly: r.utcOnly });
+  const rows = read!.rows.filter((r) => r.predictions !== null).map(({ ord: _, ...r }) => r);
+  const days: UsageDayFacts = new Map();
+  for (const r of read!.days) {
+    const byDay = days.get(r.id) ?? days.set(r.id, new Map()).get(r.id)!;
+    byDay.set(r.date, { unfinished: r.unfinished, refreshedAt: new Date(r.refreshedAt), utcOnly: r.utcOnly });
   }
-  return facts;
+  return { rows, days };
 }
 
 // The release column each idle-floor dimension groups by; days are generated per release.
