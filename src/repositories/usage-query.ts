@@ -1,7 +1,8 @@
 import type { Queryable } from "../db/client.js";
 import { deploymentsFailing } from "./deployments.js";
 import { notBeingErased } from "./erasure.js";
-import type { DayFacts, UsageDayFacts } from "../domain/coverage.js";
+import { daysBetween } from "../domain/calendar.js";
+import type { UsageDayFacts } from "../domain/coverage.js";
 import {
   DIMENSION_FIELD,
   STATUS_COUNTS,
@@ -127,15 +128,23 @@ const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' A
 
 // What the answer and the day facts read: a measure kept but never answered is not summed.
 const SUMMED = STORED.filter((m) => !m.internal);
+const sums = (from: string) => SUMMED.map((m) => `sum(${from}.${m.column}) AS ${m.column}`).join(", ");
+// The usage columns a groupBy value keeps apart (the date is the local day).
+const USAGE_COLUMN: Record<Exclude<GroupBy, "status">, string> = {
+  date: "day",
+  connection: "connection_id",
+  kind: "kind",
+  model: "model",
+  deployment: "deployment",
+  source: "source",
+};
 
 /**
- * The usage of the range per connection, UTC day, local day, model and deployment (what pricing
- * needs), and kind and source when the answer is grouped by them (`d`), in one scan of the buckets:
- * quarter hours of the range's local days, and whole-UTC-day rows (1440) of its UTC days, which count
- * under their UTC date (`utc_only` marks where that is not the local day). A UTC day shares its
- * quarter hours with at most two local days, so pricing (per UTC day) costs about what it did per day.
- * `refreshed_at` is when a page holding these predictions was last written. Materialized: the answer
- * and the day facts both read it.
+ * The usage of the range per connection, UTC day, local day, model and deployment, and kind and
+ * source when the answer is grouped by them (`usage`), in one scan of the buckets: quarter hours of
+ * the range's local days, and whole-UTC-day rows (1440) of its UTC days, which count under their UTC
+ * date (`utc_only` marks where that is not the local day). `refreshed_at` is when a page holding
+ * these predictions was last written. Materialized: the answer and the day facts both read it.
  */
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   const keys = [
@@ -147,8 +156,8 @@ function usageByDay(filters: string[], groupBy: GroupBy[]): string {
     ...(["kind", "source"] as const).filter((g) => groupBy.includes(g)),
   ];
   return `${DAY_STARTS},
-  d AS MATERIALIZED (
-    SELECT ${keys.join(", ")}, ${SUMMED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
+  usage AS MATERIALIZED (
+    SELECT ${keys.join(", ")}, ${sums("u")},
       max(u.updated_at) AS refreshed_at, coalesce(bool_or(CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN ${NOT_LOCAL} END), false) AS utc_only
     FROM usage_buckets u
     CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
@@ -161,11 +170,32 @@ function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   )`;
 }
 
-// The facts finality and coverage need, per connection and local day with usage (as JSON: refreshedAt is text).
-type DayFactsRow = Omit<DayFacts, "refreshedAt"> & { id: string; date: string; refreshedAt: string };
-const DAY_FACTS = `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
-    max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
-  FROM d GROUP BY d.connection_id, d.day`;
+/**
+ * The usage as it is priced (`d`): per the answer's dimensions and what a price depends on (UTC
+ * day, model, deployment, and the connection only for a deployment's release), so the price book is
+ * joined once per model and day rather than once per connection.
+ */
+function pricedUnits(groupBy: GroupBy[]): string {
+  const dims = groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status").map((g) => USAGE_COLUMN[g]);
+  const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
+  const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
+  return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
+    FROM usage GROUP BY ${keys.map((_, i) => i + 1).join(", ")})`;
+}
+
+// The facts finality and coverage need, per connection and local day with usage: the day as days
+// after `from` and refreshedAt in epoch ms (cheaper to send and read than their text).
+const DAY_FACTS = `SELECT connection_id::text AS id, day - $1::date AS day, sum(in_progress + other) <> 0 AS unfinished,
+    (extract(epoch FROM max(refreshed_at)) * 1000)::float8 AS refreshed, bool_or(utc_only) AS utc_only
+  FROM usage GROUP BY connection_id, day`;
+interface ReadLine {
+  rows: (QueriedRow & { ord?: number })[] | null;
+  id: string;
+  day: number;
+  unfinished: boolean;
+  refreshed: number;
+  utc_only: boolean;
+}
 
 // At most `limit` rows: the caller refuses an answer that would hold more.
 const grouping = (cols: string[], limit = Infinity) =>
@@ -180,8 +210,8 @@ export interface UsageRead {
 /**
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
  * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
- * caller's (see Finality), from the day facts read in the same statement (one scan of the buckets).
- * Both come back as JSON arrays in one row, the rows in the answer's order.
+ * caller's (see Finality), from the day facts read by the same statement (one scan of the buckets):
+ * its first line holds the rows as a JSON array in the answer's order, each other line one day's facts.
  */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
   const byStatus = q.groupBy.includes("status");
@@ -190,7 +220,7 @@ export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity)
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
-  const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)},
+  const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)}, ${pricedUnits(q.groupBy)},
     answer AS (
       SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")},
         row_number() OVER (${columns.length ? `ORDER BY ${columns.join(", ")}` : ""}) AS ord
@@ -198,14 +228,20 @@ export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity)
       ${byStatus ? "WHERE s.n > 0" : ""}
       ${grouping(columns, limit)}
     )
-    SELECT (SELECT coalesce(json_agg(a ORDER BY a.ord), '[]') FROM answer a) AS rows, (SELECT coalesce(json_agg(f), '[]') FROM (${DAY_FACTS}) f) AS days`;
-  const [read] = (await db.query<{ rows: (QueriedRow & { ord?: number })[]; days: DayFactsRow[] }>(sql, params)).rows;
-  // Without grouping, an empty range yields one row of nulls: report no rows instead.
-  const rows = read!.rows.filter((r) => r.predictions !== null).map(({ ord: _, ...r }) => r);
+    SELECT (SELECT coalesce(json_agg(a ORDER BY a.ord), '[]') FROM answer a) AS rows,
+      NULL AS id, NULL::int AS day, NULL::bool AS unfinished, NULL::float8 AS refreshed, NULL::bool AS utc_only
+    UNION ALL SELECT NULL, * FROM (${DAY_FACTS}) f`;
+  const lines = (await db.query<ReadLine>(sql, params)).rows;
+  const dates = daysBetween(q.from, q.to);
+  let rows: QueriedRow[] = [];
   const days: UsageDayFacts = new Map();
-  for (const r of read!.days) {
-    const byDay = days.get(r.id) ?? days.set(r.id, new Map()).get(r.id)!;
-    byDay.set(r.date, { unfinished: r.unfinished, refreshedAt: new Date(r.refreshedAt), utcOnly: r.utcOnly });
+  for (const l of lines) {
+    // Without grouping, an empty range yields one row of nulls: report no rows instead.
+    if (l.rows) rows = l.rows.filter((r) => r.predictions !== null).map(({ ord: _, ...r }) => r);
+    else {
+      const byDay = days.get(l.id) ?? days.set(l.id, new Map()).get(l.id)!;
+      byDay.set(dates[l.day]!, { unfinished: l.unfinished, refreshedAt: new Date(l.refreshed), utcOnly: l.utc_only });
+    }
   }
   return { rows, days };
 }
