@@ -120,8 +120,8 @@ const startsWithin = (start: (day: string) => string) =>
  * bucket's local day is the day whose start it follows, found by binary search (width_bucket), so
  * the zone's rules are applied once per day of the range rather than once per bucket, and no join is needed.
  */
-const DAY_STARTS = `day_starts AS (SELECT array_agg(${LOCAL_START("g.day::date")} ORDER BY g.day) AS starts
-    FROM generate_series($1::date, $2::date + 1, interval '1 day') AS g(day))`;
+const DAY_STARTS = `day_starts AS (SELECT array_agg(${LOCAL_START("$1::date + i")} ORDER BY i) AS starts
+    FROM generate_series(0, $2::date - $1::date + 1) AS i)`;
 const LOCAL_DAY = `$1::date + width_bucket(u.bucket_start, (SELECT starts FROM day_starts)) - 1`;
 // A whole-day row starting at a UTC midnight is one local day only if the zone is at UTC all that day.
 const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00')`;
