@@ -233,6 +233,9 @@ export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity)
     UNION ALL SELECT NULL, * FROM (${DAY_FACTS}) f`;
   const lines = (await db.query<ReadLine>(sql, params)).rows;
   const dates = daysBetween(q.from, q.to);
+  // Pages are written many days at a time: refresh times repeat, and each is formatted once.
+  const iso = new Map<number, string>();
+  const isoOf = (ms: number) => iso.get(ms) ?? iso.set(ms, new Date(ms).toISOString()).get(ms)!;
   let rows: QueriedRow[] = [];
   const days: UsageDayFacts = new Map();
   for (const l of lines) {
@@ -240,7 +243,7 @@ export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity)
     if (l.rows) rows = l.rows.filter((r) => r.predictions !== null).map(({ ord: _, ...r }) => r);
     else {
       const byDay = days.get(l.id) ?? days.set(l.id, new Map()).get(l.id)!;
-      byDay.set(dates[l.day]!, { unfinished: l.unfinished, refreshedAt: new Date(l.refreshed), utcOnly: l.utc_only });
+      byDay.set(dates[l.day]!, { unfinished: l.unfinished, refreshedAt: isoOf(l.refreshed), utcOnly: l.utc_only });
     }
   }
   return { rows, days };
