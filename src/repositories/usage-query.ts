@@ -211,7 +211,7 @@ export interface UsageRead {
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
  * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
  * caller's (see Finality), from the day facts read by the same statement (one scan of the buckets):
- * its first line holds the rows as a JSON array in the answer's order, each other line one day's facts.
+ * one line holds the rows as a JSON array in the answer's order, each other line one day's facts.
  */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
   const byStatus = q.groupBy.includes("status");
