@@ -31,7 +31,7 @@ import { connectionDeployments, currentDeployments } from "./repositories/deploy
 import * as events from "./repositories/events.js";
 import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
-import { fillZeroDays, queryIdleFloor, queryUsageDays, queryUsage as readUsage } from "./repositories/usage-query.js";
+import { fillZeroDays, queryIdleFloor, queryUsage as readUsage } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
@@ -305,8 +305,8 @@ export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usa
   const now = new Date();
   const limits = { timeoutMs: ctx.config.usage.timeoutMs, signal: options.signal };
   const read = async (sql: Queryable) => {
-    const rows = await readUsage(sql, q, MAX_USAGE_LINES + 1);
-    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), await queryUsageDays(sql, q)] as const;
+    const { rows, days } = await readUsage(sql, q, MAX_USAGE_LINES + 1);
+    return [rows, await queryIdleFloor(sql, q, MAX_USAGE_LINES + 1 - rows.length), days] as const;
   };
   const [[found, idleFloor, days], sources] = await Promise.all([
     boundedRead(ctx.db, limits, read),

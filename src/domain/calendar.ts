@@ -17,11 +17,17 @@ const DAY_MS = 86_400_000;
 /** The calendar day `n` days after `day` (calendar arithmetic: the same in every zone). */
 export const addDays = (day: string, n: number): string => utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS));
 
-/** The calendar days from `from` to `to`, inclusive. */
+// A usage answer asks for the same range once per connection in scope (up to thousands): it is listed once.
+let listed = { from: "", to: "", days: [] as string[] };
+
+/** The calendar days from `from` to `to`, inclusive (a new array each time). */
 export function daysBetween(from: string, to: string): string[] {
-  const days: string[] = [];
-  for (let d = from; d <= to; d = addDays(d, 1)) days.push(d);
-  return days;
+  if (listed.from !== from || listed.to !== to) {
+    const days: string[] = [];
+    for (let d = from; d <= to; d = addDays(d, 1)) days.push(d);
+    listed = { from, to, days };
+  }
+  return listed.days.slice();
 }
 
 // A zone name as IANA spells them (Area/Location, UTC, EST5EDT, Etc/GMT+5). Offsets ("+05:30") and
@@ -66,8 +72,21 @@ export const timeZoneName = z.string().refine(isTimeZone, {
   error: (issue) => `unknown time zone ${JSON.stringify(issue.input)}: give an IANA name such as America/Los_Angeles`,
 });
 
+// Coverage asks the same instants and days of every connection in scope: each is worked out once.
+const clocks = new Map<string, { day: string; utcOfWall: number }>();
+
 /** Wall-clock fields of an instant in a zone. */
 function wallClock(t: number, timeZone: string): { day: string; utcOfWall: number } {
+  const key = `${t}|${timeZone}`;
+  let clock = clocks.get(key);
+  if (!clock) {
+    if (clocks.size >= 10_000) clocks.clear();
+    clocks.set(key, (clock = readWallClock(t, timeZone)));
+  }
+  return clock;
+}
+
+function readWallClock(t: number, timeZone: string): { day: string; utcOfWall: number } {
   const parts = Object.fromEntries(
     formatter(timeZone)
       .formatToParts(new Date(t))

@@ -90,8 +90,18 @@ export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
  */
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
-  const sets = coverage.map((c) => new Set(daysOf(c)));
-  const shared = coverage.length ? daysOf(coverage[0]!).filter((d) => sets.every((s) => s.has(d))) : [];
+  // Each connection has read one run of days: what they all have read is where those runs overlap.
+  const spans = coverage.map((c) => (c.from && c.to ? [c.from, c.to] : []));
+  const shared =
+    spans.length && spans.every((s) => s.length)
+      ? daysOf({
+          from: spans
+            .map((s) => s[0]!)
+            .sort()
+            .at(-1)!,
+          to: spans.map((s) => s[1]!).sort()[0]!,
+        })
+      : [];
   return new Map([["", shared]]);
 }
 
@@ -99,8 +109,8 @@ export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<s
 export interface DayFacts {
   /** Some prediction (or training) of the day was not terminal when last read. */
   unfinished: boolean;
-  /** When a page holding the day's predictions was last written. */
-  refreshedAt: Date | null;
+  /** When a page holding the day's predictions was last written (ISO 8601). */
+  refreshedAt: string | null;
   /** Part of the day's usage is a whole UTC day, so this local day is not exact. */
   utcOnly: boolean;
 }
@@ -121,6 +131,9 @@ export function readAgainFrom(s: CoverageSource, settings: { backfillDays: numbe
   return Math.min(next, s.run?.windowStart.getTime() ?? Infinity);
 }
 
+// Settled before no day: no later run reads the connection.
+const NEVER = "\uffff";
+
 /**
  * Which local days are final: a day of a connection is final when no later run can read it again
  * (it ends by `readAgainFrom`) and everything counted on it was terminal when read. A usage row spans
@@ -129,6 +142,9 @@ export function readAgainFrom(s: CoverageSource, settings: { backfillDays: numbe
 export class Finality {
   /** Per connection: days before this one end before any later run's window (a later day never does). */
   private readonly settledBefore = new Map<string, string>();
+  /** For rows over every connection in scope: the earliest of those days, and the days any of them has unfinished. */
+  private readonly earliestSettled: string;
+  private readonly openDays = new Set<string>();
   private readonly memo = new Map<string, boolean>();
 
   constructor(
@@ -141,7 +157,11 @@ export class Finality {
     for (const s of sources) {
       const from = readAgainFrom(s, settings, now);
       // A day ends by `from` exactly when it is before the local day `from` falls on.
-      this.settledBefore.set(s.connectionId, from === Infinity ? "\uffff" : localDay(new Date(from), range.timeZone));
+      this.settledBefore.set(s.connectionId, from === Infinity ? NEVER : localDay(new Date(from), range.timeZone));
+    }
+    this.earliestSettled = [...this.settledBefore.values()].sort()[0] ?? NEVER;
+    for (const id of this.settledBefore.keys()) {
+      for (const [date, f] of facts.get(id) ?? []) if (f.unfinished) this.openDays.add(date);
     }
   }
 
@@ -155,12 +175,20 @@ export class Finality {
     const key = `${connectionId ?? ""}|${date ?? ""}`;
     let final = this.memo.get(key);
     if (final === undefined) {
-      const connections = connectionId ? [connectionId] : [...this.settledBefore.keys()];
-      const days = date ? [date] : daysBetween(this.range.from, this.range.to);
-      final = connections.every((c) => days.every((d) => this.day(c, d)));
+      if (connectionId) final = date ? this.day(connectionId, date) : this.wholeRange(connectionId);
+      else if (date) final = date < this.earliestSettled && !this.openDays.has(date);
+      else final = [...this.settledBefore.keys()].every((c) => this.wholeRange(c));
       this.memo.set(key, final);
     }
     return final;
+  }
+
+  /** Every day of the range is final for the connection: the range ends before its settled day, and nothing in it is unfinished. */
+  private wholeRange(connectionId: string): boolean {
+    const { from, to } = this.range;
+    const before = this.settledBefore.get(connectionId);
+    const open = [...(this.facts.get(connectionId) ?? [])].some(([d, f]) => f.unfinished && d >= from && d <= to);
+    return from > to || (before !== undefined && to < before && !open);
   }
 
   /** A connection's coverage with each read day's finality and refresh time. */
@@ -169,7 +197,7 @@ export class Finality {
     const days = daysOf(span).map((date) => ({
       date,
       final: this.day(span.connectionId, date),
-      refreshedAt: facts?.get(date)?.refreshedAt?.toISOString() ?? null,
+      refreshedAt: facts?.get(date)?.refreshedAt ?? null,
     }));
     const firstOpen = days.findIndex((d) => !d.final);
     const finalThrough = firstOpen === 0 ? null : (days[firstOpen === -1 ? days.length - 1 : firstOpen - 1]?.date ?? null);

@@ -1,6 +1,7 @@
 import type { Queryable } from "../db/client.js";
 import { deploymentsFailing } from "./deployments.js";
 import { notBeingErased } from "./erasure.js";
+import { daysBetween } from "../domain/calendar.js";
 import type { UsageDayFacts } from "../domain/coverage.js";
 import {
   DIMENSION_FIELD,
@@ -110,73 +111,142 @@ function scope(q: UsageQuery, connection: string, workspace: string): { filters:
 
 const LOCAL_START = (day: string) => `(${day})::timestamp AT TIME ZONE $3::text`;
 const UTC_START = (day: string) => `(${day})::timestamp AT TIME ZONE 'UTC'`;
+/** Buckets starting within the range's days: a range of the indexed column, whose bounds are constants once planned. */
+const startsWithin = (start: (day: string) => string) =>
+  `u.bucket_start >= ${start("$1::date")} AND u.bucket_start < ${start("$2::date + 1")}`;
 
 /**
- * The usage of the range per connection, UTC day, local day, kind, model, deployment and source
- * (`d`): quarter hours summed into the local day they fall in, which a UTC day shares with at most one
- * other, so pricing (per UTC day) costs about what it did per day. A whole-UTC-day row (1440) counts
- * under its UTC date; `utc_only` marks where that is not the local day, i.e. the zone is not at UTC
- * all that day. `refreshed_at` is when a page holding these predictions was last written.
+ * Where each local day of the range starts, in UTC, as one sorted array (at most 402 instants): a
+ * bucket's local day is the day whose start it follows, found by binary search (width_bucket), so
+ * the zone's rules are applied once per day of the range rather than once per bucket, and no join is needed.
  */
-function usageByDay(q: UsageQuery): { sql: string; params: unknown[] } {
-  const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
-  const sql = `
-    SELECT u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source,
-      ${STORED.map((m) => `sum(u.${m.column}) AS ${m.column}`).join(", ")},
-      max(u.updated_at) AS refreshed_at,
-      bool_or(u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND NOT (
-        (u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00'
-      )) AS utc_only
+const DAY_STARTS = `day_starts AS (SELECT array_agg(${LOCAL_START("$1::date + i")} ORDER BY i) AS starts
+    FROM generate_series(0, $2::date - $1::date + 1) AS i)`;
+const LOCAL_DAY = `$1::date + width_bucket(u.bucket_start, (SELECT starts FROM day_starts)) - 1`;
+// A whole-day row starting at a UTC midnight is one local day only if the zone is at UTC all that day.
+const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' AND ((u.bucket_start + interval '1 day') AT TIME ZONE $3::text)::time = '00:00')`;
+
+// What the answer and the day facts read: a measure kept but never answered is not summed.
+const SUMMED = STORED.filter((m) => !m.internal);
+const sums = (from: string) => SUMMED.map((m) => `sum(${from}.${m.column}) AS ${m.column}`).join(", ");
+// The usage columns a groupBy value keeps apart (the date is the local day).
+const USAGE_COLUMN: Record<Exclude<GroupBy, "status">, string> = {
+  date: "day",
+  connection: "connection_id",
+  kind: "kind",
+  model: "model",
+  deployment: "deployment",
+  source: "source",
+};
+
+/**
+ * The usage of the range per connection, UTC day, local day, model and deployment, and kind and
+ * source when the answer is grouped by them (`usage`), in one scan of the buckets: quarter hours of
+ * the range's local days, and whole-UTC-day rows (1440) of its UTC days, which count under their UTC
+ * date (`utc_only` marks where that is not the local day). `refreshed_at` is when a page holding
+ * these predictions was last written. Materialized: the answer and the day facts both read it.
+ */
+function usageByDay(filters: string[], groupBy: GroupBy[]): string {
+  const keys = [
+    "connection_id",
+    "utc_day",
+    "day",
+    "model",
+    "deployment",
+    ...(["kind", "source"] as const).filter((g) => groupBy.includes(g)),
+  ];
+  return `${DAY_STARTS},
+  usage AS MATERIALIZED (
+    SELECT ${keys.join(", ")}, ${sums("u")},
+      max(u.updated_at) AS refreshed_at, coalesce(bool_or(CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN ${NOT_LOCAL} END), false) AS utc_only
     FROM usage_buckets u
     CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
-    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day
-                                    ELSE (u.bucket_start AT TIME ZONE $3::text)::date END AS day) l
+    CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day ELSE ${LOCAL_DAY} END AS day) l
     WHERE u.bucket_start >= least(${LOCAL_START("$1::date")}, ${UTC_START("$1::date")})
       AND u.bucket_start < greatest(${LOCAL_START("$2::date + 1")}, ${UTC_START("$2::date + 1")})
-      AND l.day BETWEEN $1::date AND $2::date${filters.map((f) => ` AND ${f}`).join("")}
-    GROUP BY u.connection_id, t.utc_day, l.day, u.kind, u.model, u.deployment, u.source`;
-  return { sql, params };
+      AND (u.bucket_minutes = ${WHOLE_DAY_MINUTES} AND ${startsWithin(UTC_START)} OR u.bucket_minutes <> ${WHOLE_DAY_MINUTES} AND ${startsWithin(LOCAL_START)})
+      ${filters.map((f) => ` AND ${f}`).join("")}
+    GROUP BY ${keys.join(", ")}
+  )`;
+}
+
+/**
+ * The usage as it is priced (`d`): per the answer's dimensions and what a price depends on (UTC
+ * day, model, deployment, and the connection only for a deployment's release), so the price book is
+ * joined once per model and day rather than once per connection.
+ */
+function pricedUnits(groupBy: GroupBy[]): string {
+  const dims = groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status").map((g) => USAGE_COLUMN[g]);
+  const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
+  const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
+  return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
+    FROM usage GROUP BY ${keys.map((_, i) => i + 1).join(", ")})`;
+}
+
+// The facts finality and coverage need, per connection and local day with usage: the day as days
+// after `from` and refreshedAt in epoch ms (cheaper to send and read than their text).
+const DAY_FACTS = `SELECT connection_id::text AS id, day - $1::date AS day, sum(in_progress + other) <> 0 AS unfinished,
+    (extract(epoch FROM max(refreshed_at)) * 1000)::float8 AS refreshed, bool_or(utc_only) AS utc_only
+  FROM usage GROUP BY connection_id, day`;
+interface ReadLine {
+  rows: (QueriedRow & { ord?: number })[] | null;
+  id: string;
+  day: number;
+  unfinished: boolean;
+  refreshed: number;
+  utc_only: boolean;
 }
 
 // At most `limit` rows: the caller refuses an answer that would hold more.
 const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
+/** What one usage read answers: the rows, and what finality and coverage need to know of each day with usage. */
+export interface UsageRead {
+  rows: QueriedRow[];
+  days: UsageDayFacts;
+}
+
 /**
  * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
- * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the caller's (see Finality).
+ * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
+ * caller's (see Finality), from the day facts read by the same statement (one scan of the buckets):
+ * one line holds the rows as a JSON array in the answer's order, each other line one day's facts.
  */
-export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<QueriedRow[]> {
+export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
   const byStatus = q.groupBy.includes("status");
   const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
   const columns = [...dims.map((g) => COLUMN[g]), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
-  const { sql: days, params } = usageByDay(q);
-  const priced = `WITH ${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}`;
-  const sql = `${byStatus ? "" : priced} SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")}
-    FROM (${days}) d ${byStatus ? STATUS_UNPIVOT : PRICED}
-    ${byStatus ? "WHERE s.n > 0" : ""}
-    ${grouping(columns, limit)}`;
-  const { rows } = await db.query<QueriedRow>(sql, params);
-  // Without grouping, an empty range yields one row of nulls: report no rows instead.
-  return rows.filter((r) => r.predictions !== null);
-}
-
-/** Per connection and local day of the range that has usage: what finality and coverage need to know of it. */
-export async function queryUsageDays(db: Queryable, q: UsageQuery): Promise<UsageDayFacts> {
-  const { sql: days, params } = usageByDay(q);
-  const { rows } = await db.query<{ id: string; date: string; unfinished: boolean; refreshedAt: Date; utcOnly: boolean }>(
-    `SELECT d.connection_id::text AS id, to_char(d.day, 'YYYY-MM-DD') AS date, sum(d.in_progress + d.other) <> 0 AS unfinished,
-       max(d.refreshed_at) AS "refreshedAt", bool_or(d.utc_only) AS "utcOnly"
-     FROM (${days}) d GROUP BY d.connection_id, d.day`,
-    params,
-  );
-  const facts: UsageDayFacts = new Map();
-  for (const r of rows) {
-    const days = facts.get(r.id) ?? facts.set(r.id, new Map()).get(r.id)!;
-    days.set(r.date, { unfinished: r.unfinished, refreshedAt: r.refreshedAt, utcOnly: r.utcOnly });
+  const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
+  const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
+  const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)}, ${pricedUnits(q.groupBy)},
+    answer AS (
+      SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")},
+        row_number() OVER (${columns.length ? `ORDER BY ${columns.join(", ")}` : ""}) AS ord
+      FROM d ${byStatus ? STATUS_UNPIVOT : PRICED}
+      ${byStatus ? "WHERE s.n > 0" : ""}
+      ${grouping(columns, limit)}
+    )
+    SELECT (SELECT coalesce(json_agg(a ORDER BY a.ord), '[]') FROM answer a) AS rows,
+      NULL AS id, NULL::int AS day, NULL::bool AS unfinished, NULL::float8 AS refreshed, NULL::bool AS utc_only
+    UNION ALL SELECT NULL, * FROM (${DAY_FACTS}) f`;
+  const lines = (await db.query<ReadLine>(sql, params)).rows;
+  const dates = daysBetween(q.from, q.to);
+  // Pages are written many days at a time: refresh times repeat, and each is formatted once.
+  const iso = new Map<number, string>();
+  const isoOf = (ms: number) => iso.get(ms) ?? iso.set(ms, new Date(ms).toISOString()).get(ms)!;
+  let rows: QueriedRow[] = [];
+  const days: UsageDayFacts = new Map();
+  for (const l of lines) {
+    // Without grouping, an empty range yields one row of nulls: report no rows instead.
+    if (l.rows) rows = l.rows.filter((r) => r.predictions !== null).map(({ ord: _, ...r }) => r);
+    else {
+      const byDay = days.get(l.id) ?? days.set(l.id, new Map()).get(l.id)!;
+      byDay.set(dates[l.day]!, { unfinished: l.unfinished, refreshedAt: isoOf(l.refreshed), utcOnly: l.utc_only });
+    }
   }
-  return facts;
+  return { rows, days };
 }
 
 // The release column each idle-floor dimension groups by; days are generated per release.

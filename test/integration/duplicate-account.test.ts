@@ -27,7 +27,7 @@ const verified = (id: string) =>
   );
 
 async function workspaceTotal(workspaceId: string): Promise<number> {
-  const [row] = await queryUsage(h.ctx.db.pool, { workspaceId, from: "2000-01-01", to: "2100-01-01", timeZone: "UTC", groupBy: [] });
+  const [row] = (await queryUsage(h.ctx.db.pool, { workspaceId, from: "2000-01-01", to: "2100-01-01", timeZone: "UTC", groupBy: [] })).rows;
   return row?.predictions ?? 0;
 }
 
