@@ -73,9 +73,10 @@ export async function connectFleet(ctx: AppContext, tokenPrefix: string, connect
   return ids;
 }
 
-/** A tick for every connection at once; returns when each has finished a run started after the ticks were sent. */
-export async function tickFleet(ctx: AppContext, ids: string[]): Promise<void> {
+/** A tick for every connection at once; returns when each has finished a run started after the ticks were sent (checked every `pollMs`). */
+export async function tickFleet(ctx: AppContext, ids: string[], pollMs?: number): Promise<void> {
   const start = new Date();
   await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
-  await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === ids.length);
+  const done = async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === ids.length;
+  await until("fleet tick", done, undefined, pollMs);
 }

@@ -165,9 +165,9 @@ export function machineCpuMs(): { busy: number; idle: number } {
   return { busy: (user + nice + system + irq + softirq + steal) * TICK_MS, idle: (idle + iowait) * TICK_MS };
 }
 
-/** Polls fast (5 ms) so the measured time is not rounded up by the poll. */
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
-  await waitFor(what, check, (ok) => ok, timeoutMs, 5);
+/** Polls fast (5 ms by default) so the measured time is not rounded up by the poll. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000, pollMs = 5): Promise<void> {
+  await waitFor(what, check, (ok) => ok, timeoutMs, pollMs);
 }
 
 export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {

@@ -7,7 +7,7 @@ import { FakeProcess, machineCpuMs, processCpuMs, ServiceProcess, startBenchServ
 export interface WorkersRow {
   processes: number;
   syncsPerSecond: number;
-  /** CPU per connection-sync of the worker processes together, of the database's Postgres backends, of Redis and of the fake. */
+  /** CPU per connection-sync of the worker processes together, of their Postgres backends, of Redis and of the fake. */
   cpuMsPerSync: { workers: number; postgres: number; redis: number; fake: number };
   /** Share of the machine's cores busy over the phase (anything running on it), and left idle. */
   machineBusy: number;
@@ -27,6 +27,9 @@ export interface WorkersResult {
 const TOKEN_PREFIX = "r8_benchWorkers";
 const FIRST_PAGE = 60;
 const NEW_PER_ROUND = 10;
+const WORKER_APP = "rus-bench-worker";
+/** The phases last seconds: a coarser poll keeps the bench's own queries off the measured machine. */
+const POLL_MS = 50;
 
 /** Redis's own CPU time so far (INFO cpu). */
 async function redisCpuMs(ctx: AppContext): Promise<number> {
@@ -35,9 +38,9 @@ async function redisCpuMs(ctx: AppContext): Promise<number> {
   return (field("used_cpu_sys") + field("used_cpu_user")) * 1000;
 }
 
-/** CPU so far of the Postgres backends serving `database` (the pools' connections, open through the phase). */
-async function postgresCpuMs(database: string): Promise<Map<number, number>> {
-  const backends = await adminQuery<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1", [database]);
+/** CPU so far of the Postgres backends serving the workers (their pools' connections, open through the phase). */
+async function postgresCpuMs(): Promise<Map<number, number>> {
+  const backends = await adminQuery<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [WORKER_APP]);
   return new Map(backends.map(({ pid }) => [pid, processCpuMs(pid)]));
 }
 
@@ -53,8 +56,11 @@ export async function workers(fake: FakeProcess, connections = 1000, counts = [1
   // This process only connects and enqueues (no workers): the syncs run in the worker processes.
   const service = await startBenchService(fake.baseUrl, {}, false);
   const { ctx } = service;
-  const database = new URL(service.env.DATABASE_URL!).pathname.slice(1);
-  const start = (n: number) => Promise.all(Array.from({ length: n }, () => ServiceProcess.start({ ...service.env, ROLE: "worker" })));
+  const database = new URL(service.env.DATABASE_URL!);
+  // The workers' Postgres backends are told apart from this process's by their application_name.
+  database.searchParams.set("application_name", WORKER_APP);
+  const env = { ...service.env, ROLE: "worker", DATABASE_URL: database.toString() };
+  const start = (n: number) => Promise.all(Array.from({ length: n }, () => ServiceProcess.start(env)));
   const stop = (processes: ServiceProcess[]) => Promise.all(processes.map((p) => p.stop()));
   try {
     const setup = await start(Math.max(...counts));
@@ -64,17 +70,17 @@ export async function workers(fake: FakeProcess, connections = 1000, counts = [1
       const processes = await start(n);
       try {
         // Unmeasured: fresh processes compile their hot paths first, as a long-running worker has.
-        await tickFleet(ctx, ids);
+        await tickFleet(ctx, ids, POLL_MS);
         await fake.send({ type: "grow", tokenPrefix: TOKEN_PREFIX, accounts: connections, count: NEW_PER_ROUND, round });
         const loadAverage = os.loadavg()[0]!;
         const before = {
           workers: processes.map((p) => p.cpuMs()),
-          postgres: await postgresCpuMs(database),
+          postgres: await postgresCpuMs(),
           redis: await redisCpuMs(ctx),
           fake: fake.cpuMs(),
           machine: machineCpuMs(),
         };
-        const { ms } = await timed(() => tickFleet(ctx, ids));
+        const { ms } = await timed(() => tickFleet(ctx, ids, POLL_MS));
         const machine = machineCpuMs();
         const [busy, idle] = [machine.busy - before.machine.busy, machine.idle - before.machine.idle];
         const postgres = [...before.postgres].reduce((sum, [pid, cpu]) => sum + Math.max(0, processCpuMs(pid) - cpu), 0);
