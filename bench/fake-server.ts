@@ -8,6 +8,8 @@ export type FakeCommand =
   /** `busyDay`: that share of the predictions on one day (10 days back), the rest over `days`. */
   | { type: "account"; token: string; count: number; seed: number; days: number; busyDay?: number }
   | { type: "accounts"; tokenPrefix: string; accounts: number; perAccount: number }
+  /** `count` new predictions, created in the last minute, for each account `accounts` made (`round` keeps their ids apart). */
+  | { type: "grow"; tokenPrefix: string; accounts: number; count: number; round: number }
   | { type: "latency"; ms: number }
   | { type: "requests" };
 
@@ -34,6 +36,12 @@ process.on("message", (command: FakeCommand & { seq: number }) => {
       for (let i = 0; i < command.accounts; i++) {
         const predictions = generatePredictions({ count: command.perAccount, days: 0.5, seed: i, idPrefix: `a${i}-` });
         fake.addAccount(`${command.tokenPrefix}${i}`, { type: "user", username: `bench${i}` }, predictions);
+      }
+      return reply();
+    case "grow":
+      for (let i = 0; i < command.accounts; i++) {
+        const predictions = generatePredictions({ count: command.count, days: 1 / 1440, seed: i, idPrefix: `a${i}-r${command.round}-` });
+        fake.upsertPredictions(`${command.tokenPrefix}${i}`, predictions);
       }
       return reply();
     case "latency":

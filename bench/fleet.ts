@@ -1,6 +1,7 @@
 import { Queue, Worker } from "bullmq";
 import { randomBytes } from "node:crypto";
 
+import type { AppContext } from "../src/context.js";
 import * as producer from "../src/producer.js";
 import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
 
@@ -44,20 +45,11 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
   const service = await startBenchService(fake.baseUrl);
   const { ctx, config } = service;
   try {
-    const ids: string[] = [];
-    for (let i = 0; i < connections; i++) ids.push((await producer.connect(ctx, { workspaceId: "fleet", token: `r8_benchFleet${i}` })).id);
-    const synced = () => ctx.db.connection.count({ where: { lastSyncedAt: { not: null } } });
-    await until("first syncs", async () => (await synced()) === connections);
-    const start = new Date();
+    const ids = await connectFleet(ctx, "r8_benchFleet", connections);
     const {
       cpuMs,
       value: { ms },
-    } = await withCpu(() =>
-      timed(async () => {
-        await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
-        await until("fleet tick", async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === connections);
-      }),
-    );
+    } = await withCpu(() => timed(() => tickFleet(ctx, ids)));
     const noop = await noopThroughput(config.redisUrl, config.sync.concurrency, connections * 2);
     return {
       connections,
@@ -70,4 +62,21 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
   } finally {
     await service.close();
   }
+}
+
+/** Connects the fake's accounts `tokenPrefix`0… (one connection each) and waits until each has synced once. */
+export async function connectFleet(ctx: AppContext, tokenPrefix: string, connections: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < connections; i++) ids.push((await producer.connect(ctx, { workspaceId: "fleet", token: `${tokenPrefix}${i}` })).id);
+  const synced = () => ctx.db.connection.count({ where: { lastSyncedAt: { not: null } } });
+  await until("first syncs", async () => (await synced()) === connections);
+  return ids;
+}
+
+/** A tick for every connection at once; returns when each has finished a run started after the ticks were sent (checked every `pollMs`). */
+export async function tickFleet(ctx: AppContext, ids: string[], pollMs?: number): Promise<void> {
+  const start = new Date();
+  await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
+  const done = async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === ids.length;
+  await until("fleet tick", done, undefined, pollMs);
 }

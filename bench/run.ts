@@ -5,10 +5,13 @@ import { backfill } from "./backfill.js";
 import { fleet } from "./fleet.js";
 import { ledger } from "./ledger.js";
 import { memory } from "./memory.js";
+import type { ProcessMemory } from "./service-process.js";
+import { shippedRuntime } from "./shipped.js";
 import { rateCap } from "./rate-cap.js";
 import { FakeProcess, fmt } from "./support.js";
 import { usageQuery } from "./usage-query.js";
 import { usageZones } from "./usage-zones.js";
+import { workers } from "./workers.js";
 import { writePath } from "./write-path.js";
 
 // `npm run bench [name]`: each benchmark against a loopback fake Replicate in its own process; each
@@ -81,6 +84,25 @@ try {
       `| ${r.concurrency} | ${fmt(r.syncsPerSecond)} | ${fmt(r.cpuMsPerSync, 2)} ms | ${fmt(r.noopJobsPerSecond)} | ${r.jobsPerSync} | ≥ 300 syncs/s ${verdict(r.syncsPerSecond >= 300)}; ≤ 3 ms CPU ${verdict(r.cpuMsPerSync <= 3)} |`,
     );
   }
+  if (wanted("workers")) {
+    const r = await workers(fake, FLEET);
+    const one = r.rows.find((row) => row.processes === 1)!;
+    const two = r.rows.find((row) => row.processes === 2)!;
+    const scaling = two.syncsPerSecond / one.syncsPerSecond;
+    out(
+      `## More than one core: the fleet tick (${fmt(FLEET)} connections × 1 new page) by ROLE=worker processes on one Redis and one Postgres, ${r.cores} cores`,
+      "",
+      "| worker processes | connection-syncs/s | vs 1 process | CPU per sync: workers + Postgres + Redis + fake = total | machine busy / idle (load average) | connections exactly counted |",
+      "|---|---|---|---|---|---|",
+      ...r.rows.map((row) => {
+        const c = row.cpuMsPerSync;
+        const cpu = [c.workers, c.postgres, c.redis, c.fake, c.workers + c.postgres + c.redis + c.fake].map((ms) => fmt(ms, 2)).join(" + ");
+        return `| ${row.processes} | ${fmt(row.syncsPerSecond)} | ${fmt(row.syncsPerSecond / one.syncsPerSecond, 2)}× | ${cpu.replace(/ \+ (?=[^+]*$)/, " = ")} ms | ${fmt(row.machineBusy * 100)} % / ${fmt(row.machineIdle * 100)} % (${fmt(row.loadAverage, 1)}) | ${fmt(row.exact)} of ${fmt(r.connections)} ${verdict(row.exact === r.connections)} |`;
+      }),
+      "",
+      `2 processes vs 1: ${fmt(scaling, 2)}× (target ≥ 1.60× on a machine with the cores to show it) ${verdict(scaling >= 1.6)}`,
+    );
+  }
   if (wanted("rate-cap")) {
     const r = await rateCap(fake);
     out(
@@ -102,14 +124,28 @@ try {
     );
   }
   if (wanted("memory")) {
-    const r = await memory(fake);
-    const growth = r.rssAfterLargeMb - r.rssAfterSmallMb;
+    // The worker as the image runs it (bench/shipped.ts reads the Dockerfile), beside node's and glibc's defaults.
+    const shipped = shippedRuntime();
+    const rows = [
+      { name: "node and glibc defaults", r: await memory(fake, {}) },
+      {
+        name: `as shipped: ${[...shipped.nodeFlags, ...Object.entries(shipped.env).map(([k, v]) => `${k}=${v}`)].join(" ")}`,
+        r: await memory(fake, shipped),
+      },
+    ];
+    const mb = (bytes: number) => fmt(bytes / 2 ** 20);
+    const reading = (m: ProcessMemory) => `RSS ${mb(m.afterOneGc.rss)} → ${mb(m.usage.rss)} MB, heap ${mb(m.usage.heapUsed)} MB`;
     out(
-      "## Memory: RSS and heap of the service process (after a forced GC), 10 connections × 100k backfilled side by side",
+      "## Memory: RSS of a worker process (ROLE=worker, its own process), 10 connections × 100k backfilled side by side",
       "",
-      "| after 10k predictions | after 1M predictions | RSS growth | target |",
-      "|---|---|---|---|",
-      `| RSS ${fmt(r.rssAfterSmallMb)} MB, heap ${fmt(r.heapAfterSmallMb)} MB | RSS ${fmt(r.rssAfterLargeMb)} MB, heap ${fmt(r.heapAfterLargeMb)} MB (${fmt(r.large)} rows) | ${fmt(growth)} MB | < 50 MB ${verdict(growth < 50)} |`,
+      "RSS after one forced collection → once its sweeping is done (a second one); heap used after both. Growth and target on the latter.",
+      "",
+      "| runtime | after 10k predictions | after 1M predictions | RSS growth | peak RSS | worker CPU 10k → 1M | target |",
+      "|---|---|---|---|---|---|---|",
+      ...rows.map(({ name, r }) => {
+        const growth = (r.afterLarge.usage.rss - r.afterSmall.usage.rss) / 2 ** 20;
+        return `| ${name} | ${reading(r.afterSmall)} | ${reading(r.afterLarge)} (${fmt(r.large)} rows) | ${fmt(growth)} MB | ${mb(r.afterLarge.peakRss)} MB | ${fmt(r.cpuMs / 1000, 1)} s | < 50 MB ${verdict(growth < 50)} |`;
+      }),
     );
   }
   if (wanted("usage-query")) {

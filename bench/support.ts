@@ -1,12 +1,14 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { parseConfig, type Config } from "../src/config.js";
 import type { AppContext } from "../src/context.js";
 import { startService } from "../src/service.js";
 import { waitFor } from "../dev/wait-for.js";
 import { createMigratedDatabase } from "../dev/postgres.js";
 import type { FakeCommand } from "./fake-server.js";
+import type { ProcessMemory } from "./service-process.js";
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -22,6 +24,11 @@ export class FakeProcess {
     const child = fork(new URL("./fake-server.ts", import.meta.url), { execArgv: ["--import", "tsx", "--max-old-space-size=8192"] });
     const [ready] = (await once(child, "message")) as [{ baseUrl: string }];
     return new FakeProcess(child, ready.baseUrl);
+  }
+
+  /** CPU time the fake has spent so far. */
+  cpuMs(): number {
+    return processCpuMs(this.child.pid!);
   }
 
   async send<T = object>(command: FakeCommand): Promise<T> {
@@ -47,13 +54,15 @@ export class FakeProcess {
 export interface BenchService {
   config: Config;
   ctx: AppContext;
+  /** The environment the service was configured from: a service process started with it works on the same database and queues. */
+  env: Record<string, string>;
   close(): Promise<void>;
 }
 
 /** The service in this process (no HTTP: the producer is called directly) on a fresh, migrated database. */
-export async function startBenchService(baseUrl: string, env: Record<string, string> = {}, workers = true): Promise<BenchService> {
+export async function startBenchService(baseUrl: string, extra: Record<string, string> = {}, workers = true): Promise<BenchService> {
   const database = createMigratedDatabase("rus_bench");
-  const config = parseConfig({
+  const env = {
     NODE_ENV: "production",
     DATABASE_URL: database.url,
     REDIS_URL,
@@ -64,13 +73,15 @@ export async function startBenchService(baseUrl: string, env: Record<string, str
     REPLICATE_API_BASE_URL: baseUrl,
     REPLICATE_REQUESTS_PER_SECOND: "100000",
     LOG_LEVEL: "warn",
-    ...env,
-  });
+    ...extra,
+  };
+  const config = parseConfig(env);
   const service = await startService(config, { workers });
   const { ctx } = service;
   return {
     config,
     ctx,
+    env,
     async close() {
       await service.stopWorkers();
       const keys = await ctx.redis.keys(`${config.queuePrefix}*`);
@@ -81,9 +92,82 @@ export async function startBenchService(baseUrl: string, env: Record<string, str
   };
 }
 
-/** Polls fast (5 ms) so the measured time is not rounded up by the poll. */
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
-  await waitFor(what, check, (ok) => ok, timeoutMs, 5);
+/** Linux counts process and machine CPU time in ticks of 1/100 s (USER_HZ). */
+const TICK_MS = 10;
+
+/**
+ * The service's own entry point (src/main.ts) in a child process, started with `env` the way a
+ * deployment starts it (e.g. ROLE=worker and the image's allocator settings), through
+ * bench/service-process.ts, which only reports when it is up and, on request, its memory.
+ */
+export class ServiceProcess {
+  private seq = 0;
+  private constructor(private readonly child: ChildProcess) {}
+
+  /** `env` is added to this process's environment, `nodeFlags` to node's; HTTP (probes, /metrics) on a free loopback port. */
+  static async start(env: Record<string, string>, nodeFlags: string[] = []): Promise<ServiceProcess> {
+    const child = fork(new URL("./service-process.ts", import.meta.url), {
+      execArgv: [...nodeFlags, "--expose-gc", "--import", "tsx"],
+      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", ...env },
+    });
+    const exited = once(child, "exit").then(([code]) => {
+      throw new Error(`service process exited with ${String(code)} before it was ready`);
+    });
+    await Promise.race([once(child, "message"), exited]);
+    return new ServiceProcess(child);
+  }
+
+  /** CPU time (user + system) the process has spent so far, all its threads. */
+  cpuMs(): number {
+    return processCpuMs(this.child.pid!);
+  }
+
+  async memory(): Promise<ProcessMemory> {
+    const seq = ++this.seq;
+    const reply = new Promise<ProcessMemory>((resolve) => {
+      const onMessage = (m: { seq?: number; memory?: ProcessMemory }) => {
+        if (m.seq !== seq) return;
+        this.child.off("message", onMessage);
+        resolve(m.memory!);
+      };
+      this.child.on("message", onMessage);
+    });
+    this.child.send({ type: "memory", seq });
+    return reply;
+  }
+
+  /** SIGTERM, as an orchestrator stops it: in-flight jobs finish, then it exits. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = once(this.child, "exit");
+    this.child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+/** CPU time (user + system) process `pid` has spent so far, all its threads; 0 once it is gone. */
+export function processCpuMs(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return 0;
+  }
+  // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th.
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+/** CPU time the whole machine spent busy and idle so far (all cores, from /proc/stat). */
+export function machineCpuMs(): { busy: number; idle: number } {
+  const [, ...ticks] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = ticks;
+  return { busy: (user + nice + system + irq + softirq + steal) * TICK_MS, idle: (idle + iowait) * TICK_MS };
+}
+
+/** Polls fast (5 ms by default) so the measured time is not rounded up by the poll. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000, pollMs = 5): Promise<void> {
+  await waitFor(what, check, (ok) => ok, timeoutMs, pollMs);
 }
 
 export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {
