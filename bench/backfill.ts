@@ -1,6 +1,6 @@
 import http from "node:http";
 import * as producer from "../src/producer.js";
-import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, countRows, startBenchService, timed, until, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
@@ -69,12 +69,17 @@ export async function backfill(
   const service = await startBenchService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
   try {
     const before = await fetchFloor(fake.baseUrl, token);
-    const { cpuMs, value: run } = await withCpu(() =>
-      timed(async () => {
-        const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
-        await until("backfill", async () => (await service.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt !== null);
-        return id;
-      }),
+    const { cpuMs, value: run } = await withCpu(
+      () =>
+        timed(async () => {
+          const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
+          await until(
+            "backfill",
+            async () => (await countRows(service.ctx, "connections WHERE id = $1 AND last_synced_at IS NOT NULL", [id])) === 1,
+          );
+          return id;
+        }),
+      `backfill-${latencyMs}ms-p${parallelism}${busyDay ? "-busy" : ""}`,
     );
     const after = await fetchFloor(fake.baseUrl, token);
     const totals = await service.ctx.db.usageBucket.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });

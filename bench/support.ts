@@ -1,6 +1,9 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import path from "node:path";
 import { parseConfig, type Config } from "../src/config.js";
 import type { AppContext } from "../src/context.js";
 import { startService } from "../src/service.js";
@@ -81,6 +84,14 @@ export async function startBenchService(baseUrl: string, env: Record<string, str
   };
 }
 
+/**
+ * A count read with pg directly: polled every 5 ms inside the measured process, so it must cost
+ * little (a Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
+ */
+export async function countRows(ctx: AppContext, text: string, values: unknown[]): Promise<number> {
+  return (await ctx.db.pool.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${text}`, values })).rows[0]!.n;
+}
+
 /** Polls fast (5 ms) so the measured time is not rounded up by the poll. */
 export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
   await waitFor(what, check, (ok) => ok, timeoutMs, 5);
@@ -92,12 +103,37 @@ export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value
   return { ms: performance.now() - start, value };
 }
 
-/** CPU time (user + system) this process spent while `f` ran: the service's cost, the fake being another process. */
-export async function withCpu<T>(f: () => Promise<T>): Promise<{ cpuMs: number; value: T }> {
+/**
+ * CPU time (user + system) this process spent while `f` ran: the service's cost, the fake being another process.
+ * With BENCH_CPU_PROF=<dir>, a V8 CPU profile of just that phase is written there as `<name>.cpuprofile`
+ * (read it with `npm run profile-top <file>`); its timings then include the profiler's overhead.
+ */
+export async function withCpu<T>(f: () => Promise<T>, name = "phase"): Promise<{ cpuMs: number; value: T }> {
+  const profile = await startProfile();
   const before = process.cpuUsage();
   const value = await f();
   const used = process.cpuUsage(before);
+  await profile?.stop(name);
   return { cpuMs: (used.user + used.system) / 1000, value };
+}
+
+async function startProfile(): Promise<{ stop(name: string): Promise<void> } | null> {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return null;
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  // 100 µs: fine enough for the per-page costs (the default 1 ms misses most of them).
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  return {
+    async stop(name) {
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    },
+  };
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
