@@ -122,7 +122,10 @@ async function readWindows(ctx: AppContext, run: RunAt, job: JobProgress, window
     return { outcome: done.includes("disconnected") ? "disconnected" : "stale" } satisfies SyncStepResult;
   }
   const latest = slices.reduce((a, b) => (progressOf(b.checkpoint) > progressOf(a.checkpoint) ? b : a)).checkpoint;
-  await job.updateProgress({ pagesDone: latest.pagesDone, predictionsSeen: latest.predictionsSeen, trainingsSeen: latest.trainingsSeen });
+  // A run that ends in this job says so in its result; progress is for jobs that hand work on.
+  if (!latest.done) {
+    await job.updateProgress({ pagesDone: latest.pagesDone, predictionsSeen: latest.predictionsSeen, trainingsSeen: latest.trainingsSeen });
+  }
   const result = await chainAndFinish(ctx, run, slices, job);
   if (failed) throw failed.reason;
   return result;
