@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 
 import type { AppContext } from "../src/context.js";
 import * as producer from "../src/producer.js";
-import { FakeProcess, countRows, startBenchService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, countRows, printCounts, startBenchService, timed, until, withCounts, withCpu } from "./support.js";
 
 export interface FleetResult {
   connections: number;
@@ -58,16 +58,25 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
     const jobsBefore = await syncJobsRun(ctx);
     const start = new Date();
     const {
-      cpuMs,
-      value: { ms },
-    } = await withCpu(
-      () =>
-        timed(async () => {
-          await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
-          await until("fleet tick", async () => (await countRows(ctx, "connections WHERE last_synced_at >= $1", [start])) === connections);
-        }),
-      "fleet",
+      counts,
+      value: {
+        cpuMs,
+        value: { ms },
+      },
+    } = await withCounts(() =>
+      withCpu(
+        () =>
+          timed(async () => {
+            await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
+            await until(
+              "fleet tick",
+              async () => (await countRows(ctx, "connections WHERE last_synced_at >= $1", [start])) === connections,
+            );
+          }),
+        "fleet",
+      ),
     );
+    printCounts("fleet", counts, connections, "sync");
     // A job's "completed" event (what the histogram counts) may come just after its run was saved.
     await until("jobs counted", async () => (await syncJobsRun(ctx)) - jobsBefore >= connections, 10_000);
     const jobs = (await syncJobsRun(ctx)) - jobsBefore;

@@ -4,6 +4,7 @@ import { ReplicateClient } from "../src/replicate/client.js";
 import { predictionPageSchema } from "../src/replicate/schemas.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { generatePredictions } from "../dev/predictions.js";
+import { get } from "./backfill.js";
 
 // `node --import tsx bench/page-costs.ts`: the CPU of one page's parts, each alone, in this process
 // against an in-process fake (the fake's serving is in the figures of the HTTP rows, the same for
@@ -29,23 +30,11 @@ const job = {
   page: 3,
 };
 
-function nodeGet(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { headers, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-      })
-      .on("error", reject);
-  });
-}
-
 const cases: [string, () => unknown][] = [
   ["JSON.parse of a 100-prediction page", () => JSON.parse(body)],
   ["zod: predictionPageSchema on 100 predictions", () => predictionPageSchema.parse(json)],
   ["job data JSON round trip (stringify + parse)", () => JSON.parse(JSON.stringify(job))],
-  ["node:http GET + JSON.parse", async () => JSON.parse(await nodeGet())],
+  ["node:http GET + JSON.parse", async () => JSON.parse(await get(url, headers, agent))],
   ["fetch (undici) GET + JSON.parse", async () => (await fetch(url, { headers })).json()],
   ["got GET + JSON.parse", async () => JSON.parse((await plain.get(url, { headers })).body)],
   ["ReplicateClient.listPredictions (got + decode + zod)", () => client.listPredictions(token, {})],

@@ -2,9 +2,14 @@ import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { Writable } from "node:stream";
 import { Session } from "node:inspector/promises";
 import path from "node:path";
+import { Redis } from "ioredis";
+import pg from "pg";
+import winston from "winston";
 import { parseConfig, type Config } from "../src/config.js";
+import { logger } from "../src/logger.js";
 import type { AppContext } from "../src/context.js";
 import { startService } from "../src/service.js";
 import { waitFor } from "../dev/wait-for.js";
@@ -82,6 +87,64 @@ export async function startBenchService(baseUrl: string, env: Record<string, str
       await database.drop();
     },
   };
+}
+
+export interface CallCounts {
+  redisCommands: number;
+  pgQueries: number;
+  logLines: number;
+}
+
+/**
+ * With BENCH_COUNT=1, counts what the process sends while `f` runs: Redis commands (a Lua script is
+ * one), pg queries (Prisma's included: it runs on pg) and log lines at LOG_LEVEL=info (what a
+ * production process writes; the bench itself runs at warn). Null without it: the wrappers cost CPU.
+ */
+export async function withCounts<T>(f: () => Promise<T>): Promise<{ counts: CallCounts | null; value: T }> {
+  if (!process.env.BENCH_COUNT) return { counts: null, value: await f() };
+  const counts: CallCounts = { redisCommands: 0, pgQueries: 0, logLines: 0 };
+  const { sendCommand } = Redis.prototype;
+  const { query } = pg.Client.prototype;
+  Redis.prototype.sendCommand = function (this: Redis, ...args: Parameters<Redis["sendCommand"]>) {
+    counts.redisCommands++;
+    return sendCommand.apply(this, args);
+  };
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    counts.pgQueries++;
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  const level = logger.level;
+  const counter = new winston.transports.Stream({
+    level: "info",
+    stream: new Writable({
+      write(_line, _encoding, next) {
+        counts.logLines++;
+        next();
+      },
+    }),
+  });
+  logger.level = "info";
+  const quiet = logger.transports.filter((t) => !t.silent);
+  for (const t of quiet) t.silent = true;
+  logger.add(counter);
+  try {
+    return { counts, value: await f() };
+  } finally {
+    Redis.prototype.sendCommand = sendCommand;
+    pg.Client.prototype.query = query;
+    logger.remove(counter);
+    logger.level = level;
+    for (const t of quiet) t.silent = false;
+  }
+}
+
+/** Prints what withCounts counted, per unit of work (a sync, a page). */
+export function printCounts(what: string, counts: CallCounts | null, per: number, unit: string): void {
+  if (!counts) return;
+  const each = (n: number) => (n / per).toFixed(2);
+  process.stdout.write(
+    `${what}: per ${unit}: ${each(counts.redisCommands)} Redis commands, ${each(counts.pgQueries)} pg queries, ${each(counts.logLines)} log lines at info\n`,
+  );
 }
 
 /**
