@@ -103,6 +103,7 @@ export interface CallCounts {
 export async function withCounts<T>(f: () => Promise<T>): Promise<{ counts: CallCounts | null; value: T }> {
   if (!process.env.BENCH_COUNT) return { counts: null, value: await f() };
   const counts: CallCounts = { redisCommands: 0, pgQueries: 0, logLines: 0 };
+  const pollsBefore = polls;
   const { sendCommand } = Redis.prototype;
   const { query } = pg.Client.prototype;
   Redis.prototype.sendCommand = function (this: Redis, ...args: Parameters<Redis["sendCommand"]>) {
@@ -128,7 +129,10 @@ export async function withCounts<T>(f: () => Promise<T>): Promise<{ counts: Call
   for (const t of quiet) t.silent = true;
   logger.add(counter);
   try {
-    return { counts, value: await f() };
+    const value = await f();
+    // The bench's own polls are not the service's work.
+    counts.pgQueries -= polls - pollsBefore;
+    return { counts, value };
   } finally {
     Redis.prototype.sendCommand = sendCommand;
     pg.Client.prototype.query = query;
@@ -151,7 +155,10 @@ export function printCounts(what: string, counts: CallCounts | null, per: number
  * A count read with pg directly: polled every 5 ms inside the measured process, so it must cost
  * little (a Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
  */
+let polls = 0;
+
 export async function countRows(ctx: AppContext, text: string, values: unknown[]): Promise<number> {
+  polls++;
   return (await ctx.db.pool.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${text}`, values })).rows[0]!.n;
 }
 
