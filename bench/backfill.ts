@@ -1,6 +1,6 @@
 import http from "node:http";
 import * as producer from "../src/producer.js";
-import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, countRows, printCounts, startBenchService, timed, until, withCounts, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
@@ -16,7 +16,8 @@ export interface BackfillResult {
 
 const WINDOW_DAYS = 90; // the service's default BACKFILL_DAYS
 
-function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<string> {
+/** A GET with node:http alone, the body as text: the floor's client (and page-costs' baseline). */
+export function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<string> {
   return new Promise((resolve, reject) => {
     http
       .get(url, { headers, agent }, (res) => {
@@ -69,14 +70,19 @@ export async function backfill(
   const service = await startBenchService(fake.baseUrl, { BACKFILL_PARALLELISM: String(parallelism) });
   try {
     const before = await fetchFloor(fake.baseUrl, token);
-    const { cpuMs, value: run } = await withCpu(() =>
-      timed(async () => {
-        const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
-        await until("backfill", async () => (await service.ctx.db.connection.findUniqueOrThrow({ where: { id } })).lastSyncedAt !== null);
-        return id;
-      }),
-    );
+    const phase = `backfill-${latencyMs}ms-p${parallelism}${busyDay ? "-busy" : ""}`;
+    const connectAndWait = async () => {
+      const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
+      const synced = async () => (await countRows(service.ctx, "connections WHERE id = $1 AND last_synced_at IS NOT NULL", [id])) === 1;
+      await until("backfill", synced);
+      return id;
+    };
+    const {
+      counts,
+      value: { cpuMs, value: run },
+    } = await withCounts(() => withCpu(() => timed(connectAndWait), phase));
     const after = await fetchFloor(fake.baseUrl, token);
+    printCounts(`backfill ${latencyMs} ms, ${parallelism} windows`, counts, after.pages, "page");
     const totals = await service.ctx.db.usageBucket.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });
     if (totals._sum.predictions !== count || before.predictions !== count) {
       throw new Error(`backfill bench: expected ${count} predictions, got ${totals._sum.predictions} (floor saw ${before.predictions})`);

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 
 import type { AppContext } from "../src/context.js";
 import * as producer from "../src/producer.js";
-import { FakeProcess, startBenchService, timed, until, withCpu } from "./support.js";
+import { FakeProcess, countRows, printCounts, startBenchService, timed, until, withCounts, withCpu } from "./support.js";
 
 export interface FleetResult {
   connections: number;
@@ -36,9 +36,15 @@ async function noopThroughput(redisUrl: string, concurrency: number, jobs: numbe
   return (jobs * 1000) / ms;
 }
 
+/** Sync-queue jobs (ticks and slices) this process has finished, from its job-duration histogram. */
+async function syncJobsRun(ctx: AppContext): Promise<number> {
+  const { values } = await ctx.metrics.jobDuration.get();
+  return values.filter((v) => v.metricName?.endsWith("_count") && v.labels.queue === "sync").reduce((n, v) => n + v.value, 0);
+}
+
 /**
  * 1,000 connected connections, each with one new page: every connection gets a tick at once and the
- * clock stops when the last one has finished its run (tick job + slice job + run completion each).
+ * clock stops when the last one has finished its run (its tick reads the new page and completes the run).
  */
 export async function fleet(fake: FakeProcess, connections = 1000): Promise<FleetResult> {
   await fake.send({ type: "accounts", tokenPrefix: "r8_benchFleet", accounts: connections, perAccount: 60 });
@@ -46,17 +52,25 @@ export async function fleet(fake: FakeProcess, connections = 1000): Promise<Flee
   const { ctx, config } = service;
   try {
     const ids = await connectFleet(ctx, "r8_benchFleet", connections);
+    const jobsBefore = await syncJobsRun(ctx);
     const {
-      cpuMs,
-      value: { ms },
-    } = await withCpu(() => timed(() => tickFleet(ctx, ids)));
+      counts,
+      value: {
+        cpuMs,
+        value: { ms },
+      },
+    } = await withCounts(() => withCpu(() => timed(() => tickFleet(ctx, ids)), "fleet"));
+    printCounts("fleet", counts, connections, "sync");
+    // A job's "completed" event (what the histogram counts) may come just after its run was saved.
+    await until("jobs counted", async () => (await syncJobsRun(ctx)) - jobsBefore >= connections, 10_000);
+    const jobs = (await syncJobsRun(ctx)) - jobsBefore;
     const noop = await noopThroughput(config.redisUrl, config.sync.concurrency, connections * 2);
     return {
       connections,
       concurrency: config.sync.concurrency,
       syncsPerSecond: (connections * 1000) / ms,
       noopJobsPerSecond: noop,
-      jobsPerSync: 2,
+      jobsPerSync: Math.round((jobs / connections) * 100) / 100,
       cpuMsPerSync: cpuMs / connections,
     };
   } finally {
@@ -77,6 +91,6 @@ export async function connectFleet(ctx: AppContext, tokenPrefix: string, connect
 export async function tickFleet(ctx: AppContext, ids: string[], pollMs?: number): Promise<void> {
   const start = new Date();
   await Promise.all(ids.map((id) => ctx.queues.enqueue("tick", { connectionId: id })));
-  const done = async () => (await ctx.db.connection.count({ where: { lastSyncedAt: { gte: start } } })) === ids.length;
+  const done = async () => (await countRows(ctx, "connections WHERE last_synced_at >= $1", [start])) === ids.length;
   await until("fleet tick", done, undefined, pollMs);
 }

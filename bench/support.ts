@@ -1,8 +1,15 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Writable } from "node:stream";
+import { Session } from "node:inspector/promises";
+import path from "node:path";
+import { Redis } from "ioredis";
+import pg from "pg";
+import winston from "winston";
 import { parseConfig, type Config } from "../src/config.js";
+import { logger } from "../src/logger.js";
 import type { AppContext } from "../src/context.js";
 import { startService } from "../src/service.js";
 import { waitFor } from "../dev/wait-for.js";
@@ -165,6 +172,79 @@ export function machineCpuMs(): { busy: number; idle: number } {
   return { busy: (user + nice + system + irq + softirq + steal) * TICK_MS, idle: (idle + iowait) * TICK_MS };
 }
 
+export interface CallCounts {
+  redisCommands: number;
+  pgQueries: number;
+  logLines: number;
+}
+
+/**
+ * With BENCH_COUNT=1, counts what the process sends while `f` runs: Redis commands (a Lua script is
+ * one), pg queries (Prisma's included: it runs on pg) and log lines at LOG_LEVEL=info (what a
+ * production process writes; the bench itself runs at warn). Null without it: the wrappers cost CPU.
+ */
+export async function withCounts<T>(f: () => Promise<T>): Promise<{ counts: CallCounts | null; value: T }> {
+  if (!process.env.BENCH_COUNT) return { counts: null, value: await f() };
+  const counts: CallCounts = { redisCommands: 0, pgQueries: 0, logLines: 0 };
+  const pollsBefore = polls;
+  const { sendCommand } = Redis.prototype;
+  const { query } = pg.Client.prototype;
+  Redis.prototype.sendCommand = function (this: Redis, ...args: Parameters<Redis["sendCommand"]>) {
+    counts.redisCommands++;
+    return sendCommand.apply(this, args);
+  };
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    counts.pgQueries++;
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  const level = logger.level;
+  const counter = new winston.transports.Stream({
+    level: "info",
+    stream: new Writable({
+      write(_line, _encoding, next) {
+        counts.logLines++;
+        next();
+      },
+    }),
+  });
+  logger.level = "info";
+  const quiet = logger.transports.filter((t) => !t.silent);
+  for (const t of quiet) t.silent = true;
+  logger.add(counter);
+  try {
+    const value = await f();
+    // The bench's own polls are not the service's work.
+    counts.pgQueries -= polls - pollsBefore;
+    return { counts, value };
+  } finally {
+    Redis.prototype.sendCommand = sendCommand;
+    pg.Client.prototype.query = query;
+    logger.remove(counter);
+    logger.level = level;
+    for (const t of quiet) t.silent = false;
+  }
+}
+
+/** Prints what withCounts counted, per unit of work (a sync, a page). */
+export function printCounts(what: string, counts: CallCounts | null, per: number, unit: string): void {
+  if (!counts) return;
+  const each = (n: number) => (n / per).toFixed(2);
+  process.stdout.write(
+    `${what}: per ${unit}: ${each(counts.redisCommands)} Redis commands, ${each(counts.pgQueries)} pg queries, ${each(counts.logLines)} log lines at info\n`,
+  );
+}
+
+/**
+ * A count read with pg directly: polled every 5 ms inside the measured process, so it must cost
+ * little (a Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
+ */
+let polls = 0;
+
+export async function countRows(ctx: AppContext, text: string, values: unknown[]): Promise<number> {
+  polls++;
+  return (await ctx.db.pool.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${text}`, values })).rows[0]!.n;
+}
+
 /** Polls fast (5 ms by default) so the measured time is not rounded up by the poll. */
 export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000, pollMs = 5): Promise<void> {
   await waitFor(what, check, (ok) => ok, timeoutMs, pollMs);
@@ -176,12 +256,37 @@ export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value
   return { ms: performance.now() - start, value };
 }
 
-/** CPU time (user + system) this process spent while `f` ran: the service's cost, the fake being another process. */
-export async function withCpu<T>(f: () => Promise<T>): Promise<{ cpuMs: number; value: T }> {
+/**
+ * CPU time (user + system) this process spent while `f` ran: the service's cost, the fake being another process.
+ * With BENCH_CPU_PROF=<dir>, a V8 CPU profile of just that phase is written there as `<name>.cpuprofile`
+ * (read it with `npm run profile-top <file>`); its timings then include the profiler's overhead.
+ */
+export async function withCpu<T>(f: () => Promise<T>, name = "phase"): Promise<{ cpuMs: number; value: T }> {
+  const profile = await startProfile();
   const before = process.cpuUsage();
   const value = await f();
   const used = process.cpuUsage(before);
+  await profile?.stop(name);
   return { cpuMs: (used.user + used.system) / 1000, value };
+}
+
+async function startProfile(): Promise<{ stop(name: string): Promise<void> } | null> {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return null;
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  // 100 µs: fine enough for the per-page costs (the default 1 ms misses most of them).
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  return {
+    async stop(name) {
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    },
+  };
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -12,8 +12,8 @@ import { deliverWebhook } from "../src/webhooks/deliver.js";
 export const processors = (ctx: AppContext): Processors => ({
   /** Checks a new or replaced token and starts syncing. */
   verify: (data, job) => verifyConnection(ctx, data.connectionId, job.id),
-  /** Starts a run or continues the current one, making sure each open window has its slice job. */
-  tick: (data, job) => runTick(ctx, data.connectionId, job.id),
+  /** Starts a run and reads its first slice, or makes sure each open window of the current one has its slice job. */
+  tick: (data, job) => runTick(ctx, data.connectionId, job),
   /** Reads and writes one window for a while, then chains the window's next slice. */
   slice: (data, job) => runWindowSlice(ctx, data, job),
   /** Posts one outbox row to the backend; its queue runs only while webhooks are configured. */

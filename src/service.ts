@@ -88,7 +88,7 @@ export async function startService(
         processors: processors(ctx),
         onFailure: (queue, err, job) => {
           const attempt = { queue, ...job, backoffMs: config.jobs.backoffMs };
-          const failed = { connectionId: job.data.connectionId, runId: job.data.runId, jobId: job.jobId, attemptsMade: job.attemptsMade };
+          const failed = { connectionId: job.data.connectionId, jobId: job.jobId, attemptsMade: job.attemptsMade };
           return applyFailure(failureDeps, classify(err, attempt), err, failed);
         },
         onFinished: (queue, name, outcome, seconds) => metrics.jobDuration.observe({ queue, name, outcome }, seconds),

@@ -2,9 +2,9 @@ import type { AppContext, JobData } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
-import { readSyncState, storedToken } from "../repositories/connections.js";
+import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
-import { completeRun } from "../repositories/runs.js";
+import { completeRun, runStarter } from "../repositories/runs.js";
 import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
 import type { UsageKind } from "../domain/usage-measures.js";
 import { beginRun, runSlice } from "../sync/run.js";
@@ -22,22 +22,36 @@ export interface JobProgress {
 }
 
 /**
- * A tick (scheduler or syncNow) starts a run or continues the current one by making sure each open
- * window has its slice job. Slice jobs have deterministic ids, so a tick during a run is a no-op.
+ * A tick (scheduler or syncNow) starts a run or continues the current one. The tick that starts a
+ * run reads the first slice of each of its windows itself, so a sync that fits in one slice is one
+ * job; windows left open (and any split off) are chained as slice jobs. A tick during a run makes
+ * sure each open window has its slice job: slice jobs have deterministic ids, so that is a no-op
+ * while they exist, and it resumes windows whose job was lost (a crash, a failed first slice); it
+ * leaves the run alone while the tick that started it is still reading it (two ticks at connect).
  */
-export async function runTick(ctx: AppContext, connectionId: string, jobId?: string): Promise<SyncStepResult> {
-  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), jobId);
+export async function runTick(ctx: AppContext, connectionId: string, job: JobProgress): Promise<SyncStepResult> {
+  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), job.id);
   if (!run) return { outcome: "disconnected" };
   const { checkpoint } = run;
-  if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, jobId);
+  if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, job.id);
+  if (run.started) {
+    if (!run.tokenCiphertext) return { outcome: "disconnected" };
+    const token = ctx.vault.open(run.tokenCiphertext, connectionId);
+    // Once per run, beside its first slices: usage never waits for this optional read, nor fails with it.
+    const deployments = refreshDeployments(ctx, connectionId, token, { jobId: job.id }).catch((err: unknown) =>
+      moduleLogger("sync", { connectionId, jobId: job.id }).warn("deployments not refreshed", { error: err }),
+    );
+    const [result] = await Promise.allSettled([readWindows(ctx, { connectionId, token, checkpoint }, job), deployments]);
+    if (result.status === "rejected") throw result.reason;
+    return result.value;
+  }
+  const starter = await runStarter(ctx.db, connectionId, checkpoint.runId);
+  if (starter && starter !== job.id && (await ctx.queues.isActive("sync", starter))) return { outcome: "chain_running" };
   let enqueued = 0;
   for (const [window, w] of openWindows(checkpoint)) {
     const state = await ctx.queues.ensure("slice", { connectionId, runId: checkpoint.runId, window, page: w.pagesDone + 1 });
     if (state === "enqueued") enqueued++;
   }
-  // Once per run, beside its first slices: usage never waits for this optional read.
-  const stored = run.started ? await storedToken(ctx.db, ctx.vault, connectionId) : null;
-  if (stored) await refreshDeployments(ctx, connectionId, stored.token, { jobId });
   return enqueued > 0 ? { outcome: "slices_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
@@ -71,30 +85,83 @@ export async function runWindowSlice(ctx: AppContext, data: JobData<"slice">, jo
   const checkpoint = parseCheckpoint(state.syncState);
   const at = checkpoint?.runId === runId ? checkpoint.windows[window] : undefined;
   if (!checkpoint || !at || page > at.pagesDone + 1) return { outcome: "stale" };
+  const run = { connectionId, token: state.token, checkpoint };
+  // Written by an attempt that crashed before chaining: every open window is chained again.
+  if (page !== at.pagesDone + 1 || at.done)
+    return chainAndFinish(ctx, run, [{ checkpoint, next: openWindows(checkpoint).map(([id]) => id) }], job);
+  return readWindows(ctx, run, job, [window]);
+}
 
-  let current = checkpoint;
-  let written = { pages: 0, predictions: 0 };
-  // Unless this slice was written by an attempt that crashed before chaining: then every open window is chained.
-  let next = openWindows(current).map(([id]) => id);
-  if (page === at.pagesDone + 1 && !at.done) {
-    const slice = await runSlice(ctx.db, ctx.replicate, state.token, connectionId, checkpoint, window, ctx.config.sync, ctx.prefetcher);
-    if (!slice.applied) return { outcome: slice.reason === "not_connected" ? "disconnected" : "stale" };
-    current = slice.checkpoint;
-    written = { pages: slice.pages, predictions: slice.predictions };
-    next = [window, ...slice.newWindows];
-    if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, job.id, { page, kind: at.kind ?? "prediction" }, slice.rejected);
-    await job.updateProgress({
-      pagesDone: current.pagesDone,
-      predictionsSeen: current.predictionsSeen,
-      trainingsSeen: current.trainingsSeen,
-    });
+interface RunAt {
+  connectionId: string;
+  token: string;
+  checkpoint: Checkpoint;
+}
+
+/** What one window's slice wrote, and the windows (itself, any split off) whose next slice it hands on. */
+interface WindowSlice {
+  checkpoint: Checkpoint;
+  next: string[];
+  pages?: number;
+  predictions?: number;
+}
+
+/**
+ * Reads a slice of each of `windows` (every open window by default) side by side, as that many slice
+ * jobs would, then chains their next slices and closes the run when it is done. A window that fails
+ * does not stop the others: their progress is chained, then the first error is thrown for the job's
+ * failure policy (a retried tick finds the failed window without a job and enqueues it).
+ */
+async function readWindows(ctx: AppContext, run: RunAt, job: JobProgress, windows = openWindows(run.checkpoint).map(([id]) => id)) {
+  const settled = await Promise.allSettled(windows.map((id) => readWindow(ctx, run, id, job.id)));
+  const done = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const slices = done.filter((s) => typeof s !== "string");
+  const failed = settled.find((s) => s.status === "rejected");
+  if (slices.length === 0) {
+    if (failed) throw failed.reason;
+    return { outcome: done.includes("disconnected") ? "disconnected" : "stale" } satisfies SyncStepResult;
   }
-  for (const id of next) {
-    const w = current.windows[id]!;
-    if (!w.done) await ctx.queues.enqueue("slice", { connectionId, runId, window: id, page: w.pagesDone + 1 });
+  const latest = slices.reduce((a, b) => (progressOf(b.checkpoint) > progressOf(a.checkpoint) ? b : a)).checkpoint;
+  // A run that ends in this job says so in its result; progress is for jobs that hand work on.
+  if (!latest.done) {
+    await job.updateProgress({ pagesDone: latest.pagesDone, predictionsSeen: latest.predictionsSeen, trainingsSeen: latest.trainingsSeen });
   }
-  if (!current.done) return { outcome: "page_written", page, ...written };
-  return finishRun(ctx, connectionId, current, job.id);
+  const result = await chainAndFinish(ctx, run, slices, job);
+  if (failed) throw failed.reason;
+  return result;
+}
+
+/** How far a stored checkpoint is: each write adds at least one page to one window, so a later write has more. */
+const progressOf = (cp: Checkpoint) => Object.values(cp.windows).reduce((n, w) => n + w.pagesDone, cp.done ? 1 : 0);
+
+/** One window's slice, or why nothing was written. */
+async function readWindow(ctx: AppContext, run: RunAt, window: string, jobId?: string): Promise<WindowSlice | "disconnected" | "stale"> {
+  const { connectionId, token, checkpoint } = run;
+  const at = checkpoint.windows[window]!;
+  const slice = await runSlice(ctx.db, ctx.replicate, token, connectionId, checkpoint, window, ctx.config.sync, ctx.prefetcher);
+  if (!slice.applied) return slice.reason === "not_connected" ? "disconnected" : "stale";
+  const kind = at.kind ?? "prediction";
+  if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, jobId, { page: at.pagesDone + 1, kind }, slice.rejected);
+  return { checkpoint: slice.checkpoint, next: [window, ...slice.newWindows], pages: slice.pages, predictions: slice.predictions };
+}
+
+/** Enqueues the next slice of each window the slices hand on that is still open; closes the run once every window is done. */
+async function chainAndFinish(ctx: AppContext, run: RunAt, slices: WindowSlice[], job: JobProgress): Promise<SyncStepResult> {
+  const { connectionId } = run;
+  for (const { checkpoint, next } of slices) {
+    for (const id of next) {
+      const w = checkpoint.windows[id]!;
+      if (!w.done) await ctx.queues.enqueue("slice", { connectionId, runId: checkpoint.runId, window: id, page: w.pagesDone + 1 });
+    }
+  }
+  // The write that committed last saw every window: if the run is done, one of the slices says so.
+  const done = slices.find((s) => s.checkpoint.done);
+  if (done) return finishRun(ctx, connectionId, done.checkpoint, job.id);
+  const written = slices.reduce((sum, s) => ({ pages: sum.pages + (s.pages ?? 0), predictions: sum.predictions + (s.predictions ?? 0) }), {
+    pages: 0,
+    predictions: 0,
+  });
+  return { outcome: "page_written", page: run.checkpoint.pagesDone + 1, ...written };
 }
 
 /** Closes a run whose windows are all done, with its sync_completed event; only one caller succeeds. */

@@ -97,6 +97,12 @@ export class JobQueues {
     return "enqueued";
   }
 
+  /** Whether a worker is running the job (of a kind of `queue`) now. */
+  async isActive(queue: QueueName, jobId: string): Promise<boolean> {
+    const job = await this.queues[queue].getJob(jobId);
+    return (await job?.getState()) === "active";
+  }
+
   async upsertScheduler(connectionId: string): Promise<void> {
     await this.queues.sync.upsertJobScheduler(
       schedulerId(connectionId),

@@ -15,7 +15,7 @@ import {
 
 /** A failed attempt of a job whose data names its connection; a delay counts in attemptsStarted, not in attemptsMade. */
 export interface FailedAttempt {
-  data: { connectionId: string; runId?: string };
+  data: { connectionId: string };
   jobId: string | null;
   attemptsMade: number;
   attemptsStarted: number;

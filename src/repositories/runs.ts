@@ -21,7 +21,7 @@ type RunEvent = Omit<NewEvent, "connectionId">;
 
 const READ_RUN = {
   name: "read_run",
-  text: `SELECT status, sync_state AS "syncState", high_water_mark AS "highWaterMark",
+  text: `SELECT status, token_ciphertext AS "tokenCiphertext", sync_state AS "syncState", high_water_mark AS "highWaterMark",
     (SELECT min(created_at) FROM prediction_records
      WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished",
     EXISTS (SELECT 1 FROM prediction_records WHERE connection_id = $1::uuid AND kind = 'training') AS "trainingsRead"
@@ -54,7 +54,7 @@ const COMPLETE_RUN = {
 /**
  * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
  * crashed run resumes from its checkpoint; `started` says which. Null when the connection is not
- * connected.
+ * connected. `tokenCiphertext` is the stored token as read (the run's reads need no second look-up).
  */
 export async function startRun(
   db: Db,
@@ -62,18 +62,20 @@ export async function startRun(
   plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null; trainingsRead: boolean }) => Checkpoint,
   /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
   event: (checkpoint: Checkpoint) => RunEvent,
-): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
+): Promise<{ checkpoint: Checkpoint; started: boolean; tokenCiphertext: string | null } | null> {
   for (;;) {
     const [row] = await runPrepared<{
       status: string;
+      tokenCiphertext: string | null;
       syncState: unknown;
       highWaterMark: Date | null;
       oldestUnfinished: Date | null;
       trainingsRead: boolean;
     }>(db, READ_RUN, [connectionId]);
     if (row?.status !== "connected") return null;
+    const { tokenCiphertext } = row;
     const current = parseCheckpoint(row.syncState);
-    if (current) return { checkpoint: current, started: false };
+    if (current) return { checkpoint: current, started: false, tokenCiphertext };
     // No run, or one saved in a form this version cannot read: start again (windows overlap, nothing is lost).
     const checkpoint = plan(row);
     const [won] = await runPrepared<{ n: number }>(db, START_RUN, [
@@ -84,7 +86,7 @@ export async function startRun(
       row.highWaterMark,
       ...eventParams(event(checkpoint)),
     ]);
-    if (won?.n === 1) return { checkpoint, started: true };
+    if (won?.n === 1) return { checkpoint, started: true, tokenCiphertext };
     // Another tick started it (or the connection changed) meanwhile: read again.
   }
 }
@@ -112,6 +114,26 @@ export async function completeRun(db: Db, connectionId: string, checkpoint: Chec
     ...eventParams(event(summary)),
   ]);
   return done?.n === 1 ? summary : null;
+}
+
+const CURRENT_RUN = { name: "current_run", text: `SELECT sync_state->>'runId' AS "runId" FROM connections WHERE id = $1::uuid` };
+
+/** The id of the connection's run in progress (read from the run itself: a tick's job data names none), or null. */
+export async function currentRunId(db: Db, connectionId: string): Promise<string | null> {
+  const [row] = await runPrepared<{ runId: string | null }>(db, CURRENT_RUN, [connectionId]);
+  return row?.runId ?? null;
+}
+
+const RUN_STARTER = {
+  name: "run_starter",
+  text: `SELECT job_id AS "jobId" FROM integration_events
+    WHERE connection_id = $1::uuid AND kind = 'sync_started' AND detail->>'runId' = $2 ORDER BY occurred_at DESC, id DESC LIMIT 1`,
+};
+
+/** The job that started the run (its sync_started event names it), or null. */
+export async function runStarter(db: Db, connectionId: string, runId: string): Promise<string | null> {
+  const [row] = await runPrepared<{ jobId: string | null }>(db, RUN_STARTER, [connectionId, runId]);
+  return row?.jobId ?? null;
 }
 
 /** Drops an unfinished run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */

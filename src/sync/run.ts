@@ -21,7 +21,7 @@ export function beginRun(
   settings: Pick<Config["sync"], "backfillDays" | "lookbackHours">,
   now = new Date(),
   jobId?: string,
-): Promise<{ checkpoint: Checkpoint; started: boolean } | null> {
+): Promise<{ checkpoint: Checkpoint; started: boolean; tokenCiphertext: string | null } | null> {
   return startRun(
     db,
     connectionId,

@@ -50,13 +50,15 @@ test("a token revoked mid-life and a mistyped token pause their connections with
   const paused = [...(await finished(h.ctx.queues.queue("sync"))), ...(await finished(h.ctx.queues.queue("verify")))].filter(
     (j) => (j.returnvalue as { outcome?: string } | null)?.outcome === "paused",
   );
-  expect(paused.map((j) => j.name).sort()).toEqual(["slice ws-revoked", "verify ws-mistyped"]);
+  // The tick that started the run read it, met the 401 and paused the connection.
+  expect(paused.map((j) => j.name).sort()).toEqual(["tick ws-revoked", "verify ws-mistyped"]);
   expect((await producer.getConnection(h.ctx, revoked.id)).health).toMatchObject({ state: "action_required" });
 });
 
 test("job names carry the workspace id (verify, tick, slice and the scheduler); job data carries ids only", async () => {
   const token = "r8_jobsNamed0000000000000000";
-  h.fake.addAccount(token, { type: "user", username: "named" }, generatePredictions({ count: 250, days: 4, seed: 6 }));
+  // Enough pages that the first window splits: the windows split off are read by slice jobs.
+  h.fake.addAccount(token, { type: "user", username: "named" }, generatePredictions({ count: 3_000, days: 4, seed: 6 }));
   const { id } = await producer.connect(h.ctx, { workspaceId: "ws-named", token });
   await waitForSyncedSince(h, id, null, 20_000);
   const jobs = [...(await finished(h.ctx.queues.queue("verify"))), ...(await finished(h.ctx.queues.queue("sync")))].filter(

@@ -34,7 +34,7 @@ test("start-up refuses a job kind without a processor, naming its queue", () => 
   );
 });
 
-test("a sync job runs as what its name says: a tick carrying a slice's fields starts a run", async () => {
+test("a sync job runs as what its name says: a tick carrying a slice's fields starts a run and reads it", async () => {
   const { h } = started;
   const token = "r8_dispatchByName0000000000";
   h.fake.addAccount(token, { type: "user", username: "dispatch" });
@@ -47,5 +47,6 @@ test("a sync job runs as what its name says: a tick carrying a slice's fields st
     () => h.ctx.queues.queue("sync").getJob(job.id!),
     (j) => j?.finishedOn !== undefined,
   );
-  expect(done!.returnvalue).toEqual({ outcome: "slices_enqueued", windows: 2 });
+  // The tick that starts a run reads its first slice itself: an account this small is synced by that one job.
+  expect(done!.returnvalue).toMatchObject({ outcome: "completed", predictions: 0 });
 });

@@ -1,0 +1,98 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+// `npm run profile-top <file.cpuprofile> [entries]`: the top self-time entries of a V8 CPU profile
+// (from `BENCH_CPU_PROF=<dir> npm run bench …` or `node --cpu-prof`), by function and by package, so
+// bench/ANALYSIS.md's profile tables can be reproduced. Shares are of all samples, idle included,
+// and of the busy (non-idle) samples.
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const [file, entriesArg] = process.argv.slice(2);
+if (!file) {
+  process.stderr.write("usage: npm run profile-top <file.cpuprofile> [entries]\n");
+  process.exit(2);
+}
+const entries = Number(entriesArg ?? 25);
+const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+
+// Self time per node: each sample's time delta belongs to the node it landed in.
+const selfUs = new Map<number, number>();
+profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, profile.timeDeltas[i] ?? 0)));
+
+const IDLE = new Set(["(idle)", "(program)"]);
+const root = process.cwd() + path.sep;
+
+/** Where a frame lives: the project file relative to the repository, or the package under node_modules. */
+function place(url: string): { file: string; pkg: string } {
+  const local = url.replace(/^file:\/\//, "");
+  const nm = local.lastIndexOf("/node_modules/");
+  if (nm >= 0) {
+    const rest = local.slice(nm + "/node_modules/".length).split("/");
+    const pkg = rest[0]!.startsWith("@") ? `${rest[0]}/${rest[1]}` : rest[0]!;
+    return { file: rest.join("/"), pkg };
+  }
+  if (local.startsWith("node:") || (!local.startsWith("/") && local !== "")) return { file: local, pkg: "node (built-in)" };
+  if (local === "") return { file: "", pkg: "(native / V8)" };
+  const rel = local.startsWith(root) ? local.slice(root.length) : local;
+  return { file: rel, pkg: rel.split("/").slice(0, 2).join("/") };
+}
+
+/** The package of the nearest frame with a script (native frames, e.g. a socket's writev, count for their JS caller). */
+function caller(id: number): string {
+  for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+    const { url } = byId.get(at)!.callFrame;
+    if (url) return place(url).pkg;
+  }
+  return "(native / V8)";
+}
+
+const functions = new Map<string, number>();
+const packages = new Map<string, number>();
+let total = 0;
+let idle = 0;
+for (const [id, us] of selfUs) {
+  const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+  total += us;
+  if (IDLE.has(functionName)) {
+    idle += us;
+    continue;
+  }
+  const { file: where } = place(url);
+  const key = `${functionName || "(anonymous)"}\t${where ? `${where}:${lineNumber + 1}` : `(native) ← ${caller(id)}`}`;
+  functions.set(key, (functions.get(key) ?? 0) + us);
+  const group = functionName === "(garbage collector)" ? "(garbage collector)" : caller(id);
+  packages.set(group, (packages.get(group) ?? 0) + us);
+}
+const busy = total - idle;
+const pct = (us: number, of: number) => `${((100 * us) / of).toFixed(1)} %`;
+const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+
+const out: string[] = [
+  `${path.basename(file)}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (${pct(busy, total)})`,
+  "",
+  "| self (busy share) | function | file:line |",
+  "|---|---|---|",
+  ...top(functions, entries).map(([key, us]) => {
+    const [fn, where] = key.split("\t");
+    return `| ${pct(us, busy)} | ${fn} | ${where || "—"} |`;
+  }),
+  "",
+  "| self (busy share) | package or directory (native frames count for their JS caller) |",
+  "|---|---|",
+  ...top(packages, 15).map(([pkg, us]) => `| ${pct(us, busy)} | ${pkg} |`),
+];
+process.stdout.write(`${out.join("\n")}\n`);
