@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { buildServer } from "./api/server.js";
 import { loadConfig } from "./cli/local-secrets.js";
 import { ConfigError } from "./config.js";
@@ -21,6 +22,8 @@ logger.level = config.logLevel;
 
 // Aborted first at shutdown, so a job waiting on a hanging provider does not hold the exit up.
 const shutdownSignal = new AbortController();
+// Every Replicate request in flight listens to it (jobs × windows × read-ahead): node's default of 10 is no leak bound here.
+setMaxListeners(0, shutdownSignal.signal);
 const service = await startService(config, { workers: config.role !== "api", client: { signal: shutdownSignal.signal } });
 // A worker process serves only the probes and /metrics (its job durations and 429 counts).
 const server = await buildServer(service.ctx, { opsOnly: config.role === "worker" });

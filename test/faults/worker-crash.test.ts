@@ -164,3 +164,27 @@ test(
   },
   TIMEOUT,
 );
+
+test(
+  "a worker process at full concurrency: every in-flight request listens to the shutdown signal without a listener-leak warning",
+  async () => {
+    h.fake.pageLatencyMs = 20;
+    const worker = await startWorker({ WORKER_CONCURRENCY: "16" });
+    const connections = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const token = `r8_listeners${i}token00000000000000000`;
+        const truth = generatePredictions({ count: 500, days: 20, seed: 700 + i, idPrefix: `l${i}` });
+        h.fake.addAccount(token, { type: "user", username: `listener${i}` }, truth);
+        return { id: (await producer.connect(h.ctx, { workspaceId: `ws-listeners-${i}`, token })).id, truth };
+      }),
+    );
+    for (const c of connections) {
+      await waitForSyncedSince(h, c.id, null, 120_000);
+      await expectExact(h, c.id, c.truth);
+    }
+    await worker.stop();
+    // More requests in flight than node's default of 10 listeners per signal is normal here, not a leak.
+    expect(worker.lines.filter((l) => l.includes("MaxListenersExceededWarning"))).toEqual([]);
+  },
+  TIMEOUT,
+);
