@@ -25,7 +25,6 @@ let runs = 0;
  * same load. Growth between them would mean something keeps pages or predictions, or memory the
  * process took at its peak is not given back.
  */
-
 export async function memory(
   fake: FakeProcess,
   settings: Partial<Runtime> = {},

@@ -19,6 +19,20 @@ import type { ProcessMemory } from "./service-process.js";
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
+/** Sends `message` to a child process with `seq` and resolves with its reply, the message that carries the same `seq`. */
+function ask<T>(child: ChildProcess, seq: number, message: object): Promise<T> {
+  const reply = new Promise<T>((resolve) => {
+    const onMessage = (m: { seq?: number }) => {
+      if (m.seq !== seq) return;
+      child.off("message", onMessage);
+      resolve(m as T);
+    };
+    child.on("message", onMessage);
+  });
+  child.send({ ...message, seq });
+  return reply;
+}
+
 /** The fake Replicate in a child process. */
 export class FakeProcess {
   private seq = 0;
@@ -38,18 +52,8 @@ export class FakeProcess {
     return processCpuMs(this.child.pid!);
   }
 
-  async send<T = object>(command: FakeCommand): Promise<T> {
-    const seq = ++this.seq;
-    const reply = new Promise<T>((resolve) => {
-      const onMessage = (m: { seq: number }) => {
-        if (m.seq !== seq) return;
-        this.child.off("message", onMessage);
-        resolve(m as T);
-      };
-      this.child.on("message", onMessage);
-    });
-    this.child.send({ ...command, seq });
-    return reply;
+  send<T = object>(command: FakeCommand): Promise<T> {
+    return ask<T>(this.child, ++this.seq, command);
   }
 
   async stop(): Promise<void> {
@@ -130,17 +134,7 @@ export class ServiceProcess {
   }
 
   async memory(): Promise<ProcessMemory> {
-    const seq = ++this.seq;
-    const reply = new Promise<ProcessMemory>((resolve) => {
-      const onMessage = (m: { seq?: number; memory?: ProcessMemory }) => {
-        if (m.seq !== seq) return;
-        this.child.off("message", onMessage);
-        resolve(m.memory!);
-      };
-      this.child.on("message", onMessage);
-    });
-    this.child.send({ type: "memory", seq });
-    return reply;
+    return (await ask<{ memory: ProcessMemory }>(this.child, ++this.seq, { type: "memory" })).memory;
   }
 
   /** SIGTERM, as an orchestrator stops it: in-flight jobs finish, then it exits. */
@@ -234,12 +228,13 @@ export function printCounts(what: string, counts: CallCounts | null, per: number
   );
 }
 
+/** countRows calls so far: withCounts takes the bench's own polls out of the service's figures. */
+let polls = 0;
+
 /**
  * A count read with pg directly: polled every 5 ms inside the measured process, so it must cost
  * little (a Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
  */
-let polls = 0;
-
 export async function countRows(ctx: AppContext, text: string, values: unknown[]): Promise<number> {
   polls++;
   return (await ctx.db.pool.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${text}`, values })).rows[0]!.n;
