@@ -224,7 +224,7 @@ export const openWindows = (cp: Checkpoint) => Object.entries(cp.windows).filter
 /** Open time windows of predictions: what the parallelism bounds (the one trainings window is read beside them). */
 const openTimeWindows = (cp: Checkpoint) => openWindows(cp).filter(([, w]) => isTimeWindow(w));
 
-const trainingsWindow = (cp: Checkpoint): SyncWindow | undefined => cp.windows[TRAININGS_WINDOW];
+export const trainingsWindow = (cp: Checkpoint): SyncWindow | undefined => cp.windows[TRAININGS_WINDOW];
 
 /**
  * Where what a window has read begins: its start once done, else the oldest record read, never

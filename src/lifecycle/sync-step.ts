@@ -1,4 +1,4 @@
-import type { AppContext, JobData } from "../context.js";
+import type { AppContext, JobData, JobHandle } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { refreshDeployments } from "../pricing/deployments.js";
 import type { RejectedRecord } from "../replicate/schemas.js";
@@ -15,11 +15,8 @@ export type SyncStepResult =
   | { outcome: "page_written"; page: number; pages: number; predictions: number }
   | { outcome: "completed"; pages: number; predictions: number; trainings: number; daysTouched: number };
 
-/** What a slice job reports while it runs. */
-export interface JobProgress {
-  id?: string;
-  updateProgress(progress: object): Promise<void>;
-}
+/** What a sync job uses of its handle: its id, and where it reports progress while it runs. */
+type JobProgress = Pick<JobHandle, "id" | "updateProgress">;
 
 /**
  * A tick (scheduler or syncNow) starts a run or continues the current one. The tick that starts a

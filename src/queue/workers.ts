@@ -51,10 +51,13 @@ function checkProcessors(processors: Processors): void {
  * data before its processor sees it. A failure of a "classified" queue goes to the failure policy,
  * whose outcome is mapped to BullMQ (delay without spending an attempt, complete, stop, retry).
  */
+/** A job's kind: the first word of its name ("slice ws-1" → "slice", see Queues' jobName). */
+const kindOf = (job: Job) => job.name.split(" ")[0]!;
+
 function handler(queue: QueueName, setup: WorkerSetup) {
   const { failures, jobs } = QUEUE_SPECS[queue];
   return async (job: Job, lockToken?: string) => {
-    const kind = job.name.split(" ")[0]!;
+    const kind = kindOf(job);
     if (!Object.hasOwn(jobs, kind)) throw new UnrecoverableError(`queue ${queue} has no job kind "${kind}"`);
     const data = jobs[kind]!.data.parse(job.data);
     const maxAttempts = job.opts.attempts ?? 1;
@@ -105,8 +108,8 @@ export function startWorkers(setup: WorkerSetup): Workers {
     const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
       if (!job?.processedOn || !job.finishedOn) return;
       const ms = job.finishedOn - job.processedOn;
-      // The kind only ("slice ws-1" → "slice"): a workspace per label value would grow the series without bound.
-      setup.onFinished(name, job.name.split(" ")[0]!, outcome, ms / 1000);
+      // The kind only: a workspace per label value would grow the series without bound.
+      setup.onFinished(name, kindOf(job), outcome, ms / 1000);
       log.debug(`job ${outcome}`, { queue: name, jobId: job.id, ms });
     };
     worker.on("completed", (job) => observe(job, "completed"));

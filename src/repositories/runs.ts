@@ -1,6 +1,6 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { TRAININGS_WINDOW, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
+import { parseCheckpoint, trainingsWindow, type Checkpoint } from "../domain/checkpoint.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and
@@ -102,7 +102,7 @@ export async function completeRun(db: Db, connectionId: string, checkpoint: Chec
     startedAt: new Date(checkpoint.startedAt),
     pages: checkpoint.pagesDone,
     predictions: checkpoint.predictionsSeen,
-    trainingPages: checkpoint.windows[TRAININGS_WINDOW]?.pagesDone ?? 0,
+    trainingPages: trainingsWindow(checkpoint)?.pagesDone ?? 0,
     trainings: checkpoint.trainingsSeen,
     daysTouched: checkpoint.daysTouched.length,
   };
