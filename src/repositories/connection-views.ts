@@ -69,6 +69,17 @@ interface Row {
 // Retries recorded since the row, the last error and the last success changed (a page written moves updated_at).
 const RETRYING = "AND e.level = 'warn' AND e.occurred_at > greatest(c.updated_at, er.occurred_at, ok.occurred_at)";
 
+// The window start of the first run that finished: coverage's first covered day.
+const FIRST_WINDOW = `
+LEFT JOIN LATERAL (
+  SELECT s.detail->>'windowStart' AS window_start
+  FROM (SELECT e.occurred_at, e.detail->>'runId' AS run_id FROM integration_events e
+        WHERE e.connection_id = c.id AND e.kind = 'sync_completed' ORDER BY e.occurred_at, e.id LIMIT 1) f
+  CROSS JOIN LATERAL (SELECT e.detail FROM integration_events e
+        WHERE e.connection_id = c.id AND e.kind = 'sync_started' AND e.occurred_at <= f.occurred_at AND e.detail->>'runId' = f.run_id
+        ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) s
+) fw ON true`;
+
 const SELECT = `
 SELECT c.id, c.workspace_id, c.status, c.account_username, c.account_type, c.verified_at, c.last_sync_started_at,
        c.last_synced_at, c.high_water_mark, c.sync_state, c.created_at, c.updated_at, c.duplicate_of,
@@ -96,14 +107,13 @@ LEFT JOIN LATERAL (
         ORDER BY e.detail->>'endpoint', e.occurred_at DESC, e.id DESC) w
   WHERE w.kind IN (${sqlList(WARNING_KINDS)})
 ) wn ON true
-LEFT JOIN LATERAL (
-  SELECT s.detail->>'windowStart' AS window_start
-  FROM (SELECT e.occurred_at, e.detail->>'runId' AS run_id FROM integration_events e
-        WHERE e.connection_id = c.id AND e.kind = 'sync_completed' ORDER BY e.occurred_at, e.id LIMIT 1) f
-  CROSS JOIN LATERAL (SELECT e.detail FROM integration_events e
-        WHERE e.connection_id = c.id AND e.kind = 'sync_started' AND e.occurred_at <= f.occurred_at AND e.detail->>'runId' = f.run_id
-        ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) s
-) fw ON true`;
+${FIRST_WINDOW}`;
+
+/** The columns coverage reads (see toCoverageSource): none of the health lookups above. */
+const COVERAGE_SELECT = `
+SELECT c.id, c.status, c.last_synced_at, c.high_water_mark, c.sync_state, fw.window_start AS first_window_start
+FROM connections c
+${FIRST_WINDOW}`;
 
 function toConnectionRow(r: Row): ConnectionRow {
   return {
@@ -143,7 +153,9 @@ function toConnectionRow(r: Row): ConnectionRow {
   };
 }
 
-function toCoverageSource(r: Row, oldestUnfinished: Date | null): CoverageSource {
+type CoverageRow = Pick<Row, "id" | "status" | "last_synced_at" | "high_water_mark" | "sync_state" | "first_window_start">;
+
+function toCoverageSource(r: CoverageRow, oldestUnfinished: Date | null): CoverageSource {
   const cp = parseCheckpoint(r.sync_state);
   return {
     connectionId: r.id,
@@ -175,10 +187,10 @@ export function decodeConnectionCursor(cursor: string): Position | null {
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
 
-async function selectRows(db: Db, filters: string[], params: unknown[], limit?: number): Promise<Row[]> {
+async function selectRows<R = Row>(db: Db, filters: string[], params: unknown[], limit?: number, select = SELECT): Promise<R[]> {
   const where = filters.length ? `WHERE ${filters.join(" AND ")}` : "";
   const take = limit === undefined ? "" : `LIMIT ${Number(limit)}`;
-  return db.$queryRawUnsafe<Row[]>(`${SELECT} ${where} ORDER BY c.created_at DESC, c.id DESC ${take}`, ...params);
+  return db.$queryRawUnsafe<R[]>(`${select} ${where} ORDER BY c.created_at DESC, c.id DESC ${take}`, ...params);
 }
 
 /**
@@ -231,7 +243,7 @@ export async function coverageSources(db: Db, scope: { workspaceId?: string; con
   const params: unknown[] = [];
   if (scope.connectionId) filters.push(`c.id = $${params.push(scope.connectionId)}::uuid`);
   if (scope.workspaceId) filters.push(`c.workspace_id = $${params.push(scope.workspaceId)}`);
-  const rows = await selectRows(db, filters, params);
+  const rows = await selectRows<CoverageRow>(db, filters, params, undefined, COVERAGE_SELECT);
   const unfinished = await db.$queryRawUnsafe<{ id: string; at: Date }[]>(
     OLDEST_UNFINISHED,
     rows.map((r) => r.id),
