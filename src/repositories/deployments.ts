@@ -1,27 +1,25 @@
 import { runPrepared, type Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
+import { WARNING_END_KINDS, WARNING_KINDS } from "../domain/event-kinds.js";
+import { sqlList } from "../domain/prediction-status.js";
 import { latestEvent, recordEvent, type NewEvent } from "./events.js";
 
 /** The endpoint enrichment events about deployments name (detail.endpoint). */
 export const DEPLOYMENTS_ENDPOINT = "/v1/deployments";
 
 const LAST_ENRICHMENT = (connection: string) =>
-  latestEvent(
-    ["enrichment_failed", "enrichment_recovered"],
-    "e.kind, e.occurred_at",
-    `AND e.detail->>'endpoint' = '${DEPLOYMENTS_ENDPOINT}'`,
-    {
-      connection,
-    },
-  );
+  latestEvent([...WARNING_KINDS, ...WARNING_END_KINDS], "e.kind, e.occurred_at", `AND e.detail->>'endpoint' = '${DEPLOYMENTS_ENDPOINT}'`, {
+    connection,
+  });
 
 /**
- * SQL, true while the connection's deployments read is failing: its last enrichment event about
- * them is an enrichment_failed (a connection's runs, and so its reads, follow one another).
+ * SQL, true while the connection's deployments read is failing: its last warning event about them
+ * is a warning (enrichment_failed), not the kind that ends it (a connection's runs, and so its reads,
+ * follow one another).
  */
 export const deploymentsFailing = (connection: string) =>
-  `coalesce((SELECT l.kind = 'enrichment_failed' FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
+  `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
 // Read when every run starts: prepared, through pg (a Prisma raw query costs several times the CPU).
 const READ_STATE = {
