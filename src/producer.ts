@@ -3,7 +3,7 @@ import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.j
 import type { AppContext } from "./context.js";
 import { boundedRead, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays } from "./domain/coverage.js";
-import { isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
+import { DAY_MS, addDays, isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
@@ -102,7 +102,6 @@ export const listEventsInput = z
 export const MAX_USAGE_DAYS = 400;
 /** Rows and idle-floor lines of one answer: more would hold the event loop (and every job of the process) while it is serialized. */
 export const MAX_USAGE_LINES = 50_000;
-const DAY_MS = 86_400_000;
 
 /** The usage query's fields; `usageRules` adds the checks between them (the HTTP route adds `format`). */
 export const usageFields = {
@@ -131,7 +130,7 @@ function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
   if (q.from > q.to) issue("from", "from must not be after to");
   const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
   if (days > MAX_USAGE_DAYS) {
-    const last = utcDay(new Date(Date.parse(q.from) + (MAX_USAGE_DAYS - 1) * DAY_MS));
+    const last = addDays(q.from, MAX_USAGE_DAYS - 1);
     issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
   }
   if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");

@@ -12,7 +12,7 @@ export const isoInstant = z.iso
 /** The UTC calendar day (YYYY-MM-DD) of an instant. */
 export const utcDay = (d: Date): string => d.toISOString().slice(0, 10);
 
-const DAY_MS = 86_400_000;
+export const DAY_MS = 86_400_000;
 
 /** The calendar day `n` days after `day` (calendar arithmetic: the same in every zone). */
 export const addDays = (day: string, n: number): string => utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS));

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { AccountRef } from "./account.js";
+import { DAY_MS } from "./calendar.js";
 import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
 import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
@@ -124,7 +125,7 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   });
   // The first backfill is the run before any run finished; its progress is what support asks about.
   const backfill = c.status === "connected" && !c.lastSyncedAt ? (c.checkpoint ? runProgress(c.checkpoint) : 0) : undefined;
-  const backfillDays = c.checkpoint && Math.round((Date.parse(c.checkpoint.windowEnd) - Date.parse(c.checkpoint.windowStart)) / 86_400_000);
+  const backfillDays = c.checkpoint && Math.round((Date.parse(c.checkpoint.windowEnd) - Date.parse(c.checkpoint.windowStart)) / DAY_MS);
   const backfillText = backfill === undefined ? "" : ` The first backfill is ${Math.round(backfill * 100)} % done.`;
 
   if (c.status === "disconnected") {

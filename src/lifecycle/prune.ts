@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import { DAY_MS } from "../domain/calendar.js";
 import { moduleLogger } from "../logger.js";
 import { pruneLedger } from "../repositories/usage.js";
 
@@ -10,7 +11,7 @@ export const PRUNE_MARGIN_DAYS = 2;
  * than any run can re-read are deleted (usage keeps their totals).
  */
 export async function pruneStep(db: Db, backfillDays: number, now = new Date()): Promise<{ deleted: number; cutoff: string }> {
-  const cutoff = new Date(now.getTime() - (backfillDays + PRUNE_MARGIN_DAYS) * 86_400_000);
+  const cutoff = new Date(now.getTime() - (backfillDays + PRUNE_MARGIN_DAYS) * DAY_MS);
   const deleted = await pruneLedger(db, cutoff);
   moduleLogger("prune").info("ledger pruned", { deleted, cutoff: cutoff.toISOString() });
   return { deleted, cutoff: cutoff.toISOString() };
