@@ -44,14 +44,6 @@ export interface IdleFloorRow {
   costBasis: string;
 }
 
-const COLUMN: Record<Exclude<GroupBy, "status">, string> = {
-  date: "d.day",
-  connection: "d.connection_id",
-  kind: "d.kind",
-  model: "d.model",
-  deployment: "d.deployment",
-  source: "d.source",
-};
 // Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
 // order), answered as text.
 const dimension = (g: GroupBy, column: string) =>
@@ -138,6 +130,8 @@ const USAGE_COLUMN: Record<Exclude<GroupBy, "status">, string> = {
   deployment: "deployment",
   source: "source",
 };
+/** The groupBy values kept apart by a usage column (status is the counts' own dimension). */
+const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
 
 /**
  * The usage of the range per connection, UTC day, local day, model and deployment, and kind and
@@ -176,7 +170,7 @@ function usageByDay(filters: string[], groupBy: GroupBy[]): string {
  * joined once per model and day rather than once per connection.
  */
 function pricedUnits(groupBy: GroupBy[]): string {
-  const dims = groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status").map((g) => USAGE_COLUMN[g]);
+  const dims = usageDimensions(groupBy).map((g) => USAGE_COLUMN[g]);
   const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
   const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
   return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
@@ -215,8 +209,8 @@ export interface UsageRead {
  */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
   const byStatus = q.groupBy.includes("status");
-  const dims = q.groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
-  const columns = [...dims.map((g) => COLUMN[g]), ...(byStatus ? ["s.status"] : [])];
+  const dims = usageDimensions(q.groupBy);
+  const columns = [...dims.map((g) => `d.${USAGE_COLUMN[g]}`), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
