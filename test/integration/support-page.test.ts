@@ -82,6 +82,13 @@ beforeAll(async () => {
     ),
     connect("empty", "ws-empty", "r8_emptyCustomer00000000000").then(async (id) => {
       await waitForSyncedSince(h, id, null);
+      // The run's own deployments read goes on beside its first slices and may end after the run: once it
+      // has, its success cannot close the failure recorded next.
+      await waitFor(
+        "deployments read",
+        () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
+        (c) => c.deploymentsCheckedAt !== null,
+      );
       // Its deployments could not be read (as the sync records it): a warning, still healthy.
       await recordEvent(h.ctx.db, {
         connectionId: id,
