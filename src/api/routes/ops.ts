@@ -8,39 +8,16 @@ import type { ControllerHandlerReturnType } from "@bull-board/api/typings/app";
 import { FastifyAdapter } from "@bull-board/fastify";
 import fastifyStatic from "@fastify/static";
 import type { FastifyInstance } from "fastify";
-import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { moduleLogger } from "../../logger.js";
-import { noQuery, responses } from "../schemas.js";
 
-export const QUEUE_DASHBOARD_PATH = "/admin/queues";
+const QUEUE_DASHBOARD_PATH = "/admin/queues";
 
 /** The folder holding package.json, from src/… under tsx and from dist/src/… when built. */
 function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   while (!existsSync(path.join(dir, "package.json"))) dir = path.dirname(dir);
   return dir;
-}
-
-/** GET /metrics: Prometheus text format. */
-export async function metricsRoute(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.withTypeProvider<ZodTypeProvider>().get(
-    "/metrics",
-    {
-      schema: {
-        operationId: "getMetrics",
-        summary: "Prometheus metrics (text exposition format); the API token only",
-        tags: ["operations"],
-        querystring: noQuery,
-        response: responses({ 200: { description: "the metrics", content: { "text/plain": { schema: z.string() } } } }, [400, 401, 403]),
-      },
-    },
-    async (_request, reply) => {
-      const body = await ctx.metrics.registry.metrics();
-      return reply.type(ctx.metrics.registry.contentType).send(body);
-    },
-  );
 }
 
 /**
