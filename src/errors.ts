@@ -47,27 +47,25 @@ export class RateLimitError extends AppError {
   }
 }
 
-/** 5xx, timeout or network failure that outlasted the client's own retries. */
-export class TransientProviderError extends AppError {
-  readonly code = "provider_error";
+/** An HTTP exchange that failed with the status it answered (none: no answer). */
+abstract class HttpExchangeError extends AppError {
   constructor(
     message: string,
-    readonly httpStatus?: number,
+    readonly httpStatus?: number | null,
     options?: ErrorOptions,
   ) {
     super(message, options);
   }
 }
 
+/** 5xx, timeout or network failure that outlasted the client's own retries. */
+export class TransientProviderError extends HttpExchangeError {
+  readonly code = "provider_error";
+}
+
 /** The provider answered with something that is not the documented shape. */
-export class MalformedResponseError extends AppError {
+export class MalformedResponseError extends HttpExchangeError {
   readonly code = "malformed_response";
-  constructor(
-    message: string,
-    readonly httpStatus?: number,
-  ) {
-    super(message);
-  }
 }
 
 /** A pagination link pointing away from the configured API origin: never followed. */
@@ -116,12 +114,6 @@ export class ConflictError extends AppError {
 }
 
 /** The backend's webhook endpoint did not answer 2xx (or not at all); the webhook queue retries it. */
-export class WebhookDeliveryError extends AppError {
+export class WebhookDeliveryError extends HttpExchangeError {
   readonly code = "webhook_failed";
-  constructor(
-    message: string,
-    readonly httpStatus: number | null,
-  ) {
-    super(message);
-  }
 }
