@@ -41,14 +41,8 @@ export function withLocalSecrets(
   return { ...local, ...Object.fromEntries(added), ...given };
 }
 
-function parseEnvFile(text: string): Record<string, string> {
-  return Object.fromEntries(
-    text
-      .split("\n")
-      .filter((l) => l.includes("="))
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
+/** KEY=value lines; the value is everything after the first "=". */
+const parseEnvFile = (text: string) => Object.fromEntries([...text.matchAll(/^([^=\n]*)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
 
 /** The process configuration: the environment, plus outside production the generated development secrets. */
 export function loadConfig(): Config {
