@@ -7,9 +7,8 @@ import { countByStatus } from "./repositories/connections.js";
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "failed"] as const;
 
 /**
- * Prometheus metrics of one process (GET /metrics). Queue depth and last-sync age are read from
- * Redis and Postgres at scrape time, so every process reports the same cluster-wide values; job
- * durations and 429s are counted by the process that ran the job.
+ * Queue depth and last-sync age are read at scrape time, so every process reports the same cluster-wide
+ * values; job durations and 429s are counted by the process that ran the job.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();

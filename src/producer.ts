@@ -314,11 +314,7 @@ export const erasureInput = z.strictObject({
   disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing"),
 });
 
-/**
- * Erases a disconnected connection's history irreversibly, in a job: this returns once the request is
- * recorded. A connection not disconnected is a ConflictError unless `disconnect: true`. Asking again
- * returns the same erasure; while Redis is down the reconciler queues it once Redis answers.
- */
+/** Returns once the request is recorded (a job erases); while Redis is down the reconciler queues it later. */
 export async function eraseConnection(ctx: ProducerContext, id: string, options: z.input<typeof erasureInput> = {}) {
   const cid = parse(connectionId, id);
   if (parse(erasureInput, options).disconnect) await disconnect(ctx, cid);
@@ -393,11 +389,7 @@ export type Producer = { [K in keyof typeof OPERATIONS]: Bound<(typeof OPERATION
   close(): Promise<void>;
 };
 
-/**
- * Opens the producer on the service's database and Redis, from the same variables the service reads
- * (loadProducerConfig: no API or support token needed). Without TOKEN_ENCRYPTION_KEYS it reads but
- * cannot store tokens: connect and replaceToken then throw.
- */
+/** Without TOKEN_ENCRYPTION_KEYS it reads but cannot store tokens: connect and replaceToken then throw. */
 export function createProducer(config: ProducerConfig = loadProducerConfig()): Producer {
   const stores = openStores(config, 4);
   const keys = config.encryption;

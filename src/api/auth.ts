@@ -7,11 +7,7 @@ const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
 const READ_ONLY = "the support token only reads (/ui and GET /v1); this needs the API token";
 const UNAUTHORIZED = "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)";
 
-/**
- * The API token as the request presents it: `Authorization: Bearer <token>` for programs, or HTTP
- * Basic with the token as the password (any user name) so a browser can open the support page and
- * the queue dashboard with its own login prompt.
- */
+/** Bearer for programs, or Basic with the token as the password so a browser's own login prompt opens the support page. */
 export function presentedToken(header: string | undefined): string | null {
   const [scheme, value] = (header ?? "").split(" ", 2);
   if (!value) return null;

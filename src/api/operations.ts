@@ -13,9 +13,8 @@ export interface Input<P, Q, B, H> {
 }
 
 /**
- * One documented route: its schemas (querystring defaults to none, so an unknown parameter is a 400),
- * its response map (`responses()`) and a handler that returns the body of the first status listed, or
- * the reply itself when it answered on its own.
+ * One documented route. querystring defaults to none, so an unknown parameter is a 400; the handler returns
+ * the body of the first status listed, or the reply when it answered on its own.
  */
 export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
   route: `${HTTPMethods} /${string}`;

@@ -6,9 +6,8 @@ import { coverageSchema } from "../domain/coverage.js";
 import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
-// The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
-// every answer through them (so the document cannot drift from the responses) and @fastify/swagger
-// turns them into /openapi.json. Input schemas are the producer's (src/producer.ts).
+// What each status answers: fastify serializes every answer through these schemas and @fastify/swagger
+// turns them into /openapi.json, so the document cannot drift from the responses.
 
 /** Every error the API answers, whatever produced it (a route, validation, auth, fastify itself, an unknown route). */
 export const errorBody = z
@@ -50,10 +49,7 @@ export type ErrorStatus = keyof typeof ERROR_MEANING;
 /** What every write answers besides its own outcome. */
 export const WRITE_ERRORS: ErrorStatus[] = [400, 401, 403, 413, 415];
 
-/**
- * A route's response map: its successes plus the error statuses it answers (each the error shape, with
- * a per-route note where the generic meaning is not enough) and `default` for 5xx.
- */
+/** A route's successes plus the error statuses it answers (`notes` where the generic meaning is not enough) and 5xx. */
 export function responses<S extends Record<number, unknown>>(
   ok: S,
   statuses: ErrorStatus[],

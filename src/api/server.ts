@@ -41,11 +41,7 @@ function fastifyErrorCode(err: FastifyError, status: number): string {
   return err.code?.startsWith("FST_ERR_CTP_") ? "invalid_body" : "bad_request";
 }
 
-/**
- * The HTTP API: zod-validated input, a credential required on every route but the probes (src/api/auth.ts), one
- * error shape for every error, a request id on every answer. With `opsOnly` (ROLE=worker) it serves just the
- * probes and /metrics.
- */
+/** The HTTP API; with `opsOnly` (ROLE=worker) just the probes and /metrics. */
 export async function buildServer(
   ctx: AppContext,
   options: {

@@ -20,10 +20,7 @@ function packageRoot(): string {
   return dir;
 }
 
-/**
- * The support page (/ui/): plain HTML and JS shipped in src/api/ui, plus Chart.js served from the
- * installed package, so nothing is fetched from the internet.
- */
+/** The support page (/ui/) with Chart.js served from the installed package, so nothing is fetched from the internet. */
 export async function supportPage(app: FastifyInstance): Promise<void> {
   const chartDist = path.dirname(createRequire(import.meta.url).resolve("chart.js"));
   await app.register(fastifyStatic, { root: path.join(packageRoot(), "src/api/ui"), prefix: "/ui/", decorateReply: false });
@@ -36,10 +33,7 @@ export async function supportPage(app: FastifyInstance): Promise<void> {
   app.get("/ui", { schema: { hide: true } }, (_request, reply) => reply.redirect("/ui/"));
 }
 
-/**
- * bull-board's own handler answers with error.stack (server paths) when NODE_ENV=development; this
- * one answers like the rest of the API and logs the rest.
- */
+/** bull-board's own handler answers with error.stack (server paths) when NODE_ENV=development. */
 function dashboardError(error: Error & { statusCode?: number }): ControllerHandlerReturnType {
   const status = error.statusCode ?? 500;
   // bull-board types only a few 4xx codes: 404 stays, any other client error is a 400.

@@ -6,9 +6,8 @@ import { toCsv } from "../csv.js";
 import { op } from "../operations.js";
 import { responses, usageReport } from "../schemas.js";
 
-// The producer's usage query plus the answer's format. groupBy is a comma-separated list in the URL
-// (OpenAPI style form, explode false) and fillZeros a "true"/"false" word; both are read into their
-// typed form before validation.
+// groupBy is a comma-separated list in the URL (OpenAPI style form, explode false) and fillZeros a
+// "true"/"false" word; both are read into their typed form before validation.
 const usageQuery = producer
   .usageRules({ ...producer.usageFields, format: z.enum(["json", "csv"]).default("json") })
   .meta({ style: "form", explode: false });
@@ -27,10 +26,7 @@ async function readQueryForm({ query }: { query: unknown }): Promise<void> {
   if (q.fillZeros === "true" || q.fillZeros === "false") q.fillZeros = q.fillZeros === "true";
 }
 
-/**
- * Dashboard usage as JSON or CSV, with the coverage of each connection in scope (JSON `coverage`; CSV the
- * `X-Coverage` header, the same JSON without each item's `days`, unless it is too long for a header).
- */
+/** Usage as JSON or CSV; a CSV's coverage is in the X-Coverage header, without each item's `days`. */
 export const usageRoutes = (ctx: AppContext) => [
   op({
     route: "GET /v1/usage",
