@@ -27,9 +27,7 @@ export const errorBody = z
       },
     ],
   });
-export type ErrorBody = z.output<typeof errorBody>;
-
-export function errorReply(request: FastifyRequest, error: string, message: string, issues?: string[]): ErrorBody {
+export function errorReply(request: FastifyRequest, error: string, message: string, issues?: string[]): z.output<typeof errorBody> {
   return { error, message, ...(issues ? { issues } : {}), requestId: request.id };
 }
 
@@ -64,7 +62,7 @@ export function responses<S extends Record<number, unknown>>(
 }
 
 /** Routes without query parameters still refuse unknown ones. */
-export const noQuery = z.object({}).strict();
+export const noQuery = z.strictObject({});
 
 const when = z.date();
 const uuid = "3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10";

@@ -15,6 +15,7 @@ import {
 } from "../schemas.js";
 
 const params = z.object({ id: producer.connectionId });
+const pending = "the connection, pending until verified";
 const example = { workspaceId: "ws-1", token: "r8_0000000000000000000000000000000000000" };
 
 /** Connection lifecycle, the health view support staff read and the deployments. Responses never include the token. */
@@ -26,12 +27,7 @@ export const connectionRoutes = (ctx: AppContext) => [
     headers: z.object({ "idempotency-key": producer.idempotencyKey.optional() }),
     body: producer.connectInput.meta({ examples: [example] }),
     response: responses(
-      {
-        202: acceptedConnection.describe(
-          "the connection, pending until verified; a retry with the same Idempotency-Key returns the same connection",
-        ),
-      },
-      // 409: the Idempotency-Key was used for another token; 503: the job queue (Redis) is down, nothing created.
+      { 202: acceptedConnection.describe(`${pending}; a retry with the same Idempotency-Key returns the same connection`) },
       [...WRITE_ERRORS, 409, 503],
     ),
     handler: (r) => producer.connect(ctx, r.body, { idempotencyKey: r.headers["idempotency-key"] }),
@@ -61,7 +57,7 @@ export const connectionRoutes = (ctx: AppContext) => [
       "and verification pauses the connection with an `account_changed` event (create a new connection for that account).",
     params,
     body: producer.tokenInput.meta({ examples: [{ token: example.token }] }),
-    response: responses({ 202: publicConnection.describe("the connection, pending until verified") }, [...WRITE_ERRORS, 404, 409, 503], {
+    response: responses({ 202: publicConnection.describe(pending) }, [...WRITE_ERRORS, 404, 409, 503], {
       409: "the connection is disconnected; create a new one (`conflict`)",
     }),
     handler: (r) => producer.replaceToken(ctx, r.params.id, r.body.token),

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { ping } from "../../db/client.js";
@@ -48,16 +49,11 @@ export const healthRoutes = (ctx: AppContext) => [
   }),
 ];
 
-/** "ok", or "unreachable" when the check fails or takes longer than a probe may wait. */
+/** "ok", or "unreachable" when the check fails or takes longer than a probe may wait (the timer holds no exit up). */
 function answers(check: Promise<unknown>): Promise<"ok" | "unreachable"> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("timed out")), READY_TIMEOUT_MS);
-  });
-  return Promise.race([check, late])
-    .then(
-      () => "ok" as const,
-      () => "unreachable" as const,
-    )
-    .finally(() => clearTimeout(timer));
+  const late = sleep(READY_TIMEOUT_MS, undefined, { ref: false }).then(() => Promise.reject(new Error("timed out")));
+  return Promise.race([check, late]).then(
+    () => "ok",
+    () => "unreachable",
+  );
 }
