@@ -14,7 +14,7 @@ export interface Input<P, Q, B, H> {
 
 /**
  * One documented route. querystring defaults to none, so an unknown parameter is a 400; the handler returns
- * the body of the first status listed, or the reply when it answered on its own.
+ * the body of its success (the lowest status listed), or the reply when it answered on its own.
  */
 export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
   route: `${HTTPMethods} /${string}`;

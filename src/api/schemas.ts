@@ -137,6 +137,18 @@ export const connectionPage = z
   .object({ connections: z.array(connectionView), nextCursor: z.string().nullable().describe("pass as `cursor` for the next page") })
   .meta({ examples: [{ connections: [viewFields], nextCursor: null }] });
 
+const eventExample = {
+  id: "42",
+  occurredAt: at,
+  kind: "verified",
+  level: "info",
+  message: 'token verified for Replicate organization "acme"',
+  httpStatus: null,
+  retryAfterSeconds: null,
+  jobId: `verify-${uuid}-1`,
+  detail: { accountType: "organization", username: "acme" },
+};
+
 export const eventPage = z
   .object({
     events: z.array(
@@ -154,26 +166,7 @@ export const eventPage = z
     ),
     nextCursor: z.string().nullable(),
   })
-  .meta({
-    examples: [
-      {
-        events: [
-          {
-            id: "42",
-            occurredAt: at,
-            kind: "verified",
-            level: "info",
-            message: 'token verified for Replicate organization "acme"',
-            httpStatus: null,
-            retryAfterSeconds: null,
-            jobId: "verify-3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10-1",
-            detail: { accountType: "organization", username: "acme" },
-          },
-        ],
-        nextCursor: null,
-      },
-    ],
-  });
+  .meta({ examples: [{ events: [eventExample], nextCursor: null }] });
 
 export const syncQueued = z.object({ status: z.literal("queued") });
 

@@ -25,7 +25,7 @@ import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
-export const REQUEST_ID_HEADER = "x-request-id";
+const REQUEST_ID_HEADER = "x-request-id";
 /** A caller's request id is kept when it is this tame (it reaches logs and bodies); anything else gets a new one. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
