@@ -14,7 +14,7 @@ const model = z
   .regex(/^[\w.-]+\/[\w.-]+$/, "a model as owner/name")
   .max(200);
 
-export const MODEL_PRICE_UNITS = ["input_token", "output_token", "prediction"] as const;
+const MODEL_PRICE_UNITS = ["input_token", "output_token", "prediction"] as const;
 
 export const hardwarePriceInput = z.strictObject({ sku, usdPerSecond: usd(12), effectiveFrom, source });
 export const modelPriceInput = z.strictObject({ model, unit: z.enum(MODEL_PRICE_UNITS), usdPerUnit: usd(15), effectiveFrom, source });
