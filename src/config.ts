@@ -5,10 +5,8 @@ const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
 /** `kid:base64key` pairs, comma separated; each key must decode to exactly 32 bytes. */
 const keyring = z.string().transform((raw, ctx) => {
   const keys = new Map<string, Buffer>();
-  for (const entry of raw
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean)) {
+  for (const entry of raw.split(",").map((s) => s.trim())) {
+    if (!entry) continue;
     const sep = entry.indexOf(":");
     const id = entry.slice(0, sep);
     const key = Buffer.from(entry.slice(sep + 1), "base64");
@@ -46,32 +44,37 @@ const credential = z.string().min(24, "must be at least 24 characters");
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 
-const envShape = z.object({
-  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
-  ROLE: z.enum(["all", "api", "worker"]).default("all"),
+/** The variables the in-process producer reads too (src/producer.ts): the stores and the queue settings it enqueues with. */
+const sharedShape = {
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default("postgresql://postgres@127.0.0.1:5432/replicate_usage_sync"),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default("redis://127.0.0.1:6379"),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:-]+$/)
     .default("rus"),
-  TOKEN_ENCRYPTION_KEYS: keyring,
   TOKEN_ENCRYPTION_KEY_ID: z.string().regex(KEY_ID).optional(),
+  JOB_ATTEMPTS: int(1, 5),
+  JOB_BACKOFF_MS: int(1, 2000),
+  SYNC_INTERVAL_MINUTES: int(1, 60),
+  BACKFILL_DAYS: int(1, 90),
+  LOOKBACK_HOURS: int(0, 24),
+  USAGE_QUERY_TIMEOUT_MS: int(1, 10_000),
+};
+
+const envShape = z.object({
+  ...sharedShape,
+  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
+  ROLE: z.enum(["all", "api", "worker"]).default("all"),
+  TOKEN_ENCRYPTION_KEYS: keyring,
   REPLICATE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.replicate.com/v1"),
   REPLICATE_TIMEOUT_MS: int(100, 30_000),
   REPLICATE_REQUESTS_PER_SECOND: int(1, 10),
   REPLICATE_MAX_RESPONSE_BYTES: int(1024, 16 * 2 ** 20),
-  SYNC_INTERVAL_MINUTES: int(1, 60),
-  BACKFILL_DAYS: int(1, 90),
-  LOOKBACK_HOURS: int(0, 24),
   WORKER_CONCURRENCY: int(1, 16),
   BACKFILL_PARALLELISM: int(1, 4),
   SYNC_SLICE_MS: int(50, 2000),
-  JOB_ATTEMPTS: int(1, 5),
-  JOB_BACKOFF_MS: int(1, 2000),
   JOB_LOCK_MS: int(500, 30_000),
   RECONCILE_SECONDS: int(1, 60),
-  USAGE_QUERY_TIMEOUT_MS: int(1, 10_000),
   ERASURE_BATCH_ROWS: int(1, 5000),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -92,30 +95,15 @@ function checkKeyId(env: { TOKEN_ENCRYPTION_KEYS?: Map<string, Buffer>; TOKEN_EN
   }
 }
 
-const currentKeyIdOf = (keys: Map<string, Buffer>, chosen: string | undefined) => chosen ?? [...keys.keys()][0]!;
+const encryptionOf = (keys: Map<string, Buffer>, chosen: string | undefined) => ({ keys, currentKeyId: chosen ?? [...keys.keys()][0]! });
 
-/** The variables the in-process producer reads too (src/producer.ts): the stores and the queue settings it enqueues with. */
-const SHARED = {
-  DATABASE_URL: true,
-  REDIS_URL: true,
-  QUEUE_PREFIX: true,
-  JOB_ATTEMPTS: true,
-  JOB_BACKOFF_MS: true,
-  SYNC_INTERVAL_MINUTES: true,
-  BACKFILL_DAYS: true,
-  LOOKBACK_HOURS: true,
-  USAGE_QUERY_TIMEOUT_MS: true,
-} as const;
-
-const sharedSettings = (e: Pick<z.output<typeof envShape>, keyof typeof SHARED>) => ({
+const sharedSettings = (e: z.output<z.ZodObject<typeof sharedShape>>) => ({
   databaseUrl: e.DATABASE_URL,
   redisUrl: e.REDIS_URL,
   queuePrefix: e.QUEUE_PREFIX,
-  /** Attempts per job and the base of the exponential backoff between them (with jitter). */
   jobs: { attempts: e.JOB_ATTEMPTS, backoffMs: e.JOB_BACKOFF_MS },
   /** Usage answers which days are final from the window the next sync reads (BACKFILL_DAYS, LOOKBACK_HOURS). */
   sync: { intervalMinutes: e.SYNC_INTERVAL_MINUTES, backfillDays: e.BACKFILL_DAYS, lookbackHours: e.LOOKBACK_HOURS },
-  /** How long one statement of a usage query may run before the database stops it. */
   usage: { timeoutMs: e.USAGE_QUERY_TIMEOUT_MS },
 });
 
@@ -126,11 +114,8 @@ const configSchema = envShape
       ctx.addIssue({ code: "custom", path: ["SUPPORT_TOKEN"], message: "must differ from API_TOKEN (it is the read-only credential)" });
     }
     // Both or neither: a URL without a secret would send unsigned webhooks, a secret alone does nothing.
-    if (env.WEBHOOK_URL && !env.WEBHOOK_SECRET) {
-      ctx.addIssue({ code: "custom", path: ["WEBHOOK_SECRET"], message: "is required when WEBHOOK_URL is set" });
-    }
-    if (env.WEBHOOK_SECRET && !env.WEBHOOK_URL) {
-      ctx.addIssue({ code: "custom", path: ["WEBHOOK_URL"], message: "is required when WEBHOOK_SECRET is set" });
+    for (const [given, missing] of [["WEBHOOK_URL", "WEBHOOK_SECRET"] as const, ["WEBHOOK_SECRET", "WEBHOOK_URL"] as const]) {
+      if (env[given] && !env[missing]) ctx.addIssue({ code: "custom", path: [missing], message: `is required when ${given} is set` });
     }
   })
   .transform((e) => {
@@ -139,28 +124,15 @@ const configSchema = envShape
       ...shared,
       env: e.NODE_ENV,
       role: e.ROLE,
-      encryption: { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) },
+      encryption: encryptionOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID),
       replicate: {
         baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, ""),
         timeoutMs: e.REPLICATE_TIMEOUT_MS,
         requestsPerSecond: e.REPLICATE_REQUESTS_PER_SECOND,
         maxResponseBytes: e.REPLICATE_MAX_RESPONSE_BYTES,
       },
-      sync: {
-        ...shared.sync,
-        concurrency: e.WORKER_CONCURRENCY,
-        /** Time windows of one run read at once (a busy window is split up to this many). */
-        parallelism: e.BACKFILL_PARALLELISM,
-        /** How long a job reads one window before re-enqueueing its continuation. */
-        sliceMs: e.SYNC_SLICE_MS,
-      },
-      jobs: {
-        ...shared.jobs,
-        /** How long a job stays claimed by a worker that stopped answering before another worker takes it. */
-        lockMs: e.JOB_LOCK_MS,
-        /** How often workers compare Postgres with Redis's schedulers and jobs. */
-        reconcileSeconds: e.RECONCILE_SECONDS,
-      },
+      sync: { ...shared.sync, concurrency: e.WORKER_CONCURRENCY, parallelism: e.BACKFILL_PARALLELISM, sliceMs: e.SYNC_SLICE_MS },
+      jobs: { ...shared.jobs, lockMs: e.JOB_LOCK_MS, reconcileSeconds: e.RECONCILE_SECONDS },
       /** Rows one erasure statement deletes at most: a batch holds its locks and grows the WAL only so much. */
       erasure: { batchRows: e.ERASURE_BATCH_ROWS },
       /** apiToken opens everything; supportToken only reads (the support page and the GET routes of /v1). */
@@ -195,21 +167,18 @@ export function parseDatabaseUrl(env: Record<string, string | undefined>): strin
 }
 
 // The keys are only needed to store tokens (connect, replaceToken); the producer's readers work without them.
-const producerSchema = envShape
-  .pick({ ...SHARED, TOKEN_ENCRYPTION_KEY_ID: true })
-  .extend({ TOKEN_ENCRYPTION_KEYS: keyring.optional() })
+const producerSchema = z
+  .object({ ...sharedShape, TOKEN_ENCRYPTION_KEYS: keyring.optional() })
   .superRefine(checkKeyId)
   .transform((e) =>
     Object.freeze({
       ...sharedSettings(e),
-      encryption: e.TOKEN_ENCRYPTION_KEYS
-        ? { keys: e.TOKEN_ENCRYPTION_KEYS, currentKeyId: currentKeyIdOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) }
-        : null,
+      encryption: e.TOKEN_ENCRYPTION_KEYS ? encryptionOf(e.TOKEN_ENCRYPTION_KEYS, e.TOKEN_ENCRYPTION_KEY_ID) : null,
     }),
   );
 export type ProducerConfig = z.output<typeof producerSchema>;
 
-/** The producer's settings from the same variables the service reads (SHARED and the keys): no API or support token. */
+/** The producer's settings from the same variables the service reads (sharedShape and the keys): no API or support token. */
 export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
   return validate(producerSchema, env);
 }

@@ -10,6 +10,12 @@ export abstract class AppError extends Error {
   }
 }
 
+/** The base of errors that carry nothing but their code and message. */
+const coded = <C extends string>(code: C) =>
+  class extends AppError {
+    readonly code = code;
+  };
+
 /** 401/403: names the rejected token by fingerprint, because it may have been replaced since the request. */
 abstract class RejectedTokenError extends AppError {
   constructor(
@@ -47,33 +53,29 @@ export class RateLimitError extends AppError {
   }
 }
 
-/** 5xx, timeout or network failure that outlasted the client's own retries. */
-export class TransientProviderError extends AppError {
-  readonly code = "provider_error";
+/** An HTTP exchange that failed with the status it answered (none: no answer). */
+abstract class HttpExchangeError extends AppError {
   constructor(
     message: string,
-    readonly httpStatus?: number,
+    readonly httpStatus?: number | null,
     options?: ErrorOptions,
   ) {
     super(message, options);
   }
 }
 
+/** 5xx, timeout or network failure that outlasted the client's own retries. */
+export class TransientProviderError extends HttpExchangeError {
+  readonly code = "provider_error";
+}
+
 /** The provider answered with something that is not the documented shape. */
-export class MalformedResponseError extends AppError {
+export class MalformedResponseError extends HttpExchangeError {
   readonly code = "malformed_response";
-  constructor(
-    message: string,
-    readonly httpStatus?: number,
-  ) {
-    super(message);
-  }
 }
 
 /** A pagination link pointing away from the configured API origin: never followed. */
-export class ForeignLinkError extends AppError {
-  readonly code = "foreign_link_refused";
-}
+export class ForeignLinkError extends coded("foreign_link_refused") {}
 
 /** Bad input from a caller of the producer or HTTP API. */
 export class ValidationError extends AppError {
@@ -97,31 +99,14 @@ export class VaultError extends AppError {
   }
 }
 
-export class NotFoundError extends AppError {
-  readonly code = "not_found";
-}
-
+export class NotFoundError extends coded("not_found") {}
 /** A dependency the request needs (Redis, for the job queue) does not answer; nothing was changed. */
-export class ServiceUnavailableError extends AppError {
-  readonly code = "unavailable";
-}
-
+export class ServiceUnavailableError extends coded("unavailable") {}
 /** A read that ran past its time limit and was stopped by the database; the same request would again. */
-export class QueryTimeoutError extends AppError {
-  readonly code = "query_timeout";
-}
-
-export class ConflictError extends AppError {
-  readonly code = "conflict";
-}
+export class QueryTimeoutError extends coded("query_timeout") {}
+export class ConflictError extends coded("conflict") {}
 
 /** The backend's webhook endpoint did not answer 2xx (or not at all); the webhook queue retries it. */
-export class WebhookDeliveryError extends AppError {
+export class WebhookDeliveryError extends HttpExchangeError {
   readonly code = "webhook_failed";
-  constructor(
-    message: string,
-    readonly httpStatus: number | null,
-  ) {
-    super(message);
-  }
 }

@@ -27,8 +27,6 @@ export const logger = winston.createLogger({
   transports: [new winston.transports.Console({ stderrLevels: ["error", "warn"], silent: process.env.NODE_ENV === "test" })],
 });
 
-export type Logger = winston.Logger;
-
-export function moduleLogger(module: string, fields: Record<string, unknown> = {}): Logger {
+export function moduleLogger(module: string, fields: Record<string, unknown> = {}): winston.Logger {
   return logger.child({ module, ...fields });
 }

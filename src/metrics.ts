@@ -7,9 +7,8 @@ import { countByStatus } from "./repositories/connections.js";
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "failed"] as const;
 
 /**
- * Prometheus metrics of one process (GET /metrics). Queue depth and last-sync age are read from
- * Redis and Postgres at scrape time, so every process reports the same cluster-wide values; job
- * durations and 429s are counted by the process that ran the job.
+ * Queue depth and last-sync age are read at scrape time, so every process reports the same cluster-wide
+ * values; job durations and 429s are counted by the process that ran the job.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();
@@ -28,43 +27,37 @@ export class ServiceMetrics {
   });
 
   constructor(queues: JobQueues, db: Db) {
-    new Gauge({
-      name: "rus_queue_jobs",
-      help: "Jobs in each queue by state.",
-      labelNames: ["queue", "state"] as const,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        // At once: while Redis is down each read waits out its timeout, so a scrape waits for one, not one per queue.
-        const all = queues.all();
-        const counts = await Promise.all(all.map((q) => q.getJobCounts(...JOB_STATES).catch(() => null)));
-        // Redis not answering leaves the series out (scrape still succeeds); readiness says why.
-        all.forEach((queue, i) => {
-          for (const state of JOB_STATES) if (counts[i]) this.set({ queue: queue.name, state }, counts[i][state] ?? 0);
-        });
-      },
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => Promise<void>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect: async function () {
+          this.reset();
+          await collect(this);
+        },
+      });
+    gauge("rus_queue_jobs", "Jobs in each queue by state.", ["queue", "state"], async (g) => {
+      // At once: while Redis is down each read waits out its timeout, so a scrape waits for one, not one per queue.
+      const all = queues.all();
+      const counts = await Promise.all(all.map((q) => q.getJobCounts(...JOB_STATES).catch(() => null)));
+      // Redis not answering leaves the series out (scrape still succeeds); readiness says why.
+      all.forEach((queue, i) => {
+        for (const state of JOB_STATES) if (counts[i]) g.set({ queue: queue.name, state }, counts[i][state] ?? 0);
+      });
     });
-    new Gauge({
-      name: "rus_connection_last_sync_age_seconds",
-      help: "Seconds since each connected connection's data was last fresh: the start of its last finished sync run, or its verification while the first backfill has not finished (so a stuck backfill ages too).",
-      labelNames: ["connection_id", "workspace_id"] as const,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
+    gauge(
+      "rus_connection_last_sync_age_seconds",
+      "Seconds since each connected connection's data was last fresh: the start of its last finished sync run, or its verification while the first backfill has not finished (so a stuck backfill ages too).",
+      ["connection_id", "workspace_id"],
+      async (g) => {
         const now = Date.now();
-        for (const r of await syncAges(db))
-          this.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.freshAt.getTime()) / 1000);
+        for (const r of await syncAges(db)) g.set({ connection_id: r.id, workspace_id: r.workspaceId }, (now - r.freshAt.getTime()) / 1000);
       },
-    });
-    new Gauge({
-      name: "rus_connections",
-      help: "Connections by status.",
-      labelNames: ["status"] as const,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const r of await countByStatus(db)) this.set({ status: r.status }, r.count);
-      },
+    );
+    gauge("rus_connections", "Connections by status.", ["status"], async (g) => {
+      for (const r of await countByStatus(db)) g.set({ status: r.status }, r.count);
     });
   }
 }

@@ -1,20 +1,13 @@
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import type { AppContext } from "./context.js";
-import { boundedRead, type Queryable } from "./db/client.js";
+import { boundedRead, type Db, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays } from "./domain/coverage.js";
 import { DAY_MS, addDays, isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
-import {
-  connectionView,
-  type connectionDetail,
-  type connectionPage,
-  type erasureView,
-  type eventPage,
-  type workspaceErasure,
-} from "./api/schemas.js";
+import { connectionView } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
 import { GROUP_BY } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
@@ -36,15 +29,14 @@ import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
 
-// The typed API the backend calls in-process, and the contract the HTTP routes validate with and
-// answer through (src/api/routes call these same functions). Job data never carries the token, and
-// no return value does.
+// The typed API the backend calls in-process and the HTTP routes call. Job data never carries the
+// token, and no return value does.
 
 export { loadProducerConfig, type ProducerConfig } from "./config.js";
 
 const log = moduleLogger("producer");
 
-/** What the producer functions need: the database, the queues (Redis), the settings and, to store tokens, the vault. AppContext is one. */
+/** AppContext is one; the vault is only needed to store tokens. */
 export type ProducerContext = Pick<AppContext, "db" | "queues"> & { config: ProducerConfig; vault: TokenVault | null };
 
 function vaultOf(ctx: ProducerContext): TokenVault {
@@ -52,7 +44,7 @@ function vaultOf(ctx: ProducerContext): TokenVault {
   return ctx.vault;
 }
 
-export const replicateToken = z
+const replicateToken = z
   .string()
   .trim()
   .min(8, "token is too short")
@@ -65,10 +57,10 @@ export const workspaceId = z
   .min(1)
   .max(200)
   .regex(/^[^\p{Cc}]+$/u, "workspaceId must not contain control characters");
-export const connectInput = z.object({ workspaceId, token: replicateToken }).strict();
+export const connectInput = z.strictObject({ workspaceId, token: replicateToken });
 /** An Idempotency-Key header value: printable, as clients generate them (UUIDs, ULIDs, hashes). */
 export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "Idempotency-Key must be 1-200 printable ASCII characters");
-export const tokenInput = z.object({ token: replicateToken }).strict();
+export const tokenInput = z.strictObject({ token: replicateToken });
 export const connectionId = z.uuid({ message: "connection id must be a UUID" });
 
 const limit = z.coerce.number().int().min(1).max(200).default(50);
@@ -78,25 +70,21 @@ const issuedCursor = (decode: (c: string) => unknown) =>
     .refine((c) => decode(c) !== null, "cursor was not issued by this API")
     .optional();
 
-export const listConnectionsInput = z
-  .object({
-    limit,
-    cursor: issuedCursor(decodeConnectionCursor),
-    state: z.enum(HEALTH_STATES).optional(),
-    workspaceId: workspaceId.optional(),
-    /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
-    q: z.string().trim().min(1).max(200).optional(),
-  })
-  .strict();
+export const listConnectionsInput = z.strictObject({
+  limit,
+  cursor: issuedCursor(decodeConnectionCursor),
+  state: z.enum(HEALTH_STATES).optional(),
+  workspaceId: workspaceId.optional(),
+  /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
+  q: z.string().trim().min(1).max(200).optional(),
+});
 
-export const listEventsInput = z
-  .object({
-    kind: z.enum(EventKind).optional(),
-    since: isoInstant.optional(),
-    limit,
-    cursor: issuedCursor(events.decodeCursor),
-  })
-  .strict();
+export const listEventsInput = z.strictObject({
+  kind: z.enum(EventKind).optional(),
+  since: isoInstant.optional(),
+  limit,
+  cursor: issuedCursor(events.decodeCursor),
+});
 
 /** Daily rows for a year and a month either side of it: enough for any finance comparison, and a bound on every query's days. */
 export const MAX_USAGE_DAYS = 400;
@@ -141,7 +129,7 @@ export function usageRules<T extends typeof usageFields>(shape: T) {
   // The checks read only the usage fields, which every extension keeps.
   return z.strictObject(shape).superRefine((q, ctx) => checkUsage(q as UsageFields, ctx));
 }
-export const usageInput = usageRules(usageFields);
+const usageInput = usageRules(usageFields);
 
 /** Each issue is a `field: problem` line. */
 const invalid = (...issues: string[]) => new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
@@ -151,6 +139,15 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   if (!result.success) throw invalid(...result.error.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`));
   return result.data;
 }
+
+/** A reader that needs the database only (the prices CLI opens nothing else). */
+type Reader = Pick<ProducerContext, "db">;
+
+/** An operation on one validated input. */
+const validated =
+  <S extends z.ZodType, R>(schema: S, run: (db: Db, input: z.output<S>) => Promise<R>) =>
+  (ctx: Reader, input: z.input<S>) =>
+    run(ctx.db, parse(schema, input));
 
 /** Runs a job-queue operation; Redis not answering becomes a 503 the caller can retry. */
 async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -163,10 +160,8 @@ async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Stores the token encrypted, creates the connection (pending) and enqueues its verification. With
- * an idempotency key, a retry returns the connection the first request created. When the
- * verification cannot be queued, the connection is removed again (503): nothing is left for a
- * retrying client to duplicate.
+ * Stores the token encrypted, creates the connection (pending) and enqueues its verification. When
+ * that cannot be queued, the connection is removed again (503): nothing is left for a retry to duplicate.
  */
 export async function connect(
   ctx: ProducerContext,
@@ -199,10 +194,7 @@ export async function connect(
   return connections.toPublic(row);
 }
 
-/**
- * Stores a new token (e.g. after a credential error) and verifies it again; syncing resumes on
- * success. While Redis is down: 503, and the stored token is verified once Redis is back (reconciler).
- */
+/** Stores a new token and verifies it again; while Redis is down, 503, and the reconciler verifies it later. */
 export async function replaceToken(ctx: ProducerContext, id: string, token: string): Promise<connections.PublicConnection> {
   const row = await connections.replaceToken(ctx.db, vaultOf(ctx), parse(connectionId, id), parse(replicateToken, token));
   await events.recordEvent(ctx.db, {
@@ -219,10 +211,8 @@ export async function replaceToken(ctx: ProducerContext, id: string, token: stri
 }
 
 /**
- * Deletes the stored token before returning, marks the connection disconnected and stops all of its
- * jobs. Idempotent. Runs under the connection's row lock, so no page can be written after it. Works
- * while Redis is down too: jobs left behind find no token and stop, and the reconciler removes the
- * scheduler once Redis answers.
+ * Deletes the stored token under the connection's row lock, so no page is written after it returns.
+ * Works while Redis is down too: jobs left behind find no token, and the reconciler removes the scheduler.
  */
 export async function disconnect(ctx: ProducerContext, id: string): Promise<connections.PublicConnection> {
   const row = await connections.disconnect(ctx.db, parse(connectionId, id));
@@ -243,22 +233,10 @@ export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   await queue("sync not queued", () => ctx.queues.enqueue("tick", { connectionId: id }));
 }
 
-/** A connection as support reads it: the row, the run in progress and its health. */
-export type ConnectionView = z.output<typeof connectionView>;
-export type ConnectionDetail = z.output<typeof connectionDetail>;
-export type ConnectionPage = z.output<typeof connectionPage>;
-/** Typed as queryUsage builds it: the rows from the measures table (the response schema leaves them loose). */
-export type UsageReport = Awaited<ReturnType<typeof queryUsage>>;
-export type EventPage = z.output<typeof eventPage>;
-export type ErasureView = z.output<typeof erasureView>;
-export type WorkspaceErasure = z.output<typeof workspaceErasure>;
-
 /** The row's fields the view schema has (it leaves out the others), with the run in progress and its health. */
-const toView = (r: ConnectionRow, now: Date): ConnectionView =>
-  connectionView.parse({ ...r, currentRun: r.checkpoint, health: connectionHealth(r, now) });
+const toView = (r: ConnectionRow, now: Date) => connectionView.parse({ ...r, currentRun: r.checkpoint, health: connectionHealth(r, now) });
 
-/** One connection with its health and, while it is connected, when its next scheduled sync runs. */
-export async function getConnection(ctx: ProducerContext, id: string): Promise<ConnectionDetail> {
+export async function getConnection(ctx: ProducerContext, id: string) {
   const row = await getConnectionRow(ctx.db, parse(connectionId, id));
   if (!row) throw connections.connectionNotFound(id);
   const view = toView(row, new Date());
@@ -267,8 +245,8 @@ export async function getConnection(ctx: ProducerContext, id: string): Promise<C
   return { ...view, nextSyncAt };
 }
 
-/** Connections with their health, newest first (createdAt, id), filtered by state, workspace or text, a page at a time. */
-export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}): Promise<ConnectionPage> {
+/** Newest first (createdAt, id); a state filter is decided from the health of each row the statuses select. */
+export async function listConnections(ctx: ProducerContext, query: z.input<typeof listConnectionsInput> = {}) {
   const { state, ...q } = parse(listConnectionsInput, query);
   const now = new Date();
   const { rows, nextCursor } = await listConnectionRows(
@@ -279,23 +257,19 @@ export async function listConnections(ctx: ProducerContext, query: z.input<typeo
   return { connections: rows.map((r) => toView(r, now)), nextCursor };
 }
 
-/** A connection's event log (what support reads), newest first, a page at a time. */
-export async function listEvents(ctx: ProducerContext, id: string, query: z.input<typeof listEventsInput> = {}): Promise<EventPage> {
+export async function listEvents(ctx: ProducerContext, id: string, query: z.input<typeof listEventsInput> = {}) {
   const q = parse(listEventsInput, query);
   await connections.requireConnection(ctx.db, parse(connectionId, id));
   return events.listEvents(ctx.db, id, { ...q, since: q.since ? new Date(q.since) : undefined });
 }
 
-export const COST_NOTE =
+const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
 /**
- * Usage rows (predictions, status counts, compute seconds, estimated cost) with idle-floor lines and
- * coverage, over local days of the query's zone; each row and each covered day says whether it is
- * final. What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot,
- * stopped after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the HTTP client
- * went away) cancels it.
+ * What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot, stopped
+ * after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the client went away) cancels it.
  */
 export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
@@ -324,52 +298,31 @@ export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usa
   return { from: q.from, to: q.to, timeZone, groupBy: q.groupBy, costNote: COST_NOTE, coverage, rows, idleFloor, deployments };
 }
 
-export const workspaceSettingsInput = z
-  .object({
-    timeZone: timeZoneName
-      .nullable()
-      .describe("IANA time zone usage queries of the workspace use when they name none (e.g. Asia/Kolkata); null is UTC"),
-  })
-  .strict();
+export const workspaceSettingsInput = z.strictObject({
+  timeZone: timeZoneName
+    .nullable()
+    .describe("IANA time zone usage queries of the workspace use when they name none (e.g. Asia/Kolkata); null is UTC"),
+});
 
-/** A workspace's settings (the defaults when it never set any). */
-export async function getWorkspaceSettings(ctx: Pick<ProducerContext, "db">, id: string): Promise<workspaces.WorkspaceSettings> {
-  return workspaces.readWorkspaceSettings(ctx.db, parse(workspaceId, id));
-}
+export const getWorkspaceSettings = validated(workspaceId, workspaces.readWorkspaceSettings);
 
-/** Sets a workspace's settings (all of them: a PUT). */
-export async function updateWorkspaceSettings(
-  ctx: Pick<ProducerContext, "db">,
-  id: string,
-  input: z.input<typeof workspaceSettingsInput>,
-): Promise<workspaces.WorkspaceSettings> {
-  return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
-}
+/** Sets all of a workspace's settings (a PUT). */
+export const updateWorkspaceSettings = (ctx: Reader, id: string, input: z.input<typeof workspaceSettingsInput>) =>
+  workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
 
-/** How an erasure is asked for: `disconnect` first disconnects what is not disconnected yet (else 409 / skipped). */
-export const erasureInput = z
-  .object({ disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing") })
-  .strict();
+export const erasureInput = z.strictObject({
+  disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing"),
+});
 
-/**
- * Erases a disconnected connection's history (ledger, usage rows, deployment releases, run state),
- * irreversibly, in a job: this returns once the request is recorded (`in_progress`), or `erased`.
- * The connection stays as a tombstone with its event log; usage and coverage leave it out from now
- * on. A connection not disconnected is a ConflictError unless `disconnect: true`. Asking again
- * returns the same erasure; while Redis is down the reconciler queues it once Redis answers.
- */
-export async function eraseConnection(ctx: ProducerContext, id: string, options: z.input<typeof erasureInput> = {}): Promise<ErasureView> {
+/** Returns once the request is recorded (a job erases); while Redis is down the reconciler queues it later. */
+export async function eraseConnection(ctx: ProducerContext, id: string, options: z.input<typeof erasureInput> = {}) {
   const cid = parse(connectionId, id);
   if (parse(erasureInput, options).disconnect) await disconnect(ctx, cid);
   return requestErasure(ctx, cid);
 }
 
 /** eraseConnection for every disconnected connection of the workspace (with `disconnect: true`, every connection). */
-export async function eraseWorkspace(
-  ctx: ProducerContext,
-  workspace: string,
-  options: z.input<typeof erasureInput> = {},
-): Promise<WorkspaceErasure> {
+export async function eraseWorkspace(ctx: ProducerContext, workspace: string, options: z.input<typeof erasureInput> = {}) {
   const ws = parse(workspaceId, workspace);
   if (parse(erasureInput, options).disconnect) {
     for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.id);
@@ -377,45 +330,35 @@ export async function eraseWorkspace(
   return requestWorkspaceErasure(ctx, ws);
 }
 
-/** Where a connection's erasure stands: not_requested, in_progress (with counts so far) or erased. */
-export async function getErasure(ctx: ProducerContext, id: string): Promise<ErasureView> {
-  return readErasure(ctx, parse(connectionId, id));
-}
+export const getErasure = (ctx: ProducerContext, id: string) => readErasure(ctx, parse(connectionId, id));
 
-/** A connection's deployments as last read from Replicate: hardware SKU, instance bounds, current release. */
-export async function listDeployments(ctx: Pick<ProducerContext, "db">, id: string) {
+export async function listDeployments(ctx: Reader, id: string) {
   const found = await connectionDeployments(ctx.db, parse(connectionId, id));
   if (!found) throw connections.connectionNotFound(id);
   return found;
 }
 
-export const priceBookInput = z.object({ asOf: isoDay.optional() }).strict();
+export const priceBookInput = z.strictObject({ asOf: isoDay.optional() });
 
-/** The price book in force on a day (default today). */
-export async function getPriceBook(ctx: Pick<ProducerContext, "db">, query: z.input<typeof priceBookInput> = {}) {
+export async function getPriceBook(ctx: Reader, query: z.input<typeof priceBookInput> = {}) {
   const asOf = parse(priceBookInput, query).asOf ?? utcDay(new Date());
   return { asOf, ...(await prices.readPriceBook(ctx.db, { asOf })) };
 }
 
-/** Every recorded price change, newest first. */
-export const listPriceHistory = (ctx: Pick<ProducerContext, "db">) => prices.readPriceBook(ctx.db, { history: true });
+export const listPriceHistory = (ctx: Reader) => prices.readPriceBook(ctx.db, { history: true });
 
 // The price book is append-only: each call records one row, so a correction is a later row with the same effectiveFrom.
-export const recordHardwarePrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof hardwarePriceInput>) =>
-  prices.recordHardwarePrice(ctx.db, parse(hardwarePriceInput, input));
+export const recordHardwarePrice = validated(hardwarePriceInput, prices.recordHardwarePrice);
+export const recordModelPrice = validated(modelPriceInput, prices.recordModelPrice);
 
-export const recordModelPrice = (ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelPriceInput>) =>
-  prices.recordModelPrice(ctx.db, parse(modelPriceInput, input));
-
-/** Maps a public model to hardware; a SKU without a price on that day would leave the model unpriced, so it is refused. */
-export async function recordModelHardware(ctx: Pick<ProducerContext, "db">, input: z.input<typeof modelHardwareInput>) {
-  const mapping = parse(modelHardwareInput, input);
-  const row = await prices.recordModelHardware(ctx.db, mapping);
+/** A SKU without a price on that day would leave the model unpriced, so it is refused. */
+export const recordModelHardware = validated(modelHardwareInput, async (db, mapping) => {
+  const row = await prices.recordModelHardware(db, mapping);
   if (row) return row;
   throw invalid(
     `sku: the price book has no price for ${mapping.sku} on ${mapping.effectiveFrom}; record one first (POST /v1/prices/hardware)`,
   );
-}
+});
 
 const OPERATIONS = {
   connect,
@@ -446,11 +389,7 @@ export type Producer = { [K in keyof typeof OPERATIONS]: Bound<(typeof OPERATION
   close(): Promise<void>;
 };
 
-/**
- * Opens the producer on the service's database and Redis, from the same variables the service reads
- * (loadProducerConfig: no API or support token needed). Without TOKEN_ENCRYPTION_KEYS it reads but
- * cannot store tokens: connect and replaceToken then throw.
- */
+/** Without TOKEN_ENCRYPTION_KEYS it reads but cannot store tokens: connect and replaceToken then throw. */
 export function createProducer(config: ProducerConfig = loadProducerConfig()): Producer {
   const stores = openStores(config, 4);
   const keys = config.encryption;

@@ -14,9 +14,8 @@ import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 import { sweepWebhooks } from "./webhooks/relay.js";
 
-// Where the service is put together: every dependency is built here and handed down, so the queue
-// layer knows no lifecycle and the context no repository. src/main.ts, the test harness and the
-// benchmarks all start the service through startService.
+// Every dependency is built here and handed down, so the queue layer knows no lifecycle and the
+// context no repository; src/main.ts, the test harness and the benchmarks all start it here.
 
 /** How often each worker process looks for webhooks not yet queued. */
 const WEBHOOK_RELAY_INTERVAL_MS = 500;
@@ -47,10 +46,7 @@ function repeat(ms: number, task: () => Promise<unknown>, failed: string): () =>
 
 export type Service = Awaited<ReturnType<typeof startService>>;
 
-/**
- * Opens the stores and builds the context; with `workers`, starts them at once (ROLE=all and worker).
- * `client.signal` aborts the Replicate requests in flight at shutdown; tests shorten the client's retries.
- */
+/** `client.signal` aborts the Replicate requests in flight at shutdown; tests shorten the client's retries. */
 export async function startService(
   config: Config,
   options: { workers?: boolean; client?: { signal?: AbortSignal; retryBaseMs?: number; retries?: number } } = {},

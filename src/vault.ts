@@ -21,14 +21,8 @@ export class TokenVault {
     const cipher = createCipheriv(ALGORITHM, this.keys.get(this.currentKeyId)!, iv);
     cipher.setAAD(Buffer.from(connectionId, "utf8"));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    const parts = [
-      VERSION,
-      this.currentKeyId,
-      iv.toString("base64url"),
-      cipher.getAuthTag().toString("base64url"),
-      body.toString("base64url"),
-    ];
-    return { ciphertext: parts.join("."), keyId: this.currentKeyId };
+    const encoded = [iv, cipher.getAuthTag(), body].map((bytes) => bytes.toString("base64url"));
+    return { ciphertext: [VERSION, this.currentKeyId, ...encoded].join("."), keyId: this.currentKeyId };
   }
 
   open(ciphertext: string, connectionId: string): string {

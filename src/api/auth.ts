@@ -4,12 +4,10 @@ import type { Config } from "../config.js";
 import { errorReply } from "./schemas.js";
 
 const PUBLIC_PATHS = new Set(["/healthz", "/readyz"]);
+const READ_ONLY = "the support token only reads (/ui and GET /v1); this needs the API token";
+const UNAUTHORIZED = "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)";
 
-/**
- * The API token as the request presents it: `Authorization: Bearer <token>` for programs, or HTTP
- * Basic with the token as the password (any user name) so a browser can open the support page and
- * the queue dashboard with its own login prompt.
- */
+/** Bearer for programs, or Basic with the token as the password so a browser's own login prompt opens the support page. */
 export function presentedToken(header: string | undefined): string | null {
   const [scheme, value] = (header ?? "").split(" ", 2);
   if (!value) return null;
@@ -44,22 +42,11 @@ export function requireCredential(http: Config["http"]) {
     const header = request.headers.authorization;
     if (tokenMatches(header, http.apiToken)) return;
     if (tokenMatches(header, http.supportToken)) {
-      if (supportMayOpen(request)) return;
-      await reply
-        .code(403)
-        .send(errorReply(request, "forbidden", "the support token only reads (/ui and GET /v1); this needs the API token"));
+      if (!supportMayOpen(request)) await reply.code(403).send(errorReply(request, "forbidden", READ_ONLY));
       return;
     }
     // The Basic challenge lets a browser prompt once for /ui/ and then answer it for the API calls the page makes.
     reply.header("www-authenticate", 'Basic realm="replicate-usage-sync", charset="UTF-8"');
-    await reply
-      .code(401)
-      .send(
-        errorReply(
-          request,
-          "unauthorized",
-          "missing or wrong token (Authorization: Bearer <API_TOKEN or SUPPORT_TOKEN>, or Basic with the token as password)",
-        ),
-      );
+    await reply.code(401).send(errorReply(request, "unauthorized", UNAUTHORIZED));
   };
 }

@@ -1,15 +1,10 @@
 import { stringify } from "csv-stringify/sync";
 
-// OWASP CSV injection: a spreadsheet reads a cell starting with one of these as a formula. Text
-// from the provider (model and deployment names) is neutralised with a leading quote; numbers are
-// written as they are.
+// OWASP CSV injection: a spreadsheet reads a cell starting with one of these as a formula, so such
+// text (model and deployment names come from the provider) gets a leading quote.
 const FORMULA_START = /^[=+\-@\t\r]/;
 
-/**
- * Rows as CSV quoted per RFC 4180 (fields holding a quote, comma or line break, a bare CR too, are
- * quoted, quotes doubled) under a header row of `columns`, also when there are no rows; lines end in
- * \n as they always have here.
- */
+/** RFC 4180 under a header row of `columns`, also when there are no rows; lines end in \n as they always have here. */
 export function toCsv(rows: object[], columns: string[]): string {
   return stringify(rows, {
     header: true,

@@ -1,8 +1,7 @@
 import type { SwaggerTransformObject } from "@fastify/swagger";
-import type { FastifyInstance } from "fastify";
-import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { noQuery, responses } from "./schemas.js";
+import { op } from "./operations.js";
+import { responses } from "./schemas.js";
 
 type Document = Record<string, unknown> & {
   paths?: Record<string, Record<string, { parameters?: unknown[]; responses?: Record<string, { headers?: Record<string, unknown> }> }>>;
@@ -42,18 +41,10 @@ export const withRequestIds: SwaggerTransformObject = (document) => {
 };
 
 /** GET /openapi.json: this document. */
-export function documentRoute(app: FastifyInstance): void {
-  app.withTypeProvider<ZodTypeProvider>().get(
-    "/openapi.json",
-    {
-      schema: {
-        operationId: "getOpenApiDocument",
-        summary: "This API's OpenAPI 3.1 document",
-        tags: ["operations"],
-        querystring: noQuery,
-        response: responses({ 200: z.record(z.string(), z.unknown()).describe("the OpenAPI document") }, [400, 401, 403]),
-      },
-    },
-    async () => app.swagger() as unknown as Record<string, unknown>,
-  );
-}
+export const documentRoute = op({
+  route: "GET /openapi.json",
+  operationId: "getOpenApiDocument",
+  summary: "This API's OpenAPI 3.1 document",
+  response: responses({ 200: z.record(z.string(), z.unknown()).describe("the OpenAPI document") }, [400, 401, 403]),
+  handler: async (_r, reply) => reply.server.swagger(),
+});

@@ -6,9 +6,8 @@ import { coverageSchema } from "../domain/coverage.js";
 import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
-// The response side of the HTTP contract: what each status answers, as zod schemas. fastify serializes
-// every answer through them (so the document cannot drift from the responses) and @fastify/swagger
-// turns them into /openapi.json. Input schemas are the producer's (src/producer.ts).
+// What each status answers: fastify serializes every answer through these schemas and @fastify/swagger
+// turns them into /openapi.json, so the document cannot drift from the responses.
 
 /** Every error the API answers, whatever produced it (a route, validation, auth, fastify itself, an unknown route). */
 export const errorBody = z
@@ -28,9 +27,7 @@ export const errorBody = z
       },
     ],
   });
-export type ErrorBody = z.output<typeof errorBody>;
-
-export function errorReply(request: FastifyRequest, error: string, message: string, issues?: string[]): ErrorBody {
+export function errorReply(request: FastifyRequest, error: string, message: string, issues?: string[]): z.output<typeof errorBody> {
   return { error, message, ...(issues ? { issues } : {}), requestId: request.id };
 }
 
@@ -50,10 +47,7 @@ export type ErrorStatus = keyof typeof ERROR_MEANING;
 /** What every write answers besides its own outcome. */
 export const WRITE_ERRORS: ErrorStatus[] = [400, 401, 403, 413, 415];
 
-/**
- * A route's response map: its successes plus the error statuses it answers (each the error shape, with
- * a per-route note where the generic meaning is not enough) and `default` for 5xx.
- */
+/** A route's successes plus the error statuses it answers (`notes` where the generic meaning is not enough) and 5xx. */
 export function responses<S extends Record<number, unknown>>(
   ok: S,
   statuses: ErrorStatus[],
@@ -68,7 +62,7 @@ export function responses<S extends Record<number, unknown>>(
 }
 
 /** Routes without query parameters still refuse unknown ones. */
-export const noQuery = z.object({}).strict();
+export const noQuery = z.strictObject({});
 
 const when = z.date();
 const uuid = "3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10";
@@ -143,6 +137,18 @@ export const connectionPage = z
   .object({ connections: z.array(connectionView), nextCursor: z.string().nullable().describe("pass as `cursor` for the next page") })
   .meta({ examples: [{ connections: [viewFields], nextCursor: null }] });
 
+const eventExample = {
+  id: "42",
+  occurredAt: at,
+  kind: "verified",
+  level: "info",
+  message: 'token verified for Replicate organization "acme"',
+  httpStatus: null,
+  retryAfterSeconds: null,
+  jobId: `verify-${uuid}-1`,
+  detail: { accountType: "organization", username: "acme" },
+};
+
 export const eventPage = z
   .object({
     events: z.array(
@@ -160,26 +166,7 @@ export const eventPage = z
     ),
     nextCursor: z.string().nullable(),
   })
-  .meta({
-    examples: [
-      {
-        events: [
-          {
-            id: "42",
-            occurredAt: at,
-            kind: "verified",
-            level: "info",
-            message: 'token verified for Replicate organization "acme"',
-            httpStatus: null,
-            retryAfterSeconds: null,
-            jobId: "verify-3f1c8c52-4b0e-4f8a-9d59-0c7c1f1e2a10-1",
-            detail: { accountType: "organization", username: "acme" },
-          },
-        ],
-        nextCursor: null,
-      },
-    ],
-  });
+  .meta({ examples: [{ events: [eventExample], nextCursor: null }] });
 
 export const syncQueued = z.object({ status: z.literal("queued") });
 

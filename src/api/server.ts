@@ -17,14 +17,15 @@ import { documentRoute, withRequestIds } from "./openapi.js";
 import { connectionRoutes } from "./routes/connections.js";
 import { erasureRoutes } from "./routes/erasure.js";
 import { priceRoutes } from "./routes/prices.js";
-import { metricsRoute, queueDashboard, supportPage } from "./routes/ops.js";
+import { queueDashboard, supportPage } from "./routes/ops.js";
+import { mount } from "./operations.js";
 import { healthRoutes } from "./routes/health.js";
 import { errorReply } from "./schemas.js";
 import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
 import { usageRoutes } from "./routes/usage.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
-export const REQUEST_ID_HEADER = "x-request-id";
+const REQUEST_ID_HEADER = "x-request-id";
 /** A caller's request id is kept when it is this tame (it reaches logs and bodies); anything else gets a new one. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -40,11 +41,7 @@ function fastifyErrorCode(err: FastifyError, status: number): string {
   return err.code?.startsWith("FST_ERR_CTP_") ? "invalid_body" : "bad_request";
 }
 
-/**
- * The HTTP API: zod-validated input, a credential required on every route but the probes (src/api/auth.ts), one
- * error shape for every error, a request id on every answer. With `opsOnly` (ROLE=worker) it serves just the
- * probes and /metrics.
- */
+/** The HTTP API; with `opsOnly` (ROLE=worker) just the probes and /metrics. */
 export async function buildServer(
   ctx: AppContext,
   options: {
@@ -128,15 +125,14 @@ export async function buildServer(
     return reply.code(500).send(errorReply(request, "internal", "internal error; see the service logs"));
   });
 
-  await app.register(healthRoutes(ctx));
-  await metricsRoute(app, ctx);
+  mount(app, ["operations"], healthRoutes(ctx));
   if (options.opsOnly) return app;
-  documentRoute(app);
-  await app.register(connectionRoutes(ctx));
-  await app.register(usageRoutes(ctx));
-  await app.register(workspaceRoutes(ctx));
-  await app.register(priceRoutes(ctx));
-  await app.register(erasureRoutes(ctx));
+  mount(app, ["operations"], [documentRoute]);
+  mount(app, ["connections"], connectionRoutes(ctx));
+  mount(app, ["usage"], usageRoutes(ctx));
+  mount(app, ["workspaces"], workspaceRoutes(ctx));
+  mount(app, ["prices"], priceRoutes(ctx));
+  mount(app, ["erasure"], erasureRoutes(ctx));
   await supportPage(app);
   await queueDashboard(app, ctx);
   return app;

@@ -3,9 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseConfig, type Config } from "../config.js";
 
-// A developer machine runs with nothing set: the secrets production must be given are generated
-// once into a git-ignored file. Only the entry points (src/main.ts, vault:rotate) read it; the
-// configuration itself (src/config.ts) stays pure.
+// Only the entry points (src/main.ts, vault:rotate) read the development secrets; src/config.ts stays pure.
 
 export const LOCAL_SECRETS_FILE = path.resolve(".local/secrets.env");
 
@@ -17,9 +15,8 @@ const LOCAL_SECRETS: Record<string, () => string> = {
 };
 
 /**
- * Outside production, missing secrets are generated once into a git-ignored file so a fresh
- * checkout starts with nothing set; production must be given them explicitly. A file written by an
- * older version gets the secrets it lacks appended, keeping the ones it has.
+ * Outside production, missing secrets are generated once into a git-ignored file, so a fresh checkout
+ * starts with nothing set; a file written by an older version gets the ones it lacks appended.
  */
 export function withLocalSecrets(
   env: Record<string, string | undefined>,
@@ -41,14 +38,8 @@ export function withLocalSecrets(
   return { ...local, ...Object.fromEntries(added), ...given };
 }
 
-function parseEnvFile(text: string): Record<string, string> {
-  return Object.fromEntries(
-    text
-      .split("\n")
-      .filter((l) => l.includes("="))
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
+/** KEY=value lines; the value is everything after the first "=". */
+const parseEnvFile = (text: string) => Object.fromEntries([...text.matchAll(/^([^=\n]*)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
 
 /** The process configuration: the environment, plus outside production the generated development secrets. */
 export function loadConfig(): Config {

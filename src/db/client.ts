@@ -6,11 +6,7 @@ import { PrismaClient } from "../generated/prisma/client.js";
 // SQLSTATE 57014: a statement stopped by statement_timeout or a cancel request.
 const QUERY_CANCELED = "57014";
 
-/**
- * The Prisma 7 client over node-postgres (no native engine binary needed), plus the pg pool it runs
- * on: the sync hot path sends named (prepared) statements through `pool`, which Prisma's raw queries
- * do not (each would be parsed and planned again).
- */
+/** Prisma over its pg pool, which the sync hot path uses for named (prepared) statements Prisma's raw queries cannot send. */
 export type Db = PrismaClient & { readonly pool: pg.Pool };
 
 export function createDb(databaseUrl: string, poolSize = 10): Db {

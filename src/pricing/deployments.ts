@@ -10,11 +10,8 @@ import { utcDay } from "../domain/calendar.js";
 const MAX_PAGES = 50;
 
 /**
- * Reads the connection's deployments (hardware SKU, instance bounds, model/version of the current
- * release) and stores them; called when a run starts. Once read, not again on the same UTC day.
- * They only price usage, so no failure of theirs is the run's: the first failure of a streak
- * records `enrichment_failed` (later runs try again without another event) and the first read that
- * works after it `enrichment_recovered`.
+ * Called when a run starts; once read, not again on the same UTC day. Deployments only price usage, so
+ * no failure of theirs is the run's: a streak of failures is one `enrichment_failed`, then `enrichment_recovered`.
  */
 export async function refreshDeployments(
   ctx: { db: Db; replicate: ReplicateClient },

@@ -14,12 +14,12 @@ const model = z
   .regex(/^[\w.-]+\/[\w.-]+$/, "a model as owner/name")
   .max(200);
 
-export const MODEL_PRICE_UNITS = ["input_token", "output_token", "prediction"] as const;
+const MODEL_PRICE_UNITS = ["input_token", "output_token", "prediction"] as const;
 
-export const hardwarePriceInput = z.object({ sku, usdPerSecond: usd(12), effectiveFrom, source }).strict();
-export const modelPriceInput = z.object({ model, unit: z.enum(MODEL_PRICE_UNITS), usdPerUnit: usd(15), effectiveFrom, source }).strict();
+export const hardwarePriceInput = z.strictObject({ sku, usdPerSecond: usd(12), effectiveFrom, source });
+export const modelPriceInput = z.strictObject({ model, unit: z.enum(MODEL_PRICE_UNITS), usdPerUnit: usd(15), effectiveFrom, source });
 /** `sku: null` unsets the mapping from that day. */
-export const modelHardwareInput = z.object({ model, sku: sku.nullable(), effectiveFrom, source }).strict();
+export const modelHardwareInput = z.strictObject({ model, sku: sku.nullable(), effectiveFrom, source });
 
 export type HardwarePriceInput = z.output<typeof hardwarePriceInput>;
 export type ModelPriceInput = z.output<typeof modelPriceInput>;

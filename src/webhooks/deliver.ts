@@ -11,7 +11,7 @@ import { webhookId } from "./payload.js";
 // was prepared, so every attempt sends the same bytes under the same webhook-id; only
 // webhook-timestamp and the signature change. The URL is used as configured: no token is ever added.
 
-export const WEBHOOK_TIMEOUT_MS = 10_000;
+const WEBHOOK_TIMEOUT_MS = 10_000;
 
 /** Sends the webhook; throws WebhookDeliveryError (after recording the attempt) so the queue retries with backoff. */
 export async function deliverWebhook(
@@ -55,27 +55,17 @@ export async function deliverWebhook(
 
   const final = failure !== null && job.attempt >= job.maxAttempts;
   const detail = { webhookId: id, type: row.type, attempt: job.attempt, maxAttempts: job.maxAttempts };
+  const event = { connectionId: row.connectionId, jobId: job.id, httpStatus, detail };
   await recordWebhookAttempt(
     db,
     row.id,
     { delivered: failure === null, final, httpStatus },
     failure === null
-      ? {
-          connectionId: row.connectionId,
-          jobId: job.id,
-          kind: "webhook_delivered",
-          level: "info",
-          httpStatus,
-          detail,
-          message: `webhook ${row.type} delivered`,
-        }
+      ? { ...event, kind: "webhook_delivered", level: "info", message: `webhook ${row.type} delivered` }
       : {
-          connectionId: row.connectionId,
-          jobId: job.id,
+          ...event,
           kind: "webhook_failed",
           level: final ? "error" : "warn",
-          httpStatus,
-          detail,
           message: `webhook ${row.type} ${failure} (attempt ${job.attempt} of ${job.maxAttempts})${final ? "; given up" : "; will retry"}`,
         },
   );

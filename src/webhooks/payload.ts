@@ -7,11 +7,7 @@ import type { Health } from "../domain/health.js";
 /** Stable per event and type: every attempt of one webhook carries the same id, so receivers deduplicate on it. */
 export const webhookId = (eventId: bigint, type: string) => `evt_${eventId}_${type}`;
 
-/**
- * `timestamp` is when the state change happened (the event's time), not when an attempt is sent;
- * `eventId` names the integration event that caused it (GET /v1/connections/:id/events), and `health`
- * is the connection's health when the webhook was prepared, moments after the event.
- */
+/** `timestamp` is the event's time, not an attempt's; `health` is as it was when the webhook was prepared. */
 export function buildPayload(
   row: { eventId: bigint; connectionId: string; type: string; occurredAt: Date },
   connection: { workspaceId: string; health: Health },

@@ -11,7 +11,7 @@ import { buildPayload } from "./payload.js";
 // row enqueued twice (a crash between the enqueue and marking it queued) is still one job.
 
 /** A webhook still pending this long after its event describes a state long gone: it is not sent. */
-export const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;
+const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;
 const BATCH = 100;
 
 const log = moduleLogger("webhook-relay");

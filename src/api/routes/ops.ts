@@ -8,13 +8,10 @@ import type { ControllerHandlerReturnType } from "@bull-board/api/typings/app";
 import { FastifyAdapter } from "@bull-board/fastify";
 import fastifyStatic from "@fastify/static";
 import type { FastifyInstance } from "fastify";
-import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import { moduleLogger } from "../../logger.js";
-import { noQuery, responses } from "../schemas.js";
 
-export const QUEUE_DASHBOARD_PATH = "/admin/queues";
+const QUEUE_DASHBOARD_PATH = "/admin/queues";
 
 /** The folder holding package.json, from src/… under tsx and from dist/src/… when built. */
 function packageRoot(): string {
@@ -23,30 +20,7 @@ function packageRoot(): string {
   return dir;
 }
 
-/** GET /metrics: Prometheus text format. */
-export async function metricsRoute(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.withTypeProvider<ZodTypeProvider>().get(
-    "/metrics",
-    {
-      schema: {
-        operationId: "getMetrics",
-        summary: "Prometheus metrics (text exposition format); the API token only",
-        tags: ["operations"],
-        querystring: noQuery,
-        response: responses({ 200: { description: "the metrics", content: { "text/plain": { schema: z.string() } } } }, [400, 401, 403]),
-      },
-    },
-    async (_request, reply) => {
-      const body = await ctx.metrics.registry.metrics();
-      return reply.type(ctx.metrics.registry.contentType).send(body);
-    },
-  );
-}
-
-/**
- * The support page (/ui/): plain HTML and JS shipped in src/api/ui, plus Chart.js served from the
- * installed package, so nothing is fetched from the internet.
- */
+/** The support page (/ui/) with Chart.js served from the installed package, so nothing is fetched from the internet. */
 export async function supportPage(app: FastifyInstance): Promise<void> {
   const chartDist = path.dirname(createRequire(import.meta.url).resolve("chart.js"));
   await app.register(fastifyStatic, { root: path.join(packageRoot(), "src/api/ui"), prefix: "/ui/", decorateReply: false });
@@ -59,10 +33,7 @@ export async function supportPage(app: FastifyInstance): Promise<void> {
   app.get("/ui", { schema: { hide: true } }, (_request, reply) => reply.redirect("/ui/"));
 }
 
-/**
- * bull-board's own handler answers with error.stack (server paths) when NODE_ENV=development; this
- * one answers like the rest of the API and logs the rest.
- */
+/** bull-board's own handler answers with error.stack (server paths) when NODE_ENV=development. */
 function dashboardError(error: Error & { statusCode?: number }): ControllerHandlerReturnType {
   const status = error.statusCode ?? 500;
   // bull-board types only a few 4xx codes: 404 stays, any other client error is a 400.

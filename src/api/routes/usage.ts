@@ -1,14 +1,13 @@
-import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import * as producer from "../../producer.js";
 import { csvColumns } from "../../domain/usage-measures.js";
 import { toCsv } from "../csv.js";
+import { op } from "../operations.js";
 import { responses, usageReport } from "../schemas.js";
 
-// The producer's usage query plus the answer's format. groupBy is a comma-separated list in the URL
-// (OpenAPI style form, explode false) and fillZeros a "true"/"false" word; both are read into their
-// typed form before validation.
+// groupBy is a comma-separated list in the URL (OpenAPI style form, explode false) and fillZeros a
+// "true"/"false" word; both are read into their typed form before validation.
 const usageQuery = producer
   .usageRules({ ...producer.usageFields, format: z.enum(["json", "csv"]).default("json") })
   .meta({ style: "form", explode: false });
@@ -16,75 +15,65 @@ const usageQuery = producer
 const MAX_COVERAGE_HEADER = 8 * 1024;
 const COVERAGE_OMITTED = `coverage is over ${MAX_COVERAGE_HEADER} bytes; read it from format=json`;
 
-function readQueryForm(query: Record<string, unknown>): void {
-  if (typeof query.groupBy === "string") {
-    query.groupBy = query.groupBy
+async function readQueryForm({ query }: { query: unknown }): Promise<void> {
+  const q = query as Record<string, unknown>;
+  if (typeof q.groupBy === "string") {
+    q.groupBy = q.groupBy
       .split(",")
       .map((g) => g.trim())
       .filter(Boolean);
   }
-  if (query.fillZeros === "true" || query.fillZeros === "false") query.fillZeros = query.fillZeros === "true";
+  if (q.fillZeros === "true" || q.fillZeros === "false") q.fillZeros = q.fillZeros === "true";
 }
 
-/**
- * Dashboard usage: rows of predictions, status counts, compute seconds and estimated cost per local day of a time
- * zone, as JSON or CSV, with the coverage of each connection in scope (JSON `coverage`; CSV the `X-Coverage` header,
- * the same JSON without each item's `days`, unless it is too long for a header).
- */
-export function usageRoutes(ctx: AppContext): FastifyPluginAsyncZod {
-  return async (app) => {
-    app.get(
-      "/v1/usage",
+/** Usage as JSON or CSV; a CSV's coverage is in the X-Coverage header, without each item's `days`. */
+export const usageRoutes = (ctx: AppContext) => [
+  op({
+    route: "GET /v1/usage",
+    operationId: "queryUsage",
+    summary: "Usage rows with estimated cost, idle-floor lines and coverage, as JSON or CSV",
+    preValidation: readQueryForm,
+    querystring: usageQuery,
+    response: responses(
       {
-        preValidation: async (request) => readQueryForm(request.query as Record<string, unknown>),
-        schema: {
-          operationId: "queryUsage",
-          summary: "Usage rows with estimated cost, idle-floor lines and coverage, as JSON or CSV",
-          tags: ["usage"],
-          querystring: usageQuery,
-          response: responses(
-            {
-              200: {
-                description: `usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without \`days\`; X-Coverage-Omitted instead when it is over ${MAX_COVERAGE_HEADER} bytes)`,
-                content: {
-                  "application/json": { schema: usageReport },
-                  "text/csv": {
-                    schema: z
-                      .string()
-                      .describe(
-                        `a header row, also without rows, then a line per row: line (usage or idle_floor), the groupBy columns, ${csvColumns([]).slice(1).join(", ")}`,
-                      ),
-                  },
-                },
-              },
+        200: {
+          description: `usage for the range; CSV as an attachment with the coverage in the X-Coverage header (each item without \`days\`; X-Coverage-Omitted instead when it is over ${MAX_COVERAGE_HEADER} bytes)`,
+          content: {
+            "application/json": { schema: usageReport },
+            "text/csv": {
+              schema: z
+                .string()
+                .describe(
+                  `a header row, also without rows, then a line per row: line (usage or idle_floor), the groupBy columns, ${csvColumns([]).slice(1).join(", ")}`,
+                ),
             },
-            [400, 401, 504],
-            {
-              400: `bad input, from..to longer than ${producer.MAX_USAGE_DAYS} days, or an answer over ${producer.MAX_USAGE_LINES} lines (\`validation_failed\`, naming the field)`,
-            },
-          ),
+          },
         },
       },
-      async (request, reply) => {
-        const { format, ...query } = request.query;
-        // A client that hangs up stops its query: the database does not work on for no one.
-        const gone = new AbortController();
-        reply.raw.on("close", () => reply.raw.writableFinished || gone.abort());
-        const report = await producer.queryUsage(ctx, query, { signal: gone.signal });
-        if (format === "json") return report;
-        // Built whole before anything is sent: an error is the error shape, never a cut-off sheet. One
-        // sheet: usage lines, then idle-floor lines, told apart by the `line` column.
-        const lines = [...report.rows.map((r) => ({ line: "usage", ...r })), ...report.idleFloor];
-        // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
-        const coverage = JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span));
-        // Clients and proxies refuse headers over 8-16 KiB: hundreds of connections' coverage is left to the JSON form.
-        const covered = coverage.length <= MAX_COVERAGE_HEADER ? { "x-coverage": coverage } : { "x-coverage-omitted": COVERAGE_OMITTED };
-        return reply
-          .type("text/csv; charset=utf-8")
-          .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
-          .headers(covered)
-          .send(toCsv(lines, csvColumns(query.groupBy)));
+      [400, 401, 504],
+      {
+        400: `bad input, from..to longer than ${producer.MAX_USAGE_DAYS} days, or an answer over ${producer.MAX_USAGE_LINES} lines (\`validation_failed\`, naming the field)`,
       },
-    );
-  };
-}
+    ),
+    handler: async (r, reply) => {
+      const { format, ...query } = r.query;
+      // A client that hangs up stops its query: the database does not work on for no one.
+      const gone = new AbortController();
+      reply.raw.on("close", () => reply.raw.writableFinished || gone.abort());
+      const report = await producer.queryUsage(ctx, query, { signal: gone.signal });
+      if (format === "json") return report;
+      // Built whole before anything is sent: an error is the error shape, never a cut-off sheet. One
+      // sheet: usage lines, then idle-floor lines, told apart by the `line` column.
+      const lines = [...report.rows.map((row) => ({ line: "usage", ...row })), ...report.idleFloor];
+      // Each day's finality is in the rows (a zero row per read day with fillZeros); the per-day list would outgrow a header.
+      const coverage = JSON.stringify(report.coverage.map(({ days: _days, ...span }) => span));
+      // Clients and proxies refuse headers over 8-16 KiB: hundreds of connections' coverage is left to the JSON form.
+      const covered = coverage.length <= MAX_COVERAGE_HEADER ? { "x-coverage": coverage } : { "x-coverage-omitted": COVERAGE_OMITTED };
+      return reply
+        .type("text/csv; charset=utf-8")
+        .header("content-disposition", `attachment; filename="usage-${query.from}-${query.to}.csv"`)
+        .headers(covered)
+        .send(toCsv(lines, csvColumns(query.groupBy)));
+    },
+  }),
+];

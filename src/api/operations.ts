@@ -1,0 +1,53 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify";
+import type { z } from "zod";
+import { noQuery } from "./schemas.js";
+
+type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+/** The request as its schemas have validated it. */
+export interface Input<P, Q, B, H> {
+  params: Out<P>;
+  query: Out<Q>;
+  body: Out<B>;
+  headers: Out<H>;
+}
+
+/**
+ * One documented route. querystring defaults to none, so an unknown parameter is a 400; the handler returns
+ * the body of its success (the lowest status listed), or the reply when it answered on its own.
+ */
+export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
+  route: `${HTTPMethods} /${string}`;
+  operationId: string;
+  summary: string;
+  description?: string;
+  params?: P;
+  querystring?: Q;
+  body?: B;
+  headers?: H;
+  security?: [];
+  response: Record<string | number, unknown>;
+  preValidation?: (request: FastifyRequest) => Promise<void>;
+  handler: (request: Input<P, Q, B, H>, reply: FastifyReply) => Promise<unknown>;
+}
+
+/** Types one operation's handler from its schemas. */
+export const op = <P, Q, B, H>(operation: Operation<P, Q, B, H>) => operation as Operation;
+
+/** Registers `operations` under `tags`. */
+export function mount(app: FastifyInstance, tags: string[], operations: Operation[]): void {
+  for (const { route, handler, preValidation, response, ...schema } of operations) {
+    const [method, url] = route.split(" ") as [HTTPMethods, string];
+    const status = Number(Object.keys(response)[0]);
+    app.route({
+      method,
+      url,
+      preValidation,
+      schema: { tags, querystring: noQuery, response, ...schema },
+      handler: async (request, reply) => {
+        const body = await handler(request as never, reply);
+        return body === reply ? reply : reply.code(status).send(body);
+      },
+    });
+  }
+}
