@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { utcDay } from "./calendar.js";
+import { DAY_MS, utcDay } from "./calendar.js";
 
 /** What the checkpoint needs of a prediction or a training: when it was created. */
 interface Created {
@@ -213,9 +213,15 @@ export function planWrite<P extends Created>(
     windows: Object.fromEntries([kept!, ...children].map((x) => [windowId(x), x])),
     predictions,
     pages: used,
-    days: [...new Set(predictions.map((p) => utcDay(p.created_at)))].sort(),
+    days: utcDaysOf(predictions),
     splitFor: children.length > 0 ? open : null,
   };
+}
+
+/** The UTC days `records` were created on, in order: a page spans a day or two, so each is formatted once. */
+function utcDaysOf(records: Created[]): string[] {
+  const days = new Set(records.map((p) => Math.floor(p.created_at.getTime() / DAY_MS)));
+  return [...days].sort((a, b) => a - b).map((d) => utcDay(new Date(d * DAY_MS)));
 }
 
 /** Windows still to read (the trainings window included). */

@@ -31,6 +31,21 @@ export const addToUsage = (connection: string, workspace: string, rows: string) 
   ON CONFLICT (connection_id, ${USAGE_KEY.join(", ")}) DO UPDATE SET
     ${USAGE_SUMS.map((c) => `${c} = d.${c} + EXCLUDED.${c}`).join(", ")}, updated_at = now()`;
 
+/** What a ledger row adds to usage: its usage key and what the measures read. */
+const LEDGER_STATE = [
+  "kind",
+  "prediction_id",
+  "created_at",
+  "model",
+  "deployment",
+  "source",
+  "status",
+  "predict_time",
+  "total_time",
+  "input_tokens",
+  "output_tokens",
+];
+
 /**
  * One prepared statement, one round trip, atomic on its own: writes the pages read from one window
  * only if the connection is still connected and that window is still where the pages continue
@@ -65,15 +80,6 @@ incoming AS (
          input_tokens, output_tokens, data_removed)
   WHERE EXISTS (SELECT 1 FROM conn)
 ),
-previous AS (
-  -- One primary-key lookup per incoming id (LIMIT 1 keeps the planner from turning this into a
-  -- join that scans every row of the connection when its statistics are stale).
-  SELECT p.* FROM incoming i CROSS JOIN LATERAL (
-    SELECT p.kind, p.prediction_id, p.created_at, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
-           p.input_tokens, p.output_tokens
-    FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.kind = i.kind AND p.prediction_id = i.prediction_id LIMIT 1
-  ) p
-),
 written AS (
   INSERT INTO prediction_records AS p (connection_id, prediction_id, kind, model, version, deployment, status, source,
                                        created_at, started_at, completed_at, predict_time, total_time, input_tokens, output_tokens,
@@ -85,13 +91,24 @@ written AS (
     completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time,
     input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, data_removed = EXCLUDED.data_removed, updated_at = now()
   WHERE ${sqlStatusRank("EXCLUDED.status")} >= ${sqlStatusRank("p.status")}
-  RETURNING p.kind, p.prediction_id, p.created_at, p.model, p.deployment, p.source, p.status, p.predict_time, p.total_time,
-            p.input_tokens, p.output_tokens
+  -- xmax is 0 on a row this statement inserted; an updated row carries the lock the upsert took on it.
+  RETURNING ${LEDGER_STATE.map((c) => `p.${c}`).join(", ")}, p.xmax <> 0 AS updated
+),
+previous AS (
+  -- The state each updated row replaced: read in the statement's snapshot, which the upsert does not
+  -- change. One primary-key lookup per updated row only: a row that was inserted replaced nothing (LIMIT
+  -- 1 keeps the planner from turning this into a join that scans every row of the connection when its
+  -- statistics are stale).
+  SELECT p.* FROM written w CROSS JOIN LATERAL (
+    SELECT ${LEDGER_STATE.map((c) => `p.${c}`).join(", ")}
+    FROM prediction_records p WHERE p.connection_id = $1::uuid AND p.kind = w.kind AND p.prediction_id = w.prediction_id LIMIT 1
+  ) p
+  WHERE w.updated
 ),
 changes AS (
-  SELECT w.*, 1 AS sign FROM written w
+  SELECT ${LEDGER_STATE.join(", ")}, 1 AS sign FROM written
   UNION ALL
-  SELECT b.*, -1 FROM previous b JOIN written w USING (kind, prediction_id)
+  SELECT *, -1 FROM previous
 ),
 deltas AS (${usageDeltas("changes")}),
 applied AS (
@@ -108,8 +125,10 @@ advanced AS (
     'pagesDone', (conn.sync_state->>'pagesDone')::int + $6::int,
     'predictionsSeen', (conn.sync_state->>'predictionsSeen')::int + $7::int,
     'trainingsSeen', coalesce((conn.sync_state->>'trainingsSeen')::int, 0) + $25::int,
-    'daysTouched', (SELECT coalesce(jsonb_agg(d ORDER BY d), '[]'::jsonb)
-                    FROM (SELECT jsonb_array_elements_text(conn.sync_state->'daysTouched') UNION SELECT unnest($8::text[])) t(d)),
+    -- A page's days are nearly always there already: the sorted union is built only when one is new.
+    'daysTouched', CASE WHEN conn.sync_state->'daysTouched' @> to_jsonb($8::text[]) THEN conn.sync_state->'daysTouched' ELSE
+                     (SELECT coalesce(jsonb_agg(d ORDER BY d), '[]'::jsonb)
+                      FROM (SELECT jsonb_array_elements_text(conn.sync_state->'daysTouched') UNION SELECT unnest($8::text[])) t(d)) END,
     'done', NOT EXISTS (SELECT 1 FROM jsonb_each(windows.w) e WHERE NOT (e.value->>'done')::boolean))
   FROM conn, windows WHERE c.id = conn.id
   RETURNING c.sync_state
