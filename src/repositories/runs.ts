@@ -143,14 +143,6 @@ export async function completeRun(
   return done?.n === 1 ? summary : null;
 }
 
-const CURRENT_RUN = { name: "current_run", text: `SELECT sync_state->>'runId' AS "runId" FROM connections WHERE id = $1::uuid` };
-
-/** The id of the connection's run in progress (read from the run itself: a tick's job data names none), or null. */
-export async function currentRunId(db: Db, connectionId: string): Promise<string | null> {
-  const [row] = await runPrepared<{ runId: string | null }>(db, CURRENT_RUN, [connectionId]);
-  return row?.runId ?? null;
-}
-
 const RUN_STARTER = {
   name: "run_starter",
   text: `SELECT job_id AS "jobId" FROM integration_events
@@ -163,11 +155,9 @@ export async function runStarter(db: Db, connectionId: string, runId: string): P
   return row?.jobId ?? null;
 }
 
-/** Drops an unfinished run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */
-export async function abandonRun(db: Db, connectionId: string, runId: string): Promise<void> {
-  await db.$executeRawUnsafe(
-    `UPDATE connections SET sync_state = NULL, updated_at = now() WHERE id = $1::uuid AND sync_state->>'runId' = $2`,
+/** Drops the connection's run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */
+export async function abandonRun(db: Db, connectionId: string): Promise<void> {
+  await db.pool.query(`UPDATE connections SET sync_state = NULL, updated_at = now() WHERE id = $1::uuid AND sync_state IS NOT NULL`, [
     connectionId,
-    runId,
-  );
+  ]);
 }
