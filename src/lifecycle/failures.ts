@@ -13,7 +13,7 @@ import { EVENT_KINDS, type PauseKind } from "../domain/event-kinds.js";
 import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
-import { abandonRun, currentRunId } from "../repositories/runs.js";
+import { abandonRun } from "../repositories/runs.js";
 import { tokenFingerprint, type TokenVault } from "../vault.js";
 
 // What a failed job means, in two halves: `classify` is pure (error + attempt → decision, unit
@@ -143,8 +143,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
     case "stop_run": {
       await recordEvent(db, { ...base, kind: "foreign_link_refused", level: "error", message });
       // The run the link was met in is the connection's current one: its window is still open, so it cannot have ended.
-      const runId = await currentRunId(db, job.connectionId);
-      if (runId) await abandonRun(db, job.connectionId, runId);
+      await abandonRun(db, job.connectionId);
       await recordEvent(db, { ...base, kind: "sync_failed", level: "error", message: "sync run stopped: unsafe pagination link" });
       return { then: "stop", reason: message };
     }

@@ -5,8 +5,9 @@ import type { RejectedRecord } from "../replicate/schemas.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun, runStarter } from "../repositories/runs.js";
-import { openWindows, parseCheckpoint, type Checkpoint } from "../domain/checkpoint.js";
+import { openWindows, parseCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import type { UsageKind } from "../domain/usage-measures.js";
+import type { SliceResult, WindowClose } from "../sync/engine.js";
 import { beginRun, runSlice } from "../sync/run.js";
 
 export type SyncStepResult =
@@ -27,17 +28,20 @@ type JobProgress = Pick<JobHandle, "id" | "updateProgress">;
  * leaves the run alone while the tick that started it is still reading it (two ticks at connect).
  */
 export async function runTick(ctx: AppContext, connectionId: string, job: JobProgress): Promise<SyncStepResult> {
-  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, new Date(), job.id);
+  const now = new Date();
+  const run = await beginRun(ctx.db, connectionId, ctx.config.sync, now, job.id);
   if (!run) return { outcome: "disconnected" };
   const { checkpoint } = run;
   if (checkpoint.done) return finishRun(ctx, connectionId, checkpoint, job.id);
   if (run.started) {
     if (!run.tokenCiphertext) return { outcome: "disconnected" };
     const token = ctx.vault.open(run.tokenCiphertext, connectionId);
-    // Once per run, beside its first slices: usage never waits for this optional read, nor fails with it.
-    const deployments = refreshDeployments(ctx, connectionId, token, { jobId: job.id }).catch((err: unknown) =>
-      moduleLogger("sync", { connectionId, jobId: job.id }).warn("deployments not refreshed", { error: err }),
-    );
+    // Once per run while due, beside its first slices: usage never waits for this optional read, nor fails with it.
+    const deployments =
+      run.deploymentsDue &&
+      refreshDeployments(ctx, connectionId, token, { now, jobId: job.id }).catch((err: unknown) =>
+        moduleLogger("sync", { connectionId, jobId: job.id }).warn("deployments not refreshed", { error: err }),
+      );
     const [result] = await Promise.allSettled([readWindows(ctx, { connectionId, token, checkpoint }, job), deployments]);
     if (result.status === "rejected") throw result.reason;
     return result.value;
@@ -101,6 +105,8 @@ interface WindowSlice {
   next: string[];
   pages?: number;
   predictions?: number;
+  /** Read, not yet written: the window's close (see applyPages' deferClose). */
+  closes?: WindowClose & { id: string };
 }
 
 /**
@@ -112,13 +118,22 @@ interface WindowSlice {
 async function readWindows(ctx: AppContext, run: RunAt, job: JobProgress, windows = openWindows(run.checkpoint).map(([id]) => id)) {
   const settled = await Promise.allSettled(windows.map((id) => readWindow(ctx, run, id, job.id)));
   const done = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-  const slices = done.filter((s) => typeof s !== "string");
+  let slices = done.filter((s) => typeof s !== "string");
   const failed = settled.find((s) => s.status === "rejected");
-  if (slices.length === 0) {
+  let latest = slices.length > 0 ? closed(slices) : undefined;
+  // A close read but not written completes the run in the same statement; when the run goes on, it is written as any page.
+  if (latest && !latest.done && slices.some((s) => s.closes)) {
+    const stored = await Promise.all(
+      slices.map((s) => (s.closes ? s.closes.store().then((r) => windowSlice(ctx, run, s.closes!.id, r, job.id)) : s)),
+    );
+    done.push(...stored.filter((s) => typeof s === "string"));
+    slices = stored.filter((s) => typeof s !== "string");
+    latest = slices.length > 0 ? closed(slices) : undefined;
+  }
+  if (!latest) {
     if (failed) throw failed.reason;
     return { outcome: done.includes("disconnected") ? "disconnected" : "stale" } satisfies SyncStepResult;
   }
-  const latest = slices.reduce((a, b) => (progressOf(b.checkpoint) > progressOf(a.checkpoint) ? b : a)).checkpoint;
   // A run that ends in this job says so in its result; progress is for jobs that hand work on.
   if (!latest.done) {
     await job.updateProgress({ pagesDone: latest.pagesDone, predictionsSeen: latest.predictionsSeen, trainingsSeen: latest.trainingsSeen });
@@ -131,15 +146,31 @@ async function readWindows(ctx: AppContext, run: RunAt, job: JobProgress, window
 /** How far a stored checkpoint is: each write adds at least one page to one window, so a later write has more. */
 const progressOf = (cp: Checkpoint) => Object.values(cp.windows).reduce((n, w) => n + w.pagesDone, cp.done ? 1 : 0);
 
+/** The latest stored checkpoint of the slices, with the closes they read and did not write. */
+function closed(slices: WindowSlice[]): Checkpoint {
+  const latest = slices.reduce((a, b) => (progressOf(b.checkpoint) > progressOf(a.checkpoint) ? b : a)).checkpoint;
+  const windows = { ...latest.windows };
+  for (const { closes } of slices) if (closes) windows[closes.id] = closes.window;
+  return { ...latest, windows, done: Object.values(windows).every((w) => w.done) };
+}
+
 /** One window's slice, or why nothing was written. */
-async function readWindow(ctx: AppContext, run: RunAt, window: string, jobId?: string): Promise<WindowSlice | "disconnected" | "stale"> {
+async function readWindow(ctx: AppContext, run: RunAt, window: string, jobId?: string) {
   const { connectionId, token, checkpoint } = run;
-  const at = checkpoint.windows[window]!;
-  const slice = await runSlice(ctx.db, ctx.replicate, token, connectionId, checkpoint, window, ctx.config.sync, ctx.prefetcher);
+  const settings = { prefetcher: ctx.prefetcher, deferClose: true };
+  const slice = await runSlice(ctx.db, ctx.replicate, token, connectionId, checkpoint, window, ctx.config.sync, settings);
+  return windowSlice(ctx, run, window, slice, jobId);
+}
+
+async function windowSlice(ctx: AppContext, run: RunAt, window: string, slice: SliceResult, jobId?: string) {
   if (!slice.applied) return slice.reason === "not_connected" ? "disconnected" : "stale";
+  const at = run.checkpoint.windows[window]!;
   const kind = at.kind ?? "prediction";
-  if (slice.rejected.length > 0) await recordRejected(ctx, connectionId, jobId, { page: at.pagesDone + 1, kind }, slice.rejected);
-  return { checkpoint: slice.checkpoint, next: [window, ...slice.newWindows], pages: slice.pages, predictions: slice.predictions };
+  if (slice.rejected.length > 0) await recordRejected(ctx, run.connectionId, jobId, { page: at.pagesDone + 1, kind }, slice.rejected);
+  // A window read to its close hands nothing on (its checkpoint, not written yet, still has it open).
+  const closes = slice.closes && { ...slice.closes, id: window };
+  const next = closes ? [] : [window, ...slice.newWindows];
+  return { checkpoint: slice.checkpoint, next, pages: slice.pages, predictions: slice.predictions, closes };
 }
 
 /** Enqueues the next slice of each window the slices hand on that is still open; closes the run once every window is done. */
@@ -151,9 +182,12 @@ async function chainAndFinish(ctx: AppContext, run: RunAt, slices: WindowSlice[]
       if (!w.done) await ctx.queues.enqueue("slice", { connectionId, runId: checkpoint.runId, window: id, page: w.pagesDone + 1 });
     }
   }
-  // The write that committed last saw every window: if the run is done, one of the slices says so.
-  const done = slices.find((s) => s.checkpoint.done);
-  if (done) return finishRun(ctx, connectionId, done.checkpoint, job.id);
+  // The write that committed last saw every window: if the run is done, the latest checkpoint says so.
+  const latest = closed(slices);
+  if (latest.done) {
+    const closing = Object.fromEntries(slices.flatMap(({ closes }) => (closes ? [[closes.id, closes.expected]] : [])));
+    return finishRun(ctx, connectionId, latest, job.id, closing);
+  }
   const written = slices.reduce((sum, s) => ({ pages: sum.pages + (s.pages ?? 0), predictions: sum.predictions + (s.predictions ?? 0) }), {
     pages: 0,
     predictions: 0,
@@ -162,21 +196,33 @@ async function chainAndFinish(ctx: AppContext, run: RunAt, slices: WindowSlice[]
 }
 
 /** Closes a run whose windows are all done, with its sync_completed event; only one caller succeeds. */
-async function finishRun(ctx: AppContext, connectionId: string, checkpoint: Checkpoint, jobId?: string): Promise<SyncStepResult> {
-  const summary = await completeRun(ctx.db, connectionId, checkpoint, (done) => ({
-    jobId,
-    kind: "sync_completed",
-    level: "info",
-    message: `sync finished: ${done.predictions} predictions in ${done.pages} pages and ${done.trainings} trainings in ${done.trainingPages} pages, ${done.daysTouched} days updated`,
-    detail: {
-      runId: done.runId,
-      pages: done.pages,
-      predictions: done.predictions,
-      trainingPages: done.trainingPages,
-      trainings: done.trainings,
-      daysTouched: done.daysTouched,
-    },
-  }));
+async function finishRun(
+  ctx: AppContext,
+  connectionId: string,
+  checkpoint: Checkpoint,
+  jobId?: string,
+  closing?: Record<string, SyncWindow>,
+): Promise<SyncStepResult> {
+  const summary = await completeRun(
+    ctx.db,
+    connectionId,
+    checkpoint,
+    (done) => ({
+      jobId,
+      kind: "sync_completed",
+      level: "info",
+      message: `sync finished: ${done.predictions} predictions in ${done.pages} pages and ${done.trainings} trainings in ${done.trainingPages} pages, ${done.daysTouched} days updated`,
+      detail: {
+        runId: done.runId,
+        pages: done.pages,
+        predictions: done.predictions,
+        trainingPages: done.trainingPages,
+        trainings: done.trainings,
+        daysTouched: done.daysTouched,
+      },
+    }),
+    closing,
+  );
   if (!summary) return { outcome: "stale" };
   moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...summary });
   const { pages, predictions, trainings, daysTouched } = summary;

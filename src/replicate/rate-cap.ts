@@ -91,17 +91,24 @@ export interface LearnedRate {
   changedAt: Date | null;
 }
 
+/** The scripts as commands of the Redis client: sent by SHA (EVALSHA), not as their text on every request. */
+type ScriptedRedis = Redis & Record<"rateCapReserve" | "rateCapThrottled", (...args: (string | number)[]) => Promise<unknown>>;
+
 export class RedisRequestRateCap implements RequestRateCap {
+  private readonly redis: ScriptedRedis;
   private readonly quietMs: number;
   private readonly raiseFactor: number;
   private readonly floorPerSecond: number;
 
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly requestsPerSecond: number,
     private readonly keyPrefix: string,
     options: AdaptiveOptions = {},
   ) {
+    redis.defineCommand("rateCapReserve", { numberOfKeys: 2, lua: RESERVE_SLOT });
+    redis.defineCommand("rateCapThrottled", { numberOfKeys: 2, lua: THROTTLED });
+    this.redis = redis as ScriptedRedis;
     this.quietMs = options.quietMs ?? 60_000;
     this.raiseFactor = options.raiseFactor ?? 1.25;
     this.floorPerSecond = options.floorPerSecond ?? 1 / 60;
@@ -116,7 +123,7 @@ export class RedisRequestRateCap implements RequestRateCap {
   async acquire(token: string): Promise<number> {
     const [slot, learned] = this.keys(token);
     const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
-    const [wait, milli, reservedAt] = (await this.redis.eval(RESERVE_SLOT, 2, slot, learned, ...args)) as [number, number, number];
+    const [wait, milli, reservedAt] = (await this.redis.rateCapReserve(slot, learned, ...args)) as [number, number, number];
     if (wait < 0) {
       const paced = perMinute(milli / 1000);
       const message = `local request cap reached for this token (paced at ${paced} requests/min)`;
@@ -132,7 +139,7 @@ export class RedisRequestRateCap implements RequestRateCap {
     // default Retry-After is our own guess. Otherwise halve.
     const hinted = retryAfter.source !== "default" && retryAfter.seconds >= 2 ? 1 : 0;
     const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond, reservedAt];
-    const milli = Number(await this.redis.eval(THROTTLED, 2, ...this.keys(token), ...args));
+    const milli = Number(await this.redis.rateCapThrottled(...this.keys(token), ...args));
     return milli / 1000;
   }
 

@@ -1,6 +1,7 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { parseCheckpoint, trainingsWindow, type Checkpoint } from "../domain/checkpoint.js";
+import { parseCheckpoint, trainingsWindow, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
+import { deploymentsFailing } from "./deployments.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and
@@ -24,8 +25,11 @@ const READ_RUN = {
   text: `SELECT status, token_ciphertext AS "tokenCiphertext", sync_state AS "syncState", high_water_mark AS "highWaterMark",
     (SELECT min(created_at) FROM prediction_records
      WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished",
-    EXISTS (SELECT 1 FROM prediction_records WHERE connection_id = $1::uuid AND kind = 'training') AS "trainingsRead"
-  FROM connections WHERE id = $1::uuid`,
+    EXISTS (SELECT 1 FROM prediction_records WHERE connection_id = $1::uuid AND kind = 'training') AS "trainingsRead",
+    -- What refreshDeployments would read first, here so that a run whose deployments were read today skips that statement.
+    CASE WHEN c.deployments_checked_at >= date_trunc('day', $2::timestamptz, 'UTC') THEN ${deploymentsFailing("c.id")} ELSE true END
+      AS "deploymentsDue"
+  FROM connections c WHERE c.id = $1::uuid`,
 };
 
 // Fenced on what was read: still connected, the same (absent or unreadable) checkpoint and the same
@@ -41,28 +45,41 @@ const START_RUN = {
   SELECT count(*)::int AS n FROM started`,
 };
 
+// Every window is done, or still exactly as the caller read it before the pages that close it ($5, by window id).
 const COMPLETE_RUN = {
   name: "complete_run",
   text: `WITH completed AS (
     UPDATE connections SET last_synced_at = $3::timestamptz, high_water_mark = $4::timestamptz, sync_state = NULL, updated_at = now()
-    WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2 AND (sync_state->>'done')::boolean
+    WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2
+      AND NOT EXISTS (SELECT 1 FROM jsonb_each(sync_state->'windows') e
+                      WHERE NOT (e.value->>'done')::boolean AND e.value IS DISTINCT FROM $5::jsonb->e.key)
     RETURNING id
-  ), event AS (${insertEventFrom("completed", 5)})
+  ), event AS (${insertEventFrom("completed", 6)})
   SELECT count(*)::int AS n FROM completed`,
 };
+
+export interface RunStart {
+  checkpoint: Checkpoint;
+  started: boolean;
+  /** The stored token as read (the run's reads need no second look-up). */
+  tokenCiphertext: string | null;
+  /** The deployments were not read on `now`'s UTC day, or reading them is failing (see refreshDeployments). */
+  deploymentsDue: boolean;
+}
 
 /**
  * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
  * crashed run resumes from its checkpoint; `started` says which. Null when the connection is not
- * connected. `tokenCiphertext` is the stored token as read (the run's reads need no second look-up).
+ * connected.
  */
 export async function startRun(
   db: Db,
   connectionId: string,
+  now: Date,
   plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null; trainingsRead: boolean }) => Checkpoint,
   /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
   event: (checkpoint: Checkpoint) => RunEvent,
-): Promise<{ checkpoint: Checkpoint; started: boolean; tokenCiphertext: string | null } | null> {
+): Promise<RunStart | null> {
   for (;;) {
     const [row] = await runPrepared<{
       status: string;
@@ -71,11 +88,12 @@ export async function startRun(
       highWaterMark: Date | null;
       oldestUnfinished: Date | null;
       trainingsRead: boolean;
-    }>(db, READ_RUN, [connectionId]);
+      deploymentsDue: boolean;
+    }>(db, READ_RUN, [connectionId, now]);
     if (row?.status !== "connected") return null;
-    const { tokenCiphertext } = row;
+    const { tokenCiphertext, deploymentsDue } = row;
     const current = parseCheckpoint(row.syncState);
-    if (current) return { checkpoint: current, started: false, tokenCiphertext };
+    if (current) return { checkpoint: current, started: false, tokenCiphertext, deploymentsDue };
     // No run, or one saved in a form this version cannot read: start again (windows overlap, nothing is lost).
     const checkpoint = plan(row);
     const [won] = await runPrepared<{ n: number }>(db, START_RUN, [
@@ -86,7 +104,7 @@ export async function startRun(
       row.highWaterMark,
       ...eventParams(event(checkpoint)),
     ]);
-    if (won?.n === 1) return { checkpoint, started: true, tokenCiphertext };
+    if (won?.n === 1) return { checkpoint, started: true, tokenCiphertext, deploymentsDue };
     // Another tick started it (or the connection changed) meanwhile: read again.
   }
 }
@@ -95,8 +113,16 @@ export async function startRun(
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
  * end, with its event, in one statement. Null (and nothing written) when that run is not the
  * connection's current, finished run (another worker completed it, or the connection changed).
+ * `closing` are windows `checkpoint` has done that are stored open, as stored (pages that only
+ * closed them were read, not written): the run is finished if they are still stored so.
  */
-export async function completeRun(db: Db, connectionId: string, checkpoint: Checkpoint, event: (summary: RunSummary) => RunEvent) {
+export async function completeRun(
+  db: Db,
+  connectionId: string,
+  checkpoint: Checkpoint,
+  event: (summary: RunSummary) => RunEvent,
+  closing: Record<string, SyncWindow> = {},
+) {
   const summary: RunSummary = {
     runId: checkpoint.runId,
     startedAt: new Date(checkpoint.startedAt),
@@ -111,17 +137,10 @@ export async function completeRun(db: Db, connectionId: string, checkpoint: Chec
     checkpoint.runId,
     checkpoint.startedAt,
     checkpoint.windowEnd,
+    JSON.stringify(closing),
     ...eventParams(event(summary)),
   ]);
   return done?.n === 1 ? summary : null;
-}
-
-const CURRENT_RUN = { name: "current_run", text: `SELECT sync_state->>'runId' AS "runId" FROM connections WHERE id = $1::uuid` };
-
-/** The id of the connection's run in progress (read from the run itself: a tick's job data names none), or null. */
-export async function currentRunId(db: Db, connectionId: string): Promise<string | null> {
-  const [row] = await runPrepared<{ runId: string | null }>(db, CURRENT_RUN, [connectionId]);
-  return row?.runId ?? null;
 }
 
 const RUN_STARTER = {
@@ -136,11 +155,9 @@ export async function runStarter(db: Db, connectionId: string, runId: string): P
   return row?.jobId ?? null;
 }
 
-/** Drops an unfinished run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */
-export async function abandonRun(db: Db, connectionId: string, runId: string): Promise<void> {
-  await db.$executeRawUnsafe(
-    `UPDATE connections SET sync_state = NULL, updated_at = now() WHERE id = $1::uuid AND sync_state->>'runId' = $2`,
+/** Drops the connection's run so the next one starts from the high-water mark again (nothing is lost: windows overlap). */
+export async function abandonRun(db: Db, connectionId: string): Promise<void> {
+  await db.pool.query(`UPDATE connections SET sync_state = NULL, updated_at = now() WHERE id = $1::uuid AND sync_state IS NOT NULL`, [
     connectionId,
-    runId,
-  );
+  ]);
 }

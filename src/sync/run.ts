@@ -2,7 +2,7 @@ import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { RejectedRecord, UsagePage } from "../replicate/schemas.js";
-import { startRun } from "../repositories/runs.js";
+import { startRun, type RunStart } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
 import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import { applyPages, type SliceResult } from "./engine.js";
@@ -21,10 +21,11 @@ export function beginRun(
   settings: Pick<Config["sync"], "backfillDays" | "lookbackHours">,
   now = new Date(),
   jobId?: string,
-): Promise<{ checkpoint: Checkpoint; started: boolean; tokenCiphertext: string | null } | null> {
+): Promise<RunStart | null> {
   return startRun(
     db,
     connectionId,
+    now,
     ({ highWaterMark, oldestUnfinished, trainingsRead }) =>
       newCheckpoint({ now, highWaterMark, oldestUnfinished, trainingsRead, ...settings }),
     (started) => ({
@@ -114,6 +115,7 @@ class WindowReader {
  * written, and whatever has arrived is written together in one fenced statement. Token and
  * checkpoint are read once, by the caller. With a prefetcher, a first page fetched ahead by the
  * previous slice is used, and the next slice's first page is requested before this one returns.
+ * With `deferClose`, a last batch that only closes the window is returned unwritten (see applyPages).
  */
 export async function runSlice(
   db: Db,
@@ -123,7 +125,7 @@ export async function runSlice(
   checkpoint: Checkpoint,
   id: string,
   settings: Pick<Config["sync"], "sliceMs" | "parallelism">,
-  prefetcher?: PagePrefetcher,
+  { prefetcher, deferClose }: { prefetcher?: PagePrefetcher; deferClose?: boolean } = {},
 ): Promise<SliceResult> {
   // A response fetched with a token that has since been replaced is never reused.
   const scope = `${connectionId}|${tokenFingerprint(token)}`;
@@ -146,7 +148,7 @@ export async function runSlice(
   const done = { pages: 0, predictions: 0, rejected: [] as RejectedRecord[], newWindows: [] as string[] };
   for (let pages = await reader.take(); pages.length > 0; pages = await reader.take()) {
     if (Date.now() >= deadline) reader.stop();
-    const written = await applyPages(db, connectionId, current, id, pages, settings.parallelism, throttled);
+    const written = await applyPages(db, connectionId, current, id, pages, settings.parallelism, { throttled, deferClose });
     if (!written.applied) {
       reader.stop();
       return written;
@@ -156,6 +158,7 @@ export async function runSlice(
     done.predictions += written.predictions;
     done.rejected.push(...written.rejected);
     done.newWindows.push(...written.newWindows);
+    if (written.closes) return { applied: true, checkpoint: current, ...done, closes: written.closes };
     if (window().done) break;
   }
   prefetcher?.ahead(scope, { runId: current.runId, window: window() }, fetchAt);
