@@ -192,7 +192,6 @@ export async function connect(
   await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "connected",
-    level: "info",
     message: "token stored; verification queued",
   });
   log.info("connection created", { connectionId: row.id, workspaceId: parsed.workspaceId });
@@ -208,7 +207,6 @@ export async function replaceToken(ctx: ProducerContext, id: string, token: stri
   await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "token_replaced",
-    level: "info",
     message: "token replaced; verification queued",
   });
   await queue("token stored; it is verified as soon as the queue is back", async () => {

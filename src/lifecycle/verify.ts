@@ -23,7 +23,6 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     connectionId,
     jobId,
     kind: "verified",
-    level: "info",
     message: `token verified for ${describeAccount(account)}`,
     detail: { accountType: account.type, username: account.username },
   });
@@ -54,7 +53,6 @@ async function connect(db: Db, id: string, ciphertext: string, account: Account,
     const pause = {
       connectionId: id,
       jobId,
-      level: "error" as const,
       ...(outcome === "duplicate"
         ? {
             kind: "duplicate_account" as const,

@@ -218,7 +218,7 @@ export async function disconnect(db: Db, id: string): Promise<Connection> {
       data: { status: TRANSITIONS.disconnect.to, tokenCiphertext: null, tokenKeyId: null, syncState: Prisma.DbNull },
     });
     if (locked.status !== "disconnected") {
-      await recordEvent(tx, { connectionId: id, kind: "disconnected", level: "info", message: "disconnected; stored token deleted" });
+      await recordEvent(tx, { connectionId: id, kind: "disconnected", message: "disconnected; stored token deleted" });
     }
     return row;
   }, STATE_CHANGE_LIMITS);

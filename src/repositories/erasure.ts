@@ -131,7 +131,6 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
         id,
         ...eventParams({
           kind: "history_erased",
-          level: "info",
           message:
             `usage history erased on request: ${counts.ledgerRows} ledger rows, ${counts.usageRows} daily usage rows and ` +
             `${counts.deploymentReleases} deployment releases deleted, run state cleared; this event log is kept`,

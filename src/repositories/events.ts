@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import { EVENT_KINDS } from "../domain/event-kinds.js";
 import type { EventKind, EventLevel, Prisma } from "../generated/prisma/client.js";
 import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
@@ -23,7 +24,8 @@ export function latestEvent(
 export interface NewEvent {
   connectionId: string;
   kind: EventKind;
-  level: EventLevel;
+  /** The kind's level in EVENT_KINDS unless given (a retried kind is recorded at warn while retried). */
+  level?: EventLevel;
   message: string;
   httpStatus?: number | null;
   retryAfterSeconds?: number | null;
@@ -36,7 +38,7 @@ function scrubbed(event: NewEvent) {
   return {
     connectionId: event.connectionId,
     kind: event.kind,
-    level: event.level,
+    level: event.level ?? EVENT_KINDS[event.kind].level,
     message: redactText(event.message).slice(0, 1000),
     httpStatus: event.httpStatus ?? null,
     retryAfterSeconds: event.retryAfterSeconds ?? null,

@@ -71,14 +71,12 @@ export async function takeOverHistory(
     await recordEvent(tx, {
       connectionId: from,
       kind: "history_moved",
-      level: "info",
       message: `usage history (${what}) moved to connection ${successorId}, which connected ${describeAccount(account)} again in this workspace`,
       detail,
     });
     await recordEvent(tx, {
       connectionId: successorId,
       kind: "history_moved",
-      level: "info",
       message: `continues the usage history of disconnected connection ${from} (${what}) for ${describeAccount(account)}, so it counts once`,
       detail,
     });

@@ -64,7 +64,6 @@ export async function deliverWebhook(
           connectionId: row.connectionId,
           jobId: job.id,
           kind: "webhook_delivered",
-          level: "info",
           httpStatus,
           detail,
           message: `webhook ${row.type} delivered`,
