@@ -2,14 +2,16 @@ import { z } from "zod";
 import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
 import { syncWindowStart } from "./checkpoint.js";
 
-/** What coverage needs besides the public view. */
+// How much of a requested range the database has read, per connection, so a dashboard can tell
+// "no usage" from "not synced yet", and which days no later sync can change.
+
 export interface CoverageSource {
   connectionId: string;
   /** A disconnected connection is never read again. */
   disconnected: boolean;
   lastSyncedAt: Date | null;
   highWaterMark: Date | null;
-  /** created_at of the oldest prediction (or training) the ledger holds not yet in a terminal status. */
+  /** Of the ledger's rows not yet terminal. */
   oldestUnfinished: Date | null;
   /** created_after of the first run that finished: where the data starts once the backfill is done. */
   firstWindowStart: Date | null;
@@ -19,10 +21,6 @@ export interface CoverageSource {
 
 const day = z.iso.date();
 
-/**
- * How much of a requested date range the database has actually read, per connection, so a dashboard
- * can tell "no usage" from "not synced yet". Pure: the inputs come from coverageSources().
- */
 export const coverageSchema = z.object({
   connectionId: z.uuid(),
   from: day.nullable().describe("first local day of the range that has been read"),
@@ -50,7 +48,7 @@ export const coverageSchema = z.object({
     .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
 });
 export type Coverage = z.output<typeof coverageSchema>;
-/** The read days before finality is known: `complete` when every requested day up to the last finished sync has been read. */
+/** `complete`: every requested day up to the last finished sync has been read. */
 export type CoverageSpan = Omit<Coverage, "finalThrough" | "utcOnly" | "days">;
 
 /** The time span read so far: [start, end). */
@@ -72,17 +70,12 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string;
   if (!span) return { connectionId: s.connectionId, from: null, to: null, complete: false, lastSyncedAt };
   const from = [range.from, localDay(span.start, zone)].sort()[1]!;
   const to = [range.to, localDay(new Date(span.end.getTime() - 1), zone)].sort()[0]!;
-  const finished = s.lastSyncedAt !== null;
-  const complete = finished && span.start <= dayStart(range.from, zone);
-  return from <= to
-    ? { connectionId: s.connectionId, from, to, complete, lastSyncedAt }
-    : { connectionId: s.connectionId, from: null, to: null, complete, lastSyncedAt };
+  const complete = s.lastSyncedAt !== null && span.start <= dayStart(range.from, zone);
+  const read = from <= to ? { from, to } : { from: null, to: null };
+  return { connectionId: s.connectionId, ...read, complete, lastSyncedAt };
 }
 
-/** The days from `from` to `to`, inclusive (empty when either is null). */
-export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
-  return c.from && c.to ? daysBetween(c.from, c.to) : [];
-}
+const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.to ? daysBetween(c.from, c.to) : []);
 
 /**
  * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
@@ -91,41 +84,26 @@ export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   // Each connection has read one run of days: what they all have read is where those runs overlap.
-  const spans = coverage.map((c) => (c.from && c.to ? [c.from, c.to] : []));
-  const shared =
-    spans.length && spans.every((s) => s.length)
-      ? daysOf({
-          from: spans
-            .map((s) => s[0]!)
-            .sort()
-            .at(-1)!,
-          to: spans.map((s) => s[1]!).sort()[0]!,
-        })
-      : [];
-  return new Map([["", shared]]);
+  const from = coverage
+    .map((c) => c.from ?? "")
+    .sort()
+    .at(-1);
+  const to = coverage.map((c) => c.to ?? "").sort()[0];
+  return new Map([["", from && to ? daysOf({ from, to }) : []]]);
 }
-
-/** What the usage rows say about one local day of one connection. */
-export interface DayFacts {
-  /** Some prediction (or training) of the day was not terminal when last read. */
-  unfinished: boolean;
-  /** When a page holding the day's predictions was last written (ISO 8601). */
-  refreshedAt: string | null;
-  /** Part of the day's usage is a whole UTC day, so this local day is not exact. */
-  utcOnly: boolean;
-}
-
-/** Per connection id, per local day with usage. */
-export type UsageDayFacts = Map<string, Map<string, DayFacts>>;
 
 /**
- * The earliest created_at any later run of the connection can read (ms; Infinity when none will):
- * what syncWindowStart gives the next run from what is stored now, or the window of the run in
- * progress. The high-water mark and time only move forward and a new unfinished prediction can only
- * be read inside a later window, so no run ever reads before this again, as long as LOOKBACK_HOURS and
- * BACKFILL_DAYS are not raised.
+ * Per connection id, per local day with usage: whether some prediction of the day was not terminal
+ * when read, when the day was last refreshed (ISO), and whether part of it is a whole UTC day (not exact here).
  */
-export function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
+export type UsageDayFacts = Map<string, Map<string, { unfinished: boolean; refreshedAt: string | null; utcOnly: boolean }>>;
+
+/**
+ * The earliest created_at any later run can read (ms; Infinity when none will): the next run's window
+ * start from what is stored now, or the run in progress's. The high-water mark and time only move
+ * forward, so no run reads before this again, as long as LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
+ */
+function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
   if (s.disconnected) return Infinity;
   const next = syncWindowStart({ now, highWaterMark: s.highWaterMark, oldestUnfinished: s.oldestUnfinished, ...settings }).getTime();
   return Math.min(next, s.run?.windowStart.getTime() ?? Infinity);
