@@ -370,7 +370,7 @@ export async function eraseWorkspace(
 ): Promise<WorkspaceErasure> {
   const ws = parse(workspaceId, workspace);
   if (parse(erasureInput, options).disconnect) {
-    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.id);
+    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.connectionId);
   }
   return requestWorkspaceErasure(ctx, ws);
 }

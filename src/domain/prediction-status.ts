@@ -1,5 +1,4 @@
-// The one definition of Replicate's prediction statuses: ranks, the terminal set and the SQL derived
-// from them (the ledger's status guard, usage's status columns, the unfinished-predictions index).
+// Replicate's prediction statuses: ranks, the terminal set and the SQL derived from them.
 
 export const TERMINAL_STATUSES = ["succeeded", "failed", "canceled", "aborted"] as const;
 export const IN_PROGRESS_STATUSES = ["starting", "processing"] as const;

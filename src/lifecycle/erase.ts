@@ -13,18 +13,8 @@ import type { ConnectionStatus } from "../generated/prisma/enums.js";
 const log = moduleLogger("erase");
 
 type RequestContext = Pick<AppContext, "db" | "queues">;
-type ErasureView = ReturnType<typeof toErasureView>;
-
-function toErasureView(row: erasure.ErasureRow) {
-  return {
-    connectionId: row.id,
-    workspaceId: row.workspaceId,
-    state: row.erasedAt ? ("erased" as const) : row.requestedAt ? ("in_progress" as const) : ("not_requested" as const),
-    requestedAt: row.requestedAt,
-    erasedAt: row.erasedAt,
-    deleted: row.counts,
-  };
-}
+type ErasureView = Omit<erasure.ErasureRow, "status">;
+const toErasureView = ({ status: _, ...view }: erasure.ErasureRow): ErasureView => view;
 
 export async function readErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
   const row = await erasure.readErasure(ctx.db, id);
@@ -56,8 +46,8 @@ export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: 
   const erasures: ErasureView[] = [];
   const skipped: { connectionId: string; status: ConnectionStatus }[] = [];
   for (const row of rows) {
-    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.id));
-    else skipped.push({ connectionId: row.id, status: row.status });
+    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.connectionId));
+    else skipped.push({ connectionId: row.connectionId, status: row.status });
   }
   return { workspaceId, erasures, skipped };
 }

@@ -7,10 +7,9 @@ import { accountHolder, connectAccount, pauseVerified, requireConnection, stored
 import { recordEvent } from "../repositories/events.js";
 
 /**
- * Checks the token against GET /v1/account (nothing else: every other read belongs to a run),
- * records whose account it is, marks the connection connected, and starts recurring syncs plus the
- * initial backfill. "gone" when there is no token; "paused" when the account already counts in the
- * workspace through another connection, or is not the account the connection has synced.
+ * Checks the token against GET /v1/account (every other read belongs to a run), connects the
+ * account and starts its syncs; "paused" when the account counts in the workspace through another
+ * connection, or is not the account the connection has synced.
  */
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
@@ -37,11 +36,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   return "verified";
 }
 
-/**
- * Connects the verified account, or pauses the connection with the event that says why: the token
- * is another account's than the one the connection syncs (its history stays one account's), or the
- * account already counts in the workspace through another connection.
- */
+/** Connects the verified account, or pauses the connection with the event that says why. */
 async function connect(db: Db, id: string, ciphertext: string, account: Account, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   for (let attempt = 1; attempt <= 3; attempt++) {
     const outcome = await connectAccount(db, id, ciphertext, account);

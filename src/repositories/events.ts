@@ -4,10 +4,7 @@ import type { EventKind, EventLevel, Prisma } from "../generated/prisma/client.j
 import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
 
-/**
- * The newest (or oldest) event of `kinds` matching `where`, of the connection `connection` (SQL): one
- * LIMIT 1 probe per kind on the (connection, kind, occurred_at) index, so its cost does not grow with the log.
- */
+/** SQL: the newest (or oldest) event of `kinds`, one LIMIT 1 probe per kind on the (connection, kind, occurred_at) index. */
 export function latestEvent(
   kinds: EventKind[],
   columns: string,
@@ -53,9 +50,8 @@ export async function recordEvent(db: Db | Prisma.TransactionClient, event: NewE
 }
 
 /**
- * The event as an INSERT … SELECT inside another statement: one row per row of `source` (a CTE
- * with an `id` column), so the event is written exactly when the statement's change is. The values
- * are the statement's parameters from `$first` on, in the order of `eventParams`.
+ * The event as an INSERT … SELECT per row of `source` (with an `id` column) inside another statement,
+ * so it is written exactly when the statement's change is; its values are `eventParams` from `$first` on.
  */
 export const insertEventFrom = (source: string, first: number) => `
   INSERT INTO integration_events (connection_id, kind, level, message, job_id, detail)

@@ -5,10 +5,8 @@ import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook
 // latest effective_from, then the latest id, applies.
 
 /**
- * Each row of `table` as the span of days it is in force, [since, until): from its effective_from
- * until the next row of its key takes over (a later row of the same day wins, leaving the earlier an
- * empty span). A day joins the one span holding it, so pricing many rows is one hash join, not a
- * lookup per row. Shared with the usage query (deployment releases use it with their release number).
+ * Each row of `table` as the span of days it is in force, [since, until), until the next row of its
+ * key (a later row of the same day leaves the earlier an empty span): pricing many rows is one hash join.
  */
 export const spans = (table: string, key: string, columns: string, order = "id") =>
   `SELECT ${key}, ${columns}, effective_from AS since,
