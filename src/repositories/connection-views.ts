@@ -133,16 +133,9 @@ function toCoverageSource({ id, status, syncState, firstWindowStart, ...r }: Cov
   };
 }
 
-interface Position {
-  createdAt: Date;
-  id: string;
-}
-
-/** The position after which the next page starts; null when the cursor was not made by this module. */
-export function decodeConnectionCursor(cursor: string): Position | null {
-  const position = decodeCursor(cursor, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-  return position && { createdAt: position.at, id: position.id };
-}
+/** The (created_at, id) after which the next page starts; null when the cursor was not made by this module. */
+export const decodeConnectionCursor = (cursor: string) =>
+  decodeCursor(cursor, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
 
@@ -175,7 +168,7 @@ export async function listConnectionRows(
   const batch = keep ? Math.max(100, query.limit + 1) : query.limit + 1;
   for (;;) {
     const keyset = after ? [`(c.created_at, c.id) < ($${params.length + 1}::timestamptz, $${params.length + 2}::uuid)`] : [];
-    const rows = await selectRows(db, [...filters, ...keyset], after ? [...params, after.createdAt, after.id] : params, batch);
+    const rows = await selectRows(db, [...filters, ...keyset], after ? [...params, after.at, after.id] : params, batch);
     for (const r of rows) {
       const row = toConnectionRow(r);
       if (!keep || keep(row)) found.push(row);
@@ -183,7 +176,7 @@ export async function listConnectionRows(
     }
     if (found.length > query.limit || rows.length < batch) break;
     const last = rows[rows.length - 1]!;
-    after = { createdAt: last.createdAt, id: last.id };
+    after = { at: last.createdAt, id: last.id };
   }
   const page = found.slice(0, query.limit);
   const last = page[page.length - 1];

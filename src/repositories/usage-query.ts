@@ -17,8 +17,6 @@ import {
 } from "../domain/usage-measures.js";
 import { HARDWARE_PRICE_SPANS, MODEL_PRICE_SPANS, MODEL_SKU_SPANS, inSpan, spans } from "./prices.js";
 
-export { GROUP_BY, type GroupBy } from "../domain/usage-measures.js";
-
 /** `final` is decided afterwards, from coverage (see Finality). */
 export type QueriedRow = Omit<UsageRow, "final">;
 
@@ -32,16 +30,9 @@ export interface UsageQuery {
   groupBy: GroupBy[];
 }
 /** Dedicated hardware bills while idle: min_instances × SKU price × 86 400 s for each day a deployment existed. */
-export interface IdleFloorRow {
-  line: "idle_floor";
-  date?: string;
-  connectionId?: string;
-  model?: string;
-  deployment?: string;
-  instanceSeconds: number;
-  estimatedCostUsd: string;
-  costBasis: string;
-}
+type IdleFloorRow = { line: "idle_floor"; instanceSeconds: number; estimatedCostUsd: string; costBasis: string } & Partial<
+  Record<"date" | "connectionId" | "model" | "deployment", string>
+>;
 
 // Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
 // order), answered as text.
