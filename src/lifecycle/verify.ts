@@ -3,7 +3,7 @@ import type { Db } from "../db/client.js";
 import { describeAccount } from "../domain/account.js";
 import { moduleLogger } from "../logger.js";
 import type { Account } from "../replicate/schemas.js";
-import { accountHolder, connectAccount, pauseVerified, requireConnection, storedToken } from "../repositories/connections.js";
+import { accountHolder, connectAccount, markCredentialError, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 
 /**
@@ -61,7 +61,7 @@ async function connect(db: Db, id: string, ciphertext: string, account: Account,
           }),
     };
     moduleLogger("verify", { connectionId: id, jobId }).info("connection paused at verification", { kind: pause.kind });
-    return (await pauseVerified(db, id, ciphertext, pause, holder)) ? "paused" : "gone";
+    return (await markCredentialError(db, id, pause, ciphertext, holder)) ? "paused" : "gone";
   }
   throw new Error("the account's holder in the workspace kept changing while connecting; verification retries");
 }

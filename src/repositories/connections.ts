@@ -136,66 +136,39 @@ export async function connectAccount(
 
 /** The connection that holds `account` in the workspace of connection `id` (not disconnected, not a duplicate), or null. */
 export async function accountHolder(db: Db, id: string, account: AccountRef): Promise<string | null> {
-  const workspaceId = await workspaceOf(db, id);
-  if (workspaceId === null) return null;
-  const holder = await db.connection.findFirst({
-    where: {
-      workspaceId,
-      accountType: account.type,
-      accountUsername: account.username,
-      status: { not: "disconnected" },
-      duplicateOf: null,
-      id: { not: id },
-    },
-    select: { id: true },
-  });
+  const [holder] = await db.$queryRawUnsafe<{ id: string }[]>(
+    `SELECT h.id FROM connections c JOIN connections h ON h.workspace_id = c.workspace_id AND h.id <> c.id
+     WHERE c.id = $1::uuid AND h.account_type = $2::"AccountType" AND h.account_username = $3 AND h.status <> 'disconnected'
+       AND h.duplicate_of IS NULL LIMIT 1`,
+    id,
+    account.type,
+    account.username,
+  );
   return holder?.id ?? null;
 }
 
-/** Pauses for what verification found (`event.kind` names the transition) while the token read as `ciphertext` is stored. */
-export async function pauseVerified(
+/**
+ * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found:
+ * then `event.kind` names the transition) while the token read as `ciphertext` is stored (none:
+ * whatever is stored, since it cannot be read). The event only when the row changed, in the same
+ * transaction: jobs that all meet the same bad token pause it once, and a reader never sees one without the other.
+ */
+export async function markCredentialError(
   db: Db,
   id: string,
-  ciphertext: string,
-  event: NewEvent & { kind: "account_changed" | "duplicate_account" },
-  duplicateOf: string | null,
-): Promise<boolean> {
-  return changeWithEvent(
-    db,
-    { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
-    { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
-    event,
-  );
-}
-
-/**
- * One conditional update and its event, in one transaction, the event only when the row changed: jobs
- * that all meet the same bad token pause it once, and a reader never sees one without the other.
- */
-async function changeWithEvent(
-  db: Db,
-  where: Prisma.ConnectionWhereInput,
-  data: Prisma.ConnectionUpdateManyMutationInput,
   event: NewEvent,
+  ciphertext?: string,
+  duplicateOf?: string | null,
 ): Promise<boolean> {
+  const transition = event.kind === "account_changed" || event.kind === "duplicate_account" ? event.kind : "credential_rejected";
   return db.$transaction(async (tx) => {
-    const { count } = await tx.connection.updateMany({ where, data });
+    const { count } = await tx.connection.updateMany({
+      where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed(transition) },
+      data: { status: TRANSITIONS[transition].to, ...(duplicateOf ? { duplicateOf } : {}) },
+    });
     if (count === 1) await recordEvent(tx, event);
     return count === 1;
   }, STATE_CHANGE_LIMITS);
-}
-
-/**
- * After a 401/403 or an unreadable token: paused until replaceToken, unless the token read as
- * `ciphertext` was replaced meanwhile (no ciphertext: whatever is stored, since it cannot be read).
- */
-export async function markCredentialError(db: Db, id: string, event: NewEvent, ciphertext?: string): Promise<boolean> {
-  return changeWithEvent(
-    db,
-    { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
-    { status: TRANSITIONS.credential_rejected.to },
-    event,
-  );
 }
 
 /**
