@@ -84,12 +84,9 @@ const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   // Each connection has read one run of days: what they all have read is where those runs overlap.
-  const from = coverage
-    .map((c) => c.from ?? "")
-    .sort()
-    .at(-1);
+  const from = coverage.map((c) => c.from ?? "").sort();
   const to = coverage.map((c) => c.to ?? "").sort()[0];
-  return new Map([["", from && to ? daysOf({ from, to }) : []]]);
+  return new Map([["", from.at(-1) && to ? daysOf({ from: from.at(-1)!, to }) : []]]);
 }
 
 /**
