@@ -17,6 +17,7 @@ const LAST_ENRICHMENT = (connection: string) =>
 export const deploymentsFailing = (connection: string) =>
   `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
+type ReadState = { checkedAt: Date | null; failing: boolean };
 // Read when every run starts: prepared, through pg (a Prisma raw query costs several times the CPU).
 const READ_STATE = {
   name: "deployments_read_state",
@@ -24,8 +25,8 @@ const READ_STATE = {
 };
 
 /** Null for an unknown connection. */
-export async function deploymentsReadState(db: Db, connectionId: string): Promise<{ checkedAt: Date | null; failing: boolean } | null> {
-  const [row] = await runPrepared<{ checkedAt: Date | null; failing: boolean }>(db, READ_STATE, [connectionId]);
+export async function deploymentsReadState(db: Db, connectionId: string): Promise<ReadState | null> {
+  const [row] = await runPrepared<ReadState>(db, READ_STATE, [connectionId]);
   return row ?? null;
 }
 

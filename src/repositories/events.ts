@@ -1,6 +1,6 @@
 import type { Db } from "../db/client.js";
 import { EVENT_KINDS } from "../domain/event-kinds.js";
-import type { EventKind, EventLevel, Prisma } from "../generated/prisma/client.js";
+import type { EventKind, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
 import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
 
@@ -18,17 +18,9 @@ export function latestEvent(
   return `SELECT * FROM (${probes.join(" UNION ALL ")}) p ORDER BY occurred_at ${order} LIMIT 1`;
 }
 
-export interface NewEvent {
-  connectionId: string;
-  kind: EventKind;
-  /** The kind's level in EVENT_KINDS unless given (a retried kind is recorded at warn while retried). */
-  level?: EventLevel;
-  message: string;
-  httpStatus?: number | null;
-  retryAfterSeconds?: number | null;
-  jobId?: string | null;
-  detail?: Record<string, unknown>;
-}
+/** `level` is the kind's in EVENT_KINDS unless given (a retried kind is recorded at warn while retried). */
+export type NewEvent = Pick<IntegrationEvent, "connectionId" | "kind" | "message"> &
+  Partial<Pick<IntegrationEvent, "level" | "httpStatus" | "retryAfterSeconds" | "jobId">> & { detail?: Record<string, unknown> };
 
 /** An event as stored: secrets are scrubbed on the way in. */
 function scrubbed(event: NewEvent) {
