@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
-import { connectedConnectionIds, pendingConnectionIds } from "../repositories/connections.js";
+import { idsWithStatus } from "../repositories/connections.js";
 import { resumeErasures } from "./erase.js";
 
 const log = moduleLogger("reconcile");
@@ -10,11 +10,11 @@ const log = moduleLogger("reconcile");
  * scheduler was rebuilt (its slice jobs went with Redis's data), a verify job for each pending one without.
  */
 export async function reconcile(ctx: AppContext): Promise<{ added: number; removed: number; verifiesQueued: number }> {
-  const connected = await connectedConnectionIds(ctx.db);
+  const connected = await idsWithStatus(ctx.db, "connected");
   const { added, removed } = await ctx.queues.reconcileSchedulers(connected);
   for (const id of added) await ctx.queues.enqueue("tick", { connectionId: id });
   const waiting = await ctx.queues.connectionsAwaitingVerify();
-  const unverified = (await pendingConnectionIds(ctx.db)).filter((id) => !waiting.has(id));
+  const unverified = (await idsWithStatus(ctx.db, "pending")).filter((id) => !waiting.has(id));
   for (const id of unverified) await ctx.queues.enqueue("verify", { connectionId: id });
   await resumeErasures(ctx);
   if (added.length || removed || unverified.length) {

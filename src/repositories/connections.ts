@@ -221,11 +221,8 @@ export async function readRunState(db: Db, id: string): Promise<{ status: string
   return db.connection.findUnique({ where: { id }, select: { status: true, syncState: true } });
 }
 
-const idsWithStatus = async (db: Db, status: "connected" | "pending") =>
+export const idsWithStatus = async (db: Db, status: "connected" | "pending") =>
   (await db.connection.findMany({ where: { status }, select: { id: true } })).map((r) => r.id);
-
-export const connectedConnectionIds = (db: Db) => idsWithStatus(db, "connected");
-export const pendingConnectionIds = (db: Db) => idsWithStatus(db, "pending");
 
 export async function countByStatus(db: Db): Promise<{ status: string; count: number }[]> {
   const rows = await db.connection.groupBy({ by: ["status"], _count: true });
