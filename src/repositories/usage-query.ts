@@ -106,15 +106,8 @@ const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' A
 // What the answer and the day facts read: a measure kept but never answered is not summed.
 const SUMMED = STORED.filter((m) => !m.internal);
 const sums = (from: string) => SUMMED.map((m) => `sum(${from}.${m.column}) AS ${m.column}`).join(", ");
-// The usage columns a groupBy value keeps apart (the date is the local day).
-const USAGE_COLUMN: Record<Exclude<GroupBy, "status">, string> = {
-  date: "day",
-  connection: "connection_id",
-  kind: "kind",
-  model: "model",
-  deployment: "deployment",
-  source: "source",
-};
+// The usage column a groupBy value keeps apart (the date is the local day; the others are named alike).
+const usageColumn = (g: Exclude<GroupBy, "status">) => (g === "date" ? "day" : g === "connection" ? "connection_id" : g);
 /** The groupBy values kept apart by a usage column (status is the counts' own dimension). */
 const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
 
@@ -150,7 +143,7 @@ function usageByDay(filters: string[], groupBy: GroupBy[]): string {
 // The usage as priced (`d`): per the answer's dimensions and what a price depends on (the connection
 // only for a deployment's release), so the price book is joined once per model and day, not per connection.
 function pricedUnits(groupBy: GroupBy[]): string {
-  const dims = usageDimensions(groupBy).map((g) => USAGE_COLUMN[g]);
+  const dims = usageDimensions(groupBy).map(usageColumn);
   const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
   const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
   return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
@@ -181,7 +174,7 @@ const grouping = (cols: string[], limit = Infinity) =>
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
   const dims = usageDimensions(q.groupBy);
-  const columns = [...dims.map((g) => `d.${USAGE_COLUMN[g]}`), ...(byStatus ? ["s.status"] : [])];
+  const columns = [...dims.map((g) => `d.${usageColumn(g)}`), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
