@@ -117,27 +117,32 @@ const NEVER = "\uffff";
 export class Finality {
   /** Per connection: days before this one end before any later run's window (a later day never does). */
   private readonly settledBefore = new Map<string, string>();
-  /** For rows over every connection in scope: the earliest of those days, and the days any of them has unfinished. */
+  /** Per connection: every day of the range is final (it ends before the settled day, and nothing in it is unfinished). */
+  private readonly wholeRange = new Map<string, boolean>();
+  /** For rows over every connection in scope: the earliest settled day, the days any has unfinished, and whether each range is final. */
   private readonly earliestSettled: string;
   private readonly openDays = new Set<string>();
-  private readonly memo = new Map<string, boolean>();
+  private readonly everyRange: boolean;
 
   constructor(
     sources: CoverageSource[],
     private readonly facts: UsageDayFacts,
-    private readonly range: { from: string; to: string; timeZone: string },
+    range: { from: string; to: string; timeZone: string },
     settings: { backfillDays: number; lookbackHours: number },
     now: Date,
   ) {
     for (const s of sources) {
       const from = readAgainFrom(s, settings, now);
       // A day ends by `from` exactly when it is before the local day `from` falls on.
-      this.settledBefore.set(s.connectionId, from === Infinity ? NEVER : localDay(new Date(from), range.timeZone));
+      const before = from === Infinity ? NEVER : localDay(new Date(from), range.timeZone);
+      const open = [...(facts.get(s.connectionId) ?? [])].flatMap(([date, f]) => (f.unfinished ? [date] : []));
+      for (const date of open) this.openDays.add(date);
+      this.settledBefore.set(s.connectionId, before);
+      const inRange = open.some((d) => d >= range.from && d <= range.to);
+      this.wholeRange.set(s.connectionId, range.from > range.to || (range.to < before && !inRange));
     }
     this.earliestSettled = [...this.settledBefore.values()].sort()[0] ?? NEVER;
-    for (const id of this.settledBefore.keys()) {
-      for (const [date, f] of facts.get(id) ?? []) if (f.unfinished) this.openDays.add(date);
-    }
+    this.everyRange = [...this.wholeRange.values()].every(Boolean);
   }
 
   day(connectionId: string, date: string): boolean {
@@ -147,23 +152,8 @@ export class Finality {
 
   /** A row's finality: `connectionId`/`date` when grouped by them, else every connection / day in scope. */
   row(connectionId?: string | null, date?: string | null): boolean {
-    const key = `${connectionId ?? ""}|${date ?? ""}`;
-    let final = this.memo.get(key);
-    if (final === undefined) {
-      if (connectionId) final = date ? this.day(connectionId, date) : this.wholeRange(connectionId);
-      else if (date) final = date < this.earliestSettled && !this.openDays.has(date);
-      else final = [...this.settledBefore.keys()].every((c) => this.wholeRange(c));
-      this.memo.set(key, final);
-    }
-    return final;
-  }
-
-  /** Every day of the range is final for the connection: the range ends before its settled day, and nothing in it is unfinished. */
-  private wholeRange(connectionId: string): boolean {
-    const { from, to } = this.range;
-    const before = this.settledBefore.get(connectionId);
-    const open = [...(this.facts.get(connectionId) ?? [])].some(([d, f]) => f.unfinished && d >= from && d <= to);
-    return from > to || (before !== undefined && to < before && !open);
+    if (connectionId) return date ? this.day(connectionId, date) : (this.wholeRange.get(connectionId) ?? false);
+    return date ? date < this.earliestSettled && !this.openDays.has(date) : this.everyRange;
   }
 
   /** A connection's coverage with each read day's finality and refresh time. */

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { AccountRef } from "./account.js";
 import { DAY_MS } from "./calendar.js";
+import type { Connection } from "../generated/prisma/client.js";
 import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
 import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
@@ -26,12 +27,7 @@ export const STATUSES_OF: Record<HealthState, ConnectionStatus[]> = {
 
 type HealthEvent = { at: Date; kind: ErrorKind; httpStatus: number | null };
 
-export interface HealthInput {
-  status: ConnectionStatus;
-  createdAt: Date;
-  updatedAt: Date;
-  verifiedAt: Date | null;
-  lastSyncedAt: Date | null;
+export type HealthInput = Pick<Connection, "status" | "createdAt" | "updatedAt" | "verifiedAt" | "lastSyncedAt"> & {
   checkpoint: Checkpoint | null;
   /** pacedPerMinute: the token's learned pace (older events have none). */
   lastRateLimited: { at: Date; retryAfterSeconds: number | null; pacedPerMinute?: number | null } | null;
@@ -46,7 +42,7 @@ export interface HealthInput {
   warnings?: { at: Date; kind: WarningKind; endpoint: string; httpStatus: number | null }[];
   duplicateOf?: string | null;
   account?: AccountRef | null;
-}
+};
 
 const instant = z.iso.datetime();
 

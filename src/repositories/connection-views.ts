@@ -2,7 +2,8 @@ import type { Db } from "../db/client.js";
 import type { CoverageSource } from "../domain/coverage.js";
 import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
 import { latestEvent } from "./events.js";
-import type { AccountType, ConnectionStatus } from "../generated/prisma/enums.js";
+import type { Connection } from "../generated/prisma/client.js";
+import type { ConnectionStatus } from "../generated/prisma/enums.js";
 import type { HealthInput } from "../domain/health.js";
 import { parseCheckpoint, readSince } from "../domain/checkpoint.js";
 import {
@@ -20,14 +21,8 @@ import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
 // Connections as support and the API read them: the row plus the events health and coverage read,
 // a page of them in ONE statement; each event lookup is a LIMIT 1 per kind (see latestEvent).
 
-export interface ConnectionRow extends HealthInput {
-  id: string;
-  workspaceId: string;
-  accountUsername: string | null;
-  accountType: AccountType | null;
-  lastSyncStartedAt: Date | null;
-  highWaterMark: Date | null;
-}
+export type ConnectionRow = HealthInput &
+  Pick<Connection, "id" | "workspaceId" | "accountUsername" | "accountType" | "lastSyncStartedAt" | "highWaterMark">;
 
 /** The columns as selected: ConnectionRow's own, then rl (rate limit), err (error), retry and the first window. */
 type Row = Omit<ConnectionRow, "checkpoint" | "lastRateLimited" | "lastError" | "retrying" | "warnings" | "account"> & {
