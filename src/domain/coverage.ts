@@ -11,7 +11,7 @@ export interface CoverageSource {
   disconnected: boolean;
   lastSyncedAt: Date | null;
   highWaterMark: Date | null;
-  /** Of the ledger's rows not yet terminal. */
+  /** created_at of the oldest ledger row not yet terminal. */
   oldestUnfinished: Date | null;
   /** created_after of the first run that finished: where the data starts once the backfill is done. */
   firstWindowStart: Date | null;
