@@ -135,10 +135,12 @@ export class Finality {
       const from = readAgainFrom(s, settings, now);
       // A day ends by `from` exactly when it is before the local day `from` falls on.
       const before = from === Infinity ? NEVER : localDay(new Date(from), range.timeZone);
-      const open = [...(facts.get(s.connectionId) ?? [])].flatMap(([date, f]) => (f.unfinished ? [date] : []));
-      for (const date of open) this.openDays.add(date);
+      let inRange = false;
+      for (const [date, f] of facts.get(s.connectionId) ?? []) {
+        if (f.unfinished) this.openDays.add(date);
+        inRange ||= f.unfinished && date >= range.from && date <= range.to;
+      }
       this.settledBefore.set(s.connectionId, before);
-      const inRange = open.some((d) => d >= range.from && d <= range.to);
       this.wholeRange.set(s.connectionId, range.from > range.to || (range.to < before && !inRange));
     }
     this.earliestSettled = [...this.settledBefore.values()].sort()[0] ?? NEVER;
