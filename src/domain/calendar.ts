@@ -9,7 +9,6 @@ export const isoInstant = z.iso
   .datetime({ offset: true })
   .refine((t) => Date.parse(t) >= 0 && t.slice(0, 4) <= "9999", "must be a time from 1970-01-01T00:00:00Z on");
 
-/** The UTC calendar day (YYYY-MM-DD) of an instant. */
 export const utcDay = (d: Date): string => d.toISOString().slice(0, 10);
 
 export const DAY_MS = 86_400_000;
@@ -88,7 +87,6 @@ function wallClock(t: number, timeZone: string): { day: string; utcOfWall: numbe
   return clock;
 }
 
-/** YYYY-MM-DD. */
 export const localDay = (instant: Date, timeZone: string): string => wallClock(instant.getTime(), timeZone).day;
 
 /**

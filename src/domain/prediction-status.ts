@@ -13,7 +13,6 @@ export const statusRank = (status: string): number => RANK[status] ?? UNKNOWN_RA
 /** `'a', 'b'` for an SQL IN list (the statuses are constants, never input). */
 export const sqlList = (statuses: readonly string[]): string => statuses.map((s) => `'${s}'`).join(", ");
 
-/** The rank as an SQL expression over a status column. */
 export const sqlStatusRank = (column: string): string =>
   `CASE ${column} ${Object.entries(RANK)
     .map(([s, r]) => `WHEN '${s}' THEN ${r}`)

@@ -148,7 +148,6 @@ export const measureSelect = (byStatus: boolean): string[] =>
     return `${sum} AS "${m.name}"`;
   });
 
-/** The measures of a row for a day without usage. */
 export const zeroMeasures = (byStatus: boolean): Record<string, number | string | null> =>
   Object.fromEntries(answered(byStatus).map((m) => [m.name, MEASURE_TYPES[m.type].zero]));
 

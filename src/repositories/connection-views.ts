@@ -183,7 +183,6 @@ export async function getConnectionRow(db: Db, id: string): Promise<ConnectionRo
   return row ? toConnectionRow(row) : null;
 }
 
-/** What coverage needs for each connection in scope of a usage query. */
 export async function coverageSources(db: Db, scope: { workspaceId?: string; connectionId?: string }): Promise<CoverageSource[]> {
   // An erased connection (or one being erased) has no history to cover.
   const filters: string[] = [`c.erasure_requested_at IS NULL`];

@@ -24,7 +24,6 @@ const READ_STATE = {
   text: `SELECT deployments_checked_at AS "checkedAt", ${deploymentsFailing("c.id")} AS failing FROM connections c WHERE c.id = $1::uuid`,
 };
 
-/** Null for an unknown connection. */
 export async function deploymentsReadState(db: Db, connectionId: string): Promise<ReadState | null> {
   const [row] = await runPrepared<ReadState>(db, READ_STATE, [connectionId]);
   return row ?? null;

@@ -37,7 +37,6 @@ export async function readErasure(db: Db, id: string): Promise<ErasureRow | null
   return row ?? null;
 }
 
-/** Every connection of the workspace, oldest first. */
 export async function workspaceErasures(db: Db, workspaceId: string): Promise<ErasureRow[]> {
   return db.$queryRawUnsafe<ErasureRow[]>(`${SELECT_ERASURE} WHERE workspace_id = $1 ORDER BY created_at, id`, workspaceId);
 }
@@ -93,7 +92,6 @@ const BATCHES = Object.fromEntries(Object.keys(ERASED_TABLES).map((t) => [t, bat
   Prepared
 >;
 
-/** Deletes up to `limit` rows of the connection from `table`; returns how many. */
 export async function eraseBatch(db: Db, id: string, table: ErasedTable, limit: number): Promise<number> {
   const [row] = await runPrepared<{ n: number }>(db, BATCHES[table], [id, limit]);
   return row?.n ?? 0;
@@ -139,7 +137,6 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
     });
 }
 
-/** Rolls the finishing transaction back when rows are left. */
 class RowsLeft extends Error {}
 
 /** The ciphertext of every stored token (pending, connected or paused connections). */

@@ -11,7 +11,6 @@ import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook
 export const spans = (table: string, key: string, columns: string, order = "id") =>
   `SELECT ${key}, ${columns}, effective_from AS since,
      lead(effective_from) OVER (PARTITION BY ${key} ORDER BY effective_from, ${order}) AS until FROM ${table}`;
-/** `day` is in the span `s`. */
 export const inSpan = (s: string, day: string) => `${day} >= ${s}.since AND (${s}.until IS NULL OR ${day} < ${s}.until)`;
 
 export const HARDWARE_PRICE_SPANS = spans("hardware_prices", "sku", "usd_per_second AS price");
