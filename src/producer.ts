@@ -187,7 +187,6 @@ export async function connect(
   await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "connected",
-    level: "info",
     message: "token stored; verification queued",
   });
   log.info("connection created", { connectionId: row.id, workspaceId: parsed.workspaceId });
@@ -200,7 +199,6 @@ export async function replaceToken(ctx: ProducerContext, id: string, token: stri
   await events.recordEvent(ctx.db, {
     connectionId: row.id,
     kind: "token_replaced",
-    level: "info",
     message: "token replaced; verification queued",
   });
   await queue("token stored; it is verified as soon as the queue is back", async () => {
@@ -325,7 +323,7 @@ export async function eraseConnection(ctx: ProducerContext, id: string, options:
 export async function eraseWorkspace(ctx: ProducerContext, workspace: string, options: z.input<typeof erasureInput> = {}) {
   const ws = parse(workspaceId, workspace);
   if (parse(erasureInput, options).disconnect) {
-    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.id);
+    for (const c of await workspaceErasures(ctx.db, ws)) if (c.status !== "disconnected") await disconnect(ctx, c.connectionId);
   }
   return requestWorkspaceErasure(ctx, ws);
 }

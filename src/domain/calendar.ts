@@ -9,7 +9,6 @@ export const isoInstant = z.iso
   .datetime({ offset: true })
   .refine((t) => Date.parse(t) >= 0 && t.slice(0, 4) <= "9999", "must be a time from 1970-01-01T00:00:00Z on");
 
-/** The UTC calendar day (YYYY-MM-DD) of an instant. */
 export const utcDay = (d: Date): string => d.toISOString().slice(0, 10);
 
 export const DAY_MS = 86_400_000;
@@ -17,10 +16,10 @@ export const DAY_MS = 86_400_000;
 /** The calendar day `n` days after `day` (calendar arithmetic: the same in every zone). */
 export const addDays = (day: string, n: number): string => utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS));
 
-// A usage answer asks for the same range once per connection in scope (up to thousands): it is listed once.
+// A usage answer asks for the same range once per connection in scope (up to thousands): listed once.
 let listed = { from: "", to: "", days: [] as string[] };
 
-/** The calendar days from `from` to `to`, inclusive (a new array each time). */
+/** Inclusive; a new array each time. */
 export function daysBetween(from: string, to: string): string[] {
   if (listed.from !== from || listed.to !== to) {
     const days: string[] = [];
@@ -35,25 +34,23 @@ export function daysBetween(from: string, to: string): string[] {
 const ZONE_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
+const WALL_CLOCK = {
+  hourCycle: "h23",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+} as const;
+
 function formatter(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-    formatters.set(timeZone, f);
-  }
+  if (!f) formatters.set(timeZone, (f = new Intl.DateTimeFormat("en-US", { timeZone, ...WALL_CLOCK })));
   return f;
 }
 
-/** Whether `name` is an IANA time zone (canonical or alias) this runtime knows. */
+/** An IANA time zone (canonical or alias) this runtime knows. */
 export function isTimeZone(name: string): boolean {
   if (name.length > 64 || !ZONE_SHAPE.test(name)) return false;
   try {
@@ -64,10 +61,8 @@ export function isTimeZone(name: string): boolean {
   }
 }
 
-/**
- * An IANA time zone name. Checked here, at the boundary, against the runtime's zone database (ICU);
- * test/integration/time-zones.test.ts keeps that within what Postgres knows, which does the day arithmetic.
- */
+// Checked against the runtime's zone database (ICU); test/integration/time-zones.test.ts keeps that
+// within what Postgres knows, which does the day arithmetic.
 export const timeZoneName = z.string().refine(isTimeZone, {
   error: (issue) => `unknown time zone ${JSON.stringify(issue.input)}: give an IANA name such as America/Los_Angeles`,
 });
@@ -75,34 +70,28 @@ export const timeZoneName = z.string().refine(isTimeZone, {
 // Coverage asks the same instants and days of every connection in scope: each is worked out once.
 const clocks = new Map<string, { day: string; utcOfWall: number }>();
 
-/** Wall-clock fields of an instant in a zone. */
+/** An instant's local day, and its wall-clock time read as if it were UTC. */
 function wallClock(t: number, timeZone: string): { day: string; utcOfWall: number } {
   const key = `${t}|${timeZone}`;
   let clock = clocks.get(key);
   if (!clock) {
     if (clocks.size >= 10_000) clocks.clear();
-    clocks.set(key, (clock = readWallClock(t, timeZone)));
+    const parts = Object.fromEntries(
+      formatter(timeZone)
+        .formatToParts(new Date(t))
+        .map((p) => [p.type, p.value]),
+    );
+    const day = `${parts.year!.padStart(4, "0")}-${parts.month}-${parts.day}`;
+    clocks.set(key, (clock = { day, utcOfWall: Date.parse(`${day}T${parts.hour}:${parts.minute}:${parts.second}Z`) }));
   }
   return clock;
 }
 
-function readWallClock(t: number, timeZone: string): { day: string; utcOfWall: number } {
-  const parts = Object.fromEntries(
-    formatter(timeZone)
-      .formatToParts(new Date(t))
-      .map((p) => [p.type, p.value]),
-  );
-  const day = `${parts.year!.padStart(4, "0")}-${parts.month}-${parts.day}`;
-  return { day, utcOfWall: Date.parse(`${day}T${parts.hour}:${parts.minute}:${parts.second}Z`) };
-}
-
-/** The local calendar day of an instant in a zone (YYYY-MM-DD). */
 export const localDay = (instant: Date, timeZone: string): string => wallClock(instant.getTime(), timeZone).day;
 
 /**
- * The first instant of a local day: its midnight, or when midnight does not exist (a DST gap at
- * midnight), the end of the gap. Tries the zone's offsets around the day and keeps the earliest
- * candidate that falls on it.
+ * The first instant of a local day: its midnight, or the end of a DST gap at midnight. Tries the
+ * zone's offsets around the day and keeps the earliest candidate that falls on it.
  */
 export function dayStart(day: string, timeZone: string): Date {
   const midnight = Date.parse(`${day}T00:00:00Z`);

@@ -2,14 +2,16 @@ import { z } from "zod";
 import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
 import { syncWindowStart } from "./checkpoint.js";
 
-/** What coverage needs besides the public view. */
+// How much of a requested range the database has read, per connection, so a dashboard can tell
+// "no usage" from "not synced yet", and which days no later sync can change.
+
 export interface CoverageSource {
   connectionId: string;
   /** A disconnected connection is never read again. */
   disconnected: boolean;
   lastSyncedAt: Date | null;
   highWaterMark: Date | null;
-  /** created_at of the oldest prediction (or training) the ledger holds not yet in a terminal status. */
+  /** created_at of the oldest ledger row not yet terminal. */
   oldestUnfinished: Date | null;
   /** created_after of the first run that finished: where the data starts once the backfill is done. */
   firstWindowStart: Date | null;
@@ -19,10 +21,6 @@ export interface CoverageSource {
 
 const day = z.iso.date();
 
-/**
- * How much of a requested date range the database has actually read, per connection, so a dashboard
- * can tell "no usage" from "not synced yet". Pure: the inputs come from coverageSources().
- */
 export const coverageSchema = z.object({
   connectionId: z.uuid(),
   from: day.nullable().describe("first local day of the range that has been read"),
@@ -50,7 +48,7 @@ export const coverageSchema = z.object({
     .describe("each read day, from `from` to `to` (JSON only: the CSV's X-Coverage header leaves it out)"),
 });
 export type Coverage = z.output<typeof coverageSchema>;
-/** The read days before finality is known: `complete` when every requested day up to the last finished sync has been read. */
+/** `complete`: every requested day up to the last finished sync has been read. */
 export type CoverageSpan = Omit<Coverage, "finalThrough" | "utcOnly" | "days">;
 
 /** The time span read so far: [start, end). */
@@ -72,17 +70,12 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string;
   if (!span) return { connectionId: s.connectionId, from: null, to: null, complete: false, lastSyncedAt };
   const from = [range.from, localDay(span.start, zone)].sort()[1]!;
   const to = [range.to, localDay(new Date(span.end.getTime() - 1), zone)].sort()[0]!;
-  const finished = s.lastSyncedAt !== null;
-  const complete = finished && span.start <= dayStart(range.from, zone);
-  return from <= to
-    ? { connectionId: s.connectionId, from, to, complete, lastSyncedAt }
-    : { connectionId: s.connectionId, from: null, to: null, complete, lastSyncedAt };
+  const complete = s.lastSyncedAt !== null && span.start <= dayStart(range.from, zone);
+  const read = from <= to ? { from, to } : { from: null, to: null };
+  return { connectionId: s.connectionId, ...read, complete, lastSyncedAt };
 }
 
-/** The days from `from` to `to`, inclusive (empty when either is null). */
-export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
-  return c.from && c.to ? daysBetween(c.from, c.to) : [];
-}
+const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.to ? daysBetween(c.from, c.to) : []);
 
 /**
  * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
@@ -91,41 +84,23 @@ export function daysOf(c: Pick<CoverageSpan, "from" | "to">): string[] {
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   // Each connection has read one run of days: what they all have read is where those runs overlap.
-  const spans = coverage.map((c) => (c.from && c.to ? [c.from, c.to] : []));
-  const shared =
-    spans.length && spans.every((s) => s.length)
-      ? daysOf({
-          from: spans
-            .map((s) => s[0]!)
-            .sort()
-            .at(-1)!,
-          to: spans.map((s) => s[1]!).sort()[0]!,
-        })
-      : [];
-  return new Map([["", shared]]);
+  const from = coverage.map((c) => c.from ?? "").sort();
+  const to = coverage.map((c) => c.to ?? "").sort()[0];
+  return new Map([["", from.at(-1) && to ? daysOf({ from: from.at(-1)!, to }) : []]]);
 }
-
-/** What the usage rows say about one local day of one connection. */
-export interface DayFacts {
-  /** Some prediction (or training) of the day was not terminal when last read. */
-  unfinished: boolean;
-  /** When a page holding the day's predictions was last written (ISO 8601). */
-  refreshedAt: string | null;
-  /** Part of the day's usage is a whole UTC day, so this local day is not exact. */
-  utcOnly: boolean;
-}
-
-/** Per connection id, per local day with usage. */
-export type UsageDayFacts = Map<string, Map<string, DayFacts>>;
 
 /**
- * The earliest created_at any later run of the connection can read (ms; Infinity when none will):
- * what syncWindowStart gives the next run from what is stored now, or the window of the run in
- * progress. The high-water mark and time only move forward and a new unfinished prediction can only
- * be read inside a later window, so no run ever reads before this again, as long as LOOKBACK_HOURS and
- * BACKFILL_DAYS are not raised.
+ * Per connection id, per local day with usage: whether some prediction of the day was not terminal
+ * when read, when the day was last refreshed (ISO), and whether part of it is a whole UTC day (not exact here).
  */
-export function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
+export type UsageDayFacts = Map<string, Map<string, { unfinished: boolean; refreshedAt: string | null; utcOnly: boolean }>>;
+
+/**
+ * The earliest created_at any later run can read (ms; Infinity when none will): the next run's window
+ * start from what is stored now, or the run in progress's. The high-water mark and time only move
+ * forward, so no run reads before this again, as long as LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
+ */
+function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
   if (s.disconnected) return Infinity;
   const next = syncWindowStart({ now, highWaterMark: s.highWaterMark, oldestUnfinished: s.oldestUnfinished, ...settings }).getTime();
   return Math.min(next, s.run?.windowStart.getTime() ?? Infinity);
@@ -142,27 +117,34 @@ const NEVER = "\uffff";
 export class Finality {
   /** Per connection: days before this one end before any later run's window (a later day never does). */
   private readonly settledBefore = new Map<string, string>();
-  /** For rows over every connection in scope: the earliest of those days, and the days any of them has unfinished. */
+  /** Per connection: every day of the range is final (it ends before the settled day, and nothing in it is unfinished). */
+  private readonly wholeRange = new Map<string, boolean>();
+  /** For rows over every connection in scope: the earliest settled day, the days any has unfinished, and whether each range is final. */
   private readonly earliestSettled: string;
   private readonly openDays = new Set<string>();
-  private readonly memo = new Map<string, boolean>();
+  private readonly everyRange: boolean;
 
   constructor(
     sources: CoverageSource[],
     private readonly facts: UsageDayFacts,
-    private readonly range: { from: string; to: string; timeZone: string },
+    range: { from: string; to: string; timeZone: string },
     settings: { backfillDays: number; lookbackHours: number },
     now: Date,
   ) {
     for (const s of sources) {
       const from = readAgainFrom(s, settings, now);
       // A day ends by `from` exactly when it is before the local day `from` falls on.
-      this.settledBefore.set(s.connectionId, from === Infinity ? NEVER : localDay(new Date(from), range.timeZone));
+      const before = from === Infinity ? NEVER : localDay(new Date(from), range.timeZone);
+      let inRange = false;
+      for (const [date, f] of facts.get(s.connectionId) ?? []) {
+        if (f.unfinished) this.openDays.add(date);
+        inRange ||= f.unfinished && date >= range.from && date <= range.to;
+      }
+      this.settledBefore.set(s.connectionId, before);
+      this.wholeRange.set(s.connectionId, range.from > range.to || (range.to < before && !inRange));
     }
     this.earliestSettled = [...this.settledBefore.values()].sort()[0] ?? NEVER;
-    for (const id of this.settledBefore.keys()) {
-      for (const [date, f] of facts.get(id) ?? []) if (f.unfinished) this.openDays.add(date);
-    }
+    this.everyRange = [...this.wholeRange.values()].every(Boolean);
   }
 
   day(connectionId: string, date: string): boolean {
@@ -172,23 +154,8 @@ export class Finality {
 
   /** A row's finality: `connectionId`/`date` when grouped by them, else every connection / day in scope. */
   row(connectionId?: string | null, date?: string | null): boolean {
-    const key = `${connectionId ?? ""}|${date ?? ""}`;
-    let final = this.memo.get(key);
-    if (final === undefined) {
-      if (connectionId) final = date ? this.day(connectionId, date) : this.wholeRange(connectionId);
-      else if (date) final = date < this.earliestSettled && !this.openDays.has(date);
-      else final = [...this.settledBefore.keys()].every((c) => this.wholeRange(c));
-      this.memo.set(key, final);
-    }
-    return final;
-  }
-
-  /** Every day of the range is final for the connection: the range ends before its settled day, and nothing in it is unfinished. */
-  private wholeRange(connectionId: string): boolean {
-    const { from, to } = this.range;
-    const before = this.settledBefore.get(connectionId);
-    const open = [...(this.facts.get(connectionId) ?? [])].some(([d, f]) => f.unfinished && d >= from && d <= to);
-    return from > to || (before !== undefined && to < before && !open);
+    if (connectionId) return date ? this.day(connectionId, date) : (this.wholeRange.get(connectionId) ?? false);
+    return date ? date < this.earliestSettled && !this.openDays.has(date) : this.everyRange;
   }
 
   /** A connection's coverage with each read day's finality and refresh time. */

@@ -1,19 +1,17 @@
 import { z } from "zod";
 import type { AccountRef } from "./account.js";
 import { DAY_MS } from "./calendar.js";
+import type { Connection } from "../generated/prisma/client.js";
 import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
 import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
 
-/**
- * One health object per connection, computed from what the database says (the connection row and
- * its latest relevant events), so the API, the producer and the support page tell the same story.
- * Pure: the caller reads the inputs (src/repositories/connection-views.ts); the texts of errors and
- * warnings are the event-kind table's (src/domain/event-kinds.ts).
- */
+// One health object per connection, computed from the connection row and its latest relevant events
+// (read by src/repositories/connection-views.ts), so the API, the producer and the support page tell
+// the same story; the texts are the event-kind table's.
 
 export const HEALTH_STATES = ["verifying", "backfilling", "healthy", "throttled", "action_required", "failing", "disconnected"] as const;
-export type HealthState = (typeof HEALTH_STATES)[number];
+type HealthState = (typeof HEALTH_STATES)[number];
 
 // Each health state comes from one stored status (failing and throttled from two), so a state
 // filter first narrows by status in SQL, then by the computed state.
@@ -27,39 +25,24 @@ export const STATUSES_OF: Record<HealthState, ConnectionStatus[]> = {
   disconnected: ["disconnected"],
 };
 
-export interface HealthEvent {
-  at: Date;
-  kind: ErrorKind;
-  httpStatus: number | null;
-}
+type HealthEvent = { at: Date; kind: ErrorKind; httpStatus: number | null };
 
-export interface HealthInput {
-  status: ConnectionStatus;
-  createdAt: Date;
-  updatedAt: Date;
-  verifiedAt: Date | null;
-  lastSyncedAt: Date | null;
+export type HealthInput = Pick<Connection, "status" | "createdAt" | "updatedAt" | "verifiedAt" | "lastSyncedAt"> & {
   checkpoint: Checkpoint | null;
-  /** The latest rate_limited event; pacedPerMinute is the token's learned pace it recorded (older events have none). */
+  /** pacedPerMinute: the token's learned pace (older events have none). */
   lastRateLimited: { at: Date; retryAfterSeconds: number | null; pacedPerMinute?: number | null } | null;
-  /** The latest error-level event of an error kind. */
   lastError: HealthEvent | null;
-  /** The latest success (recovery or token replacement): an error older than it is not current. */
+  /** The latest recovery or token replacement: an error older than it is not current. */
   lastSuccessAt: Date | null;
   /** The first recovery after the latest error (or ever, without one). */
   recoveredAt: Date | null;
-  /**
-   * A verification or run in its retries: the first and the latest failure recorded at warn since the
-   * connection row, its last error and its last success last changed (a page written ends it).
-   */
+  /** The first and latest failure at warn since the row, its last error and last success changed (a page written ends it). */
   retrying?: { since: Date; last: HealthEvent & { attempt: number | null; maxAttempts: number | null; nextAt: Date | null } } | null;
   /** Per optional read, its latest warning that nothing ended since. */
   warnings?: { at: Date; kind: WarningKind; endpoint: string; httpStatus: number | null }[];
-  /** The connection that already counts this Replicate account in the workspace, when this one is its duplicate. */
   duplicateOf?: string | null;
-  /** The Replicate account the connection syncs, once verified. */
   account?: AccountRef | null;
-}
+};
 
 const instant = z.iso.datetime();
 
@@ -95,6 +78,8 @@ export type Health = z.output<typeof healthSchema>;
 /** "2026-03-10 12:00 UTC": the one time format of messages. */
 export const utc = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 
+const DISCONNECTED = "Disconnected: the token was deleted and syncing stopped; usage already synced stays in the workspace.";
+
 export function connectionHealth(c: HealthInput, now: Date): Health {
   const retry = c.retrying ?? null;
   const currentError = retry?.last ?? (c.lastError && (!c.lastSuccessAt || c.lastError.at > c.lastSuccessAt) ? c.lastError : null);
@@ -103,7 +88,7 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
     at: currentError.at.toISOString(),
     kind: currentError.kind,
     httpStatus: currentError.httpStatus,
-    message: errorOf(currentError.kind).text,
+    message: meaning!.text,
   };
   // Optional parts degrade a sync; without one running they say nothing.
   const warnings = (c.status === "connected" ? (c.warnings ?? []) : []).map((w) => ({
@@ -125,16 +110,10 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   });
   // The first backfill is the run before any run finished; its progress is what support asks about.
   const backfill = c.status === "connected" && !c.lastSyncedAt ? (c.checkpoint ? runProgress(c.checkpoint) : 0) : undefined;
-  const backfillDays = c.checkpoint && Math.round((Date.parse(c.checkpoint.windowEnd) - Date.parse(c.checkpoint.windowStart)) / DAY_MS);
-  const backfillText = backfill === undefined ? "" : ` The first backfill is ${Math.round(backfill * 100)} % done.`;
+  const progress = backfill === undefined ? {} : { progress: backfill };
+  const done = backfill === undefined ? "" : `${Math.round(backfill * 100)} % done`;
 
-  if (c.status === "disconnected") {
-    return at(
-      "disconnected",
-      c.updatedAt,
-      "Disconnected: the token was deleted and syncing stopped; usage already synced stays in the workspace.",
-    );
-  }
+  if (c.status === "disconnected") return at("disconnected", c.updatedAt, DISCONNECTED);
   if (c.status === "credential_error") {
     // Every pausing kind is an error kind recorded before the pause, so one is current here.
     const paused = meaning ?? errorOf("credential_invalid");
@@ -145,16 +124,9 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   if (c.lastRateLimited && until && until > now) {
     const paced = c.lastRateLimited.pacedPerMinute ?? undefined;
     const pace = paced === undefined ? "" : ` is paced at ${paced} requests/min and`;
-    return at(
-      "throttled",
-      c.lastRateLimited.at,
-      `Replicate is rate-limiting this account; syncing${pace} continues at ${utc(until)}.${backfillText}`,
-      {
-        until: until.toISOString(),
-        ...(backfill === undefined ? {} : { progress: backfill }),
-        ...(paced === undefined ? {} : { pacedPerMinute: paced }),
-      },
-    );
+    const extra = { until: until.toISOString(), ...progress, ...(paced === undefined ? {} : { pacedPerMinute: paced }) };
+    const text = `Replicate is rate-limiting this account; syncing${pace} continues at ${utc(until)}.`;
+    return at("throttled", c.lastRateLimited.at, done ? `${text} The first backfill is ${done}.` : text, extra);
   }
   if (retry) {
     const { attempt, maxAttempts, nextAt } = retry.last;
@@ -169,19 +141,10 @@ export function connectionHealth(c: HealthInput, now: Date): Health {
   if (meaning) return at("failing", currentError.at, meaning.message(context));
   if (c.status === "pending") return at("verifying", c.updatedAt, "Checking the token with Replicate.");
   if (backfill !== undefined) {
-    const days = backfillDays ? `the last ${backfillDays} days of` : "past";
-    return at(
-      "backfilling",
-      c.verifiedAt ?? c.createdAt,
-      `Reading ${days} usage for the first time: ${Math.round(backfill * 100)} % done.`,
-      {
-        progress: backfill,
-      },
-    );
+    const days = c.checkpoint && Math.round((Date.parse(c.checkpoint.windowEnd) - Date.parse(c.checkpoint.windowStart)) / DAY_MS);
+    const read = days ? `the last ${days} days of` : "past";
+    return at("backfilling", c.verifiedAt ?? c.createdAt, `Reading ${read} usage for the first time: ${done}.`, progress);
   }
-  return at(
-    "healthy",
-    c.recoveredAt ?? c.verifiedAt ?? c.createdAt,
-    `Syncing normally; the last completed run started at ${utc(c.lastSyncedAt ?? c.createdAt)}.`,
-  );
+  const last = utc(c.lastSyncedAt ?? c.createdAt);
+  return at("healthy", c.recoveredAt ?? c.verifiedAt ?? c.createdAt, `Syncing normally; the last completed run started at ${last}.`);
 }

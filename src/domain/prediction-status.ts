@@ -1,5 +1,4 @@
-// The one definition of Replicate's prediction statuses: ranks, the terminal set and the SQL derived
-// from them (the ledger's status guard, usage's status columns, the unfinished-predictions index).
+// Replicate's prediction statuses: ranks, the terminal set and the SQL derived from them.
 
 export const TERMINAL_STATUSES = ["succeeded", "failed", "canceled", "aborted"] as const;
 export const IN_PROGRESS_STATUSES = ["starting", "processing"] as const;
@@ -14,7 +13,6 @@ export const statusRank = (status: string): number => RANK[status] ?? UNKNOWN_RA
 /** `'a', 'b'` for an SQL IN list (the statuses are constants, never input). */
 export const sqlList = (statuses: readonly string[]): string => statuses.map((s) => `'${s}'`).join(", ");
 
-/** The rank as an SQL expression over a status column. */
 export const sqlStatusRank = (column: string): string =>
   `CASE ${column} ${Object.entries(RANK)
     .map(([s, r]) => `WHEN '${s}' THEN ${r}`)

@@ -1,16 +1,15 @@
 import type { UsageKind } from "../generated/prisma/enums.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-status.js";
 
-// The one definition of a usage row: its dimensions and its measures. The ledger→usage write, the
-// query's SELECT list, zero rows, the API's row schema, the CSV columns (and so the OpenAPI
-// document) are all derived from these tables, so a measure cannot be in one and missing in another.
+// A usage row's dimensions and measures: the write, the query, zero rows, the row schema, CSV columns
+// and OpenAPI derive from these tables, so a measure cannot be in one and missing in another.
 
-/** What a usage record is: a prediction or a training (both bill compute seconds; ids are unique within a kind). */
+/** A prediction or a training: both bill compute seconds; ids are unique within a kind. */
 export type { UsageKind };
 
 /** Usage is kept in UTC quarter hours: every real time zone's offset is a multiple of 15 minutes. */
 export const BUCKET_MINUTES = 15;
-/** Whole UTC days carried over from before quarter hours (their ledger was pruned): exact only in UTC. */
+/** Whole UTC days kept from before quarter hours (their ledger was pruned): exact only in UTC. */
 export const WHOLE_DAY_MINUTES = 1440;
 /** The UTC quarter hour an SQL timestamptz falls in. */
 export const quarterHourOf = (timestamptz: string) =>
@@ -31,7 +30,7 @@ export const DIMENSION_FIELD = {
 } as const satisfies Record<GroupBy, string>;
 
 /** How a measure is typed in SQL answers and JSON, and its value in a zero row (a day without usage). */
-export const MEASURE_TYPES = {
+const MEASURE_TYPES = {
   count: { sql: "int", zero: 0 },
   // float8 holds sums of seconds and tokens exactly up to 2^53 and serialises as a JSON number.
   amount: { sql: "float8", zero: 0 },
@@ -46,14 +45,14 @@ interface Measure {
   name: string;
   type: MeasureType;
   about: string;
-  /** Stored in usage_buckets: its column and the change a set of ledger rows makes to it (each row has a `sign`, 1 or -1). */
+  /** Stored in usage_buckets: its column and the change ledger rows make to it (each row has a `sign`, 1 or -1). */
   column?: string;
   delta?: string;
-  /** Priced when queried: the aggregate over the query's rows (d = usage per UTC and local day, b = basis, c = cost; see usage-query.ts). */
+  /** Priced when queried, over the query's d (usage), b (basis) and c (cost); see usage-query.ts. */
   priced?: string;
-  /** Status-grouped rows (s = one status's count, see usage-query.ts) carry only the measures that say how to sum them. */
+  /** Status-grouped rows (s = one status's count) carry only the measures that say how to sum them. */
   perStatus?: string;
-  /** Counts the predictions in one status: a row of its own when grouped by status. */
+  /** The one status it counts: a row of its own when grouped by status. */
   status?: string;
   /** Stored for later use, not answered. */
   internal?: true;
@@ -121,10 +120,7 @@ type AnyMeasure = (typeof MEASURES)[number];
 type Answered = Exclude<AnyMeasure, { internal: true }>;
 type ValueOf = { count: number; amount: number; usd: string; label: string | null };
 
-/**
- * How settled a row is, besides its measures (never summed): every usage row answers both, zero rows
- * too. README ("Days, time zones and finality") says what `final` promises.
- */
+/** How settled a row is (never summed; zero rows too). README ("Days, time zones and finality") says what `final` promises. */
 export const ROW_STATE = {
   final:
     "every day of the row (each connection and day in scope when not grouped by them) is final: all its predictions and trainings were terminal when read and no later sync can read the day again",
@@ -152,12 +148,11 @@ export const measureSelect = (byStatus: boolean): string[] =>
     return `${sum} AS "${m.name}"`;
   });
 
-/** The measures of a row for a day without usage. */
 export const zeroMeasures = (byStatus: boolean): Record<string, number | string | null> =>
   Object.fromEntries(answered(byStatus).map((m) => [m.name, MEASURE_TYPES[m.type].zero]));
 
 /** Fields of the groupBy dimensions in the order the query answers them (status last). */
-export const dimensionFields = (groupBy: readonly GroupBy[]): string[] =>
+const dimensionFields = (groupBy: readonly GroupBy[]): string[] =>
   [...groupBy.filter((g) => g !== "status"), ...groupBy.filter((g) => g === "status")].map((g) => DIMENSION_FIELD[g]);
 
 /** The CSV columns: the line kind, the dimensions, the measures, the row's state, and the idle floor's instance time. */

@@ -5,26 +5,14 @@ import { connectionNotFound } from "../repositories/connections.js";
 import * as erasure from "../repositories/erasure.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 
-// Erasure on request: the request is a row change in Postgres (so a crash, or Redis being down,
-// loses nothing: the reconciler enqueues what is unfinished); the erase job deletes the history in
-// bounded batches, removes what the queues hold of the connection, and records the one audit event.
-// Every step can run again: a retry or a second worker finds less to delete and finishes once.
+// The request is a row change in Postgres, so a crash or Redis being down loses nothing (the
+// reconciler enqueues what is unfinished). Every step can run again: a retry finds less to delete.
 
 const log = moduleLogger("erase");
 
 type RequestContext = Pick<AppContext, "db" | "queues">;
-type ErasureView = ReturnType<typeof toErasureView>;
-
-function toErasureView(row: erasure.ErasureRow) {
-  return {
-    connectionId: row.id,
-    workspaceId: row.workspaceId,
-    state: row.erasedAt ? ("erased" as const) : row.requestedAt ? ("in_progress" as const) : ("not_requested" as const),
-    requestedAt: row.requestedAt,
-    erasedAt: row.erasedAt,
-    deleted: row.counts,
-  };
-}
+type ErasureView = Omit<erasure.ErasureRow, "status">;
+const toErasureView = ({ status: _, ...view }: erasure.ErasureRow): ErasureView => view;
 
 export async function readErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
   const row = await erasure.readErasure(ctx.db, id);
@@ -56,8 +44,8 @@ export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: 
   const erasures: ErasureView[] = [];
   const skipped: { connectionId: string; status: ConnectionStatus }[] = [];
   for (const row of rows) {
-    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.id));
-    else skipped.push({ connectionId: row.id, status: row.status });
+    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.connectionId));
+    else skipped.push({ connectionId: row.connectionId, status: row.status });
   }
   return { workspaceId, erasures, skipped };
 }
@@ -70,17 +58,16 @@ export async function resumeErasures(ctx: RequestContext): Promise<number> {
 }
 
 /** Thrown to have the job retried later: the connection's jobs are still running. */
-export class ErasureWaiting extends Error {}
+class ErasureWaiting extends Error {}
 
-export type EraseOutcome = { outcome: "not_requested" | "already_erased" } | { outcome: "erased"; deleted: erasure.ErasureCounts };
+type EraseOutcome = { outcome: "not_requested" | "already_erased" } | { outcome: "erased"; deleted: erasure.ErasureCounts };
 
 type EraseContext = Pick<AppContext, "db" | "queues" | "rateCap" | "vault" | "config">;
 
 /**
- * The erase job: deletes the history table by table in batches of ERASURE_BATCH_ROWS, removes the
- * connection's jobs and pacing keys from Redis, then ends the erasure with its audit event. A job
- * of the connection still running (it started before the disconnect) could write after the batches:
- * the job waits for it (retry), and the finishing step erases again if rows appeared meanwhile.
+ * Deletes the history in batches, the connection's jobs and pacing keys, then ends the erasure. A job
+ * of the connection still running (started before the disconnect) could write after the batches: this
+ * waits for it (retry), and erases again if rows appeared meanwhile.
  */
 export async function eraseHistory(ctx: EraseContext, id: string): Promise<EraseOutcome> {
   const row = await erasure.readErasure(ctx.db, id);

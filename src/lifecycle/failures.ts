@@ -9,7 +9,7 @@ import {
   TransientProviderError,
   VaultError,
 } from "../errors.js";
-import { EVENT_KINDS, type PauseKind } from "../domain/event-kinds.js";
+import type { PauseKind } from "../domain/event-kinds.js";
 import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
@@ -93,7 +93,6 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
         await recordEvent(db, {
           ...base,
           kind: "rate_limited",
-          level: "warn",
           message: `${message}; retrying in ${err.retryAfterSeconds}s`,
           httpStatus: err.retryAfterSource === "local_cap" ? null : 429,
           retryAfterSeconds: err.retryAfterSeconds,
@@ -129,7 +128,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
         ciphertext = stored.ciphertext;
       }
       const paused = `${message}. Syncing is paused until the token is replaced.`;
-      const event = { ...base, kind: decision.event, level: EVENT_KINDS[decision.event].level, message: paused, httpStatus };
+      const event = { ...base, kind: decision.event, message: paused, httpStatus };
       // Another job of the run (a second window) may have met the same token first.
       if (!(await markCredentialError(db, job.connectionId, event, ciphertext))) {
         return { then: "complete", result: { outcome: "already_paused" } };
@@ -141,10 +140,10 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
     }
 
     case "stop_run": {
-      await recordEvent(db, { ...base, kind: "foreign_link_refused", level: "error", message });
+      await recordEvent(db, { ...base, kind: "foreign_link_refused", message });
       // The run the link was met in is the connection's current one: its window is still open, so it cannot have ended.
       await abandonRun(db, job.connectionId);
-      await recordEvent(db, { ...base, kind: "sync_failed", level: "error", message: "sync run stopped: unsafe pagination link" });
+      await recordEvent(db, { ...base, kind: "sync_failed", message: "sync run stopped: unsafe pagination link" });
       return { then: "stop", reason: message };
     }
 
@@ -169,7 +168,6 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
         await recordEvent(db, {
           ...base,
           kind: "sync_failed",
-          level: "error",
           message: "sync run failed; the next scheduled run resumes from the last saved page",
         });
       }

@@ -1,24 +1,21 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
-import { connectedConnectionIds, pendingConnectionIds } from "../repositories/connections.js";
+import { idsWithStatus } from "../repositories/connections.js";
 import { resumeErasures } from "./erase.js";
 
 const log = moduleLogger("reconcile");
 
 /**
- * Makes Redis agree with Postgres, which is the source of truth: a scheduler per connected
- * connection (none for others), the run of every connection whose scheduler had to be rebuilt
- * resumed now (its slice jobs went with Redis's data), and a verify job for every pending connection
- * that has none (a crash or a Redis outage between storing a token and enqueueing its check).
+ * Makes Redis agree with Postgres: a scheduler per connected connection, a tick for each whose
+ * scheduler was rebuilt (its slice jobs went with Redis's data), a verify job for each pending one without.
  */
 export async function reconcile(ctx: AppContext): Promise<{ added: number; removed: number; verifiesQueued: number }> {
-  const connected = await connectedConnectionIds(ctx.db);
+  const connected = await idsWithStatus(ctx.db, "connected");
   const { added, removed } = await ctx.queues.reconcileSchedulers(connected);
   for (const id of added) await ctx.queues.enqueue("tick", { connectionId: id });
   const waiting = await ctx.queues.connectionsAwaitingVerify();
-  const unverified = (await pendingConnectionIds(ctx.db)).filter((id) => !waiting.has(id));
+  const unverified = (await idsWithStatus(ctx.db, "pending")).filter((id) => !waiting.has(id));
   for (const id of unverified) await ctx.queues.enqueue("verify", { connectionId: id });
-  // erasure: one a crash or a Redis outage left unfinished is queued again (a no-op while it is queued or running).
   await resumeErasures(ctx);
   if (added.length || removed || unverified.length) {
     log.warn("Redis was missing work Postgres knows about; rebuilt", { added: added.length, removed, verifiesQueued: unverified.length });

@@ -69,7 +69,6 @@ async function recordRejected(
     connectionId,
     jobId,
     kind: "record_rejected",
-    level: "warn",
     message: `${rejected.length} ${kind}(s) from page ${page} on could not be kept and were skipped: ${rejected.map((r) => `${r.id} (${r.reason})`).join(", ")}`,
     detail: { page, kind, rejected },
   });
@@ -210,7 +209,6 @@ async function finishRun(
     (done) => ({
       jobId,
       kind: "sync_completed",
-      level: "info",
       message: `sync finished: ${done.predictions} predictions in ${done.pages} pages and ${done.trainings} trainings in ${done.trainingPages} pages, ${done.daysTouched} days updated`,
       detail: {
         runId: done.runId,

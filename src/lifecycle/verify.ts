@@ -3,14 +3,13 @@ import type { Db } from "../db/client.js";
 import { describeAccount } from "../domain/account.js";
 import { moduleLogger } from "../logger.js";
 import type { Account } from "../replicate/schemas.js";
-import { accountHolder, connectAccount, pauseVerified, requireConnection, storedToken } from "../repositories/connections.js";
+import { accountHolder, connectAccount, markCredentialError, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 
 /**
- * Checks the token against GET /v1/account (nothing else: every other read belongs to a run),
- * records whose account it is, marks the connection connected, and starts recurring syncs plus the
- * initial backfill. "gone" when there is no token; "paused" when the account already counts in the
- * workspace through another connection, or is not the account the connection has synced.
+ * Checks the token against GET /v1/account (every other read belongs to a run), connects the
+ * account and starts its syncs; "paused" when the account counts in the workspace through another
+ * connection, or is not the account the connection has synced.
  */
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
@@ -23,7 +22,6 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     connectionId,
     jobId,
     kind: "verified",
-    level: "info",
     message: `token verified for ${describeAccount(account)}`,
     detail: { accountType: account.type, username: account.username },
   });
@@ -38,11 +36,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
   return "verified";
 }
 
-/**
- * Connects the verified account, or pauses the connection with the event that says why: the token
- * is another account's than the one the connection syncs (its history stays one account's), or the
- * account already counts in the workspace through another connection.
- */
+/** Connects the verified account, or pauses the connection with the event that says why. */
 async function connect(db: Db, id: string, ciphertext: string, account: Account, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   for (let attempt = 1; attempt <= 3; attempt++) {
     const outcome = await connectAccount(db, id, ciphertext, account);
@@ -54,7 +48,6 @@ async function connect(db: Db, id: string, ciphertext: string, account: Account,
     const pause = {
       connectionId: id,
       jobId,
-      level: "error" as const,
       ...(outcome === "duplicate"
         ? {
             kind: "duplicate_account" as const,
@@ -68,7 +61,7 @@ async function connect(db: Db, id: string, ciphertext: string, account: Account,
           }),
     };
     moduleLogger("verify", { connectionId: id, jobId }).info("connection paused at verification", { kind: pause.kind });
-    return (await pauseVerified(db, id, ciphertext, pause, holder)) ? "paused" : "gone";
+    return (await markCredentialError(db, id, pause, ciphertext, holder)) ? "paused" : "gone";
   }
   throw new Error("the account's holder in the workspace kept changing while connecting; verification retries");
 }

@@ -38,7 +38,6 @@ export async function refreshDeployments(
     return recordDeploymentsEvent(ctx.db, {
       ...base,
       kind: "enrichment_failed",
-      level: "warn",
       message: `could not read ${DEPLOYMENTS_ENDPOINT} (${httpStatus === null ? "no HTTP answer" : `HTTP ${httpStatus}`}): ${err instanceof Error ? err.message : String(err)}. Usage still syncs; predictions made through deployments are unpriced until a later run reads it.`,
       httpStatus,
       detail: { ...base.detail, httpStatus },
@@ -51,7 +50,6 @@ export async function refreshDeployments(
     await recordDeploymentsEvent(ctx.db, {
       ...base,
       kind: "enrichment_recovered",
-      level: "info",
       message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
     });
   }

@@ -35,10 +35,7 @@ export async function createConnection(
   return db.connection.create({ data: { id, workspaceId, tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId, idempotencyKey } });
 }
 
-/**
- * Creates a pending connection, or returns the one an earlier request with the same Idempotency-Key
- * created in this workspace (`created: false`), also when two such requests race.
- */
+/** A new pending connection, or the one the same Idempotency-Key created in the workspace (`created: false`), also in a race. */
 export async function createIdempotently(
   db: Db,
   vault: TokenVault,
@@ -69,7 +66,6 @@ export function storesToken(vault: TokenVault, row: Connection, token: string): 
 
 export const connectionNotFound = (id: string) => new NotFoundError(`connection ${id} not found`);
 
-/** The one not-found path of the producer and the API. */
 export async function requireConnection(db: Db, id: string): Promise<Connection> {
   const row = await db.connection.findUnique({ where: { id } });
   if (!row) throw connectionNotFound(id);
@@ -94,28 +90,29 @@ export async function replaceToken(db: Db, vault: TokenVault, id: string, token:
   return row;
 }
 
-export type ConnectOutcome = "connected" | "gone" | "duplicate" | { syncs: AccountRef };
-
 // Connecting moves a reconnected account's history in the same transaction: 1M ledger rows took 12 s
 // here, far past Prisma's 5 s default for an interactive transaction.
 const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
 const STATE_CHANGE_LIMITS = { maxWait: 10_000, timeout: 15_000 };
 
 /**
- * Marks the connection connected for `account`, verified with the token read as `ciphertext`,
- * taking over the history of the account's disconnected connections in the workspace in the same
- * transaction. Changes nothing when the token was replaced or disconnected meanwhile ("gone"), when
- * the connection has synced another account (`syncs`: that one), or when the account already
- * counts in the workspace ("duplicate": the unique index connections_one_account_per_workspace
- * decides, so two verifications of one account racing each other cannot both connect).
+ * Connects `account`, verified with the token read as `ciphertext`, taking over the history of its
+ * disconnected connections in the workspace in the same transaction. Changes nothing when the token
+ * was replaced or disconnected meanwhile ("gone"), the connection synced another account (`syncs`),
+ * or the account already counts in the workspace ("duplicate": a unique index decides races).
  */
-export async function connectAccount(db: Db, id: string, ciphertext: string, account: Account): Promise<ConnectOutcome> {
+export async function connectAccount(
+  db: Db,
+  id: string,
+  ciphertext: string,
+  account: Account,
+): Promise<"connected" | "gone" | "duplicate" | { syncs: AccountRef }> {
   try {
     return await db.$transaction(async (tx) => {
       const locked = await lockConnection(tx, id);
       if (!locked) return "gone";
-      if (locked.account_username !== null && (locked.account_username !== account.username || locked.account_type !== account.type)) {
-        return { syncs: { type: locked.account_type!, username: locked.account_username } };
+      if (locked.accountUsername !== null && (locked.accountUsername !== account.username || locked.accountType !== account.type)) {
+        return { syncs: { type: locked.accountType!, username: locked.accountUsername } };
       }
       const { count } = await tx.connection.updateMany({
         where: { id, tokenCiphertext: ciphertext, ...allowed("verify_ok") },
@@ -128,7 +125,7 @@ export async function connectAccount(db: Db, id: string, ciphertext: string, acc
         },
       });
       if (count === 0) return "gone";
-      await takeOverHistory(tx, id, locked.workspace_id, account);
+      await takeOverHistory(tx, id, locked.workspaceId, account);
       return "connected";
     }, TAKE_OVER_LIMITS);
   } catch (err) {
@@ -139,69 +136,39 @@ export async function connectAccount(db: Db, id: string, ciphertext: string, acc
 
 /** The connection that holds `account` in the workspace of connection `id` (not disconnected, not a duplicate), or null. */
 export async function accountHolder(db: Db, id: string, account: AccountRef): Promise<string | null> {
-  const workspaceId = await workspaceOf(db, id);
-  if (workspaceId === null) return null;
-  const holder = await db.connection.findFirst({
-    where: {
-      workspaceId,
-      accountType: account.type,
-      accountUsername: account.username,
-      status: { not: "disconnected" },
-      duplicateOf: null,
-      id: { not: id },
-    },
-    select: { id: true },
-  });
+  const [holder] = await db.$queryRawUnsafe<{ id: string }[]>(
+    `SELECT h.id FROM connections c JOIN connections h ON h.workspace_id = c.workspace_id AND h.id <> c.id
+     WHERE c.id = $1::uuid AND h.account_type = $2::"AccountType" AND h.account_username = $3 AND h.status <> 'disconnected'
+       AND h.duplicate_of IS NULL LIMIT 1`,
+    id,
+    account.type,
+    account.username,
+  );
   return holder?.id ?? null;
 }
 
 /**
- * Pauses a connection for what its verification found (`event.kind` names the transition), with
- * that event, only while the token read as `ciphertext` is still stored and the state machine
- * allows it; false when nothing changed.
+ * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found:
+ * then `event.kind` names the transition) while the token read as `ciphertext` is stored (none:
+ * whatever is stored, since it cannot be read). The event only when the row changed, in the same
+ * transaction: jobs that all meet the same bad token pause it once, and a reader never sees one without the other.
  */
-export async function pauseVerified(
+export async function markCredentialError(
   db: Db,
   id: string,
-  ciphertext: string,
-  event: NewEvent & { kind: "account_changed" | "duplicate_account" },
-  duplicateOf: string | null,
-): Promise<boolean> {
-  return changeWithEvent(
-    db,
-    { id, tokenCiphertext: ciphertext, ...allowed(event.kind) },
-    { status: TRANSITIONS[event.kind].to, ...(duplicateOf ? { duplicateOf } : {}) },
-    event,
-  );
-}
-
-/** One conditional update and its event, in one transaction: the event only when the update changed the row. */
-async function changeWithEvent(
-  db: Db,
-  where: Prisma.ConnectionWhereInput,
-  data: Prisma.ConnectionUpdateManyMutationInput,
   event: NewEvent,
+  ciphertext?: string,
+  duplicateOf?: string | null,
 ): Promise<boolean> {
+  const transition = event.kind === "account_changed" || event.kind === "duplicate_account" ? event.kind : "credential_rejected";
   return db.$transaction(async (tx) => {
-    const { count } = await tx.connection.updateMany({ where, data });
+    const { count } = await tx.connection.updateMany({
+      where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed(transition) },
+      data: { status: TRANSITIONS[transition].to, ...(duplicateOf ? { duplicateOf } : {}) },
+    });
     if (count === 1) await recordEvent(tx, event);
     return count === 1;
   }, STATE_CHANGE_LIMITS);
-}
-
-/**
- * After a 401/403 or an unreadable token: paused until replaceToken, unless the token read as
- * `ciphertext` was replaced meanwhile (no ciphertext: whatever is stored, since it cannot be read).
- */
-export async function markCredentialError(db: Db, id: string, event: NewEvent, ciphertext?: string): Promise<boolean> {
-  // With the event in one transaction, and only when the status changed: concurrent slices of one
-  // run that all meet the same bad token pause it once, and a reader never sees one without the other.
-  return changeWithEvent(
-    db,
-    { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed("credential_rejected") },
-    { status: TRANSITIONS.credential_rejected.to },
-    event,
-  );
 }
 
 /**
@@ -218,16 +185,13 @@ export async function disconnect(db: Db, id: string): Promise<Connection> {
       data: { status: TRANSITIONS.disconnect.to, tokenCiphertext: null, tokenKeyId: null, syncState: Prisma.DbNull },
     });
     if (locked.status !== "disconnected") {
-      await recordEvent(tx, { connectionId: id, kind: "disconnected", level: "info", message: "disconnected; stored token deleted" });
+      await recordEvent(tx, { connectionId: id, kind: "disconnected", message: "disconnected; stored token deleted" });
     }
     return row;
   }, STATE_CHANGE_LIMITS);
 }
 
-/**
- * The stored token, plaintext, with the ciphertext it was read from (a state change made because of
- * that token applies only while it is still the stored one). Null when gone or disconnected.
- */
+/** The stored token with the ciphertext it was read from (a change made because of it applies only while it is stored). */
 export async function storedToken(db: Db, vault: TokenVault, id: string): Promise<{ token: string; ciphertext: string } | null> {
   const row = await db.connection.findUnique({ where: { id }, select: { tokenCiphertext: true, status: true } });
   if (!row?.tokenCiphertext || row.status === "disconnected") return null;
@@ -245,10 +209,7 @@ const READ_SYNC_STATE = {
   text: `SELECT token_ciphertext AS "tokenCiphertext", status, sync_state AS "syncState" FROM connections WHERE id = $1::uuid`,
 };
 
-/**
- * What a page job needs before fetching: the token and the checkpoint, read without a lock (the
- * page write re-checks both under the row lock). Null unless the connection is connected.
- */
+/** Token and checkpoint, read without a lock (the page write re-checks both under it); null unless connected. */
 export async function readSyncState(db: Db, vault: TokenVault, id: string): Promise<{ token: string; syncState: unknown } | null> {
   const [row] = await runPrepared<{ tokenCiphertext: string | null; status: string; syncState: unknown }>(db, READ_SYNC_STATE, [id]);
   if (!row?.tokenCiphertext || row.status !== "connected") return null;
@@ -260,11 +221,8 @@ export async function readRunState(db: Db, id: string): Promise<{ status: string
   return db.connection.findUnique({ where: { id }, select: { status: true, syncState: true } });
 }
 
-const idsWithStatus = async (db: Db, status: "connected" | "pending") =>
+export const idsWithStatus = async (db: Db, status: "connected" | "pending") =>
   (await db.connection.findMany({ where: { status }, select: { id: true } })).map((r) => r.id);
-
-export const connectedConnectionIds = (db: Db) => idsWithStatus(db, "connected");
-export const pendingConnectionIds = (db: Db) => idsWithStatus(db, "pending");
 
 export async function countByStatus(db: Db): Promise<{ status: string; count: number }[]> {
   const rows = await db.connection.groupBy({ by: ["status"], _count: true });
@@ -289,21 +247,12 @@ export async function reencryptTokens(db: Db, vault: TokenVault): Promise<{ rota
   return { rotated, skipped: stale.length - rotated };
 }
 
-/**
- * Locks the connection row for the rest of the transaction and returns its status, workspace and account. Run writes are
- * fenced statements that take the same row lock, so a disconnect is never interleaved with one.
- */
-async function lockConnection(tx: Prisma.TransactionClient, id: string): Promise<LockedConnection | undefined> {
-  const [row] = await tx.$queryRawUnsafe<LockedConnection[]>(
-    `SELECT status, workspace_id, account_type, account_username FROM connections WHERE id = $1::uuid FOR UPDATE`,
+/** Locks the row for the transaction: run writes are fenced statements taking the same lock, so a disconnect never interleaves. */
+async function lockConnection(tx: Prisma.TransactionClient, id: string) {
+  const [row] = await tx.$queryRawUnsafe<Pick<Connection, "status" | "workspaceId" | "accountType" | "accountUsername">[]>(
+    `SELECT status, workspace_id AS "workspaceId", account_type AS "accountType", account_username AS "accountUsername"
+     FROM connections WHERE id = $1::uuid FOR UPDATE`,
     id,
   );
   return row;
-}
-
-interface LockedConnection {
-  status: string;
-  workspace_id: string;
-  account_type: AccountRef["type"] | null;
-  account_username: string | null;
 }

@@ -13,30 +13,25 @@ const LAST_ENRICHMENT = (connection: string) =>
     connection,
   });
 
-/**
- * SQL, true while the connection's deployments read is failing: its last warning event about them
- * is a warning (enrichment_failed), not the kind that ends it (a connection's runs, and so its reads,
- * follow one another).
- */
+/** SQL, true while the connection's deployments read is failing: its last warning-or-end event about them is a warning. */
 export const deploymentsFailing = (connection: string) =>
   `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
+type ReadState = { checkedAt: Date | null; failing: boolean };
 // Read when every run starts: prepared, through pg (a Prisma raw query costs several times the CPU).
 const READ_STATE = {
   name: "deployments_read_state",
   text: `SELECT deployments_checked_at AS "checkedAt", ${deploymentsFailing("c.id")} AS failing FROM connections c WHERE c.id = $1::uuid`,
 };
 
-/** When the deployments were last read, and whether reading them is failing; null for an unknown connection. */
-export async function deploymentsReadState(db: Db, connectionId: string): Promise<{ checkedAt: Date | null; failing: boolean } | null> {
-  const [row] = await runPrepared<{ checkedAt: Date | null; failing: boolean }>(db, READ_STATE, [connectionId]);
+export async function deploymentsReadState(db: Db, connectionId: string): Promise<ReadState | null> {
+  const [row] = await runPrepared<ReadState>(db, READ_STATE, [connectionId]);
   return row ?? null;
 }
 
 /**
- * Writes `event` (enrichment_failed or enrichment_recovered) only if it moves the streak: the first
- * failure opens it, the first success ends it. The streak is read after the row lock, in a statement
- * of its own (so it sees what committed meanwhile): two reads ending at once write one event.
+ * Writes `event` (enrichment_failed or _recovered) only if it opens or ends the streak, read after the
+ * row lock in a statement of its own (seeing what committed meanwhile): two reads ending at once write one event.
  */
 export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
   const id = event.connectionId;
@@ -48,11 +43,9 @@ export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<v
 }
 
 /**
- * Records what GET /v1/deployments listed on `now`'s day: a row per release not seen before (its
- * configuration applies from the day the release was created), today as the last day every listed
- * deployment was seen, and the check time. Deployments no longer listed keep their old last day.
- * Only while connected: the row lock orders it with a disconnect, so a read that ends after one
- * stores nothing (false).
+ * Records what GET /v1/deployments listed: a row per release not seen before, today as the last day
+ * each listed deployment was seen, and the check time. Only while connected (false otherwise): the
+ * row lock orders it with a disconnect.
  */
 export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<boolean> {
   const today = new Date(utcDay(now));
@@ -83,7 +76,7 @@ export async function storeDeployments(db: Db, connectionId: string, deployments
   });
 }
 
-/** Each deployment's latest known release, by connection and name: of one connection or of a workspace. */
+/** Each deployment's latest known release, of one connection or of a workspace. */
 export async function currentDeployments(db: Db, scope: { connectionId?: string; workspaceId?: string }) {
   const rows = await db.deployment.findMany({
     where: { connectionId: scope.connectionId, connection: { workspaceId: scope.workspaceId, erasureRequestedAt: null } },

@@ -2,11 +2,9 @@ import { runPrepared, type Db, type Prepared } from "../db/client.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 import { eventParams, insertEventFrom } from "./events.js";
 
-// Erasure of a disconnected connection's history, in bounded batches. The state lives on the
-// connection row: erasure_requested_at (asked for), erasure_counts (rows deleted so far, advanced by
-// the very statement that deletes each batch, so a crash between two batches loses no count) and
-// erased_at (finished, together with the one history_erased event). The row itself stays as a
-// tombstone: the event log, kept as the audit trail, and webhook deliveries refer to it.
+// Erasure of a disconnected connection's history, in bounded batches. Its state is on the connection
+// row: erasure_requested_at, erasure_counts (advanced by the statement that deletes each batch, so a
+// crash loses no count) and erased_at. The row stays as a tombstone the event log (the audit trail) refers to.
 
 /** What is erased, by table, and the key its count has in erasure_counts and in the audit event. */
 export const ERASED_TABLES = {
@@ -19,32 +17,33 @@ export type ErasureCounts = Record<(typeof ERASED_TABLES)[ErasedTable], number>;
 
 const ZERO_COUNTS: ErasureCounts = { ledgerRows: 0, usageRows: 0, deploymentReleases: 0 };
 
+/** A connection's erasure as the API shows it, and the connection's status. */
 export interface ErasureRow {
-  id: string;
+  connectionId: string;
   workspaceId: string;
   status: ConnectionStatus;
+  state: "not_requested" | "in_progress" | "erased";
   requestedAt: Date | null;
   erasedAt: Date | null;
-  counts: ErasureCounts | null;
+  deleted: ErasureCounts | null;
 }
 
-const SELECT_ERASURE = `SELECT id, workspace_id AS "workspaceId", status, erasure_requested_at AS "requestedAt",
-  erased_at AS "erasedAt", erasure_counts AS counts FROM connections`;
+const SELECT_ERASURE = `SELECT id AS "connectionId", workspace_id AS "workspaceId", status,
+  CASE WHEN erased_at IS NOT NULL THEN 'erased' WHEN erasure_requested_at IS NOT NULL THEN 'in_progress' ELSE 'not_requested' END AS state,
+  erasure_requested_at AS "requestedAt", erased_at AS "erasedAt", erasure_counts AS deleted FROM connections`;
 
 export async function readErasure(db: Db, id: string): Promise<ErasureRow | null> {
   const [row] = await db.$queryRawUnsafe<ErasureRow[]>(`${SELECT_ERASURE} WHERE id = $1::uuid`, id);
   return row ?? null;
 }
 
-/** Every connection of the workspace, oldest first. */
 export async function workspaceErasures(db: Db, workspaceId: string): Promise<ErasureRow[]> {
   return db.$queryRawUnsafe<ErasureRow[]>(`${SELECT_ERASURE} WHERE workspace_id = $1 ORDER BY created_at, id`, workspaceId);
 }
 
 /**
- * Records the request, once: only a disconnected connection (disconnected is final, so nothing
- * writes its history again), and only the first request sets the time. updated_at stays: it says
- * when the status last changed, which health reads. Returns the row as it is now (null: unknown id).
+ * Records the first request, of a disconnected connection only (nothing writes its history again);
+ * updated_at stays (health reads it as when the status changed). Null for an unknown id.
  */
 export async function requestErasure(db: Db, id: string): Promise<ErasureRow | null> {
   await db.$executeRawUnsafe(
@@ -64,10 +63,7 @@ export async function unfinishedErasures(db: Db): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-/**
- * A usage query's filter that leaves out connections being erased: their history is half deleted
- * until the erasure finishes, and then there is none.
- */
+/** Usage leaves out connections being erased: their history is half deleted until it is gone. */
 export const notBeingErased = (connectionColumn: string) =>
   `${connectionColumn} NOT IN (SELECT id FROM connections WHERE erasure_requested_at IS NOT NULL AND erased_at IS NULL)`;
 
@@ -96,7 +92,6 @@ const BATCHES = Object.fromEntries(Object.keys(ERASED_TABLES).map((t) => [t, bat
   Prepared
 >;
 
-/** Deletes up to `limit` rows of the connection from `table`; returns how many. */
 export async function eraseBatch(db: Db, id: string, table: ErasedTable, limit: number): Promise<number> {
   const [row] = await runPrepared<{ n: number }>(db, BATCHES[table], [id, limit]);
   return row?.n ?? 0;
@@ -107,10 +102,8 @@ const ANY_LEFT = Object.keys(ERASED_TABLES)
   .join(" OR ");
 
 /**
- * Ends the erasure once nothing is left: the tombstone forgets its run state (checkpoint,
- * high-water mark, sync times), and the history_erased event (counts only) and its
- * connection.erased webhook are written, all in one transaction and at most once.
- * "rows_left": something was written after the batches (a job that was still running); erase again.
+ * Once nothing is left, at most once: the tombstone forgets its run state and the history_erased event
+ * is written (its trigger sends connection.erased). "rows_left": a job still running wrote after the batches.
  */
 export async function finishErasure(db: Db, id: string): Promise<{ finished: ErasureCounts } | "already_finished" | "rows_left"> {
   return db
@@ -125,13 +118,11 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
       if (!ended) return "already_finished";
       if (ended.rowsLeft) throw new RowsLeft();
       const { counts } = ended;
-      // The webhook trigger writes its connection.erased webhook (src/domain/event-kinds.ts).
       await tx.$executeRawUnsafe(
         insertEventFrom("(SELECT $1::uuid AS id) AS erased", 2),
         id,
         ...eventParams({
           kind: "history_erased",
-          level: "info",
           message:
             `usage history erased on request: ${counts.ledgerRows} ledger rows, ${counts.usageRows} daily usage rows and ` +
             `${counts.deploymentReleases} deployment releases deleted, run state cleared; this event log is kept`,
@@ -146,7 +137,6 @@ export async function finishErasure(db: Db, id: string): Promise<{ finished: Era
     });
 }
 
-/** Rolls the finishing transaction back when rows are left. */
 class RowsLeft extends Error {}
 
 /** The ciphertext of every stored token (pending, connected or paused connections). */

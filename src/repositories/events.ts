@@ -1,12 +1,10 @@
 import type { Db } from "../db/client.js";
-import type { EventKind, EventLevel, Prisma } from "../generated/prisma/client.js";
+import { EVENT_KINDS } from "../domain/event-kinds.js";
+import type { EventKind, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
 import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
 
-/**
- * The newest (or oldest) event of `kinds` matching `where`, of the connection `connection` (SQL): one
- * LIMIT 1 probe per kind on the (connection, kind, occurred_at) index, so its cost does not grow with the log.
- */
+/** SQL: the newest (or oldest) event of `kinds`, one LIMIT 1 probe per kind on the (connection, kind, occurred_at) index. */
 export function latestEvent(
   kinds: EventKind[],
   columns: string,
@@ -20,23 +18,16 @@ export function latestEvent(
   return `SELECT * FROM (${probes.join(" UNION ALL ")}) p ORDER BY occurred_at ${order} LIMIT 1`;
 }
 
-export interface NewEvent {
-  connectionId: string;
-  kind: EventKind;
-  level: EventLevel;
-  message: string;
-  httpStatus?: number | null;
-  retryAfterSeconds?: number | null;
-  jobId?: string | null;
-  detail?: Record<string, unknown>;
-}
+/** `level` is the kind's in EVENT_KINDS unless given (a retried kind is recorded at warn while retried). */
+export type NewEvent = Pick<IntegrationEvent, "connectionId" | "kind" | "message"> &
+  Partial<Pick<IntegrationEvent, "level" | "httpStatus" | "retryAfterSeconds" | "jobId">> & { detail?: Record<string, unknown> };
 
 /** An event as stored: secrets are scrubbed on the way in. */
 function scrubbed(event: NewEvent) {
   return {
     connectionId: event.connectionId,
     kind: event.kind,
-    level: event.level,
+    level: event.level ?? EVENT_KINDS[event.kind].level,
     message: redactText(event.message).slice(0, 1000),
     httpStatus: event.httpStatus ?? null,
     retryAfterSeconds: event.retryAfterSeconds ?? null,
@@ -51,9 +42,8 @@ export async function recordEvent(db: Db | Prisma.TransactionClient, event: NewE
 }
 
 /**
- * The event as an INSERT … SELECT inside another statement: one row per row of `source` (a CTE
- * with an `id` column), so the event is written exactly when the statement's change is. The values
- * are the statement's parameters from `$first` on, in the order of `eventParams`.
+ * The event as an INSERT … SELECT per row of `source` (with an `id` column) inside another statement,
+ * so it is written exactly when the statement's change is; its values are `eventParams` from `$first` on.
  */
 export const insertEventFrom = (source: string, first: number) => `
   INSERT INTO integration_events (connection_id, kind, level, message, job_id, detail)

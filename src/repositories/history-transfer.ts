@@ -15,10 +15,8 @@ WHERE workspace_id = $1 AND account_type = $2::"AccountType" AND account_usernam
 ORDER BY updated_at DESC, id
 FOR UPDATE`;
 
-/**
- * A prediction (or training) both ledgers hold (only data from before this transfer existed can have them) stays
- * the successor's: the predecessor's row leaves its ledger and what it added leaves its usage.
- */
+// A prediction both ledgers hold (from before this transfer existed) stays the successor's: the
+// predecessor's row leaves its ledger and what it added leaves its usage.
 const DROP_SHARED = `
 WITH dropped AS (
   DELETE FROM prediction_records p USING prediction_records s
@@ -46,11 +44,7 @@ INSERT INTO deployments (connection_id, name, release_number, model, version, ha
 SELECT $2::uuid, name, release_number, model, version, hardware, min_instances, max_instances, effective_from, last_seen_on FROM moved
 ON CONFLICT DO NOTHING`;
 
-/**
- * Moves the history of the workspace's disconnected connections of `account` (newest first) to
- * `successorId`, in the caller's transaction (the one that connects the successor), with a
- * `history_moved` event on both sides of each move that carried anything.
- */
+/** In the transaction that connects `successorId`, with a history_moved event on both sides of each move that carried anything. */
 export async function takeOverHistory(
   tx: Prisma.TransactionClient,
   successorId: string,
@@ -68,20 +62,12 @@ export async function takeOverHistory(
     moved = true;
     const detail = { from, to: successorId, predictions: usage!.predictions, usageRows: usage!.usageRows, ledgerRows };
     const what = `${usage!.predictions} predictions over ${usage!.usageRows} usage rows`;
-    await recordEvent(tx, {
-      connectionId: from,
-      kind: "history_moved",
-      level: "info",
-      message: `usage history (${what}) moved to connection ${successorId}, which connected ${describeAccount(account)} again in this workspace`,
-      detail,
-    });
-    await recordEvent(tx, {
-      connectionId: successorId,
-      kind: "history_moved",
-      level: "info",
-      message: `continues the usage history of disconnected connection ${from} (${what}) for ${describeAccount(account)}, so it counts once`,
-      detail,
-    });
+    const sides = {
+      [from]: `usage history (${what}) moved to connection ${successorId}, which connected ${describeAccount(account)} again in this workspace`,
+      [successorId]: `continues the usage history of disconnected connection ${from} (${what}) for ${describeAccount(account)}, so it counts once`,
+    };
+    for (const [connectionId, message] of Object.entries(sides))
+      await recordEvent(tx, { connectionId, kind: "history_moved", message, detail });
   }
   // A page write of a run the successor had in flight (its token was replaced) may have read its
   // ledger before the move; ending that run makes its fence refuse the write, and the next run re-reads.

@@ -17,32 +17,22 @@ import {
 } from "../domain/usage-measures.js";
 import { HARDWARE_PRICE_SPANS, MODEL_PRICE_SPANS, MODEL_SKU_SPANS, inSpan, spans } from "./prices.js";
 
-export { GROUP_BY, type GroupBy } from "../domain/usage-measures.js";
-
-/** A usage row as read: whether it is final is decided afterwards, from coverage (see Finality). */
+/** `final` is decided afterwards, from coverage (see Finality). */
 export type QueriedRow = Omit<UsageRow, "final">;
 
 export interface UsageQuery {
   workspaceId?: string;
   connectionId?: string;
-  /** Local calendar days in `timeZone`, inclusive. */
+  /** Local calendar days in `timeZone` (validated), inclusive. */
   from: string;
   to: string;
-  /** IANA time zone name, already validated (src/domain/calendar.ts). */
   timeZone: string;
   groupBy: GroupBy[];
 }
 /** Dedicated hardware bills while idle: min_instances × SKU price × 86 400 s for each day a deployment existed. */
-export interface IdleFloorRow {
-  line: "idle_floor";
-  date?: string;
-  connectionId?: string;
-  model?: string;
-  deployment?: string;
-  instanceSeconds: number;
-  estimatedCostUsd: string;
-  costBasis: string;
-}
+type IdleFloorRow = { line: "idle_floor"; instanceSeconds: number; estimatedCostUsd: string; costBasis: string } & Partial<
+  Record<"date" | "connectionId" | "model" | "deployment", string>
+>;
 
 // Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
 // order), answered as text.
@@ -53,7 +43,7 @@ const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD
 // Grouping by status turns each row's status counts into one row per status.
 const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `('${m.status}', d.${m.column})`).join(", ")}) AS s(status, n)`;
 
-/** The releases of the deployments in scope as spans: each applies from the day it was created until the next one. */
+/** Each release of the deployments in scope applies from the day it was created until the next one. */
 const releases = (inScope: string[]) =>
   `releases AS (${spans(
     `deployments WHERE connection_id IN (SELECT cn.id FROM connections cn WHERE ${inScope.join(" AND ")})`,
@@ -62,12 +52,10 @@ const releases = (inScope: string[]) =>
     "release_number",
   )})`;
 
-// Each row is priced at query time by the price book in force on its UTC day, so a price change
-// recomputes history exactly. A deployment bills its hardware; otherwise a model's token prices,
-// then its per-output price, then the hardware an operator mapped it to; else it is unpriced. None of
-// this looks at the kind: a training is priced like a prediction of its model (the trainer's hardware).
-// billable_seconds and the token sums exclude aborted predictions, which Replicate does not bill.
-// Prices and releases are joined as spans of days: one hash join each, not a lookup per row.
+// Priced at query time by the price book in force on the row's UTC day, so a price change recomputes
+// history exactly. A deployment bills its hardware; otherwise a model's token prices, then its
+// per-output price, then the hardware an operator mapped it to. A training is priced like a prediction
+// of its model. Prices and releases are spans of days: one hash join each, not a lookup per row.
 const HARDWARE = `hw AS (${HARDWARE_PRICE_SPANS})`;
 const PRICES = `${HARDWARE}, mp AS (${MODEL_PRICE_SPANS}), mh AS (${MODEL_SKU_SPANS})`;
 const at = (span: string, on: string) => `${on} AND ${inSpan(span, "d.utc_day")}`;
@@ -107,11 +95,8 @@ const UTC_START = (day: string) => `(${day})::timestamp AT TIME ZONE 'UTC'`;
 const startsWithin = (start: (day: string) => string) =>
   `u.bucket_start >= ${start("$1::date")} AND u.bucket_start < ${start("$2::date + 1")}`;
 
-/**
- * Where each local day of the range starts, in UTC, as one sorted array (at most 402 instants): a
- * bucket's local day is the day whose start it follows, found by binary search (width_bucket), so
- * the zone's rules are applied once per day of the range rather than once per bucket, and no join is needed.
- */
+// Where each local day of the range starts, as one sorted array: a bucket's local day is found by
+// binary search (width_bucket), so the zone's rules apply once per day rather than once per bucket.
 const DAY_STARTS = `day_starts AS (SELECT array_agg(${LOCAL_START("$1::date + i")} ORDER BY i) AS starts
     FROM generate_series(0, $2::date - $1::date + 1) AS i)`;
 const LOCAL_DAY = `$1::date + width_bucket(u.bucket_start, (SELECT starts FROM day_starts)) - 1`;
@@ -121,24 +106,15 @@ const NOT_LOCAL = `NOT ((u.bucket_start AT TIME ZONE $3::text)::time = '00:00' A
 // What the answer and the day facts read: a measure kept but never answered is not summed.
 const SUMMED = STORED.filter((m) => !m.internal);
 const sums = (from: string) => SUMMED.map((m) => `sum(${from}.${m.column}) AS ${m.column}`).join(", ");
-// The usage columns a groupBy value keeps apart (the date is the local day).
-const USAGE_COLUMN: Record<Exclude<GroupBy, "status">, string> = {
-  date: "day",
-  connection: "connection_id",
-  kind: "kind",
-  model: "model",
-  deployment: "deployment",
-  source: "source",
-};
+// The usage column a groupBy value keeps apart (the date is the local day; the others are named alike).
+const usageColumn = (g: Exclude<GroupBy, "status">) => (g === "date" ? "day" : g === "connection" ? "connection_id" : g);
 /** The groupBy values kept apart by a usage column (status is the counts' own dimension). */
 const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
 
 /**
- * The usage of the range per connection, UTC day, local day, model and deployment, and kind and
- * source when the answer is grouped by them (`usage`), in one scan of the buckets: quarter hours of
- * the range's local days, and whole-UTC-day rows (1440) of its UTC days, which count under their UTC
- * date (`utc_only` marks where that is not the local day). `refreshed_at` is when a page holding
- * these predictions was last written. Materialized: the answer and the day facts both read it.
+ * The range's usage per connection, UTC and local day, model, deployment (and kind and source when
+ * grouped by them), in one scan: whole-UTC-day rows count under their UTC date (`utc_only` where that
+ * is not the local day). Materialized: the answer and the day facts both read it.
  */
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   const keys = [
@@ -164,21 +140,17 @@ function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   )`;
 }
 
-/**
- * The usage as it is priced (`d`): per the answer's dimensions and what a price depends on (UTC
- * day, model, deployment, and the connection only for a deployment's release), so the price book is
- * joined once per model and day rather than once per connection.
- */
+// The usage as priced (`d`): per the answer's dimensions and what a price depends on (the connection
+// only for a deployment's release), so the price book is joined once per model and day, not per connection.
 function pricedUnits(groupBy: GroupBy[]): string {
-  const dims = usageDimensions(groupBy).map((g) => USAGE_COLUMN[g]);
+  const dims = usageDimensions(groupBy).map(usageColumn);
   const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
   const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
   return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
     FROM usage GROUP BY ${keys.map((_, i) => i + 1).join(", ")})`;
 }
 
-// The facts finality and coverage need, per connection and local day with usage: the day as days
-// after `from` and refreshedAt in epoch ms (cheaper to send and read than their text).
+// Finality's and coverage's facts per connection and local day, as days after `from` and epoch ms (cheaper than text).
 const DAY_FACTS = `SELECT connection_id::text AS id, day - $1::date AS day, sum(in_progress + other) <> 0 AS unfinished,
     (extract(epoch FROM max(refreshed_at)) * 1000)::float8 AS refreshed, bool_or(utc_only) AS utc_only
   FROM usage GROUP BY connection_id, day`;
@@ -195,22 +167,14 @@ interface ReadLine {
 const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
-/** What one usage read answers: the rows, and what finality and coverage need to know of each day with usage. */
-export interface UsageRead {
-  rows: QueriedRow[];
-  days: UsageDayFacts;
-}
-
 /**
- * Dashboard query over usage; an inclusive range of local days in the query's zone, grouped by any of
- * date/connection/kind/model/deployment/source/status. Rows carry `refreshedAt`; `final` is the
- * caller's (see Finality), from the day facts read by the same statement (one scan of the buckets):
- * one line holds the rows as a JSON array in the answer's order, each other line one day's facts.
+ * The usage rows and the facts of each day with usage, in one statement: one line holds the rows as a
+ * JSON array in the answer's order, each other line one day's facts.
  */
-export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<UsageRead> {
+export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
   const dims = usageDimensions(q.groupBy);
-  const columns = [...dims.map((g) => `d.${USAGE_COLUMN[g]}`), ...(byStatus ? ["s.status"] : [])];
+  const columns = [...dims.map((g) => `d.${usageColumn(g)}`), ...(byStatus ? ["s.status"] : [])];
   const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
@@ -249,13 +213,10 @@ type IdleDimension = keyof typeof RELEASE_COLUMN | "date";
 const idleColumn = (g: IdleDimension) => (g === "date" ? "g.day::date" : `f.${RELEASE_COLUMN[g]}`);
 
 /**
- * The idle floor of deployments in scope, grouped like the usage rows (by date, connection, model,
- * deployment; not by kind, source or status, which idle time has none of). A release's configuration
- * applies from the day it was created until the next release, or the last day the deployment was
- * listed. A local day is as long as it is in the query's zone (23 or 25 hours on DST days). Releases
- * that share the answer's dimensions, hardware and days are added up before their days are generated,
- * and days only within each one's span: the work grows with the deployments in scope and their days,
- * never with the range (none in scope, nothing to do).
+ * The idle floor of deployments in scope, grouped like the usage rows (idle time has no kind, source
+ * or status), until the last day a deployment was listed; a local day lasts 23 or 25 hours on DST days.
+ * Releases sharing dimensions, hardware and days are added up before their days are generated, so the
+ * work grows with the deployments in scope, never with the range.
  */
 export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infinity): Promise<IdleFloorRow[]> {
   if (q.groupBy.includes("status")) return [];
@@ -285,10 +246,8 @@ export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infin
 const valueOf = (r: QueriedRow, g: GroupBy) => ((r as Record<string, unknown>)[DIMENSION_FIELD[g]] as string | null | undefined) ?? null;
 
 /**
- * Adds a zero row for each day in `days` that has no row: per connection (key = connection id) with
- * `connection` grouping, else under the key "". A zero row's other dimensions are null, and it is
- * merged in where the query's order puts it (nulls first), the query's rows keeping their order.
- * Null when the rows would be more than `limit`.
+ * A zero row for each day in `days` without one (keyed by connection id when grouped by connection),
+ * other dimensions null, merged where the query's order puts it (nulls first); null past `limit` rows.
  */
 export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): QueriedRow[] | null {
   const byConnection = groupBy.includes("connection");

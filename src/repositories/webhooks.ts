@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import type { Prisma } from "../generated/prisma/client.js";
 import type { WebhookDeliveryStatus } from "../generated/prisma/enums.js";
 import { recordEvent, type NewEvent } from "./events.js";
 
@@ -6,18 +7,7 @@ import { recordEvent, type NewEvent } from "./events.js";
 // in the same statement as the event that causes them; this module moves them along:
 // pending → queued (handed to the webhook queue) → delivered | failed, or pending → expired.
 
-export interface OutboxRow {
-  id: bigint;
-  eventId: bigint;
-  connectionId: string;
-  type: string;
-  status: WebhookDeliveryStatus;
-  /** The JSON body, fixed once; null until the relay prepared it. */
-  payload: string | null;
-  /** When the event that caused the webhook happened. */
-  occurredAt: Date;
-}
-
+// `payload` is the JSON body, fixed once (null until the relay prepared it); occurredAt is the causing event's.
 const select = {
   id: true,
   eventId: true,
@@ -27,9 +17,7 @@ const select = {
   payload: true,
   event: { select: { occurredAt: true } },
 } as const;
-
-type Selected = { id: bigint; eventId: bigint; connectionId: string; type: string; status: WebhookDeliveryStatus; payload: string | null };
-const toRow = ({ event, ...r }: Selected & { event: { occurredAt: Date } }): OutboxRow => ({ ...r, occurredAt: event.occurredAt });
+const toRow = ({ event, ...r }: Prisma.WebhookDeliveryGetPayload<{ select: typeof select }>) => ({ ...r, occurredAt: event.occurredAt });
 
 /** Rows still pending after maxAgeMs describe a state long gone (webhooks were off, or the service down): not sent. */
 export async function expireStaleWebhooks(db: Db, maxAgeMs: number): Promise<number> {
@@ -41,7 +29,7 @@ export async function expireStaleWebhooks(db: Db, maxAgeMs: number): Promise<num
 }
 
 /** The oldest rows not yet handed to the queue (served by the partial index on pending rows). */
-export async function pendingWebhooks(db: Db, limit: number): Promise<OutboxRow[]> {
+export async function pendingWebhooks(db: Db, limit: number) {
   const rows = await db.webhookDelivery.findMany({ where: { status: "pending" }, orderBy: { id: "asc" }, take: limit, select });
   return rows.map(toRow);
 }
@@ -55,7 +43,7 @@ export async function markWebhookQueued(db: Db, id: bigint): Promise<void> {
   await db.webhookDelivery.updateMany({ where: { id, status: "pending" }, data: { status: "queued" } });
 }
 
-export async function findWebhook(db: Db, id: bigint): Promise<OutboxRow | null> {
+export async function findWebhook(db: Db, id: bigint) {
   const row = await db.webhookDelivery.findUnique({ where: { id }, select });
   return row && toRow(row);
 }

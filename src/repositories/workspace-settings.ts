@@ -1,12 +1,8 @@
 import type { Db } from "../db/client.js";
+import type { WorkspaceSettings as Stored } from "../generated/prisma/client.js";
 
-/** A workspace's settings; a workspace never set has the defaults (no row, updatedAt null). */
-export interface WorkspaceSettings {
-  workspaceId: string;
-  /** IANA zone usage queries of the workspace use when they name none; null is UTC. */
-  timeZone: string | null;
-  updatedAt: Date | null;
-}
+/** A workspace never set has the defaults (no row, updatedAt null); a null timeZone is UTC. */
+export type WorkspaceSettings = Omit<Stored, "updatedAt"> & { updatedAt: Date | null };
 
 export async function readWorkspaceSettings(db: Db, workspaceId: string): Promise<WorkspaceSettings> {
   const row = await db.workspaceSettings.findUnique({ where: { workspaceId } });

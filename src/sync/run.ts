@@ -31,7 +31,6 @@ export function beginRun(
     (started) => ({
       jobId,
       kind: "sync_started",
-      level: "info",
       message: `sync started for predictions and trainings created from ${started.windowStart} to ${started.windowEnd}`,
       detail: { runId: started.runId, windowStart: started.windowStart, windowEnd: started.windowEnd },
     }),

@@ -61,7 +61,7 @@ export async function deliverWebhook(
     row.id,
     { delivered: failure === null, final, httpStatus },
     failure === null
-      ? { ...event, kind: "webhook_delivered", level: "info", message: `webhook ${row.type} delivered` }
+      ? { ...event, kind: "webhook_delivered", message: `webhook ${row.type} delivered` }
       : {
           ...event,
           kind: "webhook_failed",

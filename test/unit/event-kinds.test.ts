@@ -12,6 +12,7 @@ import { connectionHealth, type HealthInput } from "../../src/domain/health.js";
 import { EventKind } from "../../src/generated/prisma/enums.js";
 import { CredentialError, ScopeError, VaultError } from "../../src/errors.js";
 import { classify } from "../../src/lifecycle/failures.js";
+import { eventParams } from "../../src/repositories/events.js";
 
 // Every list that says something about event kinds is the table's: what pauses, what is an error,
 // what health says, what the webhook trigger sends, what support can filter by.
@@ -114,4 +115,9 @@ test("the README's event-kind table lists every kind at its level", () => {
     const { level, retried } = meaningOf(kind);
     expect([kind, rows.get(kind)]).toEqual([kind, retried ? `warn/${level}` : level]);
   }
+});
+
+test("an event is recorded at its kind's level unless the caller gives one (a retried kind while retried)", () => {
+  for (const kind of kinds) expect([kind, eventParams({ kind, message: "m" })[1]]).toEqual([kind, meaningOf(kind).level]);
+  expect(eventParams({ kind: "provider_error", level: "warn", message: "m" })[1]).toBe("warn");
 });
