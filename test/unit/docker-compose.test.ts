@@ -59,9 +59,12 @@ test("the image runs the migrations, then the service, and listens on all interf
   expect(dockerfile).toMatch(/RUN npm run build/);
 });
 
-test("the service runs with the heap setting the memory bench measures, and compose keeps the image's command", () => {
+test("the service runs with the heap setting the memory bench measures, in the image and in npm start, and compose keeps the image's command", () => {
   // V8's old generation grows to 1.5× what is live instead of up to 4×: the peak RSS of a backfill (bench/ANALYSIS.md, memory).
-  expect(shippedRuntime().nodeFlags).toContain("--heap-growing-percent=50");
+  const { nodeFlags } = shippedRuntime();
+  expect(nodeFlags).toContain("--heap-growing-percent=50");
+  const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: Record<string, string> }).scripts.start;
+  expect(shippedRuntime(start).nodeFlags).toEqual(nodeFlags);
   expect(service!.command).toBeUndefined();
   expect(service).not.toHaveProperty("entrypoint");
 });
