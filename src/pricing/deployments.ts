@@ -2,16 +2,16 @@ import type { Db } from "../db/client.js";
 import { moduleLogger } from "../logger.js";
 import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
-import { DEPLOYMENTS_ENDPOINT, deploymentsReadState, recordDeploymentsEvent, storeDeployments } from "../repositories/deployments.js";
-import { utcDay } from "../domain/calendar.js";
+import { DEPLOYMENTS_ENDPOINT, recordDeploymentsEvent, storeDeployments } from "../repositories/deployments.js";
 
 // An account with more deployments than this many pages is not expected; the cap bounds a server
 // that keeps answering with `next`.
 const MAX_PAGES = 50;
 
 /**
- * Called when a run starts; once read, not again on the same UTC day. Deployments only price usage, so
- * no failure of theirs is the run's: a streak of failures is one `enrichment_failed`, then `enrichment_recovered`.
+ * Called when a run starts and its read_run says they are due (not read on this UTC day, or failing).
+ * Deployments only price usage, so no failure of theirs is the run's: a streak of failures is one
+ * `enrichment_failed`, then `enrichment_recovered`.
  */
 export async function refreshDeployments(
   ctx: { db: Db; replicate: ReplicateClient },
@@ -20,8 +20,6 @@ export async function refreshDeployments(
   options: { now?: Date; jobId?: string } = {},
 ): Promise<void> {
   const now = options.now ?? new Date();
-  const state = await deploymentsReadState(ctx.db, connectionId);
-  if (!state || (state.checkedAt && utcDay(state.checkedAt) >= utcDay(now) && !state.failing)) return;
   const log = moduleLogger("deployments", { connectionId, jobId: options.jobId });
   const base = { connectionId, jobId: options.jobId, detail: { endpoint: DEPLOYMENTS_ENDPOINT } };
   const deployments: Deployment[] = [];
@@ -45,12 +43,10 @@ export async function refreshDeployments(
   }
   if (!(await storeDeployments(ctx.db, connectionId, deployments, now))) return;
   log.info("deployments refreshed", { deployments: deployments.length });
-  // Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
-  if (state.failing) {
-    await recordDeploymentsEvent(ctx.db, {
-      ...base,
-      kind: "enrichment_recovered",
-      message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
-    });
-  }
+  // Written only if it ends a streak. Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
+  await recordDeploymentsEvent(ctx.db, {
+    ...base,
+    kind: "enrichment_recovered",
+    message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
+  });
 }

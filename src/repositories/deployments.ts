@@ -1,4 +1,4 @@
-import { runPrepared, type Db } from "../db/client.js";
+import type { Db } from "../db/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
 import { WARNING_END_KINDS, WARNING_KINDS } from "../domain/event-kinds.js";
@@ -16,18 +16,6 @@ const LAST_ENRICHMENT = (connection: string) =>
 /** SQL, true while the connection's deployments read is failing: its last warning-or-end event about them is a warning. */
 export const deploymentsFailing = (connection: string) =>
   `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
-
-type ReadState = { checkedAt: Date | null; failing: boolean };
-// Read when every run starts: prepared, through pg (a Prisma raw query costs several times the CPU).
-const READ_STATE = {
-  name: "deployments_read_state",
-  text: `SELECT deployments_checked_at AS "checkedAt", ${deploymentsFailing("c.id")} AS failing FROM connections c WHERE c.id = $1::uuid`,
-};
-
-export async function deploymentsReadState(db: Db, connectionId: string): Promise<ReadState | null> {
-  const [row] = await runPrepared<ReadState>(db, READ_STATE, [connectionId]);
-  return row ?? null;
-}
 
 /**
  * Writes `event` (enrichment_failed or _recovered) only if it opens or ends the streak, read after the

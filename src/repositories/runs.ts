@@ -26,7 +26,7 @@ const READ_RUN = {
     (SELECT min(created_at) FROM prediction_records
      WHERE connection_id = $1::uuid AND status NOT IN (${sqlList(TERMINAL_STATUSES)})) AS "oldestUnfinished",
     EXISTS (SELECT 1 FROM prediction_records WHERE connection_id = $1::uuid AND kind = 'training') AS "trainingsRead",
-    -- What refreshDeployments would read first, here so that a run whose deployments were read today skips that statement.
+    -- The one place that decides whether a run reads the deployments (refreshDeployments reads when told).
     CASE WHEN c.deployments_checked_at >= date_trunc('day', $2::timestamptz, 'UTC') THEN ${deploymentsFailing("c.id")} ELSE true END
       AS "deploymentsDue"
   FROM connections c WHERE c.id = $1::uuid`,

@@ -50,24 +50,30 @@ test("deployments are read when a run starts (all pages), shown per connection, 
     }),
   ]);
 
-  // The next UTC day: a new release is read once; the old release stays for the days it applied to.
+  // Read yesterday (as far as the run can tell): the next run reads a new release once, the one after
+  // it none; the old release stays for the days it applied to.
   started.h.fake.setDeployments(token, [
     fakeDeployment("acme/sdxl-prod", { number: 4, createdAt: "2026-03-01T08:00:00Z", hardware: "gpu-a100-large", min: 2, max: 4 }),
   ]);
-  const tomorrow = new Date(Date.now() + 86_400_000);
-  await refreshDeployments(started.h.ctx, id, token, { now: tomorrow });
-  await refreshDeployments(started.h.ctx, id, token, { now: tomorrow });
-  expect(deploymentRequests(token)).toBe(3);
+  await started.h.ctx.db.connection.update({ where: { id }, data: { deploymentsCheckedAt: new Date(Date.now() - 86_400_000) } });
+  let since = (await connection(id)).lastSyncedAt;
+  for (const requests of [3, 3]) {
+    await producer.syncNow(started.h.ctx, id);
+    since = (await waitForSyncedSince(started.h, id, since, 20_000)).lastSyncedAt;
+    await syncIdle();
+    expect(deploymentRequests(token)).toBe(requests);
+  }
+  const today = new Date().toISOString().slice(0, 10);
   const releases = await started.h.ctx.db.deployment.findMany({
     where: { connectionId: id, name: "acme/sdxl-prod" },
     orderBy: { releaseNumber: "asc" },
   });
   expect(releases.map((r) => [r.releaseNumber, r.hardware, r.lastSeenOn.toISOString().slice(0, 10)])).toEqual([
-    [3, "gpu-l40s", tomorrow.toISOString().slice(0, 10)],
-    [4, "gpu-a100-large", tomorrow.toISOString().slice(0, 10)],
+    [3, "gpu-l40s", today],
+    [4, "gpu-a100-large", today],
   ]);
   expect((await listed(id)).body.deployments).toEqual([
-    expect.objectContaining({ name: "acme/llm", lastSeenOn: new Date().toISOString().slice(0, 10) }),
+    expect.objectContaining({ name: "acme/llm", lastSeenOn: today }),
     expect.objectContaining({ name: "acme/sdxl-prod", releaseNumber: 4, minInstances: 2 }),
   ]);
   expect((await listed("00000000-0000-4000-8000-000000000000")).status).toBe(404);
