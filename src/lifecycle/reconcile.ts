@@ -1,18 +1,24 @@
 import type { AppContext } from "../context.js";
 import { moduleLogger } from "../logger.js";
 import { idsWithStatus } from "../repositories/connections.js";
+import { idleRuns } from "../repositories/runs.js";
 import { resumeErasures } from "./erase.js";
 
 const log = moduleLogger("reconcile");
 
 /**
  * Makes Redis agree with Postgres: a scheduler per connected connection, a tick for each whose
- * scheduler was rebuilt (its slice jobs went with Redis's data), a verify job for each pending one without.
+ * scheduler was rebuilt (its slice jobs went with Redis's data) or whose run has written nothing for
+ * two lock periods, a verify job for each pending one without. A run's job can be gone with Redis up
+ * too (BullMQ fails a job that stalled too often, without our failure policy): the tick makes sure
+ * each open window has its job, a no-op while they are there, instead of the run waiting for its
+ * next scheduled tick.
  */
 export async function reconcile(ctx: AppContext): Promise<{ added: number; removed: number; verifiesQueued: number }> {
   const connected = await idsWithStatus(ctx.db, "connected");
   const { added, removed } = await ctx.queues.reconcileSchedulers(connected);
-  for (const id of added) await ctx.queues.enqueue("tick", { connectionId: id });
+  const idle = await idleRuns(ctx.db, 2 * ctx.config.jobs.lockMs);
+  for (const id of new Set([...added, ...idle])) await ctx.queues.enqueue("tick", { connectionId: id });
   const waiting = await ctx.queues.connectionsAwaitingVerify();
   const unverified = (await idsWithStatus(ctx.db, "pending")).filter((id) => !waiting.has(id));
   for (const id of unverified) await ctx.queues.enqueue("verify", { connectionId: id });

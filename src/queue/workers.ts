@@ -105,6 +105,8 @@ export function startWorkers(setup: WorkerSetup): Workers {
       concurrency: QUEUE_SPECS[name].concurrency(setup.config),
     });
     worker.on("error", (err) => log.error("worker error", { queue: name, error: err }));
+    // Run again, or failed for good after maxStalledCount without reaching the failure policy (the reconciler resumes its run).
+    worker.on("stalled", (jobId) => log.warn("job stalled: its worker stopped renewing the lock", { queue: name, jobId }));
     const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
       if (!job?.processedOn || !job.finishedOn) return;
       const ms = job.finishedOn - job.processedOn;

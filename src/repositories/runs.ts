@@ -161,3 +161,12 @@ export async function abandonRun(db: Db, connectionId: string): Promise<void> {
     connectionId,
   ]);
 }
+
+/** Connected connections whose run has written nothing for `idleMs` (see reconcile: its jobs may be lost). */
+export async function idleRuns(db: Db, idleMs: number): Promise<string[]> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    `SELECT id FROM connections WHERE status = 'connected' AND sync_state IS NOT NULL AND updated_at < now() - $1::int * interval '1 ms'`,
+    [idleMs],
+  );
+  return rows.map((r) => r.id);
+}

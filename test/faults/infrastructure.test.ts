@@ -83,6 +83,32 @@ test(
 );
 
 test(
+  "a run whose slice jobs are gone (failed as stalled too often, or lost between a write and its enqueue) resumes within seconds, not at the next scheduled tick",
+  async () => {
+    const { id, truth } = await startBackfill("lost", 15_000);
+    await h.service.stopWorkers();
+    const sync = h.ctx.queues.queue("sync");
+    let lost = 0;
+    for (const job of await sync.getJobs(["waiting", "delayed", "prioritized"])) {
+      if (job?.name.startsWith("slice ")) lost += Number(await job.remove().then(() => 1));
+    }
+    expect(lost).toBeGreaterThan(0);
+    // The connection's scheduler is there, so nothing is rebuilt; its next tick is SYNC_INTERVAL_MINUTES away.
+    expect(await sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
+    await h.service.startWorkers();
+    await waitForSyncedSince(h, id, null, 30_000);
+    await expectExact(h, id, truth);
+    expect(await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } })).toBe(1);
+    recordScenario({
+      scenario: "a run's slice jobs lost",
+      injected: `${lost} waiting slice job(s) removed while the workers were stopped`,
+      outcome: "the reconciler saw the run make no progress with no job of its own and ticked it; resumed at its checkpoint; exact",
+    });
+  },
+  TIMEOUT,
+);
+
+test(
   "Postgres connections terminated again and again mid-transaction: jobs retry, nothing lost or doubled",
   async () => {
     const { id, truth } = await startBackfill("pgkill", 15_000);
