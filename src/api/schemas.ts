@@ -83,20 +83,15 @@ export const publicConnection = z.object({
   updatedAt: when,
 });
 
-const connectionExample = {
+// A new connection: every field null but these.
+const connectionExample: Record<string, unknown> = {
+  ...Object.fromEntries(Object.keys(publicConnection.shape).map((k) => [k, null])),
   id: uuid,
   workspaceId: "ws-1",
   status: "pending",
-  accountUsername: null,
-  accountType: null,
-  verifiedAt: null,
-  lastSyncStartedAt: null,
-  lastSyncedAt: null,
-  highWaterMark: null,
-  deploymentsCheckedAt: null,
   createdAt: at,
   updatedAt: at,
-} as const;
+};
 export const acceptedConnection = publicConnection.meta({ examples: [connectionExample] });
 
 export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
@@ -107,7 +102,7 @@ export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true
   health: healthSchema,
 });
 
-const viewExample = {
+const viewExample: Record<string, unknown> = {
   ...connectionExample,
   status: "connected",
   accountUsername: "acme",
