@@ -159,10 +159,7 @@ async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
   }
 }
 
-/**
- * Stores the token encrypted, creates the connection (pending) and enqueues its verification. When
- * that cannot be queued, the connection is removed again (503): nothing is left for a retry to duplicate.
- */
+/** Stores the token encrypted, creates the pending connection and queues its verification; not queued, it is removed again (503). */
 export async function connect(
   ctx: ProducerContext,
   input: z.input<typeof connectInput>,
@@ -208,10 +205,7 @@ export async function replaceToken(ctx: ProducerContext, id: string, token: stri
   return connections.toPublic(row);
 }
 
-/**
- * Deletes the stored token under the connection's row lock, so no page is written after it returns.
- * Works while Redis is down too: jobs left behind find no token, and the reconciler removes the scheduler.
- */
+/** Deletes the token under the row lock (no page is written after); without Redis too: the reconciler removes the scheduler. */
 export async function disconnect(ctx: ProducerContext, id: string): Promise<connections.PublicConnection> {
   const row = await connections.disconnect(ctx.db, parse(connectionId, id));
   try {
@@ -265,10 +259,7 @@ const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
-/**
- * What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot, stopped
- * after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the client went away) cancels it.
- */
+/** Rows, idle floor and finality's days in one snapshot, stopped after USAGE_QUERY_TIMEOUT_MS; aborting `signal` cancels it. */
 export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";

@@ -2,11 +2,7 @@ import type { FastifyHelmetOptions } from "@fastify/helmet";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { errorReply } from "./schemas.js";
 
-/**
- * Headers for every answer: no framing (clickjacking), no MIME sniffing, and a CSP that lets the
- * support page and bull-board load only from this service, so neither can reach the internet.
- * Inline styles stay allowed because bull-board's page and its React components use them.
- */
+/** No framing, no MIME sniffing, and a CSP keeping the support page and bull-board on this service (inline styles: bull-board's). */
 export const HELMET_OPTIONS: FastifyHelmetOptions = {
   global: true,
   frameguard: { action: "deny" },
@@ -30,11 +26,8 @@ export const HELMET_OPTIONS: FastifyHelmetOptions = {
 
 const STATE_CHANGING = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 
-/**
- * A browser holding the Basic credentials sends them to this service from any site, so a write is
- * refused when it comes from another origin, or carries a body that is not JSON (an HTML form or a
- * no-preflight `fetch` can only send form or text bodies). Programs send no Origin and stay unaffected.
- */
+// A browser sends the Basic credentials from any site: a write from another origin, or with a body that is not JSON (all a form
+// or a no-preflight `fetch` can send), is refused. Programs send no Origin.
 export async function refuseCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!STATE_CHANGING.has(request.method)) return;
   const origin = request.headers.origin;

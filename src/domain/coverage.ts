@@ -77,10 +77,7 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string;
 
 const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.to ? daysBetween(c.from, c.to) : []);
 
-/**
- * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
- * under "" the days every connection in scope has read (a day one of them has not read is unknown, not zero).
- */
+/** Days a zero row may fill: per connection with `byConnection`, else (under "") the days every connection in scope has read. */
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   // Each connection has read one run of days: what they all have read is where those runs overlap.
@@ -89,10 +86,7 @@ export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<s
   return new Map([["", from.at(-1) && to ? daysOf({ from: from.at(-1)!, to }) : []]]);
 }
 
-/**
- * Per connection id, per local day with usage: whether some prediction of the day was not terminal
- * when read, when the day was last refreshed (ISO), and whether part of it is a whole UTC day (not exact here).
- */
+/** Per connection id and local day with usage: unfinished when read, last refreshed (ISO), partly a whole UTC day (not exact). */
 export type UsageDayFacts = Map<string, Map<string, { unfinished: boolean; refreshedAt: string | null; utcOnly: boolean }>>;
 
 /**

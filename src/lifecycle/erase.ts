@@ -64,11 +64,7 @@ type EraseOutcome = { outcome: "not_requested" | "already_erased" } | { outcome:
 
 type EraseContext = Pick<AppContext, "db" | "queues" | "rateCap" | "vault" | "config">;
 
-/**
- * Deletes the history in batches, the connection's jobs and pacing keys, then ends the erasure. A job
- * of the connection still running (started before the disconnect) could write after the batches: this
- * waits for it (retry), and erases again if rows appeared meanwhile.
- */
+/** Deletes the history in batches, then jobs and pacing keys; waits (retry) for a job still running and erases what it wrote. */
 export async function eraseHistory(ctx: EraseContext, id: string): Promise<EraseOutcome> {
   const row = await erasure.readErasure(ctx.db, id);
   if (!row?.requestedAt) return { outcome: "not_requested" };

@@ -51,10 +51,7 @@ export class JobQueues {
     return Object.values(this.queues);
   }
 
-  /**
-   * "slice ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching
-   * for it. The workers dispatch on the first word.
-   */
+  /** "slice ws-1": an operator finds a workspace's jobs in bull-board by name; the workers dispatch on the first word. */
   private async jobName(kind: JobKind, data: object): Promise<string> {
     if (!("connectionId" in data) || typeof data.connectionId !== "string") return kind;
     return `${kind} ${(await this.workspaceFor(data.connectionId)) ?? data.connectionId}`;
@@ -80,11 +77,7 @@ export class JobQueues {
     });
   }
 
-  /**
-   * Makes sure the job (of a kind with an id) exists and will run: "running" when it is already
-   * pending or running. A finished one was wanted again (it failed for good, or stopped without
-   * doing its work because the connection was paused meanwhile), so it is removed and enqueued again.
-   */
+  /** Makes sure the job will run: "running" if pending or running; a finished one (failed, or stopped while paused) is enqueued again. */
   async ensure<K extends JobKind>(kind: K, data: JobData<K>): Promise<"running" | "enqueued"> {
     const { queue, spec } = JOB_KINDS.get(kind)!;
     const existing = await this.queues[queue].getJob(spec.id!(data));
@@ -120,10 +113,7 @@ export class JobQueues {
     return scheduler?.next ? new Date(scheduler.next) : null;
   }
 
-  /**
-   * Makes the set of schedulers equal the given set of connected connections: BullMQ can race when
-   * several processes upsert at once, a crash can leave one behind, and Redis can lose them all.
-   */
+  /** Makes the schedulers match the connected connections: upserts race, a crash can leave one behind, Redis can lose them all. */
   async reconcileSchedulers(connectedIds: string[]): Promise<{ added: string[]; removed: number }> {
     const wanted = new Set(connectedIds.map(schedulerId));
     const have = new Set((await this.queues.sync.getJobSchedulers(0, -1)).map((s) => s.key));

@@ -22,10 +22,7 @@ interface QueueSpec {
   concurrency(config: Config): number;
   /** Overrides JOB_ATTEMPTS for this queue's jobs. */
   attempts?: number;
-  /**
-   * "classified": a failure goes to the lifecycle's failure policy (src/lifecycle/failures.ts), and the
-   * data names the connection; "retried": BullMQ retries with backoff until the last attempt.
-   */
+  /** "classified": a failure goes to the failure policy (the data names the connection); "retried": BullMQ backs off and retries. */
   failures: "classified" | "retried";
   /** A disconnect removes the connection's pending jobs of this queue; an erasure removes all of them. */
   stopsOnDisconnect?: boolean;

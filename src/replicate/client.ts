@@ -36,10 +36,7 @@ export interface ReplicateClientOptions {
   rateCap?: RequestRateCap;
   /** Largest body accepted, counted decoded (after gzip/deflate/br) and on the wire; larger ones are aborted. */
   maxResponseBytes?: number;
-  /**
-   * Asked before each of the client's own retries of a request made for a connection: false (the
-   * connection was disconnected or its token replaced) ends the request instead of sending it again.
-   */
+  /** Asked before each retry for a connection: false (disconnected, or its token replaced) ends the request instead. */
   stillWanted?: (token: string, connectionId: string) => Promise<boolean>;
   /** Aborted at shutdown: requests in flight end at once and their jobs are retried by another worker. */
   signal?: AbortSignal;
@@ -107,11 +104,7 @@ export class ReplicateClient {
     return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
-  /**
-   * One page of the account's trainings, newest first. Read like predictions (same pace, retries,
-   * errors and same-origin `next` links); GET /v1/trainings has no created_after/created_before, so
-   * the caller stops paging where its window starts.
-   */
+  /** One page of trainings, newest first, read like predictions; without a time filter, the caller stops where its window starts. */
   async listTrainings(token: string, request: Pick<PredictionListRequest, "cursorUrl" | "connectionId"> = {}): Promise<TrainingPage> {
     return this.get(token, this.pageUrl("trainings", request.cursorUrl, token), trainingPageSchema, request.connectionId);
   }
@@ -220,10 +213,7 @@ export class ReplicateClient {
     return parsed.data;
   }
 
-  /**
-   * The body as text, decoded per Content-Encoding, never more than maxBytes of it, with the token
-   * removed before anything (an error, an event, a stored record) can hold it.
-   */
+  /** The body decoded (at most maxBytes), without the token, before an error, an event or a stored record can hold it. */
   private async decode(response: Response<Buffer>, token: string): Promise<string> {
     const encoding = String(response.headers["content-encoding"] ?? "identity")
       .trim()

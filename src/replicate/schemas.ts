@@ -100,12 +100,7 @@ export const predictionPageSchema = pageOf(predictionSchema);
 
 export type PredictionPage = z.output<typeof predictionPageSchema>;
 
-/**
- * A training (GET /v1/trainings) has a prediction's shape and is kept the same way: metadata only
- * (its input, output, logs, urls, error text and weights are dropped at parse time), tagged with
- * its kind so it is never taken for a prediction with the same id. Trainings do not run through
- * deployments.
- */
+/** A training keeps a prediction's metadata, tagged with its kind (ids may repeat across kinds); trainings use no deployment. */
 export const trainingSchema = predictionSchema.transform((t) => ({ ...t, deployment: null, kind: "training" as const }));
 
 export const trainingPageSchema = pageOf(trainingSchema);

@@ -171,10 +171,7 @@ export async function markCredentialError(
   }, STATE_CHANGE_LIMITS);
 }
 
-/**
- * Deletes the stored token, ends any run and marks the connection disconnected, in one transaction
- * under the row lock, so no page is written and no state change lands after it. Idempotent.
- */
+/** Deletes the token, ends any run and disconnects in one transaction under the row lock, so nothing lands after it. Idempotent. */
 export async function disconnect(db: Db, id: string): Promise<Connection> {
   // A DELETE must not fail because the pool is busy (Prisma's default wait for a connection is 2 s).
   return db.$transaction(async (tx) => {

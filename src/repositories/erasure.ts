@@ -41,10 +41,7 @@ export async function workspaceErasures(db: Db, workspaceId: string): Promise<Er
   return db.$queryRawUnsafe<ErasureRow[]>(`${SELECT_ERASURE} WHERE workspace_id = $1 ORDER BY created_at, id`, workspaceId);
 }
 
-/**
- * Records the first request, of a disconnected connection only (nothing writes its history again);
- * updated_at stays (health reads it as when the status changed). Null for an unknown id.
- */
+/** Records the first request, of a disconnected connection only; updated_at stays (health's status change). Null: unknown id. */
 export async function requestErasure(db: Db, id: string): Promise<ErasureRow | null> {
   await db.$executeRawUnsafe(
     `UPDATE connections SET erasure_requested_at = now(), erasure_counts = $2::jsonb
@@ -101,10 +98,7 @@ const ANY_LEFT = Object.keys(ERASED_TABLES)
   .map((t) => `EXISTS (SELECT 1 FROM ${t} WHERE connection_id = $1::uuid)`)
   .join(" OR ");
 
-/**
- * Once nothing is left, at most once: the tombstone forgets its run state and the history_erased event
- * is written (its trigger sends connection.erased). "rows_left": a job still running wrote after the batches.
- */
+/** Ends the erasure once nothing is left, at most once, with the history_erased event; "rows_left": a running job wrote meanwhile. */
 export async function finishErasure(db: Db, id: string): Promise<{ finished: ErasureCounts } | "already_finished" | "rows_left"> {
   return db
     .$transaction(async (tx) => {

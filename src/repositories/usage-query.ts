@@ -167,10 +167,7 @@ interface ReadLine {
 const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
-/**
- * The usage rows and the facts of each day with usage, in one statement: one line holds the rows as a
- * JSON array in the answer's order, each other line one day's facts.
- */
+/** In one statement, the usage rows (one line: a JSON array in the answer's order) and the facts of each day with usage. */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
   const dims = usageDimensions(q.groupBy);
@@ -245,10 +242,7 @@ export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infin
 
 const valueOf = (r: QueriedRow, g: GroupBy) => ((r as Record<string, unknown>)[DIMENSION_FIELD[g]] as string | null | undefined) ?? null;
 
-/**
- * A zero row for each day in `days` without one (keyed by connection id when grouped by connection),
- * other dimensions null, merged where the query's order puts it (nulls first); null past `limit` rows.
- */
+/** A zero row for each day of `days` without one (other dimensions null), merged in the query's order; null past `limit` rows. */
 export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): QueriedRow[] | null {
   const byConnection = groupBy.includes("connection");
   const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));

@@ -48,10 +48,7 @@ export async function findWebhook(db: Db, id: bigint) {
   return row && toRow(row);
 }
 
-/**
- * Records one delivery attempt on the row and in the event log support reads, together. `final`:
- * the last attempt failed, the row is given up on.
- */
+/** Records an attempt on the row and in the event log, together; `final`: the last attempt failed and the row is given up on. */
 export async function recordWebhookAttempt(
   db: Db,
   id: bigint,
