@@ -67,10 +67,7 @@ export async function withSchemaEngine<T>(databaseUrl: string, use: (engine: Sch
 /** Reads prisma/migrations into the shape the engine takes; migration folders sort by name. */
 export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<MigrationList> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
+  const names = entries.flatMap((e) => (e.isDirectory() ? [e.name] : [])).sort();
   const migrationDirectories = await Promise.all(
     names.map(async (name) => ({
       path: name,

@@ -215,10 +215,8 @@ export class ReplicateClient {
 
   /** The body decoded (at most maxBytes), without the token, before an error, an event or a stored record can hold it. */
   private async decode(response: Response<Buffer>, token: string): Promise<string> {
-    const encoding = String(response.headers["content-encoding"] ?? "identity")
-      .trim()
-      .toLowerCase();
-    if (encoding === "identity" || encoding === "") return redactSecret(response.body.toString("utf8"), token);
+    const encoding = response.headers["content-encoding"]?.trim().toLowerCase() || "identity";
+    if (encoding === "identity") return redactSecret(response.body.toString("utf8"), token);
     const decoder = DECODERS[encoding];
     if (!decoder) throw new MalformedResponseError(`unsupported content-encoding "${encoding.slice(0, 20)}"`, response.statusCode);
     try {
