@@ -112,22 +112,21 @@ export const usageFields = {
 
 type UsageFields = z.output<z.ZodObject<typeof usageFields>>;
 
-function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
-  const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
-  if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
-  if (q.from > q.to) issue("from", "from must not be after to");
-  const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
-  if (days > MAX_USAGE_DAYS) {
-    const last = addDays(q.from, MAX_USAGE_DAYS - 1);
-    issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
-  }
-  if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
-}
-
 /** The usage query over `shape` (usageFields, plus `format` on HTTP): strict, and checked across fields. */
 export function usageRules<T extends typeof usageFields>(shape: T) {
-  // The checks read only the usage fields, which every extension keeps.
-  return z.strictObject(shape).superRefine((q, ctx) => checkUsage(q as UsageFields, ctx));
+  return z.strictObject(shape).superRefine((input, ctx) => {
+    // The checks read only the usage fields, which every extension keeps.
+    const q = input as UsageFields;
+    const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+    if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
+    if (q.from > q.to) issue("from", "from must not be after to");
+    const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
+    if (days > MAX_USAGE_DAYS) {
+      const last = addDays(q.from, MAX_USAGE_DAYS - 1);
+      issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
+    }
+    if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
+  });
 }
 const usageInput = usageRules(usageFields);
 
