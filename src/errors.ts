@@ -1,6 +1,5 @@
-// One class per way a provider call or an input can fail; the job layer maps them to
-// retry, delay, pause or give up (src/lifecycle/failures.ts). Messages never carry a token
-// or a response body that might hold user content.
+// One class per way a provider call or an input can fail; the job layer maps them to retry, delay, pause or give up
+// (src/lifecycle/failures.ts). Messages never carry a token or a response body that might hold user content.
 
 export abstract class AppError extends Error {
   abstract readonly code: string;

@@ -29,8 +29,7 @@ import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
 
-// The typed API the backend calls in-process and the HTTP routes call. Job data never carries the
-// token, and no return value does.
+// The typed API the backend calls in-process and the HTTP routes call: neither job data nor any return value carries the token.
 
 export { loadProducerConfig, type ProducerConfig } from "./config.js";
 

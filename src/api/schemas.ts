@@ -6,8 +6,7 @@ import { coverageSchema } from "../domain/coverage.js";
 import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
-// What each status answers: fastify serializes every answer through these schemas and @fastify/swagger
-// turns them into /openapi.json, so the document cannot drift from the responses.
+// Fastify serializes every answer through these schemas and @fastify/swagger turns them into /openapi.json: the two cannot drift.
 
 /** Every error the API answers, whatever produced it (a route, validation, auth, fastify itself, an unknown route). */
 export const errorBody = z

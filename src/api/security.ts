@@ -26,8 +26,7 @@ export const HELMET_OPTIONS: FastifyHelmetOptions = {
 
 const STATE_CHANGING = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 
-// A browser sends the Basic credentials from any site: a write from another origin, or with a body that is not JSON (all a form
-// or a no-preflight `fetch` can send), is refused. Programs send no Origin.
+// Browsers send Basic credentials from any site: a write from another origin, or with a non-JSON body (forms, simple fetch), is refused.
 export async function refuseCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!STATE_CHANGING.has(request.method)) return;
   const origin = request.headers.origin;

@@ -2,8 +2,7 @@ import { z } from "zod";
 import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
 import { syncWindowStart } from "./checkpoint.js";
 
-// How much of a requested range the database has read, per connection, so a dashboard can tell
-// "no usage" from "not synced yet", and which days no later sync can change.
+// What of a range each connection has read ("no usage" is not "not synced yet"), and which days no later sync can change.
 
 export interface CoverageSource {
   connectionId: string;

@@ -2,8 +2,7 @@ import type { AccountRef } from "./account.js";
 import type { EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { sqlList } from "./prediction-status.js";
 
-// What each event kind means. Failures, health, the connection views and the webhook trigger (a
-// migration carries webhookTriggerSql) derive from it; test/unit/event-kinds.test.ts holds them to it.
+// What each event kind means: failures, health, connection views and the webhook trigger derive from it (test/unit/event-kinds.test.ts).
 
 const WEBHOOK_TYPES = [
   "connection.verified",

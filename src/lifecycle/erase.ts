@@ -5,8 +5,7 @@ import { connectionNotFound } from "../repositories/connections.js";
 import * as erasure from "../repositories/erasure.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 
-// The request is a row change in Postgres, so a crash or Redis being down loses nothing (the
-// reconciler enqueues what is unfinished). Every step can run again: a retry finds less to delete.
+// A request is a row change in Postgres (a crash or Redis down loses nothing: the reconciler enqueues it); every step can run again.
 
 const log = moduleLogger("erase");
 

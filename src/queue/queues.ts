@@ -5,8 +5,7 @@ import { moduleLogger } from "../logger.js";
 import { purgeConnectionJobs } from "./purge.js";
 import { JOB_KINDS, QUEUE_NAMES, QUEUE_SPECS, type JobData, type JobKind, type QueueName } from "./registry.js";
 
-// The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
-// ids, names and options come from the registry and are decided nowhere else.
+// The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, with ids, names and options from the registry.
 
 /** A connected connection's recurring sync (a tick every SYNC_INTERVAL_MINUTES). */
 export const schedulerId = (connectionId: string) => `sync-${connectionId}`;

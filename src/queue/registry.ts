@@ -2,10 +2,8 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { Config } from "../config.js";
 
-// Every queue the service runs, the kinds of job each carries and how they run. The adapter
-// (queues.ts), the workers, /metrics and bull-board iterate this table; src/service.ts registers a
-// processor per job kind (jobs/index.ts) and start-up refuses a kind without one. Job data carries
-// ids only: the token stays encrypted in Postgres.
+// Every queue the service runs, its job kinds and how they run: the adapter, the workers, /metrics and bull-board iterate this table,
+// and start-up refuses a kind without a processor (jobs/index.ts). Job data carries ids only: the token stays encrypted in Postgres.
 
 interface JobSpec<S extends z.ZodType = z.ZodType> {
   data: S;

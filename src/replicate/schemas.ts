@@ -1,12 +1,9 @@
 import { z } from "zod";
 
-// Only metadata is kept: zod objects strip every field not named here, so input, output, logs,
-// error text and urls are dropped the moment a response is parsed.
+// Only metadata is kept: zod objects strip unnamed fields, so input, output, logs, error text and urls are dropped at parse time.
 
-// Each prediction is checked on its own and normalised before it can reach SQL, so one odd record
-// is skipped (and named in a record_rejected event) instead of failing its whole page for good.
-// Bounds keep every value inside what Postgres accepts: btree keys under 2,700 bytes (4 bytes a
-// character at most), numeric(20,6) totals, timestamps it can store.
+// Each prediction is checked and normalised on its own before it reaches SQL: an odd record is skipped (a record_rejected event),
+// not its whole page. Bounds keep values inside what Postgres takes: btree keys under 2,700 bytes, numeric(20,6), its timestamps.
 export const RECORD_LIMITS = {
   /** Longer ids are rejected: an id cut short could merge two predictions. */
   idChars: 128,

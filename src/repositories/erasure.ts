@@ -2,9 +2,8 @@ import { runPrepared, type Db, type Prepared } from "../db/client.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 import { eventParams, insertEventFrom } from "./events.js";
 
-// Erasure of a disconnected connection's history, in bounded batches. Its state is on the connection
-// row: erasure_requested_at, erasure_counts (advanced by the statement that deletes each batch, so a
-// crash loses no count) and erased_at. The row stays as a tombstone the event log (the audit trail) refers to.
+// Erasure of a disconnected connection's history, in bounded batches. Its state is on the row (erasure_requested_at, erasure_counts:
+// advanced by the statement deleting each batch, erased_at), which stays as the tombstone the event log refers to.
 
 /** What is erased, by table, and the key its count has in erasure_counts and in the audit event. */
 export const ERASED_TABLES = {

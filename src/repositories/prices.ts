@@ -1,8 +1,7 @@
 import type { Db } from "../db/client.js";
 import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook } from "../pricing/schemas.js";
 
-// The price book is append-only: a change is a new row, and for a key and a day the row with the
-// latest effective_from, then the latest id, applies.
+// The price book is append-only: for a key and a day, the row with the latest effective_from, then the latest id, applies.
 
 /** Each row of `table` as the days it is in force, [since, until), so pricing many rows is one hash join. */
 export const spans = (table: string, key: string, columns: string, order = "id") =>

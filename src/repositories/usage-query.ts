@@ -34,8 +34,7 @@ type IdleFloorRow = { line: "idle_floor"; instanceSeconds: number; estimatedCost
   Record<"date" | "connectionId" | "model" | "deployment", string>
 >;
 
-// Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
-// order), answered as text.
+// Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, same order), answered as text.
 const dimension = (g: GroupBy, column: string) =>
   `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : ["connection", "kind"].includes(g) ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
 const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

@@ -3,8 +3,7 @@ import type { Prisma } from "../generated/prisma/client.js";
 import type { WebhookDeliveryStatus } from "../generated/prisma/enums.js";
 import { recordEvent, type NewEvent } from "./events.js";
 
-// The webhook outbox (table webhook_deliveries). Rows are inserted by a trigger on integration_events
-// in the same statement as the event that causes them; this module moves them along:
+// The webhook outbox, rows inserted by a trigger on integration_events with the event that causes them; this module moves them on:
 // pending → queued (handed to the webhook queue) → delivered | failed, or pending → expired.
 
 // `payload` is the JSON body, fixed once (null until the relay prepared it); occurredAt is the causing event's.
