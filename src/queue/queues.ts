@@ -14,6 +14,7 @@ const WORKSPACE_CACHE_SIZE = 10_000;
 
 const log = moduleLogger("queues");
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
+const STOPPED_BY_DISCONNECT = QUEUE_NAMES.filter((name) => QUEUE_SPECS[name].stopsOnDisconnect);
 
 export class JobQueues {
   private readonly queues = {} as Record<QueueName, Queue>;
@@ -141,8 +142,7 @@ export class JobQueues {
   /** Removes every waiting or delayed job of the connection (active ones see the disconnect and stop). */
   async removePendingJobs(connectionId: string): Promise<number> {
     let removed = 0;
-    for (const name of QUEUE_NAMES) {
-      if (!QUEUE_SPECS[name].stopsOnDisconnect) continue;
+    for (const name of STOPPED_BY_DISCONNECT) {
       for (const job of await this.queues[name].getJobs(PENDING_STATES)) {
         if (job?.data.connectionId === connectionId) {
           await job.remove().catch(() => undefined); // already taken by a worker: it will stop by itself
@@ -156,7 +156,7 @@ export class JobQueues {
   /** Removes every job, scheduler and event of the connection from the queues a disconnect stops; `active`: its jobs still running. */
   async purgeConnection(connectionId: string): Promise<{ removed: number; active: number }> {
     this.workspaces.delete(connectionId);
-    const queues = QUEUE_NAMES.filter((name) => QUEUE_SPECS[name].stopsOnDisconnect).map((name) => this.queues[name]);
+    const queues = STOPPED_BY_DISCONNECT.map((name) => this.queues[name]);
     // A connection's deduplication keys derive from its id alone (one pending tick per connection).
     const deduplication = [...JOB_KINDS.values()].flatMap(({ spec }) => (spec.dedupe ? [spec.dedupe({ connectionId })] : []));
     return purgeConnectionJobs(this.connection, queues, connectionId, { schedulers: [schedulerId(connectionId)], deduplication });

@@ -116,14 +116,8 @@ const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude
  * is not the local day). Materialized: the answer and the day facts both read it.
  */
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
-  const keys = [
-    "connection_id",
-    "utc_day",
-    "day",
-    "model",
-    "deployment",
-    ...(["kind", "source"] as const).filter((g) => groupBy.includes(g)),
-  ];
+  const kept = (["kind", "source"] as const).filter((g) => groupBy.includes(g));
+  const keys = ["connection_id", "utc_day", "day", "model", "deployment", ...kept];
   return `${DAY_STARTS},
   usage AS MATERIALIZED (
     SELECT ${keys.join(", ")}, ${sums("u")},
