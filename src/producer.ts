@@ -148,14 +148,11 @@ const validated =
     run(ctx.db, parse(schema, input));
 
 /** Runs a job-queue operation; Redis not answering becomes a 503 the caller can retry. */
-async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
+const queue = <T>(what: string, op: () => Promise<T>): Promise<T> =>
+  op().catch((err: unknown) => {
     log.warn("job queue unavailable", { what, error: err });
     throw new ServiceUnavailableError(`the job queue (Redis) is not answering: ${what}; retry later`);
-  }
-}
+  });
 
 /** Stores the token encrypted, creates the pending connection and queues its verification; not queued, it is removed again (503). */
 export async function connect(

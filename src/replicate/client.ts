@@ -135,12 +135,8 @@ export class ReplicateClient {
 
   // The token must only ever travel to the configured API origin.
   private sameOriginLink(link: string, token: string): URL {
-    let url: URL;
-    try {
-      url = new URL(link, this.base);
-    } catch {
-      throw new ForeignLinkError("pagination link is not a valid URL");
-    }
+    if (!URL.canParse(link, this.base)) throw new ForeignLinkError("pagination link is not a valid URL");
+    const url = new URL(link, this.base);
     // Credentials in a link would replace the Bearer token with Basic auth, even on the API origin.
     if (url.username || url.password) throw new ForeignLinkError("pagination link carries a user name or password; not followed");
     if (url.protocol === "http:" && this.base.protocol === "https:" && url.host === this.base.host) url.protocol = "https:";
