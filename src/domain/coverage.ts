@@ -89,9 +89,8 @@ export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<s
 export type UsageDayFacts = Map<string, Map<string, { unfinished: boolean; refreshedAt: string | null; utcOnly: boolean }>>;
 
 /**
- * The earliest created_at any later run can read (ms; Infinity when none will): the next run's window
- * start from what is stored now, or the run in progress's. The high-water mark and time only move
- * forward, so no run reads before this again, as long as LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
+ * The earliest created_at any later run can read (ms; Infinity: none will): the next run's window start from what is stored now, or
+ * the current run's. The high-water mark and time only move forward, so this holds while LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
  */
 function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
   if (s.disconnected) return Infinity;
@@ -103,9 +102,8 @@ function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; look
 const NEVER = "\uffff";
 
 /**
- * Which local days are final: a day of a connection is final when no later run can read it again
- * (it ends by `readAgainFrom`) and everything counted on it was terminal when read. A usage row spans
- * connections and days (all of the scope when not grouped by them), and is final when each is.
+ * Which local days are final: a connection's day no later run can read again (it ends by `readAgainFrom`), with everything counted on
+ * it terminal when read. A usage row spans connections and days (all in scope when not grouped by them) and is final when each is.
  */
 export class Finality {
   /** Per connection: days before this one end before any later run's window (a later day never does). */

@@ -111,9 +111,8 @@ const usageColumn = (g: Exclude<GroupBy, "status">) => (g === "date" ? "day" : g
 const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
 
 /**
- * The range's usage per connection, UTC and local day, model, deployment (and kind and source when
- * grouped by them), in one scan: whole-UTC-day rows count under their UTC date (`utc_only` where that
- * is not the local day). Materialized: the answer and the day facts both read it.
+ * The range's usage per connection, UTC and local day, model, deployment (kind and source when grouped by them), in one scan;
+ * whole-UTC-day rows count under their UTC date (`utc_only` where it is not the local day). The answer and the day facts read it.
  */
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   const kept = (["kind", "source"] as const).filter((g) => groupBy.includes(g));
@@ -203,10 +202,9 @@ type IdleDimension = keyof typeof RELEASE_COLUMN | "date";
 const idleColumn = (g: IdleDimension) => (g === "date" ? "g.day::date" : `f.${RELEASE_COLUMN[g]}`);
 
 /**
- * The idle floor of deployments in scope, grouped like the usage rows (idle time has no kind, source
- * or status), until the last day a deployment was listed; a local day lasts 23 or 25 hours on DST days.
- * Releases sharing dimensions, hardware and days are added up before their days are generated, so the
- * work grows with the deployments in scope, never with the range.
+ * The idle floor of deployments in scope, grouped like the usage rows (idle time has no kind, source or status), until the last day
+ * a deployment was listed (a local day lasts 23 or 25 hours on DST days). Releases sharing dimensions, hardware and days are added
+ * up before their days are generated: the work grows with the deployments in scope, never with the range.
  */
 export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infinity): Promise<IdleFloorRow[]> {
   if (q.groupBy.includes("status")) return [];
