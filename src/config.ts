@@ -152,7 +152,7 @@ export class ConfigError extends Error {
 }
 
 /** Validates the environment; throws one ConfigError naming every bad variable. Pure: no files, no defaults for secrets. */
-function validate<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.output<S> {
+function validate<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
   const blankToMissing = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = schema.safeParse(blankToMissing);
   if (!parsed.success) {
@@ -161,10 +161,10 @@ function validate<S extends z.ZodType>(schema: S, env: Record<string, string | u
   return parsed.data;
 }
 
+type Env = Record<string, string | undefined>;
+
 /** DATABASE_URL alone, for the migration commands, which need no secrets. */
-export function parseDatabaseUrl(env: Record<string, string | undefined>): string {
-  return validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
-}
+export const parseDatabaseUrl = (env: Env): string => validate(envShape.pick({ DATABASE_URL: true }), env).DATABASE_URL;
 
 // The keys are only needed to store tokens (connect, replaceToken); the producer's readers work without them.
 const producerSchema = z
@@ -179,11 +179,7 @@ const producerSchema = z
 export type ProducerConfig = z.output<typeof producerSchema>;
 
 /** The producer's settings from the same variables the service reads (sharedShape and the keys): no API or support token. */
-export function loadProducerConfig(env: Record<string, string | undefined> = process.env): ProducerConfig {
-  return validate(producerSchema, env);
-}
+export const loadProducerConfig = (env: Env = process.env): ProducerConfig => validate(producerSchema, env);
 
 /** The service's settings: every variable validated, grouped by subsystem. */
-export function parseConfig(env: Record<string, string | undefined>): Config {
-  return validate(configSchema, env);
-}
+export const parseConfig = (env: Env): Config => validate(configSchema, env);

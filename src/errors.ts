@@ -1,6 +1,5 @@
-// One class per way a provider call or an input can fail; the job layer maps them to
-// retry, delay, pause or give up (src/lifecycle/failures.ts). Messages never carry a token
-// or a response body that might hold user content.
+// One class per way a provider call or an input can fail; the job layer maps them to retry, delay, pause or give up
+// (src/lifecycle/failures.ts). Messages never carry a token or a response body that might hold user content.
 
 export abstract class AppError extends Error {
   abstract readonly code: string;
@@ -10,37 +9,31 @@ export abstract class AppError extends Error {
   }
 }
 
-/** The base of errors that carry nothing but their code and message. */
+/** The base of every error class below: its code. */
 const coded = <C extends string>(code: C) =>
   class extends AppError {
     readonly code = code;
   };
 
 /** 401/403: names the rejected token by fingerprint, because it may have been replaced since the request. */
-abstract class RejectedTokenError extends AppError {
-  constructor(
-    message: string,
-    readonly tokenFingerprint?: string,
-  ) {
-    super(message);
-  }
-}
+const rejectedToken = <C extends string, S extends number>(code: C, httpStatus: S) =>
+  class extends coded(code) {
+    readonly httpStatus = httpStatus;
+    constructor(
+      message: string,
+      readonly tokenFingerprint?: string,
+    ) {
+      super(message);
+    }
+  };
 
 /** 401: the token is invalid or revoked. Retrying cannot help. */
-export class CredentialError extends RejectedTokenError {
-  readonly code = "credential_invalid";
-  readonly httpStatus = 401;
-}
-
+export class CredentialError extends rejectedToken("credential_invalid", 401) {}
 /** 403: the token is valid but may not read this resource. */
-export class ScopeError extends RejectedTokenError {
-  readonly code = "scope_denied";
-  readonly httpStatus = 403;
-}
+export class ScopeError extends rejectedToken("scope_denied", 403) {}
 
 /** 429: wait retryAfterSeconds, then try again; only this connection waits. */
-export class RateLimitError extends AppError {
-  readonly code = "rate_limited";
+export class RateLimitError extends coded("rate_limited") {
   readonly httpStatus = 429;
   constructor(
     message: string,
@@ -54,32 +47,27 @@ export class RateLimitError extends AppError {
 }
 
 /** An HTTP exchange that failed with the status it answered (none: no answer). */
-abstract class HttpExchangeError extends AppError {
-  constructor(
-    message: string,
-    readonly httpStatus?: number | null,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+const httpExchange = <C extends string>(code: C) =>
+  class extends coded(code) {
+    constructor(
+      message: string,
+      readonly httpStatus?: number | null,
+      options?: ErrorOptions,
+    ) {
+      super(message, options);
+    }
+  };
 
 /** 5xx, timeout or network failure that outlasted the client's own retries. */
-export class TransientProviderError extends HttpExchangeError {
-  readonly code = "provider_error";
-}
-
+export class TransientProviderError extends httpExchange("provider_error") {}
 /** The provider answered with something that is not the documented shape. */
-export class MalformedResponseError extends HttpExchangeError {
-  readonly code = "malformed_response";
-}
+export class MalformedResponseError extends httpExchange("malformed_response") {}
 
 /** A pagination link pointing away from the configured API origin: never followed. */
 export class ForeignLinkError extends coded("foreign_link_refused") {}
 
 /** Bad input from a caller of the producer or HTTP API. */
-export class ValidationError extends AppError {
-  readonly code = "validation_failed";
+export class ValidationError extends coded("validation_failed") {
   constructor(
     message: string,
     readonly issues: string[] = [],
@@ -89,8 +77,7 @@ export class ValidationError extends AppError {
 }
 
 /** A stored token that cannot be decrypted (its key is not configured, or the ciphertext was altered). */
-export class VaultError extends AppError {
-  readonly code = "token_unreadable";
+export class VaultError extends coded("token_unreadable") {
   constructor(
     readonly reason: "malformed" | "unknown_key" | "authentication_failed",
     message: string,
@@ -107,6 +94,4 @@ export class QueryTimeoutError extends coded("query_timeout") {}
 export class ConflictError extends coded("conflict") {}
 
 /** The backend's webhook endpoint did not answer 2xx (or not at all); the webhook queue retries it. */
-export class WebhookDeliveryError extends HttpExchangeError {
-  readonly code = "webhook_failed";
-}
+export class WebhookDeliveryError extends httpExchange("webhook_failed") {}

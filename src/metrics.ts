@@ -6,10 +6,7 @@ import { countByStatus } from "./repositories/connections.js";
 
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "failed"] as const;
 
-/**
- * Queue depth and last-sync age are read at scrape time, so every process reports the same cluster-wide
- * values; job durations and 429s are counted by the process that ran the job.
- */
+/** Queue depth and sync ages are read at scrape time (the same in every process); durations and 429s count per process. */
 export class ServiceMetrics {
   readonly registry = new Registry();
   readonly jobDuration = new Histogram({

@@ -29,8 +29,7 @@ import * as workspaces from "./repositories/workspace-settings.js";
 import { openStores } from "./stores.js";
 import { TokenVault } from "./vault.js";
 
-// The typed API the backend calls in-process and the HTTP routes call. Job data never carries the
-// token, and no return value does.
+// The typed API the backend calls in-process and the HTTP routes call: neither job data nor any return value carries the token.
 
 export { loadProducerConfig, type ProducerConfig } from "./config.js";
 
@@ -112,22 +111,21 @@ export const usageFields = {
 
 type UsageFields = z.output<z.ZodObject<typeof usageFields>>;
 
-function checkUsage(q: UsageFields, ctx: z.RefinementCtx): void {
-  const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
-  if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
-  if (q.from > q.to) issue("from", "from must not be after to");
-  const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
-  if (days > MAX_USAGE_DAYS) {
-    const last = addDays(q.from, MAX_USAGE_DAYS - 1);
-    issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
-  }
-  if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
-}
-
 /** The usage query over `shape` (usageFields, plus `format` on HTTP): strict, and checked across fields. */
 export function usageRules<T extends typeof usageFields>(shape: T) {
-  // The checks read only the usage fields, which every extension keeps.
-  return z.strictObject(shape).superRefine((q, ctx) => checkUsage(q as UsageFields, ctx));
+  return z.strictObject(shape).superRefine((input, ctx) => {
+    // The checks read only the usage fields, which every extension keeps.
+    const q = input as UsageFields;
+    const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+    if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
+    if (q.from > q.to) issue("from", "from must not be after to");
+    const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
+    if (days > MAX_USAGE_DAYS) {
+      const last = addDays(q.from, MAX_USAGE_DAYS - 1);
+      issue("to", `from..to spans ${days} days; a query covers at most ${MAX_USAGE_DAYS} (from ${q.from}, to ${last} at the latest)`);
+    }
+    if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
+  });
 }
 const usageInput = usageRules(usageFields);
 
@@ -150,19 +148,13 @@ const validated =
     run(ctx.db, parse(schema, input));
 
 /** Runs a job-queue operation; Redis not answering becomes a 503 the caller can retry. */
-async function queue<T>(what: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
+const queue = <T>(what: string, op: () => Promise<T>): Promise<T> =>
+  op().catch((err: unknown) => {
     log.warn("job queue unavailable", { what, error: err });
     throw new ServiceUnavailableError(`the job queue (Redis) is not answering: ${what}; retry later`);
-  }
-}
+  });
 
-/**
- * Stores the token encrypted, creates the connection (pending) and enqueues its verification. When
- * that cannot be queued, the connection is removed again (503): nothing is left for a retry to duplicate.
- */
+/** Stores the token encrypted, creates the pending connection and queues its verification; not queued, it is removed again (503). */
 export async function connect(
   ctx: ProducerContext,
   input: z.input<typeof connectInput>,
@@ -208,10 +200,7 @@ export async function replaceToken(ctx: ProducerContext, id: string, token: stri
   return connections.toPublic(row);
 }
 
-/**
- * Deletes the stored token under the connection's row lock, so no page is written after it returns.
- * Works while Redis is down too: jobs left behind find no token, and the reconciler removes the scheduler.
- */
+/** Deletes the token under the row lock (no page is written after); without Redis too: the reconciler removes the scheduler. */
 export async function disconnect(ctx: ProducerContext, id: string): Promise<connections.PublicConnection> {
   const row = await connections.disconnect(ctx.db, parse(connectionId, id));
   try {
@@ -265,10 +254,7 @@ const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
-/**
- * What grows with the range (rows, idle floor, the days finality reads) is read in one snapshot, stopped
- * after USAGE_QUERY_TIMEOUT_MS in all (QueryTimeoutError); aborting `signal` (the client went away) cancels it.
- */
+/** Rows, idle floor and finality's days in one snapshot, stopped after USAGE_QUERY_TIMEOUT_MS; aborting `signal` cancels it. */
 export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";

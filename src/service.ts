@@ -14,8 +14,7 @@ import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 import { sweepWebhooks } from "./webhooks/relay.js";
 
-// Every dependency is built here and handed down, so the queue layer knows no lifecycle and the
-// context no repository; src/main.ts, the test harness and the benchmarks all start it here.
+// Every dependency is built here and handed down (the queue layer knows no lifecycle); main, the test harness and the benchmarks start it.
 
 /** How often each worker process looks for webhooks not yet queued. */
 const WEBHOOK_RELAY_INTERVAL_MS = 500;

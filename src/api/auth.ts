@@ -32,10 +32,7 @@ function supportMayOpen(request: FastifyRequest): boolean {
   return read && (route === "/ui" || route.startsWith("/ui/") || route.startsWith("/v1/"));
 }
 
-/**
- * Every route but the probes needs a credential: the API token opens everything; the support token
- * (SUPPORT_TOKEN) is read-only, so writes, /metrics and bull-board answer it with 403.
- */
+/** Every route but the probes needs a credential; the support token only reads (writes, /metrics and bull-board answer it 403). */
 export function requireCredential(http: Config["http"]) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (PUBLIC_PATHS.has(request.url.split("?")[0]!)) return;

@@ -1,7 +1,6 @@
 import { stringify } from "csv-stringify/sync";
 
-// OWASP CSV injection: a spreadsheet reads a cell starting with one of these as a formula, so such
-// text (model and deployment names come from the provider) gets a leading quote.
+// CSV injection (OWASP): provider text (model, deployment names) starting with one of these would be a formula, so it gets a leading quote.
 const FORMULA_START = /^[=+\-@\t\r]/;
 
 /** RFC 4180 under a header row of `columns`, also when there are no rows; lines end in \n as they always have here. */

@@ -8,10 +8,7 @@ type Document = Record<string, unknown> & {
   components?: Record<string, unknown>;
 };
 
-/**
- * The request id on every operation: an optional x-request-id parameter and the x-request-id header of every
- * response. Added to the generated document because the zod transform keeps no response headers.
- */
+/** An x-request-id parameter and response header on every operation, added here: the zod transform keeps no response headers. */
 export const withRequestIds: SwaggerTransformObject = (document) => {
   if (!("openapiObject" in document)) return document.swaggerObject;
   const doc = document.openapiObject as Document;

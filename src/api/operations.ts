@@ -12,10 +12,7 @@ export interface Input<P, Q, B, H> {
   headers: Out<H>;
 }
 
-/**
- * One documented route. querystring defaults to none, so an unknown parameter is a 400; the handler returns
- * the body of its success (the lowest status listed), or the reply when it answered on its own.
- */
+/** One documented route (no querystring: unknown parameters are a 400); the handler returns its success body, or the reply. */
 export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
   route: `${HTTPMethods} /${string}`;
   operationId: string;

@@ -6,8 +6,7 @@ import { coverageSchema } from "../domain/coverage.js";
 import { decimalUsd } from "../pricing/schemas.js";
 import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
-// What each status answers: fastify serializes every answer through these schemas and @fastify/swagger
-// turns them into /openapi.json, so the document cannot drift from the responses.
+// Fastify serializes every answer through these schemas and @fastify/swagger turns them into /openapi.json: the two cannot drift.
 
 /** Every error the API answers, whatever produced it (a route, validation, auth, fastify itself, an unknown route). */
 export const errorBody = z
@@ -83,20 +82,15 @@ export const publicConnection = z.object({
   updatedAt: when,
 });
 
-const connectionExample = {
+// A new connection: every field null but these.
+const connectionExample: Record<string, unknown> = {
+  ...Object.fromEntries(Object.keys(publicConnection.shape).map((k) => [k, null])),
   id: uuid,
   workspaceId: "ws-1",
   status: "pending",
-  accountUsername: null,
-  accountType: null,
-  verifiedAt: null,
-  lastSyncStartedAt: null,
-  lastSyncedAt: null,
-  highWaterMark: null,
-  deploymentsCheckedAt: null,
   createdAt: at,
   updatedAt: at,
-} as const;
+};
 export const acceptedConnection = publicConnection.meta({ examples: [connectionExample] });
 
 export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true }).extend({
@@ -107,7 +101,7 @@ export const connectionView = publicConnection.omit({ deploymentsCheckedAt: true
   health: healthSchema,
 });
 
-const viewExample = {
+const viewExample: Record<string, unknown> = {
   ...connectionExample,
   status: "connected",
   accountUsername: "acme",

@@ -2,11 +2,7 @@ import type { FastifyHelmetOptions } from "@fastify/helmet";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { errorReply } from "./schemas.js";
 
-/**
- * Headers for every answer: no framing (clickjacking), no MIME sniffing, and a CSP that lets the
- * support page and bull-board load only from this service, so neither can reach the internet.
- * Inline styles stay allowed because bull-board's page and its React components use them.
- */
+/** No framing, no MIME sniffing, and a CSP keeping the support page and bull-board on this service (inline styles: bull-board's). */
 export const HELMET_OPTIONS: FastifyHelmetOptions = {
   global: true,
   frameguard: { action: "deny" },
@@ -30,16 +26,12 @@ export const HELMET_OPTIONS: FastifyHelmetOptions = {
 
 const STATE_CHANGING = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 
-/**
- * A browser holding the Basic credentials sends them to this service from any site, so a write is
- * refused when it comes from another origin, or carries a body that is not JSON (an HTML form or a
- * no-preflight `fetch` can only send form or text bodies). Programs send no Origin and stay unaffected.
- */
+// Browsers send Basic credentials from any site: a write from another origin, or with a non-JSON body (forms, simple fetch), is refused.
 export async function refuseCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!STATE_CHANGING.has(request.method)) return;
   const origin = request.headers.origin;
   // Host only, not scheme: TLS may end at a proxy in front of the service.
-  if (origin !== undefined && hostOf(origin) !== request.host) {
+  if (origin !== undefined && !(URL.canParse(origin) && new URL(origin).host === request.host)) {
     await reply
       .code(403)
       .send(errorReply(request, "forbidden_origin", `${request.method} from origin ${origin} refused: not this service's own origin`));
@@ -50,8 +42,4 @@ export async function refuseCrossSiteWrites(request: FastifyRequest, reply: Fast
   if (hasBody && type !== "application/json") {
     await reply.code(415).send(errorReply(request, "unsupported_media_type", "request bodies must be application/json"));
   }
-}
-
-function hostOf(origin: string): string | null {
-  return URL.canParse(origin) ? new URL(origin).host : null;
 }

@@ -32,11 +32,9 @@ export async function runPrepared<R extends pg.QueryResultRow>(db: Db, statement
 export type Queryable = Pick<pg.ClientBase, "query">;
 
 /**
- * Runs `read` on one connection, in one read-only snapshot, within `timeoutMs` in all: Postgres stops
- * any statement at that limit (statement_timeout), and the read is cancelled when it is reached
- * between or during its statements (QueryTimeoutError). Aborting `signal` cancels it too and rejects
- * with the signal's reason. A cancel is pg_cancel_backend from a connection of its own (a busy pool
- * cannot delay it), and a connection that saw a failure is closed, so no cancel reaches its next user.
+ * Runs `read` in one read-only snapshot on one connection, within `timeoutMs` in all (statement_timeout, and a cancel between or
+ * during statements: QueryTimeoutError); aborting `signal` cancels it too, rejecting with its reason. pg_cancel_backend is sent from
+ * a connection of its own (a busy pool cannot delay it), and a connection that saw a failure is closed: no cancel reaches its next user.
  */
 export async function boundedRead<T>(
   db: Db,

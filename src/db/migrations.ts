@@ -6,14 +6,11 @@ import { MIGRATIONS_DIR, SCHEMA_PATH, diffSchemas } from "./schema-engine.js";
 // produce is kept beside them; a new migration is the diff from that snapshot to schema.prisma.
 export const SNAPSHOT_PATH = path.join(MIGRATIONS_DIR, "schema.snapshot.prisma");
 
-async function readSnapshot(): Promise<string | null> {
-  try {
-    return await readFile(SNAPSHOT_PATH, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+const readSnapshot = () =>
+  readFile(SNAPSHOT_PATH, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return null;
     throw err;
-  }
-}
+  });
 
 /** SQL for the schema changes not yet in a migration; empty when the two agree. */
 export async function pendingSchemaSql(databaseUrl: string): Promise<string> {

@@ -6,9 +6,8 @@ import { bindMigrationAwareSqlAdapterFactory } from "@prisma/driver-adapter-util
 import * as bindings from "@prisma/schema-engine-wasm/schema_engine_bg";
 import type { MigrationList, SchemaEngine } from "@prisma/schema-engine-wasm";
 
-// Prisma's CLI downloads a native schema engine, which is impossible offline; its wasm build
-// talks to Postgres through the same driver adapter the client uses and records migrations in
-// `_prisma_migrations` exactly as `prisma migrate deploy` does.
+// Prisma's CLI downloads a native schema engine, impossible offline; the wasm build talks to Postgres through the client's driver
+// adapter and records migrations in `_prisma_migrations` exactly as `prisma migrate deploy` does.
 
 export const SCHEMA_PATH = path.resolve("prisma/schema.prisma");
 export const MIGRATIONS_DIR = path.resolve("prisma/migrations");
@@ -67,10 +66,7 @@ export async function withSchemaEngine<T>(databaseUrl: string, use: (engine: Sch
 /** Reads prisma/migrations into the shape the engine takes; migration folders sort by name. */
 export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<MigrationList> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
+  const names = entries.flatMap((e) => (e.isDirectory() ? [e.name] : [])).sort();
   const migrationDirectories = await Promise.all(
     names.map(async (name) => ({
       path: name,

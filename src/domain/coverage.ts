@@ -2,8 +2,7 @@ import { z } from "zod";
 import { addDays, dayStart, daysBetween, localDay } from "./calendar.js";
 import { syncWindowStart } from "./checkpoint.js";
 
-// How much of a requested range the database has read, per connection, so a dashboard can tell
-// "no usage" from "not synced yet", and which days no later sync can change.
+// What of a range each connection has read ("no usage" is not "not synced yet"), and which days no later sync can change.
 
 export interface CoverageSource {
   connectionId: string;
@@ -77,10 +76,7 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string;
 
 const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.to ? daysBetween(c.from, c.to) : []);
 
-/**
- * The days a zero row may be filled in for: per connection (keyed by its id) with `byConnection`, else
- * under "" the days every connection in scope has read (a day one of them has not read is unknown, not zero).
- */
+/** Days a zero row may fill: per connection with `byConnection`, else (under "") the days every connection in scope has read. */
 export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
   // Each connection has read one run of days: what they all have read is where those runs overlap.
@@ -89,16 +85,12 @@ export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<s
   return new Map([["", from.at(-1) && to ? daysOf({ from: from.at(-1)!, to }) : []]]);
 }
 
-/**
- * Per connection id, per local day with usage: whether some prediction of the day was not terminal
- * when read, when the day was last refreshed (ISO), and whether part of it is a whole UTC day (not exact here).
- */
+/** Per connection id and local day with usage: unfinished when read, last refreshed (ISO), partly a whole UTC day (not exact). */
 export type UsageDayFacts = Map<string, Map<string, { unfinished: boolean; refreshedAt: string | null; utcOnly: boolean }>>;
 
 /**
- * The earliest created_at any later run can read (ms; Infinity when none will): the next run's window
- * start from what is stored now, or the run in progress's. The high-water mark and time only move
- * forward, so no run reads before this again, as long as LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
+ * The earliest created_at any later run can read (ms; Infinity: none will): the next run's window start from what is stored now, or
+ * the current run's. The high-water mark and time only move forward, so this holds while LOOKBACK_HOURS and BACKFILL_DAYS are not raised.
  */
 function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; lookbackHours: number }, now: Date): number {
   if (s.disconnected) return Infinity;
@@ -110,9 +102,8 @@ function readAgainFrom(s: CoverageSource, settings: { backfillDays: number; look
 const NEVER = "\uffff";
 
 /**
- * Which local days are final: a day of a connection is final when no later run can read it again
- * (it ends by `readAgainFrom`) and everything counted on it was terminal when read. A usage row spans
- * connections and days (all of the scope when not grouped by them), and is final when each is.
+ * Which local days are final: a connection's day no later run can read again (it ends by `readAgainFrom`), with everything counted on
+ * it terminal when read. A usage row spans connections and days (all in scope when not grouped by them) and is final when each is.
  */
 export class Finality {
   /** Per connection: days before this one end before any later run's window (a later day never does). */

@@ -2,8 +2,7 @@ import type { AccountRef } from "./account.js";
 import type { EventKind, EventLevel } from "../generated/prisma/enums.js";
 import { sqlList } from "./prediction-status.js";
 
-// What each event kind means. Failures, health, the connection views and the webhook trigger (a
-// migration carries webhookTriggerSql) derive from it; test/unit/event-kinds.test.ts holds them to it.
+// What each event kind means: failures, health, connection views and the webhook trigger derive from it (test/unit/event-kinds.test.ts).
 
 const WEBHOOK_TYPES = [
   "connection.verified",
@@ -54,72 +53,51 @@ const ENRICHMENTS: Record<string, { what: string; missing: string }> = {
   "/v1/deployments": { what: "Deployments", missing: "the cost of deployment usage is shown as unpriced until the read succeeds" },
 };
 
+/** An error that pauses the connection until someone acts (connection.action_required). */
+const pauses = (error: Omit<ErrorMeaning, "state">) =>
+  ({ level: "error", webhook: "connection.action_required", error: { ...error, state: "action_required" } }) as const;
+
 /** Every kind of the EventKind enum, in the order the support page's filter offers them. */
 export const EVENT_KINDS = {
   connected: { level: "info" },
   token_replaced: { level: "info", success: "reset" },
   verified: { level: "info", success: "recovery", webhook: "connection.verified" },
-  credential_invalid: {
-    level: "error",
-    webhook: "connection.action_required",
-    error: {
-      state: "action_required",
-      text: "Replicate rejected the token.",
-      message: (c) =>
-        c.verified
-          ? "Replicate no longer accepts the stored token (revoked or expired), so syncing is paused."
-          : "Replicate rejected the token the first time it was checked, so nothing has been synced.",
-      action: (c) =>
-        c.verified ? NEW_TOKEN : "Ask the customer to copy the token again from replicate.com/account/api-tokens and paste it whole.",
-    },
-  },
-  scope_denied: {
-    level: "error",
-    webhook: "connection.action_required",
-    error: {
-      state: "action_required",
-      text: "The token may not read this account's predictions.",
-      message: () => "The token works but may not read this account's predictions, so syncing is paused.",
-      action: () => "Ask the customer for a token created in the Replicate organization that owns the usage, and to paste it again.",
-    },
-  },
-  token_unreadable: {
-    level: "error",
-    webhook: "connection.action_required",
-    error: {
-      state: "action_required",
-      text: "The stored token cannot be decrypted with the configured keys.",
-      message: () =>
-        "The stored token cannot be decrypted with the configured keys (the key it was encrypted with is not in TOKEN_ENCRYPTION_KEYS), so syncing is paused; the token itself may still be valid.",
-      action: () =>
-        "Restore the missing key in TOKEN_ENCRYPTION_KEYS and restart the service (every token encrypted with it fails alike); this connection then resumes when its token is pasted again.",
-      actionBy: "operator",
-    },
-  },
-  duplicate_account: {
-    level: "error",
-    webhook: "connection.action_required",
-    error: {
-      state: "action_required",
-      text: "This Replicate account is already connected in this workspace.",
-      message: (c) =>
-        `This Replicate account is already connected in this workspace as connection ${c.duplicateOf}, so this connection does not sync (its usage would be counted twice).`,
-      action: (c) =>
-        `Nothing is needed if connection ${c.duplicateOf} is the one the customer wants. To use this one instead, disconnect ${c.duplicateOf}, then paste the token here again.`,
-    },
-  },
-  account_changed: {
-    level: "error",
-    webhook: "connection.action_required",
-    error: {
-      state: "action_required",
-      text: "The new token belongs to another Replicate account than the one this connection syncs.",
-      message: (c) =>
-        `The token pasted last belongs to another Replicate account than the ${synced(c)} this connection syncs, so it was not used and syncing is paused.`,
-      action: (c) =>
-        `Ask the customer for a token of the Replicate ${synced(c)} and to paste it here. To sync the other account, create a new connection for it.`,
-    },
-  },
+  credential_invalid: pauses({
+    text: "Replicate rejected the token.",
+    message: (c) =>
+      c.verified
+        ? "Replicate no longer accepts the stored token (revoked or expired), so syncing is paused."
+        : "Replicate rejected the token the first time it was checked, so nothing has been synced.",
+    action: (c) =>
+      c.verified ? NEW_TOKEN : "Ask the customer to copy the token again from replicate.com/account/api-tokens and paste it whole.",
+  }),
+  scope_denied: pauses({
+    text: "The token may not read this account's predictions.",
+    message: () => "The token works but may not read this account's predictions, so syncing is paused.",
+    action: () => "Ask the customer for a token created in the Replicate organization that owns the usage, and to paste it again.",
+  }),
+  token_unreadable: pauses({
+    text: "The stored token cannot be decrypted with the configured keys.",
+    message: () =>
+      "The stored token cannot be decrypted with the configured keys (the key it was encrypted with is not in TOKEN_ENCRYPTION_KEYS), so syncing is paused; the token itself may still be valid.",
+    action: () =>
+      "Restore the missing key in TOKEN_ENCRYPTION_KEYS and restart the service (every token encrypted with it fails alike); this connection then resumes when its token is pasted again.",
+    actionBy: "operator",
+  }),
+  duplicate_account: pauses({
+    text: "This Replicate account is already connected in this workspace.",
+    message: (c) =>
+      `This Replicate account is already connected in this workspace as connection ${c.duplicateOf}, so this connection does not sync (its usage would be counted twice).`,
+    action: (c) =>
+      `Nothing is needed if connection ${c.duplicateOf} is the one the customer wants. To use this one instead, disconnect ${c.duplicateOf}, then paste the token here again.`,
+  }),
+  account_changed: pauses({
+    text: "The new token belongs to another Replicate account than the one this connection syncs.",
+    message: (c) =>
+      `The token pasted last belongs to another Replicate account than the ${synced(c)} this connection syncs, so it was not used and syncing is paused.`,
+    action: (c) =>
+      `Ask the customer for a token of the Replicate ${synced(c)} and to paste it here. To sync the other account, create a new connection for it.`,
+  }),
   history_moved: { level: "info" },
   rate_limited: { level: "warn" },
   provider_error: {

@@ -6,15 +6,12 @@ import { EventKind, type ConnectionStatus } from "../generated/prisma/enums.js";
 import { runProgress, type Checkpoint } from "./checkpoint.js";
 import { errorOf, warningOf, type ErrorKind, type WarningKind } from "./event-kinds.js";
 
-// One health object per connection, computed from the connection row and its latest relevant events
-// (read by src/repositories/connection-views.ts), so the API, the producer and the support page tell
-// the same story; the texts are the event-kind table's.
+// One health object per connection, from the row and its latest relevant events, so the API, the producer and the support page agree.
 
 export const HEALTH_STATES = ["verifying", "backfilling", "healthy", "throttled", "action_required", "failing", "disconnected"] as const;
 type HealthState = (typeof HEALTH_STATES)[number];
 
-// Each health state comes from one stored status (failing and throttled from two), so a state
-// filter first narrows by status in SQL, then by the computed state.
+// A health state comes from one stored status (failing and throttled from two): a state filter narrows by status in SQL first.
 export const STATUSES_OF: Record<HealthState, ConnectionStatus[]> = {
   verifying: ["pending"],
   backfilling: ["connected"],

@@ -1,8 +1,7 @@
 import type { UsageKind } from "../generated/prisma/enums.js";
 import { IN_PROGRESS_STATUSES, TERMINAL_STATUSES, sqlList } from "./prediction-status.js";
 
-// A usage row's dimensions and measures: the write, the query, zero rows, the row schema, CSV columns
-// and OpenAPI derive from these tables, so a measure cannot be in one and missing in another.
+// A usage row's dimensions and measures: the write, the query, zero rows, schemas and CSV derive from these tables, so none misses one.
 
 /** A prediction or a training: both bill compute seconds; ids are unique within a kind. */
 export type { UsageKind };

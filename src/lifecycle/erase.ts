@@ -5,8 +5,7 @@ import { connectionNotFound } from "../repositories/connections.js";
 import * as erasure from "../repositories/erasure.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 
-// The request is a row change in Postgres, so a crash or Redis being down loses nothing (the
-// reconciler enqueues what is unfinished). Every step can run again: a retry finds less to delete.
+// A request is a row change in Postgres (a crash or Redis down loses nothing: the reconciler enqueues it); every step can run again.
 
 const log = moduleLogger("erase");
 
@@ -64,11 +63,7 @@ type EraseOutcome = { outcome: "not_requested" | "already_erased" } | { outcome:
 
 type EraseContext = Pick<AppContext, "db" | "queues" | "rateCap" | "vault" | "config">;
 
-/**
- * Deletes the history in batches, the connection's jobs and pacing keys, then ends the erasure. A job
- * of the connection still running (started before the disconnect) could write after the batches: this
- * waits for it (retry), and erases again if rows appeared meanwhile.
- */
+/** Deletes the history in batches, then jobs and pacing keys; waits (retry) for a job still running and erases what it wrote. */
 export async function eraseHistory(ctx: EraseContext, id: string): Promise<EraseOutcome> {
   const row = await erasure.readErasure(ctx.db, id);
   if (!row?.requestedAt) return { outcome: "not_requested" };

@@ -16,9 +16,8 @@ import { recordEvent } from "../repositories/events.js";
 import { abandonRun } from "../repositories/runs.js";
 import { tokenFingerprint, type TokenVault } from "../vault.js";
 
-// What a failed job means, in two halves: `classify` is pure (error + attempt → decision, unit
-// tested per error class); `applyFailure` performs the decision's effects (events, pausing, ending a
-// run) and says what the job should do. The queue adapter turns that into BullMQ calls.
+// What a failed job means, in two halves: `classify` is pure (error + attempt → decision); `applyFailure` performs its effects
+// (events, pausing, ending a run) and says what the job should do, which the queue adapter turns into BullMQ calls.
 
 export interface Attempt {
   queue: "verify" | "sync";

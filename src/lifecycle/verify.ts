@@ -6,11 +6,7 @@ import type { Account } from "../replicate/schemas.js";
 import { accountHolder, connectAccount, markCredentialError, requireConnection, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 
-/**
- * Checks the token against GET /v1/account (every other read belongs to a run), connects the
- * account and starts its syncs; "paused" when the account counts in the workspace through another
- * connection, or is not the account the connection has synced.
- */
+/** Checks the token (GET /v1/account), connects the account and starts its syncs; "paused": a duplicate, or another account. */
 export async function verifyConnection(ctx: AppContext, connectionId: string, jobId?: string): Promise<"verified" | "paused" | "gone"> {
   const stored = await storedToken(ctx.db, ctx.vault, connectionId);
   if (!stored) return "gone";

@@ -1,9 +1,8 @@
 import type { JobState, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 
-// What BullMQ holds of one connection, for its erasure: the jobs of every state (finished ones are
-// kept for a day or a week), their scheduler and deduplication keys, and the entries of each
-// queue's event stream that name it.
+// What BullMQ holds of one connection, for its erasure: its jobs of every state (finished ones are kept a day or a week), their
+// scheduler and deduplication keys, and the entries of each queue's event stream that name it.
 
 const SETTLED: JobState[] = ["waiting", "delayed", "prioritized", "waiting-children", "completed", "failed"];
 const PAGE = 500;

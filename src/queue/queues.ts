@@ -5,8 +5,7 @@ import { moduleLogger } from "../logger.js";
 import { purgeConnectionJobs } from "./purge.js";
 import { JOB_KINDS, QUEUE_NAMES, QUEUE_SPECS, type JobData, type JobKind, type QueueName } from "./registry.js";
 
-// The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, so job
-// ids, names and options come from the registry and are decided nowhere else.
+// The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, with ids, names and options from the registry.
 
 /** A connected connection's recurring sync (a tick every SYNC_INTERVAL_MINUTES). */
 export const schedulerId = (connectionId: string) => `sync-${connectionId}`;
@@ -15,6 +14,7 @@ const WORKSPACE_CACHE_SIZE = 10_000;
 
 const log = moduleLogger("queues");
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
+const STOPPED_BY_DISCONNECT = QUEUE_NAMES.filter((name) => QUEUE_SPECS[name].stopsOnDisconnect);
 
 export class JobQueues {
   private readonly queues = {} as Record<QueueName, Queue>;
@@ -51,10 +51,7 @@ export class JobQueues {
     return Object.values(this.queues);
   }
 
-  /**
-   * "slice ws-1": bull-board lists jobs by name, so an operator finds a workspace's jobs by searching
-   * for it. The workers dispatch on the first word.
-   */
+  /** "slice ws-1": an operator finds a workspace's jobs in bull-board by name; the workers dispatch on the first word. */
   private async jobName(kind: JobKind, data: object): Promise<string> {
     if (!("connectionId" in data) || typeof data.connectionId !== "string") return kind;
     return `${kind} ${(await this.workspaceFor(data.connectionId)) ?? data.connectionId}`;
@@ -80,11 +77,7 @@ export class JobQueues {
     });
   }
 
-  /**
-   * Makes sure the job (of a kind with an id) exists and will run: "running" when it is already
-   * pending or running. A finished one was wanted again (it failed for good, or stopped without
-   * doing its work because the connection was paused meanwhile), so it is removed and enqueued again.
-   */
+  /** Makes sure the job will run: "running" if pending or running; a finished one (failed, or stopped while paused) is enqueued again. */
   async ensure<K extends JobKind>(kind: K, data: JobData<K>): Promise<"running" | "enqueued"> {
     const { queue, spec } = JOB_KINDS.get(kind)!;
     const existing = await this.queues[queue].getJob(spec.id!(data));
@@ -120,10 +113,7 @@ export class JobQueues {
     return scheduler?.next ? new Date(scheduler.next) : null;
   }
 
-  /**
-   * Makes the set of schedulers equal the given set of connected connections: BullMQ can race when
-   * several processes upsert at once, a crash can leave one behind, and Redis can lose them all.
-   */
+  /** Makes the schedulers match the connected connections: upserts race, a crash can leave one behind, Redis can lose them all. */
   async reconcileSchedulers(connectedIds: string[]): Promise<{ added: string[]; removed: number }> {
     const wanted = new Set(connectedIds.map(schedulerId));
     const have = new Set((await this.queues.sync.getJobSchedulers(0, -1)).map((s) => s.key));
@@ -152,8 +142,7 @@ export class JobQueues {
   /** Removes every waiting or delayed job of the connection (active ones see the disconnect and stop). */
   async removePendingJobs(connectionId: string): Promise<number> {
     let removed = 0;
-    for (const name of QUEUE_NAMES) {
-      if (!QUEUE_SPECS[name].stopsOnDisconnect) continue;
+    for (const name of STOPPED_BY_DISCONNECT) {
       for (const job of await this.queues[name].getJobs(PENDING_STATES)) {
         if (job?.data.connectionId === connectionId) {
           await job.remove().catch(() => undefined); // already taken by a worker: it will stop by itself
@@ -167,7 +156,7 @@ export class JobQueues {
   /** Removes every job, scheduler and event of the connection from the queues a disconnect stops; `active`: its jobs still running. */
   async purgeConnection(connectionId: string): Promise<{ removed: number; active: number }> {
     this.workspaces.delete(connectionId);
-    const queues = QUEUE_NAMES.filter((name) => QUEUE_SPECS[name].stopsOnDisconnect).map((name) => this.queues[name]);
+    const queues = STOPPED_BY_DISCONNECT.map((name) => this.queues[name]);
     // A connection's deduplication keys derive from its id alone (one pending tick per connection).
     const deduplication = [...JOB_KINDS.values()].flatMap(({ spec }) => (spec.dedupe ? [spec.dedupe({ connectionId })] : []));
     return purgeConnectionJobs(this.connection, queues, connectionId, { schedulers: [schedulerId(connectionId)], deduplication });

@@ -2,10 +2,8 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { Config } from "../config.js";
 
-// Every queue the service runs, the kinds of job each carries and how they run. The adapter
-// (queues.ts), the workers, /metrics and bull-board iterate this table; src/service.ts registers a
-// processor per job kind (jobs/index.ts) and start-up refuses a kind without one. Job data carries
-// ids only: the token stays encrypted in Postgres.
+// Every queue the service runs, its job kinds and how they run: the adapter, the workers, /metrics and bull-board iterate this table,
+// and start-up refuses a kind without a processor (jobs/index.ts). Job data carries ids only: the token stays encrypted in Postgres.
 
 interface JobSpec<S extends z.ZodType = z.ZodType> {
   data: S;
@@ -22,10 +20,7 @@ interface QueueSpec {
   concurrency(config: Config): number;
   /** Overrides JOB_ATTEMPTS for this queue's jobs. */
   attempts?: number;
-  /**
-   * "classified": a failure goes to the lifecycle's failure policy (src/lifecycle/failures.ts), and the
-   * data names the connection; "retried": BullMQ retries with backoff until the last attempt.
-   */
+  /** "classified": a failure goes to the failure policy (the data names the connection); "retried": BullMQ backs off and retries. */
   failures: "classified" | "retried";
   /** A disconnect removes the connection's pending jobs of this queue; an erasure removes all of them. */
   stopsOnDisconnect?: boolean;

@@ -46,14 +46,10 @@ function checkProcessors(processors: Processors): void {
   if (problems.length) throw new Error(`${problems.join("; ")}: register one in jobs/index.ts`);
 }
 
-/**
- * Runs a queue's jobs: the first word of the job name picks the kind, whose schema validates the
- * data before its processor sees it. A failure of a "classified" queue goes to the failure policy,
- * whose outcome is mapped to BullMQ (delay without spending an attempt, complete, stop, retry).
- */
 /** A job's kind: the first word of its name ("slice ws-1" → "slice", see Queues' jobName). */
 const kindOf = (job: Job) => job.name.split(" ")[0]!;
 
+/** Runs a queue's jobs, data checked by the kind's schema; a "classified" queue's failure goes to the policy, mapped to BullMQ. */
 function handler(queue: QueueName, setup: WorkerSetup) {
   const { failures, jobs } = QUEUE_SPECS[queue];
   return async (job: Job, lockToken?: string) => {

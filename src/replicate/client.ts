@@ -36,10 +36,7 @@ export interface ReplicateClientOptions {
   rateCap?: RequestRateCap;
   /** Largest body accepted, counted decoded (after gzip/deflate/br) and on the wire; larger ones are aborted. */
   maxResponseBytes?: number;
-  /**
-   * Asked before each of the client's own retries of a request made for a connection: false (the
-   * connection was disconnected or its token replaced) ends the request instead of sending it again.
-   */
+  /** Asked before each retry for a connection: false (disconnected, or its token replaced) ends the request instead. */
   stillWanted?: (token: string, connectionId: string) => Promise<boolean>;
   /** Aborted at shutdown: requests in flight end at once and their jobs are retried by another worker. */
   signal?: AbortSignal;
@@ -52,13 +49,6 @@ export interface PredictionListRequest {
   cursorUrl?: string | null;
   createdAfter?: Date;
   createdBefore?: Date;
-  /** The connection the request is made for: its retries stop once it no longer holds the token. */
-  connectionId?: string;
-}
-
-export interface TrainingListRequest {
-  /** A `next` link from the previous page; without it, the newest trainings (there is no time filter). */
-  cursorUrl?: string | null;
   /** The connection the request is made for: its retries stop once it no longer holds the token. */
   connectionId?: string;
 }
@@ -114,20 +104,14 @@ export class ReplicateClient {
     return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
   }
 
-  /**
-   * One page of the account's trainings, newest first. Read like predictions (same pace, retries,
-   * errors and same-origin `next` links); GET /v1/trainings has no created_after/created_before, so
-   * the caller stops paging where its window starts.
-   */
-  async listTrainings(token: string, request: TrainingListRequest = {}): Promise<TrainingPage> {
-    const url = request.cursorUrl ? this.sameOriginLink(request.cursorUrl, token) : new URL("trainings", this.base);
-    return this.get(token, url, trainingPageSchema, request.connectionId);
+  /** One page of trainings, newest first, read like predictions; without a time filter, the caller stops where its window starts. */
+  async listTrainings(token: string, request: Pick<PredictionListRequest, "cursorUrl" | "connectionId"> = {}): Promise<TrainingPage> {
+    return this.get(token, this.pageUrl("trainings", request.cursorUrl, token), trainingPageSchema, request.connectionId);
   }
 
   /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
-    const url = cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL("deployments", this.base);
-    return this.get(token, url, deploymentPageSchema, undefined, true);
+    return this.get(token, this.pageUrl("deployments", cursorUrl, token), deploymentPageSchema, undefined, true);
   }
 
   /** What requests with this token are paced at now (a throttled token's windows are not split); null without a rate cap. */
@@ -137,21 +121,22 @@ export class ReplicateClient {
 
   /** The URL of a predictions page: the cursor link when given (same origin only), else the filtered first page. */
   predictionsUrl(request: PredictionListRequest, token = ""): URL {
-    if (request.cursorUrl) return this.sameOriginLink(request.cursorUrl, token);
-    const url = new URL("predictions", this.base);
+    const url = this.pageUrl("predictions", request.cursorUrl, token);
+    if (request.cursorUrl) return url;
     if (request.createdAfter) url.searchParams.set("created_after", request.createdAfter.toISOString());
     if (request.createdBefore) url.searchParams.set("created_before", request.createdBefore.toISOString());
     return url;
   }
 
+  /** A `next` link (same origin only), else the first page of `path`. */
+  private pageUrl(path: string, cursorUrl: string | null | undefined, token: string): URL {
+    return cursorUrl ? this.sameOriginLink(cursorUrl, token) : new URL(path, this.base);
+  }
+
   // The token must only ever travel to the configured API origin.
   private sameOriginLink(link: string, token: string): URL {
-    let url: URL;
-    try {
-      url = new URL(link, this.base);
-    } catch {
-      throw new ForeignLinkError("pagination link is not a valid URL");
-    }
+    if (!URL.canParse(link, this.base)) throw new ForeignLinkError("pagination link is not a valid URL");
+    const url = new URL(link, this.base);
     // Credentials in a link would replace the Bearer token with Basic auth, even on the API origin.
     if (url.username || url.password) throw new ForeignLinkError("pagination link carries a user name or password; not followed");
     if (url.protocol === "http:" && this.base.protocol === "https:" && url.host === this.base.host) url.protocol = "https:";
@@ -183,22 +168,17 @@ export class ReplicateClient {
         headers: { authorization: `Bearer ${token}` },
         ...(optional ? { retry: { limit: 0 } } : {}),
         hooks: {
-          beforeRequest: rateCap
-            ? [
-                async () => {
-                  reservedAt = await rateCap.acquire(token);
-                },
-              ]
-            : [],
+          beforeRequest: [
+            async () => {
+              reservedAt = await rateCap?.acquire(token);
+            },
+          ],
           // Checked after the backoff, right before the request would go out again.
-          beforeRetry:
-            stillWanted && connectionId
-              ? [
-                  async () => {
-                    if (!(await stillWanted(token, connectionId))) throw new NoLongerWanted();
-                  },
-                ]
-              : [],
+          beforeRetry: [
+            async () => {
+              if (stillWanted && connectionId && !(await stillWanted(token, connectionId))) throw new NoLongerWanted();
+            },
+          ],
         },
       });
       // Bytes on the wire: a body over the limit is aborted while it streams in.
@@ -229,23 +209,14 @@ export class ReplicateClient {
     return parsed.data;
   }
 
-  /**
-   * The body as text, decoded per Content-Encoding, never more than maxBytes of it, with the token
-   * removed before anything (an error, an event, a stored record) can hold it.
-   */
+  /** The body decoded (at most maxBytes), without the token, before an error, an event or a stored record can hold it. */
   private async decode(response: Response<Buffer>, token: string): Promise<string> {
-    return redactSecret(await this.decoded(response), token);
-  }
-
-  private async decoded(response: Response<Buffer>): Promise<string> {
-    const encoding = String(response.headers["content-encoding"] ?? "identity")
-      .trim()
-      .toLowerCase();
-    if (encoding === "identity" || encoding === "") return response.body.toString("utf8");
+    const encoding = response.headers["content-encoding"]?.trim().toLowerCase() || "identity";
+    if (encoding === "identity") return redactSecret(response.body.toString("utf8"), token);
     const decoder = DECODERS[encoding];
     if (!decoder) throw new MalformedResponseError(`unsupported content-encoding "${encoding.slice(0, 20)}"`, response.statusCode);
     try {
-      return (await decoder(response.body, { maxOutputLength: this.maxBytes })).toString("utf8");
+      return redactSecret((await decoder(response.body, { maxOutputLength: this.maxBytes })).toString("utf8"), token);
     } catch (err) {
       if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw new BodyTooLarge();
       throw new MalformedResponseError(`response body is not valid ${encoding}`, response.statusCode);
@@ -257,15 +228,21 @@ export class ReplicateClient {
       return new MalformedResponseError(`response from ${url.pathname} is larger than ${this.maxBytes} bytes decoded; aborted`);
     }
     if (err instanceof HTTPError) {
-      let text = "";
-      try {
-        text = await this.decode(err.response as Response<Buffer>, token);
-      } catch {
-        // An error body that cannot be decoded says nothing.
-      }
+      const text = await this.decode(err.response as Response<Buffer>, token).catch(() => ""); // an undecodable error body says nothing
       return httpError(err.response.statusCode, err.response.headers["retry-after"], text, url, token);
     }
-    return toProviderError(err, url, token);
+    if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
+    // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
+    if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
+    if (err instanceof RequestError && err.cause instanceof NoLongerWanted) {
+      return new TransientProviderError(`request to ${url.pathname} not retried: the connection no longer holds this token`);
+    }
+    if (err instanceof RequestError) {
+      return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
+        cause: redactSecret(redactText(err.message), token),
+      });
+    }
+    return err instanceof Error ? err : new Error(String(err));
   }
 
   // A 429 from Replicate lowers the token's shared rate; the event log then says what it is paced at.
@@ -305,19 +282,4 @@ function httpError(status: number, retryAfter: string | string[] | undefined, bo
   }
   if (status >= 500) return new TransientProviderError(`Replicate answered HTTP ${status} on ${url.pathname}`, status);
   return new MalformedResponseError(`unexpected HTTP ${status} from ${url.pathname}${suffix}`, status);
-}
-
-function toProviderError(err: unknown, url: URL, token: string): Error {
-  if (err instanceof MalformedResponseError || err instanceof RateLimitError) return err;
-  // A rate-cap wait that became a RateLimitError surfaces wrapped by got.
-  if (err instanceof RequestError && err.cause instanceof RateLimitError) return err.cause;
-  if (err instanceof RequestError && err.cause instanceof NoLongerWanted) {
-    return new TransientProviderError(`request to ${url.pathname} not retried: the connection no longer holds this token`);
-  }
-  if (err instanceof RequestError) {
-    return new TransientProviderError(`request to ${url.pathname} failed: ${err.code ?? err.name}`, undefined, {
-      cause: redactSecret(redactText(err.message), token),
-    });
-  }
-  return err instanceof Error ? err : new Error(String(err));
 }

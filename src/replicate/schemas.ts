@@ -1,12 +1,9 @@
 import { z } from "zod";
 
-// Only metadata is kept: zod objects strip every field not named here, so input, output, logs,
-// error text and urls are dropped the moment a response is parsed.
+// Only metadata is kept: zod objects strip unnamed fields, so input, output, logs, error text and urls are dropped at parse time.
 
-// Each prediction is checked on its own and normalised before it can reach SQL, so one odd record
-// is skipped (and named in a record_rejected event) instead of failing its whole page for good.
-// Bounds keep every value inside what Postgres accepts: btree keys under 2,700 bytes (4 bytes a
-// character at most), numeric(20,6) totals, timestamps it can store.
+// Each prediction is checked and normalised on its own before it reaches SQL: an odd record is skipped (a record_rejected event),
+// not its whole page. Bounds keep values inside what Postgres takes: btree keys under 2,700 bytes, numeric(20,6), its timestamps.
 export const RECORD_LIMITS = {
   /** Longer ids are rejected: an id cut short could merge two predictions. */
   idChars: 128,
@@ -22,28 +19,17 @@ export const RECORD_LIMITS = {
 const withoutNul = (s: string) => s.replaceAll("\u0000", "");
 const cut = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max).replace(/[\uD800-\uDBFF]$/, ""));
 const text = z.string().transform((s) => cut(withoutNul(s), RECORD_LIMITS.textChars));
+/** Absent or null: null. */
+const orNull = <S extends z.ZodType>(schema: S) => schema.nullish().transform((v) => v ?? null);
 
 const timestamp = z.iso
   .datetime({ offset: true })
   .transform((s) => new Date(s))
   .refine((d) => d.getTime() >= RECORD_LIMITS.earliest && d.getTime() < RECORD_LIMITS.latest, "outside the years 2000 to 2099");
-const optionalText = text.nullish().transform((v) => v ?? null);
-const seconds = z
-  .number()
-  .finite()
-  .nonnegative()
-  .max(RECORD_LIMITS.maxSeconds)
-  .nullish()
-  .transform((v) => v ?? null);
+const optionalText = orNull(text);
+const seconds = orNull(z.number().finite().nonnegative().max(RECORD_LIMITS.maxSeconds));
 // A token count of an unexpected shape is dropped rather than failing the whole page.
-const tokenCount = z
-  .number()
-  .int()
-  .nonnegative()
-  .max(Number.MAX_SAFE_INTEGER)
-  .nullish()
-  .catch(null)
-  .transform((v) => v ?? null);
+const tokenCount = orNull(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)).catch(null);
 
 export const predictionSchema = z.object({
   id: z.string().transform(withoutNul).pipe(z.string().min(1).max(RECORD_LIMITS.idChars)),
@@ -54,13 +40,10 @@ export const predictionSchema = z.object({
   version: optionalText,
   deployment: optionalText,
   source: optionalText,
-  started_at: timestamp.nullish().transform((v) => v ?? null),
-  completed_at: timestamp.nullish().transform((v) => v ?? null),
+  started_at: orNull(timestamp),
+  completed_at: orNull(timestamp),
   // Whether Replicate has deleted the inputs and outputs (a flag; the data itself is never read).
-  data_removed: z
-    .boolean()
-    .nullish()
-    .transform((v) => v ?? null),
+  data_removed: orNull(z.boolean()),
   // Token counts are reported by Replicate's official language models; other numeric metrics are ignored.
   metrics: z
     .object({ predict_time: seconds, total_time: seconds, input_token_count: tokenCount, output_token_count: tokenCount })
@@ -107,32 +90,15 @@ export function splitRecords<S extends z.ZodType = typeof predictionSchema>(
 /** A page of records: its own shape is strict (a broken page is retried); its records are checked one by one. */
 const pageOf = <S extends z.ZodType>(record: S) =>
   z
-    .object({
-      next: z
-        .string()
-        .nullish()
-        .transform((v) => v ?? null),
-      previous: z
-        .string()
-        .nullish()
-        .transform((v) => v ?? null),
-      results: z.array(z.unknown()),
-    })
+    .object({ next: orNull(z.string()), previous: orNull(z.string()), results: z.array(z.unknown()) })
     .transform(({ results, ...links }) => ({ ...links, ...splitRecords(results, record) }));
 
 export const predictionPageSchema = pageOf(predictionSchema);
 
 export type PredictionPage = z.output<typeof predictionPageSchema>;
 
-/**
- * A training (GET /v1/trainings) has a prediction's shape and is kept the same way: metadata only
- * (its input, output, logs, urls, error text and weights are dropped at parse time), tagged with
- * its kind so it is never taken for a prediction with the same id. Trainings do not run through
- * deployments.
- */
+/** A training keeps a prediction's metadata, tagged with its kind (ids may repeat across kinds); trainings use no deployment. */
 export const trainingSchema = predictionSchema.transform((t) => ({ ...t, deployment: null, kind: "training" as const }));
-
-export type Training = z.output<typeof trainingSchema>;
 
 export const trainingPageSchema = pageOf(trainingSchema);
 
@@ -157,8 +123,8 @@ export const problemSchema = z.object({ title: z.string().optional(), detail: z.
 export const deploymentSchema = z.object({
   owner: z.string().min(1),
   name: z.string().min(1),
-  current_release: z
-    .object({
+  current_release: orNull(
+    z.object({
       number: z.number().int(),
       model: z.string().min(1),
       version: z.string().min(1),
@@ -168,9 +134,8 @@ export const deploymentSchema = z.object({
         min_instances: z.number().int().nonnegative(),
         max_instances: z.number().int().nonnegative(),
       }),
-    })
-    .nullish()
-    .transform((v) => v ?? null),
+    }),
+  ),
 });
 
 export type Deployment = z.output<typeof deploymentSchema>;

@@ -140,10 +140,7 @@ async function selectRows<R = Row>(db: Db, filters: string[], params: unknown[],
   return db.$queryRawUnsafe<R[]>(`${select} ${where} ORDER BY c.created_at DESC, c.id DESC ${take}`, ...params);
 }
 
-/**
- * A page of connections, newest first (created_at, id), of those `keep` accepts. Without `keep`
- * this is one statement; with it, batches are read in the same order until the page is full.
- */
+/** A page of connections, newest first, of those `keep` accepts: one statement, or batches in order until the page is full. */
 export async function listConnectionRows(
   db: Db,
   query: { limit: number; cursor?: string; statuses?: ConnectionStatus[]; workspaceId?: string; q?: string },
@@ -193,10 +190,7 @@ export async function coverageSources(db: Db, scope: { workspaceId?: string; con
   return rows.map(toCoverageSource);
 }
 
-/**
- * Connected connections and when their data was last fresh: the last finished run's start, or,
- * before the first run finished, the verification (so a stuck first backfill ages too).
- */
+/** Connected connections and when their data was last fresh: the last finished run's start, else (first backfill) the verification. */
 export async function syncAges(db: Db): Promise<{ id: string; workspaceId: string; freshAt: Date }[]> {
   const rows = await db.connection.findMany({
     where: { status: "connected" },

@@ -96,10 +96,9 @@ const TAKE_OVER_LIMITS = { maxWait: 10_000, timeout: 15 * 60_000 };
 const STATE_CHANGE_LIMITS = { maxWait: 10_000, timeout: 15_000 };
 
 /**
- * Connects `account`, verified with the token read as `ciphertext`, taking over the history of its
- * disconnected connections in the workspace in the same transaction. Changes nothing when the token
- * was replaced or disconnected meanwhile ("gone"), the connection synced another account (`syncs`),
- * or the account already counts in the workspace ("duplicate": a unique index decides races).
+ * Connects `account` (verified with the token read as `ciphertext`) and takes over its disconnected history in the workspace, in
+ * one transaction. Changes nothing when the token was replaced or disconnected meanwhile ("gone"), the connection synced another
+ * account (`syncs`), or the account already counts in the workspace ("duplicate": a unique index decides races).
  */
 export async function connectAccount(
   db: Db,
@@ -148,10 +147,9 @@ export async function accountHolder(db: Db, id: string, account: AccountRef): Pr
 }
 
 /**
- * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found:
- * then `event.kind` names the transition) while the token read as `ciphertext` is stored (none:
- * whatever is stored, since it cannot be read). The event only when the row changed, in the same
- * transaction: jobs that all meet the same bad token pause it once, and a reader never sees one without the other.
+ * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found: `event.kind` is the transition)
+ * while the token read as `ciphertext` is stored (none: whatever is stored). The event only when the row changed, in the same
+ * transaction: jobs meeting the same bad token pause it once, and a reader never sees one without the other.
  */
 export async function markCredentialError(
   db: Db,
@@ -171,10 +169,7 @@ export async function markCredentialError(
   }, STATE_CHANGE_LIMITS);
 }
 
-/**
- * Deletes the stored token, ends any run and marks the connection disconnected, in one transaction
- * under the row lock, so no page is written and no state change lands after it. Idempotent.
- */
+/** Deletes the token, ends any run and disconnects in one transaction under the row lock, so nothing lands after it. Idempotent. */
 export async function disconnect(db: Db, id: string): Promise<Connection> {
   // A DELETE must not fail because the pool is busy (Prisma's default wait for a connection is 2 s).
   return db.$transaction(async (tx) => {

@@ -17,10 +17,7 @@ const LAST_ENRICHMENT = (connection: string) =>
 export const deploymentsFailing = (connection: string) =>
   `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
-/**
- * Writes `event` (enrichment_failed or _recovered) only if it opens or ends the streak, read after the
- * row lock in a statement of its own (seeing what committed meanwhile): two reads ending at once write one event.
- */
+/** Writes `event` only if it opens or ends the streak, read after the row lock: two reads ending at once write one event. */
 export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
   const id = event.connectionId;
   await db.$transaction(async (tx) => {
@@ -30,11 +27,7 @@ export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<v
   });
 }
 
-/**
- * Records what GET /v1/deployments listed: a row per release not seen before, today as the last day
- * each listed deployment was seen, and the check time. Only while connected (false otherwise): the
- * row lock orders it with a disconnect.
- */
+/** Stores what GET /v1/deployments listed, only while connected (false otherwise): the row lock orders it with a disconnect. */
 export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<boolean> {
   const today = new Date(utcDay(now));
   const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));

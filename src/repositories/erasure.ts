@@ -2,9 +2,8 @@ import { runPrepared, type Db, type Prepared } from "../db/client.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 import { eventParams, insertEventFrom } from "./events.js";
 
-// Erasure of a disconnected connection's history, in bounded batches. Its state is on the connection
-// row: erasure_requested_at, erasure_counts (advanced by the statement that deletes each batch, so a
-// crash loses no count) and erased_at. The row stays as a tombstone the event log (the audit trail) refers to.
+// Erasure of a disconnected connection's history, in bounded batches. Its state is on the row (erasure_requested_at, erasure_counts:
+// advanced by the statement deleting each batch, erased_at), which stays as the tombstone the event log refers to.
 
 /** What is erased, by table, and the key its count has in erasure_counts and in the audit event. */
 export const ERASED_TABLES = {
@@ -41,10 +40,7 @@ export async function workspaceErasures(db: Db, workspaceId: string): Promise<Er
   return db.$queryRawUnsafe<ErasureRow[]>(`${SELECT_ERASURE} WHERE workspace_id = $1 ORDER BY created_at, id`, workspaceId);
 }
 
-/**
- * Records the first request, of a disconnected connection only (nothing writes its history again);
- * updated_at stays (health reads it as when the status changed). Null for an unknown id.
- */
+/** Records the first request, of a disconnected connection only; updated_at stays (health's status change). Null: unknown id. */
 export async function requestErasure(db: Db, id: string): Promise<ErasureRow | null> {
   await db.$executeRawUnsafe(
     `UPDATE connections SET erasure_requested_at = now(), erasure_counts = $2::jsonb
@@ -101,10 +97,7 @@ const ANY_LEFT = Object.keys(ERASED_TABLES)
   .map((t) => `EXISTS (SELECT 1 FROM ${t} WHERE connection_id = $1::uuid)`)
   .join(" OR ");
 
-/**
- * Once nothing is left, at most once: the tombstone forgets its run state and the history_erased event
- * is written (its trigger sends connection.erased). "rows_left": a job still running wrote after the batches.
- */
+/** Ends the erasure once nothing is left, at most once, with the history_erased event; "rows_left": a running job wrote meanwhile. */
 export async function finishErasure(db: Db, id: string): Promise<{ finished: ErasureCounts } | "already_finished" | "rows_left"> {
   return db
     .$transaction(async (tx) => {

@@ -1,13 +1,9 @@
 import type { Db } from "../db/client.js";
 import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook } from "../pricing/schemas.js";
 
-// The price book is append-only: a change is a new row, and for a key and a day the row with the
-// latest effective_from, then the latest id, applies.
+// The price book is append-only: for a key and a day, the row with the latest effective_from, then the latest id, applies.
 
-/**
- * Each row of `table` as the span of days it is in force, [since, until), until the next row of its
- * key (a later row of the same day leaves the earlier an empty span): pricing many rows is one hash join.
- */
+/** Each row of `table` as the days it is in force, [since, until), so pricing many rows is one hash join. */
 export const spans = (table: string, key: string, columns: string, order = "id") =>
   `SELECT ${key}, ${columns}, effective_from AS since,
      lead(effective_from) OVER (PARTITION BY ${key} ORDER BY effective_from, ${order}) AS until FROM ${table}`;

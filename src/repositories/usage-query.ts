@@ -34,8 +34,7 @@ type IdleFloorRow = { line: "idle_floor"; instanceSeconds: number; estimatedCost
   Record<"date" | "connectionId" | "model" | "deployment", string>
 >;
 
-// Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, and the same
-// order), answered as text.
+// Grouped and ordered by the column itself (a date, a uuid: cheaper than their text, same order), answered as text.
 const dimension = (g: GroupBy, column: string) =>
   `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : ["connection", "kind"].includes(g) ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
 const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
@@ -112,19 +111,12 @@ const usageColumn = (g: Exclude<GroupBy, "status">) => (g === "date" ? "day" : g
 const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude<GroupBy, "status"> => g !== "status");
 
 /**
- * The range's usage per connection, UTC and local day, model, deployment (and kind and source when
- * grouped by them), in one scan: whole-UTC-day rows count under their UTC date (`utc_only` where that
- * is not the local day). Materialized: the answer and the day facts both read it.
+ * The range's usage per connection, UTC and local day, model, deployment (kind and source when grouped by them), in one scan;
+ * whole-UTC-day rows count under their UTC date (`utc_only` where it is not the local day). The answer and the day facts read it.
  */
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
-  const keys = [
-    "connection_id",
-    "utc_day",
-    "day",
-    "model",
-    "deployment",
-    ...(["kind", "source"] as const).filter((g) => groupBy.includes(g)),
-  ];
+  const kept = (["kind", "source"] as const).filter((g) => groupBy.includes(g));
+  const keys = ["connection_id", "utc_day", "day", "model", "deployment", ...kept];
   return `${DAY_STARTS},
   usage AS MATERIALIZED (
     SELECT ${keys.join(", ")}, ${sums("u")},
@@ -167,10 +159,7 @@ interface ReadLine {
 const grouping = (cols: string[], limit = Infinity) =>
   `${cols.length ? `GROUP BY ${cols.join(", ")} ORDER BY ${cols.join(", ")}` : ""} ${Number.isFinite(limit) ? `LIMIT ${Math.floor(limit)}` : ""}`;
 
-/**
- * The usage rows and the facts of each day with usage, in one statement: one line holds the rows as a
- * JSON array in the answer's order, each other line one day's facts.
- */
+/** In one statement, the usage rows (one line: a JSON array in the answer's order) and the facts of each day with usage. */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
   const dims = usageDimensions(q.groupBy);
@@ -213,10 +202,9 @@ type IdleDimension = keyof typeof RELEASE_COLUMN | "date";
 const idleColumn = (g: IdleDimension) => (g === "date" ? "g.day::date" : `f.${RELEASE_COLUMN[g]}`);
 
 /**
- * The idle floor of deployments in scope, grouped like the usage rows (idle time has no kind, source
- * or status), until the last day a deployment was listed; a local day lasts 23 or 25 hours on DST days.
- * Releases sharing dimensions, hardware and days are added up before their days are generated, so the
- * work grows with the deployments in scope, never with the range.
+ * The idle floor of deployments in scope, grouped like the usage rows (idle time has no kind, source or status), until the last day
+ * a deployment was listed (a local day lasts 23 or 25 hours on DST days). Releases sharing dimensions, hardware and days are added
+ * up before their days are generated: the work grows with the deployments in scope, never with the range.
  */
 export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infinity): Promise<IdleFloorRow[]> {
   if (q.groupBy.includes("status")) return [];
@@ -245,10 +233,7 @@ export async function queryIdleFloor(db: Queryable, q: UsageQuery, limit = Infin
 
 const valueOf = (r: QueriedRow, g: GroupBy) => ((r as Record<string, unknown>)[DIMENSION_FIELD[g]] as string | null | undefined) ?? null;
 
-/**
- * A zero row for each day in `days` without one (keyed by connection id when grouped by connection),
- * other dimensions null, merged where the query's order puts it (nulls first); null past `limit` rows.
- */
+/** A zero row for each day of `days` without one (other dimensions null), merged in the query's order; null past `limit` rows. */
 export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<string, string[]>, limit = Infinity): QueriedRow[] | null {
   const byConnection = groupBy.includes("connection");
   const seen = new Set(rows.map((r) => `${byConnection ? r.connectionId : ""}|${r.date}`));

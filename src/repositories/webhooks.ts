@@ -3,8 +3,7 @@ import type { Prisma } from "../generated/prisma/client.js";
 import type { WebhookDeliveryStatus } from "../generated/prisma/enums.js";
 import { recordEvent, type NewEvent } from "./events.js";
 
-// The webhook outbox (table webhook_deliveries). Rows are inserted by a trigger on integration_events
-// in the same statement as the event that causes them; this module moves them along:
+// The webhook outbox, rows inserted by a trigger on integration_events with the event that causes them; this module moves them on:
 // pending → queued (handed to the webhook queue) → delivered | failed, or pending → expired.
 
 // `payload` is the JSON body, fixed once (null until the relay prepared it); occurredAt is the causing event's.
@@ -48,10 +47,7 @@ export async function findWebhook(db: Db, id: bigint) {
   return row && toRow(row);
 }
 
-/**
- * Records one delivery attempt on the row and in the event log support reads, together. `final`:
- * the last attempt failed, the row is given up on.
- */
+/** Records an attempt on the row and in the event log, together; `final`: the last attempt failed and the row is given up on. */
 export async function recordWebhookAttempt(
   db: Db,
   id: bigint,

@@ -7,9 +7,8 @@ import { moduleLogger } from "../logger.js";
 import { findWebhook, recordWebhookAttempt } from "../repositories/webhooks.js";
 import { webhookId } from "./payload.js";
 
-// Posts one outbox row to the backend, signed per Standard Webhooks. The body was fixed when the row
-// was prepared, so every attempt sends the same bytes under the same webhook-id; only
-// webhook-timestamp and the signature change. The URL is used as configured: no token is ever added.
+// Posts one outbox row to the backend, signed per Standard Webhooks: every attempt sends the body fixed when the row was prepared,
+// under the same webhook-id; only webhook-timestamp and the signature change. No token is ever added to the URL.
 
 const WEBHOOK_TIMEOUT_MS = 10_000;
 

@@ -1,8 +1,7 @@
 import type { WebhookType } from "../domain/event-kinds.js";
 import type { Health } from "../domain/health.js";
 
-// What the backend receives: the Standard Webhooks envelope {type, timestamp, data}. Ids and health
-// only: never a token, a secret or anything read from a customer's predictions.
+// What the backend receives: the Standard Webhooks envelope {type, timestamp, data}, with ids and health only, never a token or secret.
 
 /** Stable per event and type: every attempt of one webhook carries the same id, so receivers deduplicate on it. */
 export const webhookId = (eventId: bigint, type: string) => `evt_${eventId}_${type}`;

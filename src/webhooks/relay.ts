@@ -5,10 +5,8 @@ import { getConnectionRow } from "../repositories/connection-views.js";
 import { expireStaleWebhooks, fixWebhookPayload, markWebhookQueued, pendingWebhooks } from "../repositories/webhooks.js";
 import { buildPayload } from "./payload.js";
 
-// Moves webhooks from the Postgres outbox to the webhook queue. The outbox row is written with its
-// event, so nothing is lost when Redis is down or a process dies before the enqueue: the row stays
-// pending and the next sweep (of any worker process) hands it over. The job id is the row id, so a
-// row enqueued twice (a crash between the enqueue and marking it queued) is still one job.
+// Moves webhooks from the Postgres outbox (written with their event: nothing is lost while Redis is down) to the webhook queue; the
+// next sweep of any process hands over what is still pending. The job id is the row id, so a row enqueued twice is one job.
 
 /** A webhook still pending this long after its event describes a state long gone: it is not sent. */
 const WEBHOOK_MAX_AGE_MS = 24 * 3600_000;

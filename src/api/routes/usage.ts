@@ -6,8 +6,7 @@ import { toCsv } from "../csv.js";
 import { op } from "../operations.js";
 import { responses, usageReport } from "../schemas.js";
 
-// groupBy is a comma-separated list in the URL (OpenAPI style form, explode false) and fillZeros a
-// "true"/"false" word; both are read into their typed form before validation.
+// groupBy comes comma-separated (OpenAPI style form, explode false) and fillZeros as "true"/"false": both are typed before validation.
 const usageQuery = producer
   .usageRules({ ...producer.usageFields, format: z.enum(["json", "csv"]).default("json") })
   .meta({ style: "form", explode: false });
