@@ -81,9 +81,10 @@ export const EVENT_KINDS = {
     message: () =>
       "The stored token cannot be decrypted with the configured keys (the key it was encrypted with is not in TOKEN_ENCRYPTION_KEYS), so syncing is paused; the token itself may still be valid.",
     action: () =>
-      "Restore the missing key in TOKEN_ENCRYPTION_KEYS and restart the service (every token encrypted with it fails alike); this connection then resumes when its token is pasted again.",
+      "Restore the missing key in TOKEN_ENCRYPTION_KEYS and restart the service (every token encrypted with it fails alike); this connection is then verified again and resumes by itself.",
     actionBy: "operator",
   }),
+  token_readable: { level: "info", success: "reset" },
   duplicate_account: pauses({
     text: "This Replicate account is already connected in this workspace.",
     message: (c) =>
@@ -159,6 +160,7 @@ const kindsWhere = (test: (m: KindMeaning) => boolean) => meanings.filter(([, m]
 
 export const ERROR_KINDS = kindsWhere((m) => m.error !== undefined) as ErrorKind[];
 export type PauseKind = KindsWith<{ error: { state: "action_required" } }>;
+export const PAUSE_KINDS = kindsWhere((m) => m.error?.state === "action_required") as PauseKind[];
 export const RETRIED_ERROR_KINDS = kindsWhere((m) => m.error !== undefined && m.retried === true) as ErrorKind[];
 export const RECOVERY_KINDS = kindsWhere((m) => m.success === "recovery");
 /** After these, an earlier error is no longer current. */

@@ -6,7 +6,8 @@ import { ConflictError, NotFoundError } from "../errors.js";
 import { Prisma, type Connection } from "../generated/prisma/client.js";
 import type { Account } from "../replicate/schemas.js";
 import { tokenFingerprint, type TokenVault } from "../vault.js";
-import { recordEvent, type NewEvent } from "./events.js";
+import { PAUSE_KINDS } from "../domain/event-kinds.js";
+import { latestEvent, recordEvent, type NewEvent } from "./events.js";
 import { takeOverHistory } from "./history-transfer.js";
 
 /** A connection as every API and log may show it: the ciphertext never leaves this module. */
@@ -146,27 +147,49 @@ export async function accountHolder(db: Db, id: string, account: AccountRef): Pr
   return holder?.id ?? null;
 }
 
-/**
- * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found: `event.kind` is the transition)
- * while the token read as `ciphertext` is stored (none: whatever is stored). The event only when the row changed, in the same
- * transaction: jobs meeting the same bad token pause it once, and a reader never sees one without the other.
- */
-export async function markCredentialError(
+/** Makes `transition` with its `event` in one transaction while the token read as `ciphertext` is stored (none: whatever is stored); the event only when the row changed. */
+async function transitionWithEvent(
   db: Db,
   id: string,
+  transition: Transition,
   event: NewEvent,
   ciphertext?: string,
-  duplicateOf?: string | null,
+  data: Prisma.ConnectionUpdateManyMutationInput = {},
 ): Promise<boolean> {
-  const transition = event.kind === "account_changed" || event.kind === "duplicate_account" ? event.kind : "credential_rejected";
   return db.$transaction(async (tx) => {
     const { count } = await tx.connection.updateMany({
       where: { id, ...(ciphertext ? { tokenCiphertext: ciphertext } : {}), ...allowed(transition) },
-      data: { status: TRANSITIONS[transition].to, ...(duplicateOf ? { duplicateOf } : {}) },
+      data: { status: TRANSITIONS[transition].to, ...data },
     });
     if (count === 1) await recordEvent(tx, event);
     return count === 1;
   }, STATE_CHANGE_LIMITS);
+}
+
+/**
+ * Pauses the connection with `event` (a 401/403, an unreadable token, or what verification found: `event.kind` is the transition)
+ * while the token read as `ciphertext` is stored: jobs meeting the same bad token pause it once, and a reader never sees one
+ * without the other.
+ */
+export function markCredentialError(db: Db, id: string, event: NewEvent, ciphertext?: string, duplicateOf?: string | null) {
+  const transition = event.kind === "account_changed" || event.kind === "duplicate_account" ? event.kind : "credential_rejected";
+  return transitionWithEvent(db, id, transition, event, ciphertext, duplicateOf ? { duplicateOf } : {});
+}
+
+// Paused by an unreadable token, and not by anything since.
+const UNREADABLE_TOKENS = `SELECT c.id, c.token_ciphertext AS ciphertext FROM connections c
+  WHERE c.status = 'credential_error' AND c.token_ciphertext IS NOT NULL
+    AND (SELECT l.kind FROM (${latestEvent(PAUSE_KINDS, "e.kind, e.occurred_at")}) l) = 'token_unreadable'`;
+
+/** The connections paused because their stored token could not be decrypted, with that ciphertext. */
+export async function unreadableTokens(db: Db): Promise<{ id: string; ciphertext: string }[]> {
+  return (await db.pool.query<{ id: string; ciphertext: string }>(UNREADABLE_TOKENS)).rows;
+}
+
+/** Back to pending (verified again) while the token read as `ciphertext` is stored: it decrypts again. */
+export function markTokenReadable(db: Db, id: string, ciphertext: string): Promise<boolean> {
+  const message = "The stored token decrypts again with the configured keys (its key was restored); the connection is verified again.";
+  return transitionWithEvent(db, id, "token_readable", { connectionId: id, kind: "token_readable", message }, ciphertext);
 }
 
 /** Deletes the token, ends any run and disconnects in one transaction under the row lock, so nothing lands after it. Idempotent. */

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { parseConfig } from "../../src/config.js";
 import * as producer from "../../src/producer.js";
+import { startService } from "../../src/service.js";
 import { TokenVault } from "../../src/vault.js";
 import { recordScenario } from "../support/fault-summary.js";
 import { connectSynced } from "../support/api.js";
@@ -90,10 +92,11 @@ test("a first verification that meets a 503 storm keeps retrying with backoff un
   });
 }, 90_000);
 
-test("a token sealed under a key that is no longer configured pauses the connection with its own event", async () => {
-  const { id } = await connectSynced(h, { name: "lostkey", type: "user" });
-  const stranger = new TokenVault(new Map([["gone", randomBytes(32)]]), "gone");
-  const sealed = stranger.seal("r8_unreadable0000000000", id);
+test("a token sealed under a key that is no longer configured pauses the connection with its own event; restoring the key resumes it", async () => {
+  const { id, token } = await connectSynced(h, { name: "lostkey", type: "user" });
+  const lostKey = randomBytes(32);
+  const stranger = new TokenVault(new Map([["gone", lostKey]]), "gone");
+  const sealed = stranger.seal(token, id);
   await h.ctx.db.connection.update({ where: { id }, data: { tokenCiphertext: sealed.ciphertext, tokenKeyId: sealed.keyId } });
   await producer.syncNow(h.ctx, id);
   const paused = await waitFor(
@@ -106,9 +109,32 @@ test("a token sealed under a key that is no longer configured pauses the connect
   const unreadable = await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id, kind: "token_unreadable" } });
   expect(unreadable).toHaveLength(1);
   expect(await h.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeFalsy();
+
+  // The operator restores the key and restarts: the connection resumes without the customer.
+  await h.service.stopWorkers();
+  const { lastSyncedAt } = await row(id);
+  const restarted = await startService(
+    parseConfig({ ...h.env, TOKEN_ENCRYPTION_KEYS: `${h.env.TOKEN_ENCRYPTION_KEYS},gone:${lostKey.toString("base64")}` }),
+    { workers: true, client: { retryBaseMs: 5, retries: 1 } },
+  );
+  try {
+    const resumed = await waitFor(
+      "resumed and synced",
+      () => row(id),
+      (c) => c.status === "connected" && c.lastSyncedAt !== null && c.lastSyncedAt > lastSyncedAt!,
+    );
+    expect(resumed.tokenCiphertext).toBe(sealed.ciphertext);
+    const kinds = (await h.ctx.db.integrationEvent.findMany({ where: { connectionId: id }, orderBy: { id: "asc" } })).map((e) => e.kind);
+    expect(kinds.slice(kinds.indexOf("token_unreadable"))).toEqual(["token_unreadable", "token_readable", "verified", "sync_completed"]);
+    expect(await restarted.ctx.queues.queue("sync").getJobScheduler(`sync-${id}`)).toBeTruthy();
+  } finally {
+    await restarted.close();
+    await h.service.startWorkers();
+  }
   recordScenario({
     scenario: "token key missing from the keyring (issue 10)",
-    injected: "stored ciphertext sealed under an unknown key id",
-    outcome: "one token_unreadable event; paused (credential_error) with no scheduler, instead of endless retries",
+    injected: "stored ciphertext sealed under an unknown key id; then the key restored and the service restarted",
+    outcome:
+      "one token_unreadable event; paused (credential_error) with no scheduler, instead of endless retries; resumed by itself once the key is back",
   });
 }, 60_000);

@@ -10,6 +10,7 @@ const EVENT_KINDS = [
   "credential_invalid",
   "scope_denied",
   "token_unreadable",
+  "token_readable",
   "duplicate_account",
   "account_changed",
   "history_moved",
