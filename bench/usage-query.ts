@@ -59,7 +59,7 @@ export async function usageQuery(connections = 1000, samples = 20): Promise<Usag
     const write = async () => {
       const predictions = all.slice(written * 100, ++written * 100);
       const r = await timed(() =>
-        applyPages(db, writer.id, checkpoint, windowId, [{ next: "more", results: predictions, rejected: [] }], 1),
+        applyPages(db, writer.id, checkpoint, windowId, [{ next: "more", results: predictions, rejected: [] }], { parallelism: 1 }),
       );
       if (!r.value.applied) throw new Error("usage-query bench: a page was not applied");
       checkpoint = r.value.checkpoint;

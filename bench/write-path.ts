@@ -62,7 +62,9 @@ export async function writePath(pages = 300, perPage = 100): Promise<WritePathRe
   try {
     for (let i = 0; i < pages; i++) {
       const page = all.slice(i * perPage, (i + 1) * perPage);
-      const a = await timed(() => applyPages(db, ours.id, checkpoint, windowId, [{ next: "more", results: page, rejected: [] }], 1));
+      const a = await timed(() =>
+        applyPages(db, ours.id, checkpoint, windowId, [{ next: "more", results: page, rejected: [] }], { parallelism: 1 }),
+      );
       if (!a.value.applied) throw new Error(`write-path bench: page ${i + 1} not applied`);
       checkpoint = a.value.checkpoint;
       const b = await timed(() => preparedUnnest(client, floor.id, page));

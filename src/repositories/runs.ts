@@ -9,7 +9,6 @@ import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 export interface RunSummary {
   runId: string;
-  startedAt: Date;
   /** Pages of predictions, and the predictions written from them. */
   pages: number;
   predictions: number;
@@ -125,7 +124,6 @@ export async function completeRun(
 ) {
   const summary: RunSummary = {
     runId: checkpoint.runId,
-    startedAt: new Date(checkpoint.startedAt),
     pages: checkpoint.pagesDone,
     predictions: checkpoint.predictionsSeen,
     trainingPages: trainingsWindow(checkpoint)?.pagesDone ?? 0,

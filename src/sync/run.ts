@@ -1,11 +1,11 @@
 import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
 import type { ReplicateClient } from "../replicate/client.js";
-import type { RejectedRecord, UsagePage } from "../replicate/schemas.js";
+import type { UsagePage } from "../replicate/schemas.js";
 import { startRun, type RunStart } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
 import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
-import { applyPages, type SliceResult } from "./engine.js";
+import { applyPages, type Slice, type SliceResult } from "./engine.js";
 import { PagePrefetcher } from "./prefetch.js";
 
 /**
@@ -114,7 +114,6 @@ class WindowReader {
  * written, and whatever has arrived is written together in one fenced statement. Token and
  * checkpoint are read once, by the caller. With a prefetcher, a first page fetched ahead by the
  * previous slice is used, and the next slice's first page is requested before this one returns.
- * With `deferClose`, a last batch that only closes the window is returned unwritten (see applyPages).
  */
 export async function runSlice(
   db: Db,
@@ -123,9 +122,9 @@ export async function runSlice(
   connectionId: string,
   checkpoint: Checkpoint,
   id: string,
-  settings: Pick<Config["sync"], "sliceMs" | "parallelism">,
-  { prefetcher, deferClose }: { prefetcher?: PagePrefetcher; deferClose?: boolean } = {},
+  settings: Pick<Config["sync"], "sliceMs" | "parallelism"> & { prefetcher?: PagePrefetcher; deferClose?: boolean },
 ): Promise<SliceResult> {
+  const { prefetcher } = settings;
   // A response fetched with a token that has since been replaced is never reused.
   const scope = `${connectionId}|${tokenFingerprint(token)}`;
   const deadline = Date.now() + settings.sliceMs;
@@ -144,22 +143,24 @@ export async function runSlice(
     READ_AHEAD_PAGES,
     prefetcher?.take(PagePrefetcher.key(scope, { runId: checkpoint.runId, window: first })),
   );
-  const done = { pages: 0, predictions: 0, rejected: [] as RejectedRecord[], newWindows: [] as string[] };
+  let done: Slice = { applied: true, windowId: id, checkpoint, pages: 0, predictions: 0, rejected: [], newWindows: [] };
   for (let pages = await reader.take(); pages.length > 0; pages = await reader.take()) {
     if (Date.now() >= deadline) reader.stop();
-    const written = await applyPages(db, connectionId, current, id, pages, settings.parallelism, { throttled, deferClose });
+    const written = await applyPages(db, connectionId, current, id, pages, { ...settings, throttled });
     if (!written.applied) {
       reader.stop();
       return written;
     }
     current = written.checkpoint;
-    done.pages += written.pages;
-    done.predictions += written.predictions;
-    done.rejected.push(...written.rejected);
-    done.newWindows.push(...written.newWindows);
-    if (written.closes) return { applied: true, checkpoint: current, ...done, closes: written.closes };
-    if (window().done) break;
+    done = {
+      ...written,
+      pages: done.pages + written.pages,
+      predictions: done.predictions + written.predictions,
+      rejected: [...done.rejected, ...written.rejected],
+      newWindows: [...done.newWindows, ...written.newWindows],
+    };
+    if (written.closes || window().done) return done;
   }
   prefetcher?.ahead(scope, { runId: current.runId, window: window() }, fetchAt);
-  return { applied: true, checkpoint: current, ...done };
+  return done;
 }

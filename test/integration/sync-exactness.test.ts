@@ -103,7 +103,7 @@ async function writeBatch(connectionId: string, batch: Prediction[]) {
       checkpoint,
       onlyWindow(checkpoint),
       [{ next: "more", results: batch, rejected: [] }],
-      1,
+      { parallelism: 1 },
     );
     if (outcome.applied) return;
   }
@@ -234,7 +234,7 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
             expect(outcome.applied).toBe(true);
             if (action === "crash-after-write") {
               // The same pages again (a retried job): recognised as already applied, nothing written.
-              const again = await applyPages(t.db, connectionId, checkpoint, id, [], parallelism);
+              const again = await applyPages(t.db, connectionId, checkpoint, id, [], { parallelism });
               expect(again).toMatchObject({ applied: false, reason: "already_applied" });
             }
           }
@@ -340,7 +340,9 @@ test("a page for a disconnected connection writes nothing", async () => {
     ).map((x) => x.final),
   );
   const { checkpoint: cp } = checkpoint!;
-  const outcome = await applyPages(t.db, connectionId, cp, onlyWindow(cp), [{ next: null, results: batch, rejected: [] }], 1);
+  const outcome = await applyPages(t.db, connectionId, cp, onlyWindow(cp), [{ next: null, results: batch, rejected: [] }], {
+    parallelism: 1,
+  });
   expect(outcome).toMatchObject({ applied: false, reason: "not_connected" });
   expect(await t.db.predictionRecord.count({ where: { connectionId } })).toBe(0);
 });

@@ -44,7 +44,7 @@ async function write(records: UsageRecord[]): Promise<void> {
     checkpoint,
     windowId,
     [{ next: "more", results: records, rejected: [] }],
-    1,
+    { parallelism: 1 },
   );
   if (!outcome.applied) throw new Error(`page not applied: ${outcome.reason}`);
   checkpoint = outcome.checkpoint;
