@@ -54,7 +54,7 @@ export async function ledger(days = 180, perDay = 500, backfillDays = 90): Promi
           if (outcome.applied) checkpoint = outcome.checkpoint;
         }
       }
-      await completeRun(db, id, checkpoint, () => ({ kind: "sync_completed", level: "info", message: "done" }));
+      await completeRun(db, id, checkpoint, { kind: "sync_completed", level: "info", message: "done" });
       await pruneStep(db, backfillDays, now);
       mostRows = Math.max(mostRows, await db.predictionRecord.count({ where: { connectionId: id } }));
     }

@@ -4,7 +4,7 @@ import { refreshDeployments } from "../pricing/deployments.js";
 import { readSyncState } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { completeRun, runStarter } from "../repositories/runs.js";
-import { openWindows, parseCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
+import { openWindows, parseCheckpoint, trainingsWindow, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import type { Slice, SliceResult } from "../sync/engine.js";
 import { beginRun, runSlice } from "../sync/run.js";
 
@@ -172,24 +172,16 @@ async function chainAndFinish(
 async function finishRun(
   ctx: AppContext,
   connectionId: string,
-  checkpoint: Checkpoint,
+  cp: Checkpoint,
   jobId?: string,
   closing?: Record<string, SyncWindow>,
 ): Promise<SyncStepResult> {
-  const summary = await completeRun(
-    ctx.db,
-    connectionId,
-    checkpoint,
-    (done) => ({
-      jobId,
-      kind: "sync_completed",
-      message: `sync finished: ${done.predictions} predictions in ${done.pages} pages and ${done.trainings} trainings in ${done.trainingPages} pages, ${done.daysTouched} days updated`,
-      detail: { ...done },
-    }),
-    closing,
-  );
-  if (!summary) return { outcome: "stale" };
-  moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...summary, startedAt: checkpoint.startedAt });
-  const { pages, predictions, trainings, daysTouched } = summary;
+  const [pages, predictions, trainings, daysTouched] = [cp.pagesDone, cp.predictionsSeen, cp.trainingsSeen, cp.daysTouched.length];
+  const trainingPages = trainingsWindow(cp)?.pagesDone ?? 0;
+  const detail = { runId: cp.runId, pages, predictions, trainingPages, trainings, daysTouched };
+  const message = `sync finished: ${predictions} predictions in ${pages} pages and ${trainings} trainings in ${trainingPages} pages, ${daysTouched} days updated`;
+  if (!(await completeRun(ctx.db, connectionId, cp, { jobId, kind: "sync_completed", message, detail }, closing)))
+    return { outcome: "stale" };
+  moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...detail, startedAt: cp.startedAt });
   return { outcome: "completed", pages, predictions, trainings, daysTouched };
 }

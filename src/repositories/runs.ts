@@ -1,21 +1,11 @@
 import { runPrepared, type Db } from "../db/client.js";
 import { TERMINAL_STATUSES, sqlList } from "../domain/prediction-status.js";
-import { parseCheckpoint, trainingsWindow, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
+import { parseCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import { deploymentsFailing } from "./deployments.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
 // A run starts and ends in one fenced statement each (no interactive transaction): the change and
 // its sync_started / sync_completed event are written together or not at all, exactly once.
-
-export interface RunSummary {
-  runId: string;
-  /** Pages of predictions, and the predictions written from them. */
-  pages: number;
-  predictions: number;
-  trainingPages: number;
-  trainings: number;
-  daysTouched: number;
-}
 
 type RunEvent = Omit<NewEvent, "connectionId">;
 
@@ -110,7 +100,7 @@ export async function startRun(
 
 /**
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
- * end, with its event, in one statement. Null (and nothing written) when that run is not the
+ * end, with its event, in one statement. False (and nothing written) when that run is not the
  * connection's current, finished run (another worker completed it, or the connection changed).
  * `closing` are windows `checkpoint` has done that are stored open, as stored (pages that only
  * closed them were read, not written): the run is finished if they are still stored so.
@@ -119,26 +109,13 @@ export async function completeRun(
   db: Db,
   connectionId: string,
   checkpoint: Checkpoint,
-  event: (summary: RunSummary) => RunEvent,
+  event: RunEvent,
   closing: Record<string, SyncWindow> = {},
-) {
-  const summary: RunSummary = {
-    runId: checkpoint.runId,
-    pages: checkpoint.pagesDone,
-    predictions: checkpoint.predictionsSeen,
-    trainingPages: trainingsWindow(checkpoint)?.pagesDone ?? 0,
-    trainings: checkpoint.trainingsSeen,
-    daysTouched: checkpoint.daysTouched.length,
-  };
-  const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, [
-    connectionId,
-    checkpoint.runId,
-    checkpoint.startedAt,
-    checkpoint.windowEnd,
-    JSON.stringify(closing),
-    ...eventParams(event(summary)),
-  ]);
-  return done?.n === 1 ? summary : null;
+): Promise<boolean> {
+  const { runId, startedAt, windowEnd } = checkpoint;
+  const params = [connectionId, runId, startedAt, windowEnd, JSON.stringify(closing), ...eventParams(event)];
+  const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, params);
+  return done?.n === 1;
 }
 
 const RUN_STARTER = {

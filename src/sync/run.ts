@@ -26,8 +26,7 @@ export function beginRun(
     db,
     connectionId,
     now,
-    ({ highWaterMark, oldestUnfinished, trainingsRead }) =>
-      newCheckpoint({ now, highWaterMark, oldestUnfinished, trainingsRead, ...settings }),
+    (read) => newCheckpoint({ ...read, ...settings, now }),
     (started) => ({
       jobId,
       kind: "sync_started",

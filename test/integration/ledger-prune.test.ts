@@ -18,7 +18,7 @@ let client: ReplicateClient;
 const DAY = 86_400_000;
 const START = Date.parse("2026-01-01T00:00:00.000Z");
 const SETTINGS = { backfillDays: 10, lookbackHours: 2 };
-const done = () => ({ kind: "sync_completed" as const, level: "info" as const, message: "done" });
+const done = { kind: "sync_completed" as const, level: "info" as const, message: "done" };
 
 beforeAll(async () => {
   t = await createTestDatabase(4);
