@@ -1,6 +1,9 @@
 import type { UsagePage } from "../replicate/schemas.js";
 import { windowId, type SyncWindow } from "../domain/checkpoint.js";
 
+/** `scope` names the connection, the token the request is made with and the run. */
+const keyOf = (scope: string, w: SyncWindow) => `${scope}|${windowId(w)}|${w.pagesDone}|${w.nextUrl ?? ""}`;
+
 /**
  * The first page of a window's next slice, requested while the current slice writes its last pages:
  * the job for the next slice takes that response when it runs in the same process (otherwise it
@@ -12,22 +15,19 @@ export class PagePrefetcher {
 
   constructor(private readonly capacity: number) {}
 
-  /** `scope` names the connection and the token the request is made with. */
-  static key(scope: string, at: { runId: string; window: SyncWindow }): string {
-    return `${scope}|${at.runId}|${windowId(at.window)}|${at.window.pagesDone}|${at.window.nextUrl ?? ""}`;
-  }
-
-  take(key: string): Promise<UsagePage> | undefined {
+  /** The page fetched ahead for window `w` as it is now. */
+  take(scope: string, w: SyncWindow): Promise<UsagePage> | undefined {
+    const key = keyOf(scope, w);
     const page = this.pages.get(key);
     this.pages.delete(key);
     return page;
   }
 
   /** Starts fetching the page after `from` (the window once the current slice is written). */
-  ahead(scope: string, from: { runId: string; window: SyncWindow }, fetch: (at: SyncWindow) => Promise<UsagePage>): void {
-    const key = PagePrefetcher.key(scope, from);
-    if (!from.window.nextUrl || from.window.done || this.pages.has(key)) return;
-    const page = fetch(from.window);
+  ahead(scope: string, from: SyncWindow, fetch: (at: SyncWindow) => Promise<UsagePage>): void {
+    const key = keyOf(scope, from);
+    if (!from.nextUrl || from.done || this.pages.has(key)) return;
+    const page = fetch(from);
     // Its error reaches the job that takes it; one nobody takes must not be an unhandled rejection.
     page.catch(() => undefined);
     this.pages.set(key, page);

@@ -6,7 +6,7 @@ import { startRun, type RunStart } from "../repositories/runs.js";
 import { tokenFingerprint } from "../vault.js";
 import { newCheckpoint, type Checkpoint, type SyncWindow } from "../domain/checkpoint.js";
 import { applyPages, type Slice, type SliceResult } from "./engine.js";
-import { PagePrefetcher } from "./prefetch.js";
+import type { PagePrefetcher } from "./prefetch.js";
 
 /**
  * Pages read ahead of the writer in a slice. They are written together in one statement (one commit
@@ -36,17 +36,6 @@ export function beginRun(
   );
 }
 
-/** Fetches a window's next page: its filtered first page (the newest trainings for the trainings window), then the `next` links. */
-function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, connectionId?: string): Promise<UsagePage> {
-  if (w.kind === "training") return client.listTrainings(token, { connectionId, cursorUrl: w.nextUrl });
-  return client.listPredictions(token, {
-    connectionId,
-    cursorUrl: w.nextUrl,
-    createdAfter: new Date(w.start),
-    createdBefore: new Date(w.end),
-  });
-}
-
 /**
  * A window's pages, fetched one after another (each link is in the previous page) up to `max` ahead
  * of the writer. It stops at the window's last page, at an empty page, at a page reaching below the
@@ -55,9 +44,8 @@ function fetchWindowPage(client: ReplicateClient, token: string, w: SyncWindow, 
  */
 class WindowReader {
   private readonly queue: { page: Promise<UsagePage>; value?: UsagePage }[] = [];
-  private inFlight = false;
+  /** Nothing more is requested: the window ended, a request failed, or the reader was stopped. */
   private finished = false;
-  private stopped = false;
 
   constructor(
     private readonly fetch: (url: string | null) => Promise<UsagePage>,
@@ -82,28 +70,25 @@ class WindowReader {
 
   /** No request is started after this; the one in flight (if any) is still taken. */
   stop(): void {
-    this.stopped = true;
+    this.finished = true;
   }
 
   private pump(first?: Promise<UsagePage>): void {
-    if (this.stopped || this.finished || this.inFlight || this.queue.length >= this.max) return;
+    // One request at a time (each link is in the previous page): the last entry has no value while it is in flight.
+    const last = this.queue.at(-1);
+    if (this.finished || (last && !last.value) || this.queue.length >= this.max) return;
     const entry: (typeof this.queue)[number] = { page: first ?? this.fetch(this.url) };
-    this.inFlight = true;
     this.queue.push(entry);
     entry.page.then(
       (page) => {
         entry.value = page;
-        this.inFlight = false;
         this.url = page.next;
         const below = page.results.some((p) => p.created_at.getTime() < this.start());
-        this.finished = !page.next || page.results.length === 0 || below;
+        this.finished ||= !page.next || page.results.length === 0 || below;
         this.pump();
       },
       // The error reaches the writer through take(); here it only ends the reading.
-      () => {
-        this.inFlight = false;
-        this.finished = true;
-      },
+      () => (this.finished = true),
     );
   }
 }
@@ -124,10 +109,19 @@ export async function runSlice(
   settings: Pick<Config["sync"], "sliceMs" | "parallelism"> & { prefetcher?: PagePrefetcher; deferClose?: boolean },
 ): Promise<SliceResult> {
   const { prefetcher } = settings;
-  // A response fetched with a token that has since been replaced is never reused.
-  const scope = `${connectionId}|${tokenFingerprint(token)}`;
+  // A response fetched with a token that has since been replaced, or for another run, is never reused.
+  const scope = `${connectionId}|${tokenFingerprint(token)}|${checkpoint.runId}`;
   const deadline = Date.now() + settings.sliceMs;
-  const fetchAt = (w: SyncWindow) => fetchWindowPage(client, token, w, connectionId);
+  // A window's next page: its filtered first page (the newest trainings for the trainings window), then the `next` links.
+  const fetchAt = (w: SyncWindow): Promise<UsagePage> =>
+    w.kind === "training"
+      ? client.listTrainings(token, { connectionId, cursorUrl: w.nextUrl })
+      : client.listPredictions(token, {
+          connectionId,
+          cursorUrl: w.nextUrl,
+          createdAfter: new Date(w.start),
+          createdBefore: new Date(w.end),
+        });
   const throttled = async () => {
     const rate = await client.learnedRate(token);
     return rate !== null && rate.requestsPerSecond < rate.configuredPerSecond;
@@ -140,7 +134,7 @@ export async function runSlice(
     first.nextUrl,
     () => Date.parse(window().start),
     READ_AHEAD_PAGES,
-    prefetcher?.take(PagePrefetcher.key(scope, { runId: checkpoint.runId, window: first })),
+    prefetcher?.take(scope, first),
   );
   let done: Slice = { applied: true, windowId: id, checkpoint, pages: 0, predictions: 0, rejected: [], newWindows: [] };
   for (let pages = await reader.take(); pages.length > 0; pages = await reader.take()) {
@@ -160,6 +154,6 @@ export async function runSlice(
     };
     if (written.closes || window().done) return done;
   }
-  prefetcher?.ahead(scope, { runId: current.runId, window: window() }, fetchAt);
+  prefetcher?.ahead(scope, window(), fetchAt);
   return done;
 }

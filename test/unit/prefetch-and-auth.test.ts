@@ -11,7 +11,7 @@ const run = newCheckpoint({
   lookbackHours: 1,
 });
 const first = Object.values(run.windows)[0]!;
-const at = (pagesDone: number, nextUrl: string | null) => ({ runId: run.runId, window: { ...first, pagesDone, nextUrl } });
+const at = (pagesDone: number, nextUrl: string | null) => ({ ...first, pagesDone, nextUrl });
 const page = (next: string | null): PredictionPage => ({ next, previous: null, results: [], rejected: [] });
 
 describe("PagePrefetcher", () => {
@@ -22,10 +22,10 @@ describe("PagePrefetcher", () => {
     prefetcher.ahead("conn|tokenA", after1, async () => (fetches++, page("https://api/p?c=3")));
     prefetcher.ahead("conn|tokenA", after1, async () => (fetches++, page(null))); // already under way
     expect(fetches).toBe(1);
-    expect(prefetcher.take(PagePrefetcher.key("conn|tokenB", after1))).toBeUndefined();
-    expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", at(1, "https://api/p?c=other")))).toBeUndefined();
-    await expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", after1))).resolves.toMatchObject({ next: "https://api/p?c=3" });
-    expect(prefetcher.take(PagePrefetcher.key("conn|tokenA", after1))).toBeUndefined();
+    expect(prefetcher.take("conn|tokenB", after1)).toBeUndefined();
+    expect(prefetcher.take("conn|tokenA", at(1, "https://api/p?c=other"))).toBeUndefined();
+    await expect(prefetcher.take("conn|tokenA", after1)).resolves.toMatchObject({ next: "https://api/p?c=3" });
+    expect(prefetcher.take("conn|tokenA", after1)).toBeUndefined();
   });
 
   test("nothing is fetched after the last page; old entries are dropped past capacity; a failure is not unhandled", async () => {
@@ -34,8 +34,8 @@ describe("PagePrefetcher", () => {
     prefetcher.ahead("c", at(0, null), async () => (fetches++, page(null)));
     expect(fetches).toBe(0);
     for (const n of [1, 2, 3]) prefetcher.ahead("c", at(n, `u${n}`), () => Promise.reject(new Error(`boom ${n}`)));
-    expect(prefetcher.take(PagePrefetcher.key("c", at(1, "u1")))).toBeUndefined();
-    await expect(prefetcher.take(PagePrefetcher.key("c", at(3, "u3")))).rejects.toThrow("boom 3");
+    expect(prefetcher.take("c", at(1, "u1"))).toBeUndefined();
+    await expect(prefetcher.take("c", at(3, "u3"))).rejects.toThrow("boom 3");
   });
 });
 
