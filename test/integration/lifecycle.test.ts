@@ -192,3 +192,29 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   );
   expect(new Set(firstPages.map((r) => r.url)).size).toBe(firstPages.length);
 });
+
+test("a window that splits and then reads to its end in the same slice, on a page wholly below its new start, hands on the windows split off", async () => {
+  const token = "r8_splitThenCloseToken00000000000000";
+  // 300 predictions in the last hours (three whole pages), 300 more two months back: the first page
+  // splits the run's window, the kept top part's fourth page lies wholly below its new start.
+  const now = Date.now();
+  const predictions = generatePredictions({ count: 600, days: 1, seed: 11 }).map((p, i) => ({
+    ...p,
+    created_at: new Date(i < 300 ? now - 60_000 - i * 60_000 : now - 60 * 86_400_000 - (i - 300) * 60_000).toISOString(),
+  }));
+  h.fake.addAccount(token, { type: "organization", username: "split-close" }, predictions);
+  // One page at a time reaches the writer, so the split and the close are separate writes of one slice.
+  h.fake.pageLatencyMs = 30;
+  try {
+    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-split-close", token });
+    await waitFor(
+      "first sync",
+      () => connectionState(id),
+      (c) => c.lastSyncedAt !== null,
+      20_000,
+    );
+    expect(await actualUsage(h.ctx.db, id)).toEqual(expectedUsage(predictions));
+  } finally {
+    h.fake.pageLatencyMs = 0;
+  }
+});
