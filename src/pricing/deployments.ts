@@ -41,12 +41,11 @@ export async function refreshDeployments(
       detail: { ...base.detail, httpStatus },
     });
   }
-  if (!(await storeDeployments(ctx.db, connectionId, deployments, now))) return;
-  log.info("deployments refreshed", { deployments: deployments.length });
-  // Written only if it ends a streak. Not in the store's transaction: should this be lost, the streak stays open and the next run reads again.
-  await recordDeploymentsEvent(ctx.db, {
+  const recovered = {
     ...base,
-    kind: "enrichment_recovered",
+    kind: "enrichment_recovered" as const,
     message: `${DEPLOYMENTS_ENDPOINT} answers again; predictions made through deployments are priced from it`,
-  });
+  };
+  if (await storeDeployments(ctx.db, connectionId, deployments, now, recovered))
+    log.info("deployments refreshed", { deployments: deployments.length });
 }

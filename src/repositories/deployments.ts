@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.js";
+import type { Prisma } from "../generated/prisma/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { utcDay } from "../domain/calendar.js";
 import { WARNING_END_KINDS, WARNING_KINDS } from "../domain/event-kinds.js";
@@ -17,18 +18,31 @@ const LAST_ENRICHMENT = (connection: string) =>
 export const deploymentsFailing = (connection: string) =>
   `coalesce((SELECT l.kind IN (${sqlList(WARNING_KINDS)}) FROM (${LAST_ENRICHMENT(connection)}) l), false)`;
 
-/** Writes `event` only if it opens or ends the streak, read after the row lock: two reads ending at once write one event. */
+/** Under the connection's row lock: writes `event` only if it opens or ends the streak, so two reads ending at once write one event. */
+async function recordIfStreakTurns(tx: Prisma.TransactionClient, event: NewEvent): Promise<void> {
+  const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(`SELECT ${deploymentsFailing("$1::uuid")} AS failing`, event.connectionId);
+  if (row!.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
+}
+
+/** Records a failed read (enrichment_failed) if it opens a streak. */
 export async function recordDeploymentsEvent(db: Db, event: NewEvent): Promise<void> {
-  const id = event.connectionId;
   await db.$transaction(async (tx) => {
-    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, id);
-    const [row] = await tx.$queryRawUnsafe<{ failing: boolean }[]>(`SELECT ${deploymentsFailing("$1::uuid")} AS failing`, id);
-    if (row!.failing !== (event.kind === "enrichment_failed")) await recordEvent(tx, event);
+    await tx.$queryRawUnsafe(`SELECT 1 FROM connections WHERE id = $1::uuid FOR UPDATE`, event.connectionId);
+    await recordIfStreakTurns(tx, event);
   });
 }
 
-/** Stores what GET /v1/deployments listed, only while connected (false otherwise): the row lock orders it with a disconnect. */
-export async function storeDeployments(db: Db, connectionId: string, deployments: Deployment[], now: Date): Promise<boolean> {
+/**
+ * Stores what GET /v1/deployments listed, and `recovered` if that ends a streak of failed reads, only
+ * while connected (false otherwise): the row lock orders it with a disconnect and with other reads.
+ */
+export async function storeDeployments(
+  db: Db,
+  connectionId: string,
+  deployments: Deployment[],
+  now: Date,
+  recovered: NewEvent,
+): Promise<boolean> {
   const today = new Date(utcDay(now));
   const released = deployments.flatMap((d) => (d.current_release ? [{ name: `${d.owner}/${d.name}`, release: d.current_release }] : []));
   return db.$transaction(async (tx) => {
@@ -53,6 +67,7 @@ export async function storeDeployments(db: Db, connectionId: string, deployments
       skipDuplicates: true,
     });
     await tx.deployment.updateMany({ where: { connectionId, name: { in: released.map((r) => r.name) } }, data: { lastSeenOn: today } });
+    await recordIfStreakTurns(tx, recovered);
     return true;
   });
 }
