@@ -14,6 +14,8 @@ import { waitForSyncedSince } from "../support/sync-checks.js";
 
 const started = withApi({ BACKFILL_DAYS: "400" });
 const ZONES = ["America/Los_Angeles", "Asia/Kolkata", "Asia/Kathmandu"];
+// Its clocks change at midnight: a spring day starts at 01:00 (midnight is skipped), an autumn day's midnight follows a repeated hour.
+const MIDNIGHT_DST = "America/Santiago";
 const QUARTER_HOUR = 15 * 60_000;
 const HOUR = 3_600_000;
 const token = "r8_timeZones000000000000000";
@@ -37,12 +39,12 @@ function midnights(timeZone: string, from: number, to: number): number[] {
   return found;
 }
 
-/** The local days of Los Angeles in the last year that are not 24 hours long, with their first and next midnight. */
-function dstDays(now: number): { day: string; start: number; end: number; hours: number }[] {
-  const all = midnights("America/Los_Angeles", now - 370 * 24 * HOUR, now - 2 * 24 * HOUR);
+/** The local days of `zone` in the last year that are not 24 hours long, with their first and next midnight. */
+function dstDays(now: number, zone = "America/Los_Angeles"): { day: string; start: number; end: number; hours: number }[] {
+  const all = midnights(zone, now - 370 * 24 * HOUR, now - 2 * 24 * HOUR);
   return all
     .slice(0, -1)
-    .map((start, i) => ({ day: localDate(start, "America/Los_Angeles"), start, end: all[i + 1]!, hours: (all[i + 1]! - start) / HOUR }))
+    .map((start, i) => ({ day: localDate(start, zone), start, end: all[i + 1]!, hours: (all[i + 1]! - start) / HOUR }))
     .filter((d) => d.hours !== 24);
 }
 
@@ -90,6 +92,12 @@ beforeAll(async () => {
     }
     for (let t = dst.start; t < dst.end; t += HOUR) edges.push(p(`h-${t}`, t + 30 * 60_000, "canceled", 2));
   }
+  for (const dst of dstDays(now, MIDNIGHT_DST)) {
+    for (const m of midnights(MIDNIGHT_DST, dst.start - 30 * HOUR, dst.end + 30 * HOUR)) {
+      edges.push(p(`s-${m}-a`, m - 1), p(`s-${m}-b`, m), p(`s-${m}-c`, m + 7 * 60_000, "failed", 0.5));
+    }
+    for (let t = dst.start; t < dst.end; t += HOUR) edges.push(p(`sh-${t}`, t + 30 * 60_000, "canceled", 2));
+  }
   truth = [...generatePredictions({ count: 2500, days: 380, seed: 20, inFlightWithinMs: 6 * HOUR }), ...edges];
   started.h.fake.addAccount(token, { type: "organization", username: "zones" }, truth);
   ({ id } = await producer.connect(started.h.ctx, { workspaceId: "ws-zones", token }));
@@ -97,30 +105,36 @@ beforeAll(async () => {
   range = { from: localDate(now - 390 * 24 * HOUR, "UTC"), to: localDate(now + 24 * HOUR, "UTC") };
 }, 180_000);
 
-test("LA's DST days in the last year are one of 23 and one of 25 hours (what the data straddles)", () => {
-  expect(
-    dstDays(now)
-      .map((d) => d.hours)
-      .sort(),
-  ).toEqual([23, 25]);
-});
+test.each(["America/Los_Angeles", MIDNIGHT_DST])(
+  "%s's DST days in the last year are one of 23 and one of 25 hours (what the data straddles)",
+  (zone) => {
+    expect(
+      dstDays(now, zone)
+        .map((d) => d.hours)
+        .sort(),
+    ).toEqual([23, 25]);
+  },
+);
 
-test.each(ZONES)("daily totals in %s equal the truth grouped by local day, DST days and midnights included", async (timeZone) => {
-  const { status, body } = await started.api.call(
-    "GET",
-    `/v1/usage?connectionId=${id}&from=${range.from}&to=${range.to}&groupBy=date&timeZone=${encodeURIComponent(timeZone)}`,
-  );
-  expect(status).toBe(200);
-  expect(body.timeZone).toBe(timeZone);
-  expect(byDay(body.rows)).toEqual(truthByDay(timeZone, range.from, range.to));
-  // The DST days themselves: every prediction created from its first to its next midnight (23 or 25 hours).
-  if (timeZone === "America/Los_Angeles") {
-    for (const dst of dstDays(now)) {
-      const inDay = truth.filter((x) => Date.parse(x.created_at) >= dst.start && Date.parse(x.created_at) < dst.end).length;
-      expect(body.rows.find((r: Row) => r.date === dst.day)?.predictions).toBe(inDay);
+test.each([...ZONES, MIDNIGHT_DST])(
+  "daily totals in %s equal the truth grouped by local day, DST days and midnights included",
+  async (timeZone) => {
+    const { status, body } = await started.api.call(
+      "GET",
+      `/v1/usage?connectionId=${id}&from=${range.from}&to=${range.to}&groupBy=date&timeZone=${encodeURIComponent(timeZone)}`,
+    );
+    expect(status).toBe(200);
+    expect(body.timeZone).toBe(timeZone);
+    expect(byDay(body.rows)).toEqual(truthByDay(timeZone, range.from, range.to));
+    // The DST days themselves: every prediction created from its first to its next midnight (23 or 25 hours).
+    if (timeZone === "America/Los_Angeles" || timeZone === MIDNIGHT_DST) {
+      for (const dst of dstDays(now, timeZone)) {
+        const inDay = truth.filter((x) => Date.parse(x.created_at) >= dst.start && Date.parse(x.created_at) < dst.end).length;
+        expect(body.rows.find((r: Row) => r.date === dst.day)?.predictions).toBe(inDay);
+      }
     }
-  }
-});
+  },
+);
 
 test("the CSV and the in-process producer give the same local days", async () => {
   const timeZone = "Asia/Kathmandu";
