@@ -147,7 +147,10 @@ export async function accountHolder(db: Db, id: string, account: AccountRef): Pr
   return holder?.id ?? null;
 }
 
-/** Makes `transition` with its `event` in one transaction while the token read as `ciphertext` is stored (none: whatever is stored); the event only when the row changed. */
+/**
+ * Makes `transition` with its `event` in one transaction while the token read as `ciphertext` is stored (none: whatever is
+ * stored); the event only when the row changed.
+ */
 async function transitionWithEvent(
   db: Db,
   id: string,
