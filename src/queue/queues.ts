@@ -73,7 +73,8 @@ export class JobQueues {
     const { queue, spec } = JOB_KINDS.get(kind)!;
     await this.queues[queue].add(await this.jobName(kind, data), data, {
       jobId: spec.id?.(data),
-      deduplication: spec.dedupe && { id: spec.dedupe(data) },
+      // One waits while one runs: a syncNow as a run's tick ends is not lost to the ending one.
+      deduplication: spec.dedupe && { id: spec.dedupe(data), keepLastIfActive: true },
     });
   }
 

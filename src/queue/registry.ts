@@ -9,7 +9,7 @@ interface JobSpec<S extends z.ZodType = z.ZodType> {
   data: S;
   /** The BullMQ job id: enqueueing the same id again adds nothing. */
   id?(data: z.output<S>): string;
-  /** At most one pending job per key (BullMQ deduplication). */
+  /** At most one waiting job per key beside the one running (BullMQ deduplication, keepLastIfActive). */
   dedupe?(data: z.output<S>): string;
   /** One scheduler for the whole service runs it this often (upserted by the reconciler). */
   schedule?: { id: string; every: number };

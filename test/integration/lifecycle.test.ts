@@ -218,3 +218,38 @@ test("a window that splits and then reads to its end in the same slice, on a pag
     h.fake.pageLatencyMs = 0;
   }
 });
+
+test("syncNow while the tick that finished a run is still running (its deployments read is slow) starts another run", async () => {
+  const token = "r8_syncNowAfterRunToken000000000000";
+  h.fake.addAccount(token, { type: "user", username: "sync-now-late" }, generatePredictions({ count: 40, seed: 12 }));
+  // The first run's deployments read fails, so the next run reads them again.
+  h.fake.failEvery(token, "deployments", { kind: "status", status: 404 });
+  const { id } = await producer.connect(h.ctx, { workspaceId: "ws-sync-now-late", token });
+  const first = await waitFor(
+    "first sync",
+    () => connectionState(id),
+    (c) => c.lastSyncedAt !== null,
+  );
+  await waitFor(
+    "deployments read failed",
+    () => eventKinds(id),
+    (kinds) => kinds.includes("enrichment_failed"),
+  );
+  h.fake.failEvery(token, "deployments", null);
+  // The second run's deployments read outlasts its one page: its tick is still running once the run has finished.
+  h.fake.inject(token, "deployments", { kind: "delay", ms: 3_000 });
+  await producer.syncNow(h.ctx, id);
+  const second = await waitFor(
+    "second sync",
+    () => connectionState(id),
+    (c) => c.lastSyncedAt! > first.lastSyncedAt!,
+  );
+  expect(await h.ctx.queues.queue("sync").getActiveCount()).toBe(1);
+  await producer.syncNow(h.ctx, id);
+  await waitFor(
+    "the run the second syncNow asked for",
+    () => connectionState(id),
+    (c) => c.lastSyncedAt! > second.lastSyncedAt!,
+    20_000,
+  );
+});
