@@ -153,6 +153,9 @@ export async function runSlice(
       newWindows: [...done.newWindows, ...written.newWindows],
     };
     if (written.closes || window().done) return done;
+    // Windows split off are read by jobs of their own, started when this slice hands them on: it ends
+    // once the pages already requested are written (none is dropped, nor its error).
+    if (written.newWindows.length > 0) reader.stop();
   }
   prefetcher?.ahead(scope, window(), fetchAt);
   return done;

@@ -6,6 +6,7 @@ import { TRAININGS_WINDOW, newCheckpoint, openWindows, parseCheckpoint, type Che
 import { applyPages } from "../../src/sync/engine.js";
 import { completeRun } from "../../src/repositories/runs.js";
 import { beginRun, runSlice } from "../../src/sync/run.js";
+import { PagePrefetcher } from "../../src/sync/prefetch.js";
 import { FakeReplicate, type FakePrediction } from "../../dev/fake-replicate.js";
 import { actualUsage, expectedUsage, rng } from "../../dev/predictions.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/postgres.js";
@@ -270,9 +271,8 @@ test("runs over random window splits: page sizes, parallelism, concurrent window
   );
 });
 
-test("a busy window is split: its parts are read concurrently and the totals stay exact", async () => {
-  const connectionId = await newConnection();
-  const token = "r8_propSplit";
+/** 400 predictions over a week, 10 a page: a window that splits at its first page. */
+function busyAccount(token: string, id0: number): FakePrediction[] {
   const predictions = build(
     Array.from({ length: 400 }, (_, i) => ({
       minute: (i * 37) % (7 * 24 * 60),
@@ -284,10 +284,17 @@ test("a busy window is split: its parts are read concurrently and the totals sta
       source: "api" as const,
       tokens: null,
     })),
-    900_000,
+    id0,
   ).map((x) => x.final);
   fake.addAccount(token, { type: "user", username: "u" }, predictions);
   fake.pageSize = 10;
+  return predictions;
+}
+
+test("a busy window is split: its parts are read concurrently and the totals stay exact", async () => {
+  const connectionId = await newConnection();
+  const token = "r8_propSplit";
+  const predictions = busyAccount(token, 900_000);
   let checkpoint = (await beginRun(t.db, connectionId, SETTINGS, NOW))!.checkpoint;
   let most = 1;
   while (!checkpoint.done) {
@@ -301,6 +308,28 @@ test("a busy window is split: its parts are read concurrently and the totals sta
   expect(await completeRun(t.db, connectionId, checkpoint, completed)).toBe(true);
   expect(checkpoint.predictionsSeen).toBe(400);
   expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(predictions));
+});
+
+test("a slice ends at the write that splits its window: the parts split off start at once, and the next slice opens with the page fetched ahead", async () => {
+  const connectionId = await newConnection();
+  const token = "r8_propSplitEnds";
+  busyAccount(token, 950_000);
+  const { checkpoint } = (await beginRun(t.db, connectionId, SETTINGS, NOW))!;
+  const [id] = openWindows(checkpoint).find(([w]) => w !== TRAININGS_WINDOW)!;
+  const prefetcher = new PagePrefetcher(8);
+  // A slice far longer than the whole read: without the split, it would read the window to its end.
+  const settings = { sliceMs: 60_000, parallelism: 4, prefetcher };
+  const slice = await runSlice(t.db, client, token, connectionId, checkpoint, id, settings);
+  if (!slice.applied) throw new Error("slice not applied");
+  expect(slice.newWindows.length).toBeGreaterThan(0);
+  expect(slice.checkpoint.windows[id]!.done).toBe(false);
+  expect(slice.pages).toBeLessThan(40);
+  // The next slice opens with the page requested ahead for it: it is not requested again.
+  const nextUrl = slice.checkpoint.windows[id]!.nextUrl!;
+  const next = await runSlice(t.db, client, token, connectionId, slice.checkpoint, id, { ...settings, sliceMs: 0 });
+  if (!next.applied) throw new Error("next slice not applied");
+  expect(next.pages).toBeGreaterThan(0);
+  expect(fake.requests.filter((r) => nextUrl.endsWith(r.url))).toHaveLength(1);
 });
 
 test("a prediction that moves to another model leaves its old group (deleted once empty)", async () => {
