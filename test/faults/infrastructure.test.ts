@@ -86,16 +86,22 @@ test(
   "a run whose slice jobs are gone (failed as stalled too often, or lost between a write and its enqueue) resumes within seconds, not at the next scheduled tick",
   async () => {
     const { id, truth } = await startBackfill("lost", 15_000);
+    // Slow pages while the workers stop: the slices in flight finish (each within SYNC_SLICE_MS) without reading the run to its end.
+    h.fake.pageLatencyMs = 200;
     await h.service.stopWorkers();
     const sync = h.ctx.queues.queue("sync");
     let lost = 0;
-    for (const job of await sync.getJobs(["waiting", "delayed", "prioritized"])) {
-      if (job?.name.startsWith("slice ")) lost += Number(await job.remove().then(() => 1));
+    try {
+      for (const job of await sync.getJobs(["waiting", "delayed", "prioritized"])) {
+        if (job?.name.startsWith("slice ")) lost += Number(await job.remove().then(() => 1));
+      }
+      expect(lost).toBeGreaterThan(0);
+      // The connection's scheduler is there, so nothing is rebuilt; its next tick is SYNC_INTERVAL_MINUTES away.
+      expect(await sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
+    } finally {
+      h.fake.pageLatencyMs = 5;
+      await h.service.startWorkers();
     }
-    expect(lost).toBeGreaterThan(0);
-    // The connection's scheduler is there, so nothing is rebuilt; its next tick is SYNC_INTERVAL_MINUTES away.
-    expect(await sync.getJobScheduler(`sync-${id}`)).toBeTruthy();
-    await h.service.startWorkers();
     await waitForSyncedSince(h, id, null, 30_000);
     await expectExact(h, id, truth);
     expect(await h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "sync_started" } })).toBe(1);

@@ -126,13 +126,9 @@ test.each([
 ])("HTTP $status mid-sync pauses the connection ($kind) and removes its scheduler", async ({ status, kind, detail }) => {
   const token = `r8_midSync${status}Token000000000`;
   h.fake.addAccount(token, { type: "user", username: `u${status}` }, generatePredictions({ count: 250, seed: status }));
+  // Page 1 is served, the next request fails (set before connecting: the run would read its 3 pages before a poll sees it verified).
+  h.fake.inject(token, "predictions", { kind: "delay", ms: 0 }, { kind: "status", status, body: JSON.stringify({ detail }) });
   const conn = await producer.connect(h.ctx, { workspaceId: `ws-${status}`, token });
-  await waitFor(
-    "verified",
-    () => connectionState(conn.id),
-    (c) => c.status === "connected",
-  );
-  h.fake.inject(token, "predictions", { kind: "status", status, body: JSON.stringify({ detail }) });
   await waitFor(
     "paused",
     () => connectionState(conn.id),
@@ -147,13 +143,10 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   h.fake.addAccount(token, { type: "user", username: "f" }, generatePredictions({ count: 350, seed: 10 }));
   // Page 1 succeeds; then every request fails, on every client retry of every job attempt (2 × JOB_ATTEMPTS=3)
   // of every window the run was split into, until each window's job gives up.
+  // Set before connecting: injected after page 1 is seen, the run could already have read the other pages.
+  h.fake.inject(token, "predictions", { kind: "delay", ms: 0 });
+  h.fake.failEvery(token, "predictions", { kind: "status", status: 503 });
   const conn = await producer.connect(h.ctx, { workspaceId: "ws-6", token });
-  await waitFor(
-    "page 1 written",
-    () => h.ctx.db.predictionRecord.count({ where: { connectionId: conn.id } }),
-    (n) => n >= 100,
-  );
-  h.fake.inject(token, "predictions", ...Array.from({ length: 100 }, () => ({ kind: "status" as const, status: 503 })));
   await waitFor(
     "sync_failed",
     () => eventKinds(conn.id),

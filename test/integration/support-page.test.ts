@@ -4,7 +4,6 @@ import type { FastifyInstance } from "fastify";
 import type { Browser, Page } from "playwright-core";
 import { buildServer } from "../../src/api/server.js";
 import * as producer from "../../src/producer.js";
-import { recordEvent } from "../../src/repositories/events.js";
 import { launchChromium } from "../support/browser.js";
 import { request } from "../support/api.js";
 import { API_TOKEN, createHarness, waitFor, type Harness } from "../support/harness.js";
@@ -68,6 +67,8 @@ beforeAll(async () => {
     headers: { "retry-after": "900" },
   });
   account("empty-user", "r8_emptyCustomer00000000000", 0, "user");
+  // Its deployments cannot be read, on every run (a later run must not close the warning): still healthy.
+  h.fake.failEvery("r8_emptyCustomer00000000000", "deployments", { kind: "status", status: 404 });
   account("recovered-org", "r8_recoveredOld000000000000", 80);
   await Promise.all([
     connect("healthy", "ws-acme", "r8_healthyCustomer000000000").then((id) => waitForSyncedSince(h, id, null)),
@@ -77,27 +78,17 @@ beforeAll(async () => {
       waitFor(
         "throttled backfill",
         () => h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "rate_limited" } }),
-        (n) => n === 1,
+        // Windows meeting the local cap the 429 set may add theirs in the same moment: a poll can miss exactly 1.
+        (n) => n >= 1,
       ),
     ),
     connect("empty", "ws-empty", "r8_emptyCustomer00000000000").then(async (id) => {
       await waitForSyncedSince(h, id, null);
-      // The run's own deployments read goes on beside its first slices and may end after the run: once it
-      // has, its success cannot close the failure recorded next.
       await waitFor(
-        "deployments read",
-        () => h.ctx.db.connection.findUniqueOrThrow({ where: { id } }),
-        (c) => c.deploymentsCheckedAt !== null,
+        "deployments read failed",
+        () => h.ctx.db.integrationEvent.count({ where: { connectionId: id, kind: "enrichment_failed" } }),
+        (n) => n === 1,
       );
-      // Its deployments could not be read (as the sync records it): a warning, still healthy.
-      await recordEvent(h.ctx.db, {
-        connectionId: id,
-        kind: "enrichment_failed",
-        level: "warn",
-        message: "HTTP 404",
-        httpStatus: 404,
-        detail: { endpoint: "/v1/deployments", httpStatus: 404 },
-      });
     }),
     connect("mistyped", "ws-typo", "r8_notWhatTheyCopied0000000").then((id) =>
       waitFor(

@@ -184,8 +184,9 @@ test("/healthz and a sync write keep their latency while usage queries over the 
       started.h.fake.upsertPredictions(token, generatePredictions({ count: 20, days: 1, seed: 30 + i, idPrefix: `n${i}` }));
       const start = performance.now();
       await producer.syncNow(started.h.ctx, id);
-      synced = await waitForSyncedSince(started.h, id, synced.lastSyncedAt, 5_000);
-      expect(performance.now() - start).toBeLessThan(3_000);
+      synced = await waitForSyncedSince(started.h, id, synced.lastSyncedAt, 8_000);
+      // ~0.1 s alone, 1–4 s with both cores busy (two suites at once): a bound, loose enough for a busy machine.
+      expect(performance.now() - start).toBeLessThan(5_000);
     }
   } finally {
     querying = false;
