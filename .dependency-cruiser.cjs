@@ -4,7 +4,7 @@
  * bottom up:
  *
  *   domain → foundation (errors, redact, logger, config, vault) → db, repositories → replicate, queue
- *   → sync, pricing, webhooks → context, metrics → lifecycle → jobs, producer (+ stores) → api
+ *   → sync, pricing, webhooks → context, metrics → lifecycle → jobs, producer → api
  *   → the composition root (service.ts, main.ts, cli/), which builds every dependency and hands it down.
  */
 const FOUNDATION = "^src/(errors|redact|logger|config|vault)\\.ts$";
@@ -116,9 +116,9 @@ module.exports = {
     layer(
       "producer",
       "the backend's API: the stores it opens, the lifecycle steps and data access, the answer schemas its results are typed by",
-      files("producer", "stores"),
+      files("producer"),
       under("lifecycle", "repositories", "queue", "db", "domain", "generated"),
-      files("context", "stores", "api/schemas", "pricing/schemas"),
+      files("context", "api/schemas", "pricing/schemas"),
       FOUNDATION,
     ),
     layer(

@@ -12,7 +12,7 @@ export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgresql://po
 /** The run id: set by the test runner's global set-up; other callers get their own. */
 export const RUN_ID = (process.env.RUS_TEST_RUN ??= `${process.pid}x${randomBytes(2).toString("hex")}`);
 /** The migrated template every test database of this run is cloned from (made by global-setup.mjs). */
-export const TEMPLATE_DB = `rus_tpl_${RUN_ID}`;
+const TEMPLATE_DB = `rus_tpl_${RUN_ID}`;
 
 export function databaseUrl(name: string): string {
   const url = new URL(ADMIN_URL);
@@ -30,7 +30,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
-export const dropDatabase = (name: string) => adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined);
+const dropDatabase = (name: string) => adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined);
 
 export interface TestDatabase {
   name: string;
@@ -84,10 +84,4 @@ export function createMigratedDatabase(prefix: string): { name: string; url: str
     stdio: ["ignore", "ignore", "inherit"],
   });
   return { name, url, drop: () => dropDatabase(name) };
-}
-
-/** Every database a run made (template, test and empty ones), for the run's own clean-up. */
-export async function databasesOfRun(runId: string): Promise<string[]> {
-  const rows = await adminQuery<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname ~ $1`, [`^rus_[a-z]+_${runId}(_|$)`]);
-  return rows.map((r) => r.datname);
 }

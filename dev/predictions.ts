@@ -13,13 +13,13 @@ export function rng(seed: number): () => number {
   };
 }
 
-export const MODELS = ["stability-ai/sdxl", "meta/meta-llama-3-70b-instruct", "black-forest-labs/flux-schnell", "openai/whisper"];
-export const DEPLOYMENTS = ["acme/sdxl-prod"];
+const MODELS = ["stability-ai/sdxl", "meta/meta-llama-3-70b-instruct", "black-forest-labs/flux-schnell", "openai/whisper"];
+const DEPLOYMENTS = ["acme/sdxl-prod"];
 /** Replicate's official language models report token counts in their metrics. */
-export const TOKEN_MODELS = ["meta/meta-llama-3-70b-instruct"];
+const TOKEN_MODELS = ["meta/meta-llama-3-70b-instruct"];
 const STATUSES = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "canceled", "aborted", "processing", "starting"];
 /** Fine-tunes: what a training reports as its model is the trainer it ran. */
-export const TRAINER_MODELS = ["ostris/flux-dev-lora-trainer", "replicate/fast-flux-trainer", "stability-ai/sdxl"];
+const TRAINER_MODELS = ["ostris/flux-dev-lora-trainer", "replicate/fast-flux-trainer", "stability-ai/sdxl"];
 const TRAINING_STATUSES = ["succeeded", "succeeded", "succeeded", "failed", "canceled", "processing", "starting"];
 
 export interface GenerateOptions {
@@ -148,7 +148,7 @@ const micros = (seconds: number | null | undefined) => (seconds == null ? 0 : Ma
 
 const QUARTER_HOUR_MS = 15 * 60_000;
 /** The UTC quarter hour an instant falls in, as ISO. */
-export const quarterHour = (iso: string) => new Date(Math.floor(Date.parse(iso) / QUARTER_HOUR_MS) * QUARTER_HOUR_MS).toISOString();
+const quarterHour = (iso: string) => new Date(Math.floor(Date.parse(iso) / QUARTER_HOUR_MS) * QUARTER_HOUR_MS).toISOString();
 
 /**
  * What usage must hold: a GROUP BY over the distinct final predictions (or trainings, with their

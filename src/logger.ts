@@ -2,7 +2,6 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import winston from "winston";
 import { redact } from "./redact.js";
 
-const redaction = winston.format((info) => redact(info))();
 // winston runs the whole format (redaction, JSON) before its transports drop entries below the
 // level; dropping them first keeps debug logging on hot paths free when it is off.
 const enabledOnly = winston.format((info) => (logger.isLevelEnabled(info.level) ? info : false))();
@@ -18,7 +17,7 @@ export const logger = winston.createLogger({
     enabledOnly,
     scoped,
     winston.format.errors({ stack: true }),
-    redaction,
+    winston.format((info) => redact(info))(),
     winston.format.timestamp(),
     winston.format.json(),
   ),

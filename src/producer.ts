@@ -1,7 +1,8 @@
+import { Redis } from "ioredis";
 import { z } from "zod";
 import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.js";
 import type { AppContext } from "./context.js";
-import { boundedRead, type Db, type Queryable } from "./db/client.js";
+import { boundedRead, createDb, type Db, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays } from "./domain/coverage.js";
 import { DAY_MS, addDays, isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
@@ -26,7 +27,7 @@ import * as prices from "./repositories/prices.js";
 import { hardwarePriceInput, modelHardwareInput, modelPriceInput } from "./pricing/schemas.js";
 import { fillZeroDays, queryIdleFloor, queryUsage as readUsage } from "./repositories/usage-query.js";
 import * as workspaces from "./repositories/workspace-settings.js";
-import { openStores } from "./stores.js";
+import { JobQueues } from "./queue/queues.js";
 import { TokenVault } from "./vault.js";
 
 // The typed API the backend calls in-process and the HTTP routes call: neither job data nor any return value carries the token.
@@ -90,33 +91,27 @@ export const MAX_USAGE_DAYS = 400;
 /** Rows and idle-floor lines of one answer: more would hold the event loop (and every job of the process) while it is serialized. */
 export const MAX_USAGE_LINES = 50_000;
 
-/** The usage query's fields; `usageRules` adds the checks between them (the HTTP route adds `format`). */
-export const usageFields = {
-  workspaceId: workspaceId.optional(),
-  connectionId: z.uuid().optional(),
-  from: isoDay.describe(`first local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
-  to: isoDay.describe(`last local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
-  timeZone: timeZoneName
-    .optional()
-    .describe(
-      "IANA time zone of the days (from, to, the date dimension, coverage, fillZeros), e.g. America/Los_Angeles; default: the workspace's (settings), else UTC",
-    ),
-  groupBy: z
-    .array(z.enum(GROUP_BY))
-    .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
-    .default(["date", "model", "deployment"]),
-  /** Zero rows for days read but without usage (never for days not read yet); needs date in groupBy. */
-  fillZeros: z.boolean().default(false),
-};
-
-type UsageFields = z.output<z.ZodObject<typeof usageFields>>;
-
-/** The usage query over `shape` (usageFields, plus `format` on HTTP): strict, and checked across fields. */
-export function usageRules<T extends typeof usageFields>(shape: T) {
-  return z.strictObject(shape).superRefine((input, ctx) => {
-    // The checks read only the usage fields, which every extension keeps.
-    const q = input as UsageFields;
-    const issue = (path: keyof UsageFields, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
+/** The usage query, checked across fields (the HTTP route extends it with `format`). */
+export const usageInput = z
+  .strictObject({
+    workspaceId: workspaceId.optional(),
+    connectionId: z.uuid().optional(),
+    from: isoDay.describe(`first local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+    to: isoDay.describe(`last local day of the range (in timeZone), inclusive; from..to spans at most ${MAX_USAGE_DAYS} days`),
+    timeZone: timeZoneName
+      .optional()
+      .describe(
+        "IANA time zone of the days (from, to, the date dimension, coverage, fillZeros), e.g. America/Los_Angeles; default: the workspace's (settings), else UTC",
+      ),
+    groupBy: z
+      .array(z.enum(GROUP_BY))
+      .refine((a) => new Set(a).size === a.length, "groupBy lists a column twice")
+      .default(["date", "model", "deployment"]),
+    /** Zero rows for days read but without usage (never for days not read yet); needs date in groupBy. */
+    fillZeros: z.boolean().default(false),
+  })
+  .superRefine((q, ctx) => {
+    const issue = (path: keyof typeof q, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
     if (!q.workspaceId && !q.connectionId) issue("workspaceId", "give workspaceId or connectionId");
     if (q.from > q.to) issue("from", "from must not be after to");
     const days = (Date.parse(q.to) - Date.parse(q.from)) / DAY_MS + 1;
@@ -126,8 +121,6 @@ export function usageRules<T extends typeof usageFields>(shape: T) {
     }
     if (q.fillZeros && !q.groupBy.includes("date")) issue("fillZeros", "fillZeros needs date in groupBy");
   });
-}
-const usageInput = usageRules(usageFields);
 
 /** Each issue is a `field: problem` line. */
 const invalid = (...issues: string[]) => new ValidationError(`invalid input: ${issues.join("; ")}`, issues);
@@ -141,7 +134,6 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
 /** A reader that needs the database only (the prices CLI opens nothing else). */
 type Reader = Pick<ProducerContext, "db">;
 
-/** An operation on one validated input. */
 const validated =
   <S extends z.ZodType, R>(schema: S, run: (db: Db, input: z.output<S>) => Promise<R>) =>
   (ctx: Reader, input: z.input<S>) =>
@@ -372,6 +364,31 @@ export type Producer = { [K in keyof typeof OPERATIONS]: Bound<(typeof OPERATION
   /** Closes its database pool and Redis connection. */
   close(): Promise<void>;
 };
+
+/** Postgres, Redis and the job queues: what the producer and the service both open. */
+export function openStores(config: ProducerConfig, poolSize: number) {
+  const db = createDb(config.databaseUrl, poolSize);
+  // BullMQ workers need maxRetriesPerRequest: null (they wait for Redis); the same connection serves
+  // the rate cap. Enqueues and reads (the API, bull-board, metrics) fail within seconds instead, so a
+  // request never hangs while Redis is down.
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const commands = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000 });
+  // Reconnect attempts fail every few seconds while Redis is down; /readyz and the failing requests say so.
+  for (const client of [redis, commands]) client.on("error", (err) => log.debug("redis connection error", { error: err }));
+  // Job names carry the workspace so an operator can find one in the queue dashboard.
+  const queues = new JobQueues(commands, config, (connectionId) => connections.workspaceOf(db, connectionId));
+  return {
+    db,
+    redis,
+    queues,
+    async close() {
+      await queues.close();
+      redis.disconnect();
+      commands.disconnect();
+      await db.$disconnect();
+    },
+  };
+}
 
 /** Without TOKEN_ENCRYPTION_KEYS it reads but cannot store tokens: connect and replaceToken then throw. */
 export function createProducer(config: ProducerConfig = loadProducerConfig()): Producer {

@@ -10,10 +10,7 @@ export function redactText(text: string): string {
   return text.replace(REPLICATE_TOKEN, "r8_[REDACTED]").replace(BEARER, `Bearer ${REDACTED}`);
 }
 
-/**
- * Removes one known secret by value, whatever its shape (a token not shaped like r8_…), in any
- * letter case. For text a provider sent back: the caller knows the token it used.
- */
+/** Removes one known secret by value, whatever its shape, in any letter case: in text a provider sent back, the token it was sent. */
 export function redactSecret(text: string, secret: string): string {
   if (!secret) return text;
   return text.replace(new RegExp(secret.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "gi"), REDACTED);

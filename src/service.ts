@@ -1,15 +1,16 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { processors } from "../jobs/index.js";
 import type { Config } from "./config.js";
 import type { AppContext } from "./context.js";
-import { applyFailure, classify } from "./lifecycle/failures.js";
+import { handleFailure } from "./lifecycle/failures.js";
 import { reconcile } from "./lifecycle/reconcile.js";
 import { moduleLogger } from "./logger.js";
 import { ServiceMetrics } from "./metrics.js";
+import { openStores } from "./producer.js";
 import { startWorkers } from "./queue/workers.js";
 import { ReplicateClient } from "./replicate/client.js";
 import { RedisRequestRateCap } from "./replicate/rate-cap.js";
 import { holdsToken } from "./repositories/connections.js";
-import { openStores } from "./stores.js";
 import { PagePrefetcher } from "./sync/prefetch.js";
 import { TokenVault } from "./vault.js";
 import { sweepWebhooks } from "./webhooks/relay.js";
@@ -22,24 +23,16 @@ const log = moduleLogger("service");
 
 /** Runs `task` `ms` after its previous run ended, until the returned stop(), which waits for a run in flight. */
 function repeat(ms: number, task: () => Promise<unknown>, failed: string): () => Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
-  const tick = () => {
-    running = task()
-      .then(
-        () => undefined,
-        // Redis or Postgres away: the next run tries again.
-        (err: unknown) => void log.warn(failed, { error: err }),
-      )
-      .finally(() => {
-        if (timer) timer = setTimeout(tick, ms);
-      });
-  };
-  timer = setTimeout(tick, ms);
+  const stopped = new AbortController();
+  const loop = (async () => {
+    // The sleep rejects once stopped. A failed run (Redis or Postgres away) is tried again by the next.
+    while (await sleep(ms, true, { signal: stopped.signal }).catch(() => false)) {
+      await task().catch((err: unknown) => log.warn(failed, { error: err }));
+    }
+  })();
   return async () => {
-    clearTimeout(timer);
-    timer = undefined;
-    await running;
+    stopped.abort();
+    await loop;
   };
 }
 
@@ -63,12 +56,6 @@ export async function startService(
   const metrics = new ServiceMetrics(queues, db);
   const prefetcher = new PagePrefetcher(config.sync.concurrency * 4);
   const ctx: AppContext = { config, db, redis, queues, vault, replicate, prefetcher, rateCap, metrics };
-  const failureDeps = {
-    db,
-    vault,
-    removeScheduler: (id: string) => queues.removeScheduler(id),
-    onRateLimited: (source: string) => metrics.rateLimited.inc({ source }),
-  };
 
   let running: (() => Promise<void>) | null = null;
   const service = {
@@ -81,11 +68,7 @@ export async function startService(
         redis,
         config,
         processors: processors(ctx),
-        onFailure: (queue, err, job) => {
-          const attempt = { queue, ...job, backoffMs: config.jobs.backoffMs };
-          const failed = { connectionId: job.data.connectionId, jobId: job.jobId, attemptsMade: job.attemptsMade };
-          return applyFailure(failureDeps, classify(err, attempt), err, failed);
-        },
+        onFailure: (queue, err, job) => handleFailure(ctx, queue, err, job),
         onFinished: (queue, name, outcome, seconds) => metrics.jobDuration.observe({ queue, name, outcome }, seconds),
       });
       const enqueue = (deliveryId: string) => queues.enqueue("deliver", { deliveryId });

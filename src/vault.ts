@@ -45,10 +45,7 @@ export class TokenVault {
   }
 }
 
-/**
- * A stable, one-way name for a token: Redis rate-cap keys, the read-ahead cache and 401/403 errors
- * tell tokens apart by it without holding the token.
- */
+/** A stable, one-way name for a token: rate-cap keys, the read-ahead cache and 401/403 errors tell tokens apart without holding them. */
 export function tokenFingerprint(token: string): string {
   return createHash("sha256").update(token).digest("hex").slice(0, 32);
 }

@@ -1,16 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify";
-import type { z } from "zod";
-import { noQuery } from "./schemas.js";
+import { z } from "zod";
 
+/** Routes without query parameters still refuse unknown ones. */
+const noQuery = z.strictObject({});
 type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
-
-/** The request as its schemas have validated it. */
-export interface Input<P, Q, B, H> {
-  params: Out<P>;
-  query: Out<Q>;
-  body: Out<B>;
-  headers: Out<H>;
-}
 
 /** One documented route (no querystring: unknown parameters are a 400); the handler returns its success body, or the reply. */
 export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
@@ -25,13 +18,12 @@ export interface Operation<P = unknown, Q = unknown, B = unknown, H = unknown> {
   security?: [];
   response: Record<string | number, unknown>;
   preValidation?: (request: FastifyRequest) => Promise<void>;
-  handler: (request: Input<P, Q, B, H>, reply: FastifyReply) => Promise<unknown>;
+  handler: (request: { params: Out<P>; query: Out<Q>; body: Out<B>; headers: Out<H> }, reply: FastifyReply) => Promise<unknown>;
 }
 
 /** Types one operation's handler from its schemas. */
 export const op = <P, Q, B, H>(operation: Operation<P, Q, B, H>) => operation as Operation;
 
-/** Registers `operations` under `tags`. */
 export function mount(app: FastifyInstance, tags: string[], operations: Operation[]): void {
   for (const { route, handler, preValidation, response, ...schema } of operations) {
     const [method, url] = route.split(" ") as [HTTPMethods, string];

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import helmet from "@fastify/helmet";
-import swagger from "@fastify/swagger";
+import swagger, { type SwaggerTransformObject } from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from "fastify";
 import {
   hasZodFastifySchemaValidationErrors,
@@ -12,27 +12,50 @@ import {
 import type { AppContext } from "../context.js";
 import { AppError, ConflictError, NotFoundError, QueryTimeoutError, ServiceUnavailableError, ValidationError } from "../errors.js";
 import { logScope, moduleLogger } from "../logger.js";
-import { requireCredential } from "./auth.js";
-import { documentRoute, withRequestIds } from "./openapi.js";
-import { connectionRoutes } from "./routes/connections.js";
-import { erasureRoutes } from "./routes/erasure.js";
-import { priceRoutes } from "./routes/prices.js";
-import { queueDashboard, supportPage } from "./routes/ops.js";
+import { connectionRoutes, erasureRoutes, workspaceRoutes } from "./routes/connections.js";
+import { documentRoute, healthRoutes, queueDashboard, supportPage } from "./routes/ops.js";
 import { mount } from "./operations.js";
-import { healthRoutes } from "./routes/health.js";
 import { errorReply } from "./schemas.js";
-import { HELMET_OPTIONS, refuseCrossSiteWrites } from "./security.js";
-import { usageRoutes } from "./routes/usage.js";
-import { workspaceRoutes } from "./routes/workspaces.js";
+import { HELMET_OPTIONS, refuseCrossSiteWrites, requireCredential } from "./security.js";
+import { priceRoutes, usageRoutes } from "./routes/usage.js";
 
 const REQUEST_ID_HEADER = "x-request-id";
 /** A caller's request id is kept when it is this tame (it reaches logs and bodies); anything else gets a new one. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-function requestId(request: { headers: Record<string, string | string[] | undefined> }): string {
-  const given = request.headers[REQUEST_ID_HEADER];
-  return typeof given === "string" && CALLER_REQUEST_ID.test(given) ? given : randomUUID();
-}
+type Document = Record<string, unknown> & {
+  paths?: Record<string, Record<string, { parameters?: unknown[]; responses?: Record<string, { headers?: Record<string, unknown> }> }>>;
+  components?: Record<string, unknown>;
+};
+
+/** An x-request-id parameter and response header on every operation, added here: the zod transform keeps no response headers. */
+const withRequestIds: SwaggerTransformObject = (document) => {
+  if (!("openapiObject" in document)) return document.swaggerObject;
+  const doc = document.openapiObject as Document;
+  for (const operations of Object.values(doc.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      operation.parameters = [...(operation.parameters ?? []), { $ref: "#/components/parameters/RequestId" }];
+      for (const response of Object.values(operation.responses ?? {})) {
+        response.headers = { ...response.headers, "x-request-id": { $ref: "#/components/headers/RequestId" } };
+      }
+    }
+  }
+  const description = "Names the request in the answer, the error body (requestId) and the service's log lines.";
+  doc.components = {
+    ...doc.components,
+    parameters: {
+      RequestId: {
+        in: "header",
+        name: REQUEST_ID_HEADER,
+        required: false,
+        description: `${description} Kept when 1–128 of [A-Za-z0-9._:-], else replaced by a new UUID.`,
+        schema: { type: "string", pattern: CALLER_REQUEST_ID.source },
+      },
+    },
+    headers: { RequestId: { description, schema: { type: "string" } } },
+  };
+  return doc as typeof document.openapiObject;
+};
 
 /** The reason fastify's own errors (body parsing, limits) get in the error shape. */
 function fastifyErrorCode(err: FastifyError, status: number): string {
@@ -54,7 +77,10 @@ export async function buildServer(
     logger: false,
     bodyLimit: 64 * 1024,
     requestIdHeader: false,
-    genReqId: requestId,
+    genReqId: (request) => {
+      const given = request.headers[REQUEST_ID_HEADER];
+      return typeof given === "string" && CALLER_REQUEST_ID.test(given) ? given : randomUUID();
+    },
   }).withTypeProvider<ZodTypeProvider>();
   if (options.onRoute) app.addHook("onRoute", options.onRoute);
   app.setValidatorCompiler(validatorCompiler);

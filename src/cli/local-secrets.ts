@@ -5,7 +5,7 @@ import { parseConfig, type Config } from "../config.js";
 
 // Only the entry points (src/main.ts, vault:rotate) read the development secrets; src/config.ts stays pure.
 
-export const LOCAL_SECRETS_FILE = path.resolve(".local/secrets.env");
+const LOCAL_SECRETS_FILE = path.resolve(".local/secrets.env");
 
 /** The secrets a developer machine generates for itself, and how. */
 const LOCAL_SECRETS: Record<string, () => string> = {
@@ -32,8 +32,7 @@ export function withLocalSecrets(
   if (added.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
     appendFileSync(file, added.map(([name, value]) => `${name}=${value}\n`).join(""), { mode: 0o600 });
-    const names = added.map(([name]) => name).join(", ");
-    warn(`generated ${names} for development in ${file}; set them in production`);
+    warn(`generated ${added.map(([name]) => name).join(", ")} for development in ${file}; set them in production`);
   }
   return { ...local, ...Object.fromEntries(added), ...given };
 }

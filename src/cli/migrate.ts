@@ -1,10 +1,8 @@
 import { parseDatabaseUrl } from "../config.js";
-import { ensureDatabase } from "../db/ensure-database.js";
-import { applyMigrations } from "../db/schema-engine.js";
+import { applyMigrations, ensureDatabase } from "../db/schema-engine.js";
 import { logger } from "../logger.js";
 
-// `npm run db:migrate`: creates the database if needed and applies pending migrations offline
-// (the same bookkeeping as `prisma migrate deploy`).
+// `npm run db:migrate`: creates the database if needed and applies pending migrations offline (bookkeeping as `prisma migrate deploy`).
 const databaseUrl = parseDatabaseUrl(process.env);
 if (await ensureDatabase(databaseUrl)) logger.info("database created", { database: new URL(databaseUrl).pathname.slice(1) });
 const applied = await applyMigrations(databaseUrl);

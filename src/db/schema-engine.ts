@@ -4,7 +4,8 @@ import path from "node:path";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { bindMigrationAwareSqlAdapterFactory } from "@prisma/driver-adapter-utils";
 import * as bindings from "@prisma/schema-engine-wasm/schema_engine_bg";
-import type { MigrationList, SchemaEngine } from "@prisma/schema-engine-wasm";
+import pg from "pg";
+import type { SchemaEngine } from "@prisma/schema-engine-wasm";
 
 // Prisma's CLI downloads a native schema engine, impossible offline; the wasm build talks to Postgres through the client's driver
 // adapter and records migrations in `_prisma_migrations` exactly as `prisma migrate deploy` does.
@@ -32,8 +33,8 @@ class WholeScriptPg extends PrismaPg {
 
 let wasmReady: Promise<void> | undefined;
 
-function loadWasm(): Promise<void> {
-  wasmReady ??= (async () => {
+const loadWasm = () =>
+  (wasmReady ??= (async () => {
     // The .wasm file is not in the package's exports map: find it beside the package's main file.
     const main = createRequire(import.meta.url).resolve("@prisma/schema-engine-wasm");
     const bytes = await readFile(path.join(path.dirname(main), "schema_engine_bg.wasm"));
@@ -41,12 +42,10 @@ function loadWasm(): Promise<void> {
     const exports = instance.exports as { __wbindgen_start: () => void };
     bindings.__wbg_set_wasm(exports);
     exports.__wbindgen_start();
-  })();
-  return wasmReady;
-}
+  })());
 
 /** Runs `use` with a schema engine on the database, then releases the engine and its connections. */
-export async function withSchemaEngine<T>(databaseUrl: string, use: (engine: SchemaEngine) => Promise<T>, schemaText?: string): Promise<T> {
+async function withSchemaEngine<T>(databaseUrl: string, use: (engine: SchemaEngine) => Promise<T>, schemaText?: string): Promise<T> {
   await loadWasm();
   const datamodel = schemaText ?? (await readFile(SCHEMA_PATH, "utf8"));
   const factory = new WholeScriptPg({ connectionString: databaseUrl });
@@ -63,10 +62,9 @@ export async function withSchemaEngine<T>(databaseUrl: string, use: (engine: Sch
   }
 }
 
-/** Reads prisma/migrations into the shape the engine takes; migration folders sort by name. */
-export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<MigrationList> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries.flatMap((e) => (e.isDirectory() ? [e.name] : [])).sort();
+/** Applies the pending migrations of `dir` (folders sort by name); returns the names applied (none on a second run). */
+export async function applyMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const names = (await readdir(dir, { withFileTypes: true })).flatMap((e) => (e.isDirectory() ? [e.name] : [])).sort();
   const migrationDirectories = await Promise.all(
     names.map(async (name) => ({
       path: name,
@@ -76,13 +74,8 @@ export async function readMigrationList(dir = MIGRATIONS_DIR): Promise<Migration
       },
     })),
   );
-  const lockContent = await readFile(path.join(dir, LOCKFILE), "utf8");
-  return { baseDir: dir, lockfile: { path: LOCKFILE, content: lockContent }, shadowDbInitScript: "", migrationDirectories };
-}
-
-/** Applies pending migrations; returns the names applied (none on a second run). */
-export async function applyMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
-  const migrationsList = await readMigrationList(dir);
+  const lockfile = { path: LOCKFILE, content: await readFile(path.join(dir, LOCKFILE), "utf8") };
+  const migrationsList = { baseDir: dir, lockfile, shadowDbInitScript: "", migrationDirectories };
   return withSchemaEngine(databaseUrl, async (engine) => {
     const { appliedMigrationNames } = await engine.applyMigrations({ migrationsList, filters: NO_FILTERS });
     return appliedMigrationNames;
@@ -105,4 +98,21 @@ export async function diffSchemas(databaseUrl: string, fromSchema: string | null
     },
     toSchema,
   );
+}
+
+/** Creates the database named in the URL when it does not exist yet (a fresh machine). Returns true when it did. */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (rowCount) return false;
+    await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
+    return true;
+  } finally {
+    await client.end();
+  }
 }

@@ -3,16 +3,13 @@ import { z } from "zod";
 import { DAY_MS, utcDay } from "./calendar.js";
 
 /** What the checkpoint needs of a prediction or a training: when it was created. */
-interface Created {
-  created_at: Date;
-}
+type Created = { created_at: Date };
 
 /**
- * Where a sync run is. A run's window [windowStart, windowEnd) is read as one or more disjoint time
- * windows of predictions, each paged newest first by its own cursor, and one trainings stream over
- * the same window; each is saved in the same statement as the pages written from it, so a crashed
- * window resumes at the page after the last one written, and a page is never applied under two
- * checkpoints.
+ * Where a sync run is: disjoint time windows of predictions partitioning [windowStart, windowEnd),
+ * each paged newest first by its own cursor, and one trainings window. Each is saved in the statement
+ * that writes its pages, so a crashed window resumes after its last written page and a page is never
+ * applied under two checkpoints.
  */
 export const windowSchema = z.object({
   /** created_after (inclusive). Moves up when the window is split: the part below goes to a new window. */
@@ -25,11 +22,7 @@ export const windowSchema = z.object({
   /** created_at of the oldest prediction this window has read (pages are newest first). */
   oldest: z.iso.datetime().optional(),
   done: z.boolean(),
-  /**
-   * "training": the run's trainings (GET /v1/trainings has no time filter, so they are paged from the
-   * newest training of the account down to the first page older than `start`; never split). Absent:
-   * a time window of predictions.
-   */
+  /** "training": GET /v1/trainings has no time filter, so it is paged from the newest down past `start`; never split. */
   kind: z.literal("training").optional(),
 });
 
@@ -48,7 +41,6 @@ export const checkpointSchema = z.object({
   /** Trainings written (their pages are the trainings window's pagesDone, not in pagesDone). Absent in runs started before trainings were read. */
   trainingsSeen: z.number().int().nonnegative().default(0),
   daysTouched: z.array(z.string()),
-  /** Every window is done. */
   done: z.boolean(),
 });
 
@@ -94,12 +86,10 @@ const freshWindow = (start: string, end: string): SyncWindow => ({ start, end, n
 const isTimeWindow = (w: SyncWindow) => w.kind !== "training";
 
 /**
- * A run starts as one window of predictions, split once its first page shows it holds many (see
- * planWrite), and the trainings of the same window, read beside it (the run is done when both are).
- * While the ledger holds no training, trainings are read from the backfill start instead: a
- * connection that synced before trainings were read has never read those of its earlier runs.
- * Re-reading trainings the ledger holds counts nothing twice, and an account without trainings
- * reads one empty page either way.
+ * A run starts as one window of predictions (split once its pages show it is busy, see planWrite) and
+ * the trainings window beside it. While the ledger holds no training, trainings are read from the
+ * backfill start: a connection that synced before trainings were read never read its earlier ones
+ * (re-reading counts nothing twice; an account without trainings reads one empty page either way).
  */
 export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Checkpoint {
   const now = w.now.toISOString();
@@ -121,9 +111,9 @@ export function newCheckpoint(w: WindowInputs, runId: string = randomUUID()): Ch
 }
 
 /**
- * The window after one more page. It is done at its last page, at an empty page (one that still
- * links onward would loop forever on a misbehaving server), or at the first page reaching below its
- * start: pages are newest first, so everything in [start, end) has then been read.
+ * The window after one more page: done at its last page, at an empty page (one linking onward would
+ * loop forever on a misbehaving server), or at the first page reaching below its start (pages are
+ * newest first, so all of [start, end) is read).
  */
 export function advanceWindow(w: SyncWindow, page: { next: string | null; createdAts: Date[] }): SyncWindow {
   const times = page.createdAts.map((d) => d.getTime());
@@ -139,10 +129,9 @@ export function advanceWindow(w: SyncWindow, page: { next: string | null; create
 }
 
 /**
- * Splits what is left of a busy window, [start, oldest read), into equal parts when fewer than
- * `parallelism` windows are open and each part would still hold MIN_PAGES_PER_SPLIT pages (estimated
- * from the pages read so far). The window keeps the top part (its cursor is there); the others are
- * new windows, each read from its own first page.
+ * Splits what is left of a busy window, [start, oldest read), into equal parts while fewer than
+ * `parallelism` windows are open and each part would hold MIN_PAGES_PER_SPLIT pages (estimated from
+ * those read). The window keeps the top part, where its cursor is; the others start fresh.
  */
 export function splitWindow(w: SyncWindow, openWindows: number, parallelism: number): SyncWindow[] {
   // Trainings cannot be asked for by time: only the one cursor from the newest reads them.
@@ -177,12 +166,10 @@ export interface PlannedWrite<P extends Created = Created> {
 }
 
 /**
- * What writing `pages` (read in order from window `id`) stores: the advanced window, split if it
- * turned out busy, and only the predictions inside it. Windows are disjoint and every prediction has
- * one created_at, so no two windows ever write the same prediction; a prediction below a split
- * point is left to the new window that owns it. The trainings window keeps only the trainings of the
- * run's window: older ones were read by an earlier run (or lie before the backfill), newer ones
- * belong to the next run.
+ * What writing `pages` of window `id` stores: the advanced window, split if busy, and only the
+ * predictions inside it. Windows are disjoint, so no two ever write the same prediction; one below a
+ * split point is left to the new window owning it. The trainings window keeps only the run's window:
+ * older trainings were read by an earlier run (or lie before the backfill), newer ones are the next run's.
  */
 export function planWrite<P extends Created>(
   cp: Checkpoint,
@@ -198,7 +185,8 @@ export function planWrite<P extends Created>(
     w = advanceWindow(w, { next: page.next, createdAts: page.results.map((p) => p.created_at) });
     used++;
   }
-  const open = openTimeWindows(cp).length;
+  // Open time windows are what the parallelism bounds (the one trainings window is read beside them).
+  const open = openWindows(cp).filter(([, x]) => isTimeWindow(x)).length;
   const [kept, ...children] = splitWindow(w, open, parallelism);
   const from = Date.parse(kept!.start);
   const to = Date.parse(kept!.end);
@@ -227,16 +215,9 @@ function utcDaysOf(records: Created[]): string[] {
 /** Windows still to read (the trainings window included). */
 export const openWindows = (cp: Checkpoint) => Object.entries(cp.windows).filter(([, w]) => !w.done);
 
-/** Open time windows of predictions: what the parallelism bounds (the one trainings window is read beside them). */
-const openTimeWindows = (cp: Checkpoint) => openWindows(cp).filter(([, w]) => isTimeWindow(w));
-
 export const trainingsWindow = (cp: Checkpoint): SyncWindow | undefined => cp.windows[TRAININGS_WINDOW];
 
-/**
- * Where what a window has read begins: its start once done, else the oldest record read, never
- * below its start nor above its end (trainings created after the run's window are read too; its end
- * means nothing of the window yet).
- */
+/** Where a window's reading begins: its start once done, else the oldest record read within [start, end] (newer trainings are read too). */
 function readFrom(w: SyncWindow): number {
   if (w.done) return Date.parse(w.start);
   if (!w.oldest) return Date.parse(w.end);
@@ -256,11 +237,7 @@ export function runProgress(cp: Checkpoint): number {
   return Math.round(Math.min(1, Math.max(0, Math.min(...shares))) * 100) / 100;
 }
 
-/**
- * The earliest time t such that [t, windowEnd) has been read without a gap, predictions and
- * trainings alike (windows are read concurrently, so what is read need not be contiguous); null
- * when nothing has.
- */
+/** The earliest t such that [t, windowEnd) is read without a gap (windows are read concurrently), trainings too; null if none. */
 export function readSince(cp: Checkpoint): Date | null {
   const windows = Object.values(cp.windows)
     .filter(isTimeWindow)

@@ -3,24 +3,22 @@ import { ConflictError, NotFoundError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import { connectionNotFound } from "../repositories/connections.js";
 import * as erasure from "../repositories/erasure.js";
-import type { ConnectionStatus } from "../generated/prisma/enums.js";
 
 // A request is a row change in Postgres (a crash or Redis down loses nothing: the reconciler enqueues it); every step can run again.
 
 const log = moduleLogger("erase");
 
 type RequestContext = Pick<AppContext, "db" | "queues">;
-type ErasureView = Omit<erasure.ErasureRow, "status">;
-const toErasureView = ({ status: _, ...view }: erasure.ErasureRow): ErasureView => view;
+const toErasureView = ({ status: _, ...view }: erasure.ErasureRow) => view;
 
-export async function readErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
+export async function readErasure(ctx: RequestContext, id: string) {
   const row = await erasure.readErasure(ctx.db, id);
   if (!row) throw connectionNotFound(id);
   return toErasureView(row);
 }
 
 /** Requests the erasure of a disconnected connection (409 otherwise); asking again changes nothing. */
-export async function requestErasure(ctx: RequestContext, id: string): Promise<ErasureView> {
+export async function requestErasure(ctx: RequestContext, id: string) {
   const row = await erasure.requestErasure(ctx.db, id);
   if (!row) throw connectionNotFound(id);
   if (!row.requestedAt) {
@@ -40,12 +38,9 @@ export async function requestErasure(ctx: RequestContext, id: string): Promise<E
 export async function requestWorkspaceErasure(ctx: RequestContext, workspaceId: string) {
   const rows = await erasure.workspaceErasures(ctx.db, workspaceId);
   if (!rows.length) throw new NotFoundError(`workspace ${workspaceId} has no connections`);
-  const erasures: ErasureView[] = [];
-  const skipped: { connectionId: string; status: ConnectionStatus }[] = [];
-  for (const row of rows) {
-    if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.connectionId));
-    else skipped.push({ connectionId: row.connectionId, status: row.status });
-  }
+  const erasures = [];
+  for (const row of rows) if (row.status === "disconnected") erasures.push(await requestErasure(ctx, row.connectionId));
+  const skipped = rows.flatMap(({ connectionId, status }) => (status === "disconnected" ? [] : [{ connectionId, status }]));
   return { workspaceId, erasures, skipped };
 }
 

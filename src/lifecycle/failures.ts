@@ -1,5 +1,4 @@
-import type { JobOutcome } from "../context.js";
-import type { Db } from "../db/client.js";
+import type { AppContext, JobOutcome } from "../context.js";
 import {
   CredentialError,
   ForeignLinkError,
@@ -14,9 +13,9 @@ import { moduleLogger } from "../logger.js";
 import { markCredentialError, storedToken } from "../repositories/connections.js";
 import { recordEvent } from "../repositories/events.js";
 import { abandonRun } from "../repositories/runs.js";
-import { tokenFingerprint, type TokenVault } from "../vault.js";
+import { tokenFingerprint } from "../vault.js";
 
-// What a failed job means, in two halves: `classify` is pure (error + attempt → decision); `applyFailure` performs its effects
+// What a failed job means, in two halves: `classify` is pure (error + attempt → decision); `handleFailure` performs its effects
 // (events, pausing, ending a run) and says what the job should do, which the queue adapter turns into BullMQ calls.
 
 export interface Attempt {
@@ -63,24 +62,17 @@ export function classify(err: unknown, attempt: Attempt): FailureDecision {
   return { action: "retry", providerError, withinMs: attempt.backoffMs * 2 ** attempt.attemptsMade, maxAttempts: attempt.maxAttempts };
 }
 
-export interface FailureDeps {
-  db: Db;
-  vault: TokenVault;
-  removeScheduler(connectionId: string): Promise<void>;
-  onRateLimited(source: string): void;
-}
-
-export interface FailedJob {
-  connectionId: string;
-  jobId: string | null;
-  attemptsMade: number;
-}
+/** A failed attempt as the workers report it (a delay counts in attemptsStarted, not in attemptsMade). */
+type FailedJob = Omit<Attempt, "queue" | "backoffMs"> & { data: { connectionId: string }; jobId: string | null };
 
 const seconds = (ms: number) => Math.ceil(ms / 1000);
 
-export async function applyFailure(deps: FailureDeps, decision: FailureDecision, err: unknown, job: FailedJob): Promise<JobOutcome> {
-  const { db } = deps;
-  const base = { connectionId: job.connectionId, jobId: job.jobId };
+/** Classifies a failed job, performs the decision's effects and says what the job does next. */
+export async function handleFailure(ctx: AppContext, queue: Attempt["queue"], err: unknown, job: FailedJob): Promise<JobOutcome> {
+  const decision = classify(err, { queue, ...job, backoffMs: ctx.config.jobs.backoffMs });
+  const { db } = ctx;
+  const { connectionId } = job.data;
+  const base = { connectionId, jobId: job.jobId };
   const log = moduleLogger("failures", base);
   const message = err instanceof Error ? err.message : String(err);
   const httpStatus = (err as { httpStatus?: number }).httpStatus ?? null;
@@ -88,7 +80,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
   switch (decision.action) {
     case "delay": {
       if (decision.event === "rate_limited" && err instanceof RateLimitError) {
-        deps.onRateLimited(err.retryAfterSource);
+        ctx.metrics.rateLimited.inc({ source: err.retryAfterSource });
         await recordEvent(db, {
           ...base,
           kind: "rate_limited",
@@ -118,7 +110,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
     case "pause": {
       let ciphertext: string | undefined;
       if (decision.event !== "token_unreadable") {
-        const stored = await storedToken(db, deps.vault, job.connectionId);
+        const stored = await storedToken(db, ctx.vault, connectionId);
         if (!stored) return { then: "complete", result: { outcome: "disconnected" } };
         if (decision.rejectedToken && tokenFingerprint(stored.token) !== decision.rejectedToken) {
           log.info("a replaced token was rejected; retrying with the stored one", { event: decision.event });
@@ -129,10 +121,10 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
       const paused = `${message}. Syncing is paused until the token is replaced.`;
       const event = { ...base, kind: decision.event, message: paused, httpStatus };
       // Another job of the run (a second window) may have met the same token first.
-      if (!(await markCredentialError(db, job.connectionId, event, ciphertext))) {
+      if (!(await markCredentialError(db, connectionId, event, ciphertext))) {
         return { then: "complete", result: { outcome: "already_paused" } };
       }
-      await deps.removeScheduler(job.connectionId);
+      await ctx.queues.removeScheduler(connectionId);
       log.warn("connection paused", { event: decision.event });
       // The customer's action, not a fault of the service: the job completes with that outcome.
       return { then: "complete", result: { outcome: "paused" } };
@@ -141,7 +133,7 @@ export async function applyFailure(deps: FailureDeps, decision: FailureDecision,
     case "stop_run": {
       await recordEvent(db, { ...base, kind: "foreign_link_refused", message });
       // The run the link was met in is the connection's current one: its window is still open, so it cannot have ended.
-      await abandonRun(db, job.connectionId);
+      await abandonRun(db, connectionId);
       await recordEvent(db, { ...base, kind: "sync_failed", message: "sync run stopped: unsafe pagination link" });
       return { then: "stop", reason: message };
     }

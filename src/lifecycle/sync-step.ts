@@ -15,12 +15,10 @@ export type SyncStepResult =
   | { outcome: "completed"; pages: number; predictions: number; trainings: number; daysTouched: number };
 
 /**
- * A tick (scheduler or syncNow) starts a run or continues the current one. The tick that starts a
- * run reads the first slice of each of its windows itself, so a sync that fits in one slice is one
- * job; windows left open (and any split off) are chained as slice jobs. A tick during a run makes
- * sure each open window has its slice job: slice jobs have deterministic ids, so that is a no-op
- * while they exist, and it resumes windows whose job was lost (a crash, a failed first slice); it
- * leaves the run alone while the tick that started it is still reading it (two ticks at connect).
+ * A tick (scheduler or syncNow) that starts a run reads the first slice of each window itself (a
+ * small sync is one job) and chains what is left as slice jobs. A tick during a run ensures each
+ * open window's slice job (deterministic ids: a no-op while it exists; resumes one lost to a crash
+ * or a failed first slice), unless the tick that started the run is still reading it.
  */
 export async function runTick(ctx: AppContext, connectionId: string, job: JobHandle): Promise<SyncStepResult> {
   const now = new Date();
@@ -51,10 +49,7 @@ export async function runTick(ctx: AppContext, connectionId: string, job: JobHan
   return enqueued > 0 ? { outcome: "slices_enqueued", windows: enqueued } : { outcome: "chain_running" };
 }
 
-/**
- * One slice of a window: read and write its pages for a bounded time, then chain the window's next
- * slice (and the first slice of any window split off), or close the run when every window is done.
- */
+/** One slice of a window; then chains its next slice (and those split off), or closes the run once every window is done. */
 export async function runWindowSlice(ctx: AppContext, data: JobData<"slice">, job: JobHandle): Promise<SyncStepResult> {
   const { connectionId, runId, window, page } = data;
   const state = await readSyncState(ctx.db, ctx.vault, connectionId);
@@ -72,9 +67,8 @@ export async function runWindowSlice(ctx: AppContext, data: JobData<"slice">, jo
 }
 
 /**
- * Reads a slice of each of `windows` (every open window by default) side by side, as that many slice
- * jobs would, then chains their next slices and closes the run when it is done. A window that fails
- * does not stop the others: their progress is chained, then the first error is thrown for the job's
+ * Reads a slice of each of `windows` side by side, then chains and closes as runWindowSlice. A failed
+ * window does not stop the others: their progress is chained, then the first error is thrown for the
  * failure policy (a retried tick finds the failed window without a job and enqueues it).
  */
 async function readWindows(
@@ -139,9 +133,8 @@ function closed(slices: Slice[]): Checkpoint {
 }
 
 /**
- * Enqueues the next slice of each window the slices hand on (its own unless read to its close, whose
- * checkpoint still has it open, and any split off) that is still open; closes the run once every
- * window is done, else reports progress.
+ * Enqueues the next slice of each open window the slices hand on (its own unless read to its
+ * close, which its checkpoint still shows open, and any split off); closes the run once all are done.
  */
 async function chainAndFinish(
   ctx: AppContext,

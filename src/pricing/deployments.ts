@@ -4,14 +4,12 @@ import type { ReplicateClient } from "../replicate/client.js";
 import type { Deployment } from "../replicate/schemas.js";
 import { DEPLOYMENTS_ENDPOINT, recordDeploymentsEvent, storeDeployments } from "../repositories/deployments.js";
 
-// An account with more deployments than this many pages is not expected; the cap bounds a server
-// that keeps answering with `next`.
+// More pages of deployments than this are not expected: the cap bounds a server that keeps answering with `next`.
 const MAX_PAGES = 50;
 
 /**
- * Called when a run starts and its read_run says they are due (not read on this UTC day, or failing).
- * Deployments only price usage, so no failure of theirs is the run's: a streak of failures is one
- * `enrichment_failed`, then `enrichment_recovered`.
+ * Called when a run starts and its read_run says they are due (not read on this UTC day, or failing). Deployments only price usage,
+ * so no failure of theirs is the run's: a streak of failures is one `enrichment_failed`, then `enrichment_recovered`.
  */
 export async function refreshDeployments(
   ctx: { db: Db; replicate: ReplicateClient },

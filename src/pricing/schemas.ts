@@ -1,8 +1,7 @@
 import { isoDay } from "../domain/calendar.js";
 import { z } from "zod";
 
-// Money is a decimal string end to end (JSON, CLI, Postgres numeric): a float would round prices
-// such as 0.000725 and drift in sums.
+// Money is a decimal string end to end (JSON, CLI, Postgres numeric): a float would round prices such as 0.000725 and drift in sums.
 const usd = (scale: number) =>
   z.string().regex(new RegExp(`^\\d{1,9}(\\.\\d{1,${scale}})?$`), `a non-negative decimal string with at most ${scale} decimals`);
 
@@ -20,10 +19,6 @@ export const hardwarePriceInput = z.strictObject({ sku, usdPerSecond: usd(12), e
 export const modelPriceInput = z.strictObject({ model, unit: z.enum(MODEL_PRICE_UNITS), usdPerUnit: usd(15), effectiveFrom, source });
 /** `sku: null` unsets the mapping from that day. */
 export const modelHardwareInput = z.strictObject({ model, sku: sku.nullable(), effectiveFrom, source });
-
-export type HardwarePriceInput = z.output<typeof hardwarePriceInput>;
-export type ModelPriceInput = z.output<typeof modelPriceInput>;
-export type ModelHardwareInput = z.output<typeof modelHardwareInput>;
 
 // The rows as recorded and answered. Prices gain columns as the price book grows: known fields are
 // described, and any others pass through (loose objects), so a new column is never dropped from an answer.

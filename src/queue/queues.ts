@@ -1,8 +1,7 @@
-import { Queue, type JobType } from "bullmq";
+import { Queue, type JobState, type JobType } from "bullmq";
 import type { Redis } from "ioredis";
 import type { ProducerConfig } from "../config.js";
 import { moduleLogger } from "../logger.js";
-import { purgeConnectionJobs } from "./purge.js";
 import { JOB_KINDS, QUEUE_NAMES, QUEUE_SPECS, type JobData, type JobKind, type QueueName } from "./registry.js";
 
 // The one BullMQ adapter: every enqueue, scheduler and job look-up goes through JobQueues, with ids, names and options from the registry.
@@ -15,6 +14,9 @@ const WORKSPACE_CACHE_SIZE = 10_000;
 const log = moduleLogger("queues");
 const PENDING_STATES: JobType[] = ["waiting", "delayed", "prioritized", "waiting-children"];
 const STOPPED_BY_DISCONNECT = QUEUE_NAMES.filter((name) => QUEUE_SPECS[name].stopsOnDisconnect);
+// An erasure removes a connection's jobs of every state (finished ones are kept a day or a week).
+const SETTLED: JobState[] = ["waiting", "delayed", "prioritized", "waiting-children", "completed", "failed"];
+const PAGE = 500;
 
 export class JobQueues {
   private readonly queues = {} as Record<QueueName, Queue>;
@@ -54,18 +56,13 @@ export class JobQueues {
   /** "slice ws-1": an operator finds a workspace's jobs in bull-board by name; the workers dispatch on the first word. */
   private async jobName(kind: JobKind, data: object): Promise<string> {
     if (!("connectionId" in data) || typeof data.connectionId !== "string") return kind;
-    return `${kind} ${(await this.workspaceFor(data.connectionId)) ?? data.connectionId}`;
-  }
-
-  private async workspaceFor(connectionId: string): Promise<string | null> {
-    const known = this.workspaces.get(connectionId);
-    if (known !== undefined) return known;
-    const workspace = await this.workspaceOf(connectionId);
-    if (workspace !== null) {
+    const id = data.connectionId;
+    const workspace = this.workspaces.get(id) ?? (await this.workspaceOf(id));
+    if (workspace !== null && !this.workspaces.has(id)) {
       if (this.workspaces.size >= WORKSPACE_CACHE_SIZE) this.workspaces.delete(this.workspaces.keys().next().value!);
-      this.workspaces.set(connectionId, workspace);
+      this.workspaces.set(id, workspace);
     }
-    return workspace;
+    return `${kind} ${workspace ?? id}`;
   }
 
   /** Adds a job with the id or deduplication key its kind's spec gives (a repeated enqueue adds nothing). */
@@ -154,13 +151,25 @@ export class JobQueues {
     return removed;
   }
 
-  /** Removes every job, scheduler and event of the connection from the queues a disconnect stops; `active`: its jobs still running. */
+  /**
+   * For its erasure: removes the connection's jobs, scheduler, deduplication keys and the event stream entries naming it from the
+   * queues a disconnect stops; `active` counts its jobs still running (not touched).
+   */
   async purgeConnection(connectionId: string): Promise<{ removed: number; active: number }> {
     this.workspaces.delete(connectionId);
     const queues = STOPPED_BY_DISCONNECT.map((name) => this.queues[name]);
     // A connection's deduplication keys derive from its id alone (one pending tick per connection).
     const deduplication = [...JOB_KINDS.values()].flatMap(({ spec }) => (spec.dedupe ? [spec.dedupe({ connectionId })] : []));
-    return purgeConnectionJobs(this.connection, queues, connectionId, { schedulers: [schedulerId(connectionId)], deduplication });
+    let removed = 0;
+    for (const queue of queues) {
+      await queue.removeJobScheduler(schedulerId(connectionId));
+      for (const id of await jobIdsOf(queue, SETTLED, connectionId)) removed += await queue.remove(id);
+      for (const id of deduplication) await queue.removeDeduplicationKey(id);
+      await dropStreamEntries(this.connection, queue.keys.events!, connectionId);
+    }
+    let active = 0;
+    for (const queue of queues) active += (await jobIdsOf(queue, ["active"], connectionId)).length;
+    return { removed, active };
   }
 
   /** Readiness: resolves when Redis answers. */
@@ -170,5 +179,30 @@ export class JobQueues {
 
   async close(): Promise<void> {
     await Promise.all(this.all().map((q) => q.close()));
+  }
+}
+
+async function jobIdsOf(queue: Queue, states: JobState[], connectionId: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (const state of states) {
+    for (let start = 0; ; start += PAGE) {
+      const jobs = await queue.getJobs([state], start, start + PAGE - 1, true);
+      for (const job of jobs) {
+        if ((job?.data as { connectionId?: unknown } | undefined)?.connectionId === connectionId && job.id) ids.push(job.id);
+      }
+      if (jobs.length < PAGE) break;
+    }
+  }
+  return ids;
+}
+
+/** Event stream entries (job ids, return values, failure reasons) that mention the connection. */
+async function dropStreamEntries(redis: Redis, stream: string, connectionId: string): Promise<void> {
+  for (let from = "-"; ;) {
+    const entries = await redis.xrange(stream, from, "+", "COUNT", PAGE);
+    const naming = entries.filter(([, fields]) => fields.some((f) => f.includes(connectionId))).map(([id]) => id);
+    if (naming.length) await redis.xdel(stream, ...naming);
+    if (entries.length < PAGE) return;
+    from = `(${entries[entries.length - 1]![0]}`;
   }
 }

@@ -36,6 +36,7 @@ const connection = z.object({ connectionId: z.uuid() });
 
 export const QUEUES = {
   verify: {
+    /** Checks a new or replaced token and starts syncing. */
     jobs: { verify: job(connection, { id: (d) => `verify-${d.connectionId}-${randomUUID()}` }) },
     concurrency: () => 4,
     failures: "classified",

@@ -32,13 +32,6 @@ export interface WorkerSetup {
   onFinished(queue: QueueName, kind: string, outcome: "completed" | "failed", seconds: number): void;
 }
 
-export interface Workers {
-  /** Stops taking jobs and waits for the in-flight ones to finish. */
-  close(): Promise<void>;
-}
-
-type Processor = (data: unknown, job: JobHandle) => Promise<unknown>;
-
 /** Start-up fails on a job kind of the registry that has no processor. */
 function checkProcessors(processors: Processors): void {
   const missing = [...JOB_KINDS].filter(([kind]) => typeof (processors as Record<string, unknown>)[kind] !== "function");
@@ -59,7 +52,10 @@ function handler(queue: QueueName, setup: WorkerSetup) {
     const maxAttempts = job.opts.attempts ?? 1;
     const handle: JobHandle = { id: job.id, attempt: job.attemptsMade + 1, maxAttempts, updateProgress: (p) => job.updateProgress(p) };
     try {
-      return await (setup.processors as unknown as Record<string, Processor>)[kind]!(data, handle);
+      return await (setup.processors as unknown as Record<string, (data: unknown, job: JobHandle) => Promise<unknown>>)[kind]!(
+        data,
+        handle,
+      );
     } catch (err) {
       if (failures !== "classified") throw err;
       const outcome = await setup.onFailure(queue as ClassifiedQueue, err, {
@@ -84,8 +80,8 @@ function handler(queue: QueueName, setup: WorkerSetup) {
   };
 }
 
-/** Starts a worker for every queue of the registry this process runs, each on its own blocking Redis connection. */
-export function startWorkers(setup: WorkerSetup): Workers {
+/** Starts a worker for every queue of the registry this process runs; close() stops taking jobs and waits for those in flight. */
+export function startWorkers(setup: WorkerSetup): { close(): Promise<void> } {
   checkProcessors(setup.processors);
   const log = moduleLogger("workers");
   // A worker killed mid-job leaves its lock to expire; the stalled-job check then hands the job to

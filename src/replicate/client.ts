@@ -42,8 +42,6 @@ export interface ReplicateClientOptions {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 2 ** 20;
-
 export interface PredictionListRequest {
   /** A `next` link from the previous page; wins over the filters. */
   cursorUrl?: string | null;
@@ -77,7 +75,7 @@ export class ReplicateClient {
 
   constructor(private readonly options: ReplicateClientOptions) {
     this.base = new URL(options.baseUrl.replace(/\/*$/, "/"));
-    this.maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.maxBytes = options.maxResponseBytes ?? 16 * 2 ** 20;
     const baseDelay = options.retryBaseMs ?? 500;
     this.http = got.extend({
       timeout: { request: options.timeoutMs },

@@ -15,14 +15,10 @@ export interface RequestRateCap {
   learnedRate(token: string): Promise<LearnedRate>;
 }
 
-export interface AdaptiveOptions {
-  /** A token that saw no 429 for this long is raised by `raiseFactor` (default 60 s). */
-  quietMs?: number;
-  /** Default 1.25: from a halving back to the cap in about 3 quiet periods. */
-  raiseFactor?: number;
-  /** Never slower than this (requests per second; default one a minute). */
-  floorPerSecond?: number;
-}
+// A rate lowered by 429s is raised by this factor after `quietMs` without one: from a halving back to the cap in about 3 quiet periods.
+const RAISE_FACTOR = 1.25;
+/** Never slower than one request a minute. */
+const FLOOR_PER_SECOND = 1 / 60;
 
 // Waits shorter than this are slept inline; longer ones become a RateLimitError so the job is
 // delayed instead of holding a worker slot.
@@ -30,14 +26,11 @@ const MAX_INLINE_WAIT_MS = 2000;
 // The learned rate is forgotten after a day without requests: the account may have been topped up.
 const LEARNED_TTL_MS = 86_400_000;
 
-// GCRA with no burst: each request reserves the next slot `interval` ms after the previous one, on
-// Redis's clock. Fixed one-second windows (what rate-limiter-flexible offers) let a full window's
-// worth through at the end of one window and again at the start of the next: measured 38 requests
-// in one second for a cap of 20. Evenly spaced slots never put more than the cap in any second.
-// The interval follows the learned rate (KEYS[2]), raised toward the configured cap after a quiet
-// period; 10% headroom because timers fire late and requests queue in sockets (see bench/RESULTS.md).
-// Returns {wait before the reserved slot, or -wait (nothing reserved) when it exceeds the maximum;
-// the rate in millirequests per second; when the slot was reserved}.
+// GCRA with no burst: each request reserves the next slot `interval` ms after the previous one, on Redis's clock. Fixed
+// one-second windows let a window's worth through at the end of one and again at the start of the next (38 requests in a
+// second for a cap of 20); evenly spaced slots never exceed the cap in any second. The interval follows the learned rate
+// (KEYS[2]), raised toward the cap after a quiet period, with 10% headroom: timers fire late, requests queue in sockets.
+// Returns {wait before the slot, or -wait (nothing reserved) over the maximum; millirequests per second; when reserved}.
 const RESERVE_SLOT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -55,13 +48,10 @@ if wait > tonumber(ARGV[2]) then return {-wait, math.floor(rate * 1000), now} en
 redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 1000)
 return {wait, math.floor(rate * 1000), now}`;
 
-// AIMD: a 429 halves the rate, or sets it to one request per Retry-After when that is lower (with
-// a burst of 1, Retry-After is the server's own interval; an account cut to 6/min says about 10 s),
-// and keeps every worker off the token until then. Once per round: a 429 answering a request reserved
-// before the rate was last lowered (ARGV[5]; -1 unknown) says nothing about the lower rate, so it does
-// not halve again (two windows of a run, or its predictions and trainings, in flight together would
-// otherwise halve it twice); its Retry-After interval still applies. Returns millirequests per second
-// (Lua returns integers).
+// AIMD: a 429 halves the rate, or sets it to one request per Retry-After when lower (with a burst of 1, Retry-After is the
+// server's own interval: 6/min says about 10 s), and keeps every worker off the token until then. Once per round: a 429 for
+// a request reserved before the rate was last lowered (ARGV[5]; -1 unknown) does not halve again (windows in flight together
+// would halve it twice); its Retry-After still applies. Returns millirequests per second (Lua returns integers).
 const THROTTLED = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -96,22 +86,16 @@ type ScriptedRedis = Redis & Record<"rateCapReserve" | "rateCapThrottled", (...a
 
 export class RedisRequestRateCap implements RequestRateCap {
   private readonly redis: ScriptedRedis;
-  private readonly quietMs: number;
-  private readonly raiseFactor: number;
-  private readonly floorPerSecond: number;
 
   constructor(
     redis: Redis,
     private readonly requestsPerSecond: number,
     private readonly keyPrefix: string,
-    options: AdaptiveOptions = {},
+    private readonly options: { quietMs: number } = { quietMs: 60_000 },
   ) {
     redis.defineCommand("rateCapReserve", { numberOfKeys: 2, lua: RESERVE_SLOT });
     redis.defineCommand("rateCapThrottled", { numberOfKeys: 2, lua: THROTTLED });
     this.redis = redis as ScriptedRedis;
-    this.quietMs = options.quietMs ?? 60_000;
-    this.raiseFactor = options.raiseFactor ?? 1.25;
-    this.floorPerSecond = options.floorPerSecond ?? 1 / 60;
   }
 
   // Redis keys carry a hash of the token, never the token.
@@ -122,7 +106,7 @@ export class RedisRequestRateCap implements RequestRateCap {
 
   async acquire(token: string): Promise<number> {
     const [slot, learned] = this.keys(token);
-    const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.quietMs, this.raiseFactor];
+    const args = [this.requestsPerSecond, MAX_INLINE_WAIT_MS, this.options.quietMs, RAISE_FACTOR];
     const [wait, milli, reservedAt] = (await this.redis.rateCapReserve(slot, learned, ...args)) as [number, number, number];
     if (wait < 0) {
       const paced = perMinute(milli / 1000);
@@ -138,7 +122,7 @@ export class RedisRequestRateCap implements RequestRateCap {
     // of at least 1, so "1" means anything under a second (a full-speed account says that too), and a
     // default Retry-After is our own guess. Otherwise halve.
     const hinted = retryAfter.source !== "default" && retryAfter.seconds >= 2 ? 1 : 0;
-    const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, this.floorPerSecond, reservedAt];
+    const args = [this.requestsPerSecond, retryAfter.seconds * 1000, hinted, FLOOR_PER_SECOND, reservedAt];
     const milli = Number(await this.redis.rateCapThrottled(...this.keys(token), ...args));
     return milli / 1000;
   }

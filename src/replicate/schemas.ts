@@ -98,7 +98,7 @@ export const predictionPageSchema = pageOf(predictionSchema);
 export type PredictionPage = z.output<typeof predictionPageSchema>;
 
 /** A training keeps a prediction's metadata, tagged with its kind (ids may repeat across kinds); trainings use no deployment. */
-export const trainingSchema = predictionSchema.transform((t) => ({ ...t, deployment: null, kind: "training" as const }));
+const trainingSchema = predictionSchema.transform((t) => ({ ...t, deployment: null, kind: "training" as const }));
 
 export const trainingPageSchema = pageOf(trainingSchema);
 

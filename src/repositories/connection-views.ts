@@ -1,7 +1,6 @@
 import type { Db } from "../db/client.js";
 import type { CoverageSource } from "../domain/coverage.js";
-import { decodeCursor, encodeCursor } from "./keyset-cursor.js";
-import { latestEvent } from "./events.js";
+import { decodeKeyset, encodeCursor, latestEvent } from "./events.js";
 import type { Connection } from "../generated/prisma/client.js";
 import type { ConnectionStatus } from "../generated/prisma/enums.js";
 import type { HealthInput } from "../domain/health.js";
@@ -130,7 +129,7 @@ function toCoverageSource({ id, status, syncState, firstWindowStart, ...r }: Cov
 
 /** The (created_at, id) after which the next page starts; null when the cursor was not made by this module. */
 export const decodeConnectionCursor = (cursor: string) =>
-  decodeCursor(cursor, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  decodeKeyset(cursor, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
 

@@ -147,10 +147,7 @@ export async function accountHolder(db: Db, id: string, account: AccountRef): Pr
   return holder?.id ?? null;
 }
 
-/**
- * Makes `transition` with its `event` in one transaction while the token read as `ciphertext` is stored (none: whatever is
- * stored); the event only when the row changed.
- */
+/** `transition` and, if the row changed, its `event` in one transaction, while the token read as `ciphertext` (if given) is stored. */
 async function transitionWithEvent(
   db: Db,
   id: string,
@@ -179,14 +176,14 @@ export function markCredentialError(db: Db, id: string, event: NewEvent, ciphert
   return transitionWithEvent(db, id, transition, event, ciphertext, duplicateOf ? { duplicateOf } : {});
 }
 
-// Paused by an unreadable token, and not by anything since.
-const UNREADABLE_TOKENS = `SELECT c.id, c.token_ciphertext AS ciphertext FROM connections c
-  WHERE c.status = 'credential_error' AND c.token_ciphertext IS NOT NULL
-    AND (SELECT l.kind FROM (${latestEvent(PAUSE_KINDS, "e.kind, e.occurred_at")}) l) = 'token_unreadable'`;
-
-/** The connections paused because their stored token could not be decrypted, with that ciphertext. */
+/** The connections paused by an unreadable token (and by nothing since), with that ciphertext. */
 export async function unreadableTokens(db: Db): Promise<{ id: string; ciphertext: string }[]> {
-  return (await db.pool.query<{ id: string; ciphertext: string }>(UNREADABLE_TOKENS)).rows;
+  const { rows } = await db.pool.query<{ id: string; ciphertext: string }>(
+    `SELECT c.id, c.token_ciphertext AS ciphertext FROM connections c
+     WHERE c.status = 'credential_error' AND c.token_ciphertext IS NOT NULL
+       AND (SELECT l.kind FROM (${latestEvent(PAUSE_KINDS, "e.kind, e.occurred_at")}) l) = 'token_unreadable'`,
+  );
+  return rows;
 }
 
 /** Back to pending (verified again) while the token read as `ciphertext` is stored: it decrypts again. */

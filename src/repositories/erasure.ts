@@ -1,5 +1,5 @@
-import { runPrepared, type Db, type Prepared } from "../db/client.js";
-import type { ConnectionStatus } from "../generated/prisma/enums.js";
+import { runPrepared, type Db } from "../db/client.js";
+import type { Connection } from "../generated/prisma/client.js";
 import { eventParams, insertEventFrom } from "./events.js";
 
 // Erasure of a disconnected connection's history, in bounded batches. Its state is on the row (erasure_requested_at, erasure_counts:
@@ -14,18 +14,14 @@ export const ERASED_TABLES = {
 export type ErasedTable = keyof typeof ERASED_TABLES;
 export type ErasureCounts = Record<(typeof ERASED_TABLES)[ErasedTable], number>;
 
-const ZERO_COUNTS: ErasureCounts = { ledgerRows: 0, usageRows: 0, deploymentReleases: 0 };
-
 /** A connection's erasure as the API shows it, and the connection's status. */
-export interface ErasureRow {
+export type ErasureRow = Pick<Connection, "workspaceId" | "status"> & {
   connectionId: string;
-  workspaceId: string;
-  status: ConnectionStatus;
   state: "not_requested" | "in_progress" | "erased";
   requestedAt: Date | null;
   erasedAt: Date | null;
   deleted: ErasureCounts | null;
-}
+};
 
 const SELECT_ERASURE = `SELECT id AS "connectionId", workspace_id AS "workspaceId", status,
   CASE WHEN erased_at IS NOT NULL THEN 'erased' WHEN erasure_requested_at IS NOT NULL THEN 'in_progress' ELSE 'not_requested' END AS state,
@@ -46,7 +42,7 @@ export async function requestErasure(db: Db, id: string): Promise<ErasureRow | n
     `UPDATE connections SET erasure_requested_at = now(), erasure_counts = $2::jsonb
      WHERE id = $1::uuid AND status = 'disconnected' AND erasure_requested_at IS NULL`,
     id,
-    JSON.stringify(ZERO_COUNTS),
+    JSON.stringify(Object.fromEntries(Object.values(ERASED_TABLES).map((key) => [key, 0]))),
   );
   return readErasure(db, id);
 }
@@ -63,10 +59,9 @@ export async function unfinishedErasures(db: Db): Promise<string[]> {
 export const notBeingErased = (connectionColumn: string) =>
   `${connectionColumn} NOT IN (SELECT id FROM connections WHERE erasure_requested_at IS NOT NULL AND erased_at IS NULL)`;
 
-// One batch: the delete and the count it adds commit together. Deleting by ctid keeps each
-// statement to its LIMIT rows whatever the table's key; a row a concurrent statement deleted first
-// is skipped and not counted. Only an erasure that was requested, of a disconnected connection, deletes.
-const batchStatement = (table: ErasedTable): Prepared => ({
+// One batch: the delete and the count it adds commit together. Deleting by ctid keeps each statement to its LIMIT rows whatever the
+// table's key; a row a concurrent statement deleted first is not counted. Only a requested erasure of a disconnected connection deletes.
+const batchStatement = (table: ErasedTable) => ({
   name: `erase_${table}`,
   text: `WITH gone AS (
     DELETE FROM ${table} WHERE ctid = ANY (ARRAY(
@@ -83,13 +78,9 @@ const batchStatement = (table: ErasedTable): Prepared => ({
   )
   SELECT n FROM n`,
 });
-const BATCHES = Object.fromEntries(Object.keys(ERASED_TABLES).map((t) => [t, batchStatement(t as ErasedTable)])) as Record<
-  ErasedTable,
-  Prepared
->;
 
 export async function eraseBatch(db: Db, id: string, table: ErasedTable, limit: number): Promise<number> {
-  const [row] = await runPrepared<{ n: number }>(db, BATCHES[table], [id, limit]);
+  const [row] = await runPrepared<{ n: number }>(db, batchStatement(table), [id, limit]);
   return row?.n ?? 0;
 }
 

@@ -1,7 +1,6 @@
 import type { Db } from "../db/client.js";
 import { EVENT_KINDS } from "../domain/event-kinds.js";
 import type { EventKind, IntegrationEvent, Prisma } from "../generated/prisma/client.js";
-import { decodeCursor as decodeKeyset, encodeCursor } from "./keyset-cursor.js";
 import { redact, redactText } from "../redact.js";
 
 /** SQL: the newest (or oldest) event of `kinds`, one LIMIT 1 probe per kind on the (connection, kind, occurred_at) index. */
@@ -54,13 +53,25 @@ export function eventParams(event: Omit<NewEvent, "connectionId">): unknown[] {
   return [e.kind, e.level, e.message, e.jobId, e.detail === undefined ? null : JSON.stringify(e.detail)];
 }
 
-const MAX_BIGINT = 2n ** 63n - 1n;
+// Opaque keyset cursors for the paged lists (events, connections): the time and id of the last row of a page, base64url. A cursor
+// that does not decode to a real time and an id of the expected shape was not issued by this API, and is refused before SQL.
 
-/** The position after which the next page starts; null when the cursor was not made by this module. */
-export function decodeCursor(cursor: string): { occurredAt: Date; id: bigint } | null {
+export const encodeCursor = (at: Date, id: string | bigint): string => Buffer.from(`${at.toISOString()}|${id}`).toString("base64url");
+
+/** The position a cursor of ours holds; null for anything else (`id` must match `idPattern` whole). */
+export function decodeKeyset(cursor: string, idPattern: RegExp): { at: Date; id: string } | null {
+  const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|(.+)$/.exec(Buffer.from(cursor, "base64url").toString());
+  if (!match || !idPattern.test(match[2]!)) return null;
+  const at = new Date(match[1]!);
+  // Written back exactly as we wrote it: month 13 or year 0000 are not times we issue.
+  const issued = !Number.isNaN(at.getTime()) && at.getTime() >= 0 && at.toISOString() === match[1];
+  return issued ? { at, id: match[2]! } : null;
+}
+
+/** An event's position (a bigint id); null when the cursor was not made by this module. */
+export function decodeCursor(cursor: string): { at: Date; id: bigint } | null {
   const position = decodeKeyset(cursor, /^\d{1,19}$/);
-  const id = position && BigInt(position.id);
-  return position && id !== null && id <= MAX_BIGINT ? { occurredAt: position.at, id } : null;
+  return position && BigInt(position.id) < 2n ** 63n ? { at: position.at, id: BigInt(position.id) } : null;
 }
 
 /** Newest first (served by the (connection, occurred_at desc, id desc) index), keyset-paginated. */
@@ -71,7 +82,7 @@ export async function listEvents(db: Db, connectionId: string, q: { kind?: Event
       connectionId,
       ...(q.kind ? { kind: q.kind } : {}),
       ...(q.since ? { occurredAt: { gte: q.since } } : {}),
-      ...(after ? { OR: [{ occurredAt: { lt: after.occurredAt } }, { occurredAt: after.occurredAt, id: { lt: after.id } }] } : {}),
+      ...(after ? { OR: [{ occurredAt: { lt: after.at } }, { occurredAt: after.at, id: { lt: after.id } }] } : {}),
     },
     orderBy: [{ occurredAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,

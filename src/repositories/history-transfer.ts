@@ -3,10 +3,9 @@ import type { Prisma } from "../generated/prisma/client.js";
 import { recordEvent } from "./events.js";
 import { addToUsage, usageDeltas } from "./usage.js";
 
-// One Replicate account counts once per workspace, also over time: a connection that connects an
-// account a disconnected connection of the workspace synced before takes over that one's ledger,
-// usage and deployments. Its backfill then re-reads predictions the ledger already holds, which
-// change usage only by what changed since (a prediction that finished meanwhile), never twice.
+// One Replicate account counts once per workspace, also over time: a connection that connects an account a disconnected
+// connection of the workspace synced before takes over that one's ledger, usage and deployments. Its backfill then re-reads
+// predictions the ledger already holds, which change usage only by what changed since (a prediction that finished meanwhile).
 
 const PREDECESSORS = `
 SELECT id FROM connections

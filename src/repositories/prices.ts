@@ -1,5 +1,6 @@
 import type { Db } from "../db/client.js";
-import type { HardwarePriceInput, ModelHardwareInput, ModelPriceInput, PriceBook } from "../pricing/schemas.js";
+import type { z } from "zod";
+import type { PriceBook, hardwarePriceInput, modelHardwareInput, modelPriceInput } from "../pricing/schemas.js";
 
 // The price book is append-only: for a key and a day, the row with the latest effective_from, then the latest id, applies.
 
@@ -61,9 +62,9 @@ async function insert<B extends Book>(db: Db, book: B, params: unknown[]): Promi
   return row ?? null;
 }
 
-export const recordHardwarePrice = async (db: Db, p: HardwarePriceInput) =>
+export const recordHardwarePrice = async (db: Db, p: z.output<typeof hardwarePriceInput>) =>
   (await insert(db, "hardware", [p.sku, p.usdPerSecond, p.effectiveFrom, p.source]))!;
-export const recordModelPrice = async (db: Db, p: ModelPriceInput) =>
+export const recordModelPrice = async (db: Db, p: z.output<typeof modelPriceInput>) =>
   (await insert(db, "models", [p.model, p.unit, p.usdPerUnit, p.effectiveFrom, p.source]))!;
-export const recordModelHardware = (db: Db, p: ModelHardwareInput) =>
+export const recordModelHardware = (db: Db, p: z.output<typeof modelHardwareInput>) =>
   insert(db, "modelHardware", [p.model, p.sku, p.effectiveFrom, p.source]);

@@ -4,8 +4,8 @@ import { parseCheckpoint, type Checkpoint, type SyncWindow } from "../domain/che
 import { deploymentsFailing } from "./deployments.js";
 import { eventParams, insertEventFrom, type NewEvent } from "./events.js";
 
-// A run starts and ends in one fenced statement each (no interactive transaction): the change and
-// its sync_started / sync_completed event are written together or not at all, exactly once.
+// A run starts and ends in one fenced statement each (no interactive transaction): the change and its sync_started / sync_completed
+// event are written together or not at all, exactly once.
 
 type RunEvent = Omit<NewEvent, "connectionId">;
 
@@ -56,29 +56,23 @@ export interface RunStart {
   deploymentsDue: boolean;
 }
 
+type PlanInputs = { highWaterMark: Date | null; oldestUnfinished: Date | null; trainingsRead: boolean };
+type ReadRunRow = PlanInputs & Omit<RunStart, "checkpoint" | "started"> & { status: string; syncState: unknown };
+
 /**
- * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a
- * crashed run resumes from its checkpoint; `started` says which. Null when the connection is not
- * connected.
+ * Starts a run, or returns the current one (unfinished, or finished but not yet completed) so a crashed run resumes from its
+ * checkpoint; `started` says which. Null when the connection is not connected.
  */
 export async function startRun(
   db: Db,
   connectionId: string,
   now: Date,
-  plan: (inputs: { highWaterMark: Date | null; oldestUnfinished: Date | null; trainingsRead: boolean }) => Checkpoint,
+  plan: (inputs: PlanInputs) => Checkpoint,
   /** Written in the same statement when a new run starts (so "started" is recorded exactly once). */
   event: (checkpoint: Checkpoint) => RunEvent,
 ): Promise<RunStart | null> {
   for (;;) {
-    const [row] = await runPrepared<{
-      status: string;
-      tokenCiphertext: string | null;
-      syncState: unknown;
-      highWaterMark: Date | null;
-      oldestUnfinished: Date | null;
-      trainingsRead: boolean;
-      deploymentsDue: boolean;
-    }>(db, READ_RUN, [connectionId, now]);
+    const [row] = await runPrepared<ReadRunRow>(db, READ_RUN, [connectionId, now]);
     if (row?.status !== "connected") return null;
     const { tokenCiphertext, deploymentsDue } = row;
     const current = parseCheckpoint(row.syncState);
@@ -99,11 +93,10 @@ export async function startRun(
 }
 
 /**
- * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its
- * end, with its event, in one statement. False (and nothing written) when that run is not the
- * connection's current, finished run (another worker completed it, or the connection changed).
- * `closing` are windows `checkpoint` has done that are stored open, as stored (pages that only
- * closed them were read, not written): the run is finished if they are still stored so.
+ * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its end, with its event, in one
+ * statement. False (and nothing written) when that run is not the connection's current, finished run (another worker completed it,
+ * or the connection changed). `closing`: windows `checkpoint` has done that are stored open, as stored (pages that only closed them
+ * were read, not written); the run is finished if they are still stored so.
  */
 export async function completeRun(
   db: Db,

@@ -51,10 +51,9 @@ const releases = (inScope: string[]) =>
     "release_number",
   )})`;
 
-// Priced at query time by the price book in force on the row's UTC day, so a price change recomputes
-// history exactly. A deployment bills its hardware; otherwise a model's token prices, then its
-// per-output price, then the hardware an operator mapped it to. A training is priced like a prediction
-// of its model. Prices and releases are spans of days: one hash join each, not a lookup per row.
+// Priced at query time by the price book in force on the row's UTC day, so a price change recomputes history exactly. A deployment
+// bills its hardware; otherwise a model's token prices, then its per-output price, then the hardware an operator mapped it to. A
+// training is priced like a prediction of its model. Prices and releases are spans of days: one hash join each, not a lookup per row.
 const HARDWARE = `hw AS (${HARDWARE_PRICE_SPANS})`;
 const PRICES = `${HARDWARE}, mp AS (${MODEL_PRICE_SPANS}), mh AS (${MODEL_SKU_SPANS})`;
 const at = (span: string, on: string) => `${on} AND ${inSpan(span, "d.utc_day")}`;

@@ -113,7 +113,6 @@ changes AS (
 deltas AS (${usageDeltas("changes")}),
 applied AS (
   ${addToUsage("$1::uuid", "conn.workspace_id", "deltas CROSS JOIN conn")}
-  RETURNING d.bucket_start, d.kind, d.model, d.deployment, d.source, d.predictions
 ),
 windows AS (
   SELECT (conn.sync_state->'windows') || $5::jsonb AS w FROM conn
@@ -133,13 +132,15 @@ advanced AS (
   FROM conn, windows WHERE c.id = conn.id
   RETURNING c.sync_state
 )
+-- applied is not read (a data-modifying CTE runs all the same): only a group whose count went down can
+-- have been emptied, and the page's deltas name those, nearly always none.
 SELECT (SELECT sync_state FROM advanced) AS "syncState",
-       coalesce(array_agg(bucket_start) FILTER (WHERE predictions = 0), '{}') AS "emptyBuckets",
-       coalesce(array_agg(kind::text) FILTER (WHERE predictions = 0), '{}') AS "emptyKinds",
-       coalesce(array_agg(model) FILTER (WHERE predictions = 0), '{}') AS "emptyModels",
-       coalesce(array_agg(deployment) FILTER (WHERE predictions = 0), '{}') AS "emptyDeployments",
-       coalesce(array_agg(source) FILTER (WHERE predictions = 0), '{}') AS "emptySources"
-FROM applied`;
+       coalesce(array_agg(bucket_start), '{}') AS "emptyBuckets",
+       coalesce(array_agg(kind::text), '{}') AS "emptyKinds",
+       coalesce(array_agg(model), '{}') AS "emptyModels",
+       coalesce(array_agg(deployment), '{}') AS "emptyDeployments",
+       coalesce(array_agg(source), '{}') AS "emptySources"
+FROM deltas WHERE predictions < 0`;
 
 const DELETE_EMPTY = `
 DELETE FROM usage_buckets d
@@ -181,8 +182,9 @@ export async function writePages(db: Db, connectionId: string, write: PlannedWri
   ]);
   // An aggregate without GROUP BY: always one row.
   const { syncState, ...empty } = result!;
-  // A group whose last prediction moved to another day/model: the statement that emptied it cannot
-  // also delete it. Should this step be lost, the row left behind holds zeros, so totals stay right.
+  // A group whose count went down may be empty (its last prediction moved to another day/model): the
+  // statement that emptied it cannot also delete it, so this deletes those left at zero. Should this
+  // step be lost, the row left behind holds zeros, so totals stay right.
   if (empty.emptyBuckets.length > 0) {
     await runPrepared(db, PRUNE_EMPTY, [
       connectionId,

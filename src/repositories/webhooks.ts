@@ -1,6 +1,5 @@
 import type { Db } from "../db/client.js";
 import type { Prisma } from "../generated/prisma/client.js";
-import type { WebhookDeliveryStatus } from "../generated/prisma/enums.js";
 import { recordEvent, type NewEvent } from "./events.js";
 
 // The webhook outbox, rows inserted by a trigger on integration_events with the event that causes them; this module moves them on:
@@ -16,7 +15,12 @@ const select = {
   payload: true,
   event: { select: { occurredAt: true } },
 } as const;
-const toRow = ({ event, ...r }: Prisma.WebhookDeliveryGetPayload<{ select: typeof select }>) => ({ ...r, occurredAt: event.occurredAt });
+// webhookId is stable per event and type: every attempt of one webhook carries it, so receivers deduplicate on it.
+const toRow = ({ event, ...r }: Prisma.WebhookDeliveryGetPayload<{ select: typeof select }>) => ({
+  ...r,
+  occurredAt: event.occurredAt,
+  webhookId: `evt_${r.eventId}_${r.type}`,
+});
 
 /** Rows still pending after maxAgeMs describe a state long gone (webhooks were off, or the service down): not sent. */
 export async function expireStaleWebhooks(db: Db, maxAgeMs: number): Promise<number> {
@@ -47,22 +51,16 @@ export async function findWebhook(db: Db, id: bigint) {
   return row && toRow(row);
 }
 
-/** Records an attempt on the row and in the event log, together; `final`: the last attempt failed and the row is given up on. */
-export async function recordWebhookAttempt(
-  db: Db,
-  id: bigint,
-  attempt: { delivered: boolean; final: boolean; httpStatus: number | null },
-  event: NewEvent,
-): Promise<void> {
-  const status: WebhookDeliveryStatus | undefined = attempt.delivered ? "delivered" : attempt.final ? "failed" : undefined;
+/** Records an attempt on the row (with the status it moves to, if any) and in the event log, together. */
+export async function recordWebhookAttempt(db: Db, id: bigint, status: "delivered" | "failed" | null, event: NewEvent): Promise<void> {
   await db.$transaction(async (tx) => {
     await tx.webhookDelivery.update({
       where: { id },
       data: {
         attempts: { increment: 1 },
-        lastHttpStatus: attempt.httpStatus,
+        lastHttpStatus: event.httpStatus ?? null,
         ...(status ? { status } : {}),
-        ...(attempt.delivered ? { deliveredAt: new Date() } : {}),
+        ...(status === "delivered" ? { deliveredAt: new Date() } : {}),
       },
     });
     await recordEvent(tx, event);

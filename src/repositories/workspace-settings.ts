@@ -1,19 +1,12 @@
 import type { Db } from "../db/client.js";
-import type { WorkspaceSettings as Stored } from "../generated/prisma/client.js";
 
 /** A workspace never set has the defaults (no row, updatedAt null); a null timeZone is UTC. */
-export type WorkspaceSettings = Omit<Stored, "updatedAt"> & { updatedAt: Date | null };
-
-export async function readWorkspaceSettings(db: Db, workspaceId: string): Promise<WorkspaceSettings> {
+export async function readWorkspaceSettings(db: Db, workspaceId: string) {
   const row = await db.workspaceSettings.findUnique({ where: { workspaceId } });
   return row ?? { workspaceId, timeZone: null, updatedAt: null };
 }
 
-export async function writeWorkspaceSettings(
-  db: Db,
-  workspaceId: string,
-  settings: { timeZone: string | null },
-): Promise<WorkspaceSettings> {
+export async function writeWorkspaceSettings(db: Db, workspaceId: string, settings: { timeZone: string | null }) {
   return db.workspaceSettings.upsert({
     where: { workspaceId },
     create: { workspaceId, ...settings },

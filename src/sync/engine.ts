@@ -20,17 +20,13 @@ export interface Slice {
   rejected: RejectedRecord[];
   /** Windows split off, to be read by their own jobs. */
   newWindows: string[];
-  /**
-   * With `deferClose`: the last pages closed the window with nothing to write, and that is not
-   * stored (`checkpoint` still has it open as read): `window` once closed; `store` writes it as any page.
-   */
+  /** With `deferClose`: the pages only closed the window, not stored (`checkpoint` has it open); `store` writes it. */
   closes?: { window: SyncWindow; store: () => Promise<SliceResult> };
 }
 
 /**
- * Writes consecutive pages read from window `windowId` of `checkpoint`: ledger upsert, the usage
- * change they make and the advanced window, split into up to `parallelism` open windows if it
- * turned out busy, in one atomic statement fenced on the window, so a page is never applied twice
+ * Writes consecutive pages of window `windowId`: ledger upsert, the usage change and the advanced
+ * window (split if busy) in one statement fenced on the window, so a page is never applied twice
  * or after a disconnect.
  */
 export async function applyPages(
@@ -42,9 +38,9 @@ export async function applyPages(
   settings: {
     /** How many open windows a busy window may be split into. */
     parallelism: number;
-    /** Asked only when a split is planned: a token Replicate is throttling is not split further (more windows would only queue behind its learned rate). */
+    /** Asked when a split is planned: a throttled token is not split (more windows would only queue behind its rate). */
     throttled?: () => Promise<boolean>;
-    /** Pages that only close the window (an account without new trainings) are not written: the caller completes the run with the close in the same statement, or stores it. */
+    /** Pages that only close the window are not written: the caller completes the run with the close, or stores it. */
     deferClose?: boolean;
   },
 ): Promise<SliceResult> {

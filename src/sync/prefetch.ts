@@ -5,10 +5,9 @@ import { windowId, type SyncWindow } from "../domain/checkpoint.js";
 const keyOf = (scope: string, w: SyncWindow) => `${scope}|${windowId(w)}|${w.pagesDone}|${w.nextUrl ?? ""}`;
 
 /**
- * The first page of a window's next slice, requested while the current slice writes its last pages:
- * the job for the next slice takes that response when it runs in the same process (otherwise it
- * fetches as usual). The key holds everything the request depends on, so a response is reused only
- * for exactly that request; an unused one is dropped after `capacity` newer ones.
+ * The first page of a window's next slice, requested while the current slice writes its last pages,
+ * for the next slice's job if it runs in this process. The key holds everything the request depends
+ * on, so a response is reused only for exactly that request; an unused one is dropped after `capacity` newer ones.
  */
 export class PagePrefetcher {
   private readonly pages = new Map<string, Promise<UsagePage>>();

@@ -37,10 +37,9 @@ export function beginRun(
 }
 
 /**
- * A window's pages, fetched one after another (each link is in the previous page) up to `max` ahead
- * of the writer. It stops at the window's last page, at an empty page, at a page reaching below the
- * window's start (read when the page arrives: a split moves it; for trainings, which have no time
- * filter, this is what ends the paging), and when stopped.
+ * A window's pages, fetched one after another up to `max` ahead of the writer, until its last page,
+ * an empty page, a page reaching below its start (read as the page arrives: a split moves it; this
+ * is what ends the trainings' paging), or stop().
  */
 class WindowReader {
   private readonly queue: { page: Promise<UsagePage>; value?: UsagePage }[] = [];
@@ -94,10 +93,10 @@ class WindowReader {
 }
 
 /**
- * Reads and writes one window for about `sliceMs`: pages are fetched ahead while earlier ones are
- * written, and whatever has arrived is written together in one fenced statement. Token and
- * checkpoint are read once, by the caller. With a prefetcher, a first page fetched ahead by the
- * previous slice is used, and the next slice's first page is requested before this one returns.
+ * Reads and writes one window for about `sliceMs`, or until a write splits it, fetching ahead while
+ * earlier pages are written; what has arrived is written together in one fenced statement. With a
+ * prefetcher, the first page comes from the previous slice and the next slice's first page is
+ * requested before returning.
  */
 export async function runSlice(
   db: Db,

@@ -5,7 +5,6 @@ import type { Db } from "../db/client.js";
 import { WebhookDeliveryError } from "../errors.js";
 import { moduleLogger } from "../logger.js";
 import { findWebhook, recordWebhookAttempt } from "../repositories/webhooks.js";
-import { webhookId } from "./payload.js";
 
 // Posts one outbox row to the backend, signed per Standard Webhooks: every attempt sends the body fixed when the row was prepared,
 // under the same webhook-id; only webhook-timestamp and the signature change. No token is ever added to the URL.
@@ -22,10 +21,8 @@ export async function deliverWebhook(
   const row = await findWebhook(db, BigInt(deliveryId));
   // Delivered already (a re-enqueue after a crash), or never prepared/expired: nothing to send.
   if (!row?.payload || row.status === "delivered" || row.status === "expired") return "skipped";
-  const id = webhookId(row.eventId, row.type);
-  const log = moduleLogger("webhooks", { connectionId: row.connectionId, jobId: job.id, webhookId: id });
+  const log = moduleLogger("webhooks", { connectionId: row.connectionId, jobId: job.id, webhookId: row.webhookId });
   const sentAt = new Date();
-  const signature = new Webhook(webhooks.secret).sign(id, sentAt, row.payload);
 
   let httpStatus: number | null = null;
   let failure: string | null = null;
@@ -35,9 +32,9 @@ export async function deliverWebhook(
       headers: {
         "content-type": "application/json",
         "user-agent": "replicate-usage-sync-webhooks",
-        "webhook-id": id,
+        "webhook-id": row.webhookId,
         "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)),
-        "webhook-signature": signature,
+        "webhook-signature": new Webhook(webhooks.secret).sign(row.webhookId, sentAt, row.payload),
       },
       timeout: { request: WEBHOOK_TIMEOUT_MS },
       // A redirect is a failed attempt: the signed body goes to the configured URL only.
@@ -52,26 +49,21 @@ export async function deliverWebhook(
     failure = `could not be sent (${(err as { code?: string }).code ?? "network error"})`;
   }
 
-  const final = failure !== null && job.attempt >= job.maxAttempts;
-  const detail = { webhookId: id, type: row.type, attempt: job.attempt, maxAttempts: job.maxAttempts };
+  const detail = { webhookId: row.webhookId, type: row.type, attempt: job.attempt, maxAttempts: job.maxAttempts };
   const event = { connectionId: row.connectionId, jobId: job.id, httpStatus, detail };
-  await recordWebhookAttempt(
-    db,
-    row.id,
-    { delivered: failure === null, final, httpStatus },
-    failure === null
-      ? { ...event, kind: "webhook_delivered", message: `webhook ${row.type} delivered` }
-      : {
-          ...event,
-          kind: "webhook_failed",
-          level: final ? "error" : "warn",
-          message: `webhook ${row.type} ${failure} (attempt ${job.attempt} of ${job.maxAttempts})${final ? "; given up" : "; will retry"}`,
-        },
-  );
   if (failure === null) {
+    await recordWebhookAttempt(db, row.id, "delivered", { ...event, kind: "webhook_delivered", message: `webhook ${row.type} delivered` });
     log.info("webhook delivered", { type: row.type, attempt: job.attempt });
     return "delivered";
   }
+  const final = job.attempt >= job.maxAttempts;
+  const message = `webhook ${row.type} ${failure} (attempt ${job.attempt} of ${job.maxAttempts})${final ? "; given up" : "; will retry"}`;
+  await recordWebhookAttempt(db, row.id, final ? "failed" : null, {
+    ...event,
+    kind: "webhook_failed",
+    level: final ? "error" : "warn",
+    message,
+  });
   log.warn("webhook attempt failed", { type: row.type, attempt: job.attempt, httpStatus, final });
   throw new WebhookDeliveryError(`webhook ${failure}`, httpStatus);
 }

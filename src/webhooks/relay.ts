@@ -1,9 +1,9 @@
 import type { Db } from "../db/client.js";
 import { moduleLogger } from "../logger.js";
-import { connectionHealth } from "../domain/health.js";
+import { connectionHealth, type Health } from "../domain/health.js";
+import type { WebhookType } from "../domain/event-kinds.js";
 import { getConnectionRow } from "../repositories/connection-views.js";
 import { expireStaleWebhooks, fixWebhookPayload, markWebhookQueued, pendingWebhooks } from "../repositories/webhooks.js";
-import { buildPayload } from "./payload.js";
 
 // Moves webhooks from the Postgres outbox (written with their event: nothing is lost while Redis is down) to the webhook queue; the
 // next sweep of any process hands over what is still pending. The job id is the row id, so a row enqueued twice is one job.
@@ -34,3 +34,21 @@ export async function sweepWebhooks(db: Db, enqueue: (deliveryId: string) => Pro
     if (rows.length < BATCH) return handed;
   }
 }
+
+/** The Standard Webhooks envelope, ids and health only (never a token or secret): the event's time, not an attempt's. */
+function buildPayload(
+  row: { eventId: bigint; connectionId: string; type: string; occurredAt: Date },
+  connection: { workspaceId: string; health: Health },
+) {
+  return {
+    type: row.type as WebhookType,
+    timestamp: row.occurredAt.toISOString(),
+    data: {
+      connectionId: row.connectionId,
+      workspaceId: connection.workspaceId,
+      eventId: row.eventId.toString(),
+      health: connection.health,
+    },
+  };
+}
+export type WebhookPayload = ReturnType<typeof buildPayload>;

@@ -5,7 +5,7 @@ import { Webhook } from "standardwebhooks";
 import { ConflictError } from "../../src/errors.js";
 import * as producer from "../../src/producer.js";
 import { tokenFingerprint } from "../../src/vault.js";
-import type { WebhookPayload } from "../../src/webhooks/payload.js";
+import type { WebhookPayload } from "../../src/webhooks/relay.js";
 import type { FakePrediction } from "../../dev/fake-replicate.js";
 import { generatePredictions } from "../../dev/predictions.js";
 import { SUPPORT_TOKEN, waitFor } from "../support/harness.js";

@@ -1,4 +1,4 @@
-import { presentedToken, tokenMatches } from "../../src/api/auth.js";
+import { presentedToken, tokenMatches } from "../../src/api/security.js";
 import type { PredictionPage } from "../../src/replicate/schemas.js";
 import { newCheckpoint } from "../../src/domain/checkpoint.js";
 import { PagePrefetcher } from "../../src/sync/prefetch.js";

@@ -1,14 +1,37 @@
+import { stringify } from "csv-stringify/sync";
 import { z } from "zod";
 import type { AppContext } from "../../context.js";
 import * as producer from "../../producer.js";
 import { csvColumns } from "../../domain/usage-measures.js";
-import { toCsv } from "../csv.js";
+import {
+  hardwarePrice,
+  hardwarePriceInput,
+  modelHardware,
+  modelHardwareInput,
+  modelPrice,
+  modelPriceInput,
+  priceBook,
+} from "../../pricing/schemas.js";
 import { op } from "../operations.js";
-import { responses, usageReport } from "../schemas.js";
+import { WRITE_ERRORS, responses, usageReport } from "../schemas.js";
+
+// CSV injection (OWASP): provider text (model, deployment names) starting with one of these would be a formula, so it gets a leading quote.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/** RFC 4180 under a header row of `columns`, also when there are no rows; lines end in \n as they always have here. */
+function toCsv(rows: object[], columns: string[]): string {
+  return stringify(rows, {
+    header: true,
+    columns,
+    // csv-stringify quotes \n but not a bare \r, which spreadsheets also read as a line break.
+    quoted_match: /\r/,
+    cast: { string: (value) => (FORMULA_START.test(value) ? `'${value}` : value) },
+  });
+}
 
 // groupBy comes comma-separated (OpenAPI style form, explode false) and fillZeros as "true"/"false": both are typed before validation.
-const usageQuery = producer
-  .usageRules({ ...producer.usageFields, format: z.enum(["json", "csv"]).default("json") })
+const usageQuery = producer.usageInput
+  .safeExtend({ format: z.enum(["json", "csv"]).default("json") })
   .meta({ style: "form", explode: false });
 
 const MAX_COVERAGE_HEADER = 8 * 1024;
@@ -74,5 +97,51 @@ export const usageRoutes = (ctx: AppContext) => [
         .headers(covered)
         .send(toCsv(lines, csvColumns(query.groupBy)));
     },
+  }),
+];
+
+/** Each write records one row (a correction is a later row with the same effectiveFrom) and answers it. */
+const recorded = (created: z.ZodType) => responses({ 201: created.describe("recorded") }, WRITE_ERRORS);
+
+/** The price book behind the cost estimates. */
+export const priceRoutes = (ctx: AppContext) => [
+  op({
+    route: "GET /v1/prices",
+    operationId: "getPriceBook",
+    summary: "The price book in force on a day (default today)",
+    querystring: producer.priceBookInput,
+    response: responses({ 200: priceBook.extend({ asOf: z.iso.date() }).describe("prices in force") }, [400, 401]),
+    handler: (r) => producer.getPriceBook(ctx, r.query),
+  }),
+  op({
+    route: "GET /v1/prices/history",
+    operationId: "listPriceHistory",
+    summary: "Every recorded price change, newest first",
+    response: responses({ 200: priceBook.describe("every recorded row") }, [400, 401]),
+    handler: () => producer.listPriceHistory(ctx),
+  }),
+  op({
+    route: "POST /v1/prices/hardware",
+    operationId: "recordHardwarePrice",
+    summary: "Record a hardware price from a day",
+    body: hardwarePriceInput,
+    response: recorded(hardwarePrice),
+    handler: (r) => producer.recordHardwarePrice(ctx, r.body),
+  }),
+  op({
+    route: "POST /v1/prices/models",
+    operationId: "recordModelPrice",
+    summary: "Record a per-token or per-output model price from a day",
+    body: modelPriceInput,
+    response: recorded(modelPrice),
+    handler: (r) => producer.recordModelPrice(ctx, r.body),
+  }),
+  op({
+    route: "POST /v1/prices/model-hardware",
+    operationId: "recordModelHardware",
+    summary: "Record the hardware a public model runs on (sku null unsets it; a sku the price book has no price for that day is a 400)",
+    body: modelHardwareInput,
+    response: recorded(modelHardware),
+    handler: (r) => producer.recordModelHardware(ctx, r.body),
   }),
 ];
