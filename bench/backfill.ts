@@ -34,7 +34,7 @@ export function get(url: string, headers: Record<string, string>, agent: http.Ag
  * The fetch floor: the same pages pulled one after another with node:http (a fresh keep-alive
  * agent) and JSON.parse, no validation, no database.
  */
-export async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: number; pages: number; predictions: number }> {
+async function fetchFloor(baseUrl: string, token: string): Promise<{ ms: number; pages: number; predictions: number }> {
   const headers = { authorization: `Bearer ${token}` };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const now = Date.now();
