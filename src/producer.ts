@@ -205,11 +205,12 @@ export async function disconnect(ctx: ProducerContext, id: string): Promise<conn
   return connections.toPublic(row);
 }
 
-/** Starts a sync now, or does nothing if one is already pending or running. */
+/** Starts a sync now: one already pending serves it; one running is followed by another as it ends. */
 export async function syncNow(ctx: ProducerContext, id: string): Promise<void> {
   const row = await connections.requireConnection(ctx.db, parse(connectionId, id));
   if (row.status !== "connected") throw new ConflictError(`connection is ${row.status}; only connected connections sync`);
-  await queue("sync not queued", () => ctx.queues.enqueue("tick", { connectionId: id }));
+  await connections.requestSync(ctx.db, id, new Date());
+  await queue("sync not queued", () => ctx.queues.enqueue("tick", { connectionId: id }, { afterActive: true }));
 }
 
 /** The row's fields the view schema has (it leaves out the others), with the run in progress and its health. */

@@ -173,8 +173,10 @@ async function finishRun(
   const trainingPages = trainingsWindow(cp)?.pagesDone ?? 0;
   const detail = { runId: cp.runId, pages, predictions, trainingPages, trainings, daysTouched };
   const message = `sync finished: ${predictions} predictions in ${pages} pages and ${trainings} trainings in ${trainingPages} pages, ${daysTouched} days updated`;
-  if (!(await completeRun(ctx.db, connectionId, cp, { jobId, kind: "sync_completed", message, detail }, closing)))
-    return { outcome: "stale" };
+  const completed = await completeRun(ctx.db, connectionId, cp, { jobId, kind: "sync_completed", message, detail }, closing);
+  if (!completed) return { outcome: "stale" };
   moduleLogger("sync", { connectionId, jobId }).info("sync run completed", { ...detail, startedAt: cp.startedAt });
+  // A syncNow during the run asked for what it could not read: the next run starts now.
+  if (completed.requested) await ctx.queues.enqueue("tick", { connectionId }, { afterActive: true });
   return { outcome: "completed", pages, predictions, trainings, daysTouched };
 }

@@ -65,13 +65,15 @@ export class JobQueues {
     return `${kind} ${workspace ?? id}`;
   }
 
-  /** Adds a job with the id or deduplication key its kind's spec gives (a repeated enqueue adds nothing). */
-  async enqueue<K extends JobKind>(kind: K, data: JobData<K>): Promise<void> {
+  /**
+   * Adds a job with the id or deduplication key its kind's spec gives (a repeated enqueue adds nothing). `afterActive`: while the
+   * job holding the key runs, this one waits to run after it instead (a syncNow as a run's tick ends is not lost to that tick).
+   */
+  async enqueue<K extends JobKind>(kind: K, data: JobData<K>, { afterActive = false } = {}): Promise<void> {
     const { queue, spec } = JOB_KINDS.get(kind)!;
     await this.queues[queue].add(await this.jobName(kind, data), data, {
       jobId: spec.id?.(data),
-      // One waits while one runs: a syncNow as a run's tick ends is not lost to the ending one.
-      deduplication: spec.dedupe && { id: spec.dedupe(data), keepLastIfActive: true },
+      deduplication: spec.dedupe && { id: spec.dedupe(data), keepLastIfActive: afterActive },
     });
   }
 

@@ -9,7 +9,7 @@ interface JobSpec<S extends z.ZodType = z.ZodType> {
   data: S;
   /** The BullMQ job id: enqueueing the same id again adds nothing. */
   id?(data: z.output<S>): string;
-  /** At most one waiting job per key beside the one running (BullMQ deduplication, keepLastIfActive). */
+  /** At most one pending job per key (BullMQ deduplication; one more waits beside the running one when enqueued `afterActive`). */
   dedupe?(data: z.output<S>): string;
   /** One scheduler for the whole service runs it this often (upserted by the reconciler). */
   schedule?: { id: string; every: number };
@@ -44,7 +44,7 @@ export const QUEUES = {
   },
   sync: {
     jobs: {
-      /** Starts a run or continues the current one (scheduler, syncNow); one pending per connection. */
+      /** Starts a run or continues the current one (scheduler, syncNow, reconciler); one pending per connection. */
       tick: job(connection, { dedupe: (d) => `tick-${d.connectionId}` }),
       /** Reads one window of a run for about SYNC_SLICE_MS; `page` is the window's next page. */
       slice: job(

@@ -73,6 +73,11 @@ export async function requireConnection(db: Db, id: string): Promise<Connection>
   return row;
 }
 
+/** Records a syncNow while connected: the run in progress then is followed by another (see completeRun). */
+export async function requestSync(db: Db, id: string, at: Date): Promise<void> {
+  await db.connection.updateMany({ where: { id, status: "connected" }, data: { syncRequestedAt: at } });
+}
+
 /** The workspace a connection belongs to (never changes), or null for an unknown id. */
 export async function workspaceOf(db: Db, id: string): Promise<string | null> {
   const row = await db.connection.findUnique({ where: { id }, select: { workspaceId: true } });

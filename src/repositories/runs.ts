@@ -42,9 +42,9 @@ const COMPLETE_RUN = {
     WHERE id = $1::uuid AND status = 'connected' AND sync_state->>'runId' = $2
       AND NOT EXISTS (SELECT 1 FROM jsonb_each(sync_state->'windows') e
                       WHERE NOT (e.value->>'done')::boolean AND e.value IS DISTINCT FROM $5::jsonb->e.key)
-    RETURNING id
+    RETURNING id, sync_requested_at >= $4::timestamptz AS requested
   ), event AS (${insertEventFrom("completed", 6)})
-  SELECT count(*)::int AS n FROM completed`,
+  SELECT count(*)::int AS n, coalesce(bool_or(requested), false) AS requested FROM completed`,
 };
 
 export interface RunStart {
@@ -94,8 +94,8 @@ export async function startRun(
 
 /**
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its end, with its event, in one
- * statement. False (and nothing written) when that run is not the connection's current, finished run (another worker completed it,
- * or the connection changed). `closing`: windows `checkpoint` has done that are stored open, as stored (pages that only closed them
+ * statement; `requested` when a syncNow came at or after the run's window ended (a run must follow). Null (and nothing written)
+ * when that run is not the connection's current, finished run (another worker completed it, or the connection changed). `closing`: windows `checkpoint` has done that are stored open, as stored (pages that only closed them
  * were read, not written); the run is finished if they are still stored so.
  */
 export async function completeRun(
@@ -104,11 +104,11 @@ export async function completeRun(
   checkpoint: Checkpoint,
   event: RunEvent,
   closing: Record<string, SyncWindow> = {},
-): Promise<boolean> {
+): Promise<{ requested: boolean } | null> {
   const { runId, startedAt, windowEnd } = checkpoint;
   const params = [connectionId, runId, startedAt, windowEnd, JSON.stringify(closing), ...eventParams(event)];
-  const [done] = await runPrepared<{ n: number }>(db, COMPLETE_RUN, params);
-  return done?.n === 1;
+  const [done] = await runPrepared<{ n: number; requested: boolean }>(db, COMPLETE_RUN, params);
+  return done?.n === 1 ? { requested: done.requested } : null;
 }
 
 const RUN_STARTER = {

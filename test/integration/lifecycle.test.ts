@@ -178,8 +178,10 @@ test("5xx that outlasts every retry fails the run; the next run resumes from the
   // 350 predictions are 4 full pages; each window split off ends with a partial page of its own.
   expect(completed?.detail).toMatchObject({ predictions: 350 });
   expect((completed?.detail as { pages: number }).pages).toBeGreaterThanOrEqual(4);
-  // Resumed, not restarted: one run, and each window's first page (a request without a cursor) read once.
-  expect((await eventKinds(conn.id)).filter((k) => k === "sync_started")).toHaveLength(1);
+  // Resumed, not restarted: one run started before the first completion (the syncNow, made after that run's window
+  // ended, is served by the run that follows it), and each window's first page (a request without a cursor) read once.
+  const kinds = await eventKinds(conn.id);
+  expect(kinds.slice(0, kinds.indexOf("sync_completed")).filter((k) => k === "sync_started")).toHaveLength(1);
   const firstPages = h.fake.requests.filter(
     (r) => r.authorization === `Bearer ${token}` && r.endpoint === "predictions" && !r.url.includes("cursor=") && r.status === 200,
   );
@@ -245,4 +247,34 @@ test("syncNow while the tick that finished a run is still running (its deploymen
     (c) => c.lastSyncedAt! > second.lastSyncedAt!,
     20_000,
   );
+});
+
+test("syncNow during a run: another run follows it and reads what was made after the run began", async () => {
+  const token = "r8_syncNowDuringRunToken000000000000";
+  const predictions = generatePredictions({ count: 500, days: 1, seed: 13 });
+  h.fake.addAccount(token, { type: "user", username: "sync-now-during" }, predictions);
+  h.fake.pageLatencyMs = 400; // the run stays open for seconds
+  try {
+    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-sync-now-during", token });
+    await waitFor(
+      "run under way",
+      () => connectionState(id),
+      (c) => c.syncState !== null,
+    );
+    // Made after the run's window ended: only a run that starts after it reads it.
+    const late = generatePredictions({ count: 3, days: 1, seed: 14, idPrefix: "late" }).map((p) => ({
+      ...p,
+      created_at: new Date(Date.now() + 1).toISOString(),
+    }));
+    h.fake.upsertPredictions(token, late);
+    await producer.syncNow(h.ctx, id);
+    await waitFor(
+      "the late predictions read",
+      () => actualUsage(h.ctx.db, id),
+      (usage) => JSON.stringify(usage) === JSON.stringify(expectedUsage([...predictions, ...late])),
+      30_000,
+    );
+  } finally {
+    h.fake.pageLatencyMs = 0;
+  }
 });

@@ -43,7 +43,7 @@ test("inputs, outputs, logs, error text and urls reach no table and no log line"
     }
     const done = { kind: "sync_completed" as const, level: "info" as const, message: "done" };
     const read = trainings.filter(createdSince(checkpoint.windowStart));
-    expect(await completeRun(t.db, id, checkpoint, done)).toBe(true);
+    expect(await completeRun(t.db, id, checkpoint, done)).toEqual({ requested: false });
     expect(checkpoint).toMatchObject({ pagesDone: 4, predictionsSeen: 320, trainingsSeen: read.length });
     expect(await actualUsage(t.db, id)).toEqual(expectedUsage([...predictions, ...asTrainings(read)]));
   } finally {

@@ -305,7 +305,7 @@ test("a busy window is split: its parts are read concurrently and the totals sta
     most = Math.max(most, outcomes.length, openWindows(checkpoint).length);
   }
   expect(most).toBe(4);
-  expect(await completeRun(t.db, connectionId, checkpoint, completed)).toBe(true);
+  expect(await completeRun(t.db, connectionId, checkpoint, completed)).toEqual({ requested: false });
   expect(checkpoint.predictionsSeen).toBe(400);
   expect(await actualUsage(t.db, connectionId)).toEqual(expectedUsage(predictions));
 });

@@ -69,7 +69,7 @@ export const connectionRoutes = (ctx: AppContext) => [
   op({
     route: "POST /v1/connections/:id/sync",
     operationId: "syncConnection",
-    summary: "Sync now (does nothing when a sync is already pending or running)",
+    summary: "Sync now (a sync already pending serves it; one running is followed by another as it ends)",
     params,
     response: responses({ 202: syncQueued.describe("a sync is queued or already under way") }, [...WRITE_ERRORS, 404, 409, 503], {
       409: "only connected connections sync (`conflict`)",
