@@ -154,8 +154,8 @@ export class JobQueues {
   }
 
   /**
-   * For its erasure: removes the connection's jobs, scheduler, deduplication keys and the event stream entries naming it from the
-   * queues a disconnect stops; `active` counts its jobs still running (not touched).
+   * For its erasure: removes the connection's jobs, scheduler, deduplication keys (and the job kept beside one) and the event
+   * stream entries naming it from the queues a disconnect stops; `active` counts its jobs still running (not touched).
    */
   async purgeConnection(connectionId: string): Promise<{ removed: number; active: number }> {
     this.workspaces.delete(connectionId);
@@ -166,7 +166,11 @@ export class JobQueues {
     for (const queue of queues) {
       await queue.removeJobScheduler(schedulerId(connectionId));
       for (const id of await jobIdsOf(queue, SETTLED, connectionId)) removed += await queue.remove(id);
-      for (const id of deduplication) await queue.removeDeduplicationKey(id);
+      for (const id of deduplication) {
+        await queue.removeDeduplicationKey(id);
+        // The job waiting to run after the active one (enqueued `afterActive`): BullMQ keeps it beside the key.
+        await this.connection.del(queue.toKey(`dn:${id}`));
+      }
       await dropStreamEntries(this.connection, queue.keys.events!, connectionId);
     }
     let active = 0;

@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { Worker } from "bullmq";
 import { processors } from "../../jobs/index.js";
 import type { Processors } from "../../src/context.js";
 import * as producer from "../../src/producer.js";
@@ -5,6 +7,7 @@ import { startWorkers } from "../../src/queue/workers.js";
 import { withApi } from "../support/api.js";
 import { waitFor } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
+import { dumpRedis } from "../support/redis.js";
 
 // The queue registry: operators see every queue (bull-board lists it, /metrics reports its depth), a
 // job kind without a processor stops start-up, and a job runs as what its name says.
@@ -49,4 +52,28 @@ test("a sync job runs as what its name says: a tick carrying a slice's fields st
   );
   // The tick that starts a run reads its first slice itself: an account this small is synced by that one job.
   expect(done!.returnvalue).toMatchObject({ outcome: "completed", predictions: 0 });
+});
+
+test("an erasure's purge leaves nothing of the connection, not even a tick waiting to run after the active one", async () => {
+  const { h } = started;
+  const connectionId = randomUUID();
+  await h.service.stopWorkers();
+  // Takes the tick by hand, so it stays active while the test looks.
+  const connection = h.ctx.redis.duplicate({ maxRetriesPerRequest: null });
+  const worker = new Worker("sync", null, { connection, prefix: h.config.queuePrefix, autorun: false });
+  try {
+    await h.ctx.queues.enqueue("tick", { connectionId });
+    const active = await worker.getNextJob("test-lock", { block: false });
+    expect(active?.data).toEqual({ connectionId });
+    await h.ctx.queues.enqueue("tick", { connectionId }, { afterActive: true });
+    // As an erasure does: a first pass while the tick runs; the tick fails and waits for its retry; a second pass.
+    expect(await h.ctx.queues.purgeConnection(connectionId)).toMatchObject({ active: 1 });
+    await active!.moveToFailed(new Error("stopped by the test"), "test-lock");
+    expect(await h.ctx.queues.purgeConnection(connectionId)).toMatchObject({ active: 0 });
+    expect(await dumpRedis(h.ctx.redis, h.config.queuePrefix)).not.toContain(connectionId);
+  } finally {
+    await worker.close(true);
+    connection.disconnect();
+    await h.service.startWorkers();
+  }
 });
