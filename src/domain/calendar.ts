@@ -23,7 +23,8 @@ let listed = { from: "", to: "", days: [] as string[] };
 export function daysBetween(from: string, to: string): string[] {
   if (listed.from !== from || listed.to !== to) {
     const days: string[] = [];
-    for (let d = from; d <= to; d = addDays(d, 1)) days.push(d);
+    // By instant, not by string: the day after 9999-12-31 is "+010000-01-01", which sorts before it.
+    for (let t = Date.parse(from), end = Date.parse(to); t <= end; t += DAY_MS) days.push(utcDay(new Date(t)));
     listed = { from, to, days };
   }
   return listed.days.slice();

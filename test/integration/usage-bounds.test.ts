@@ -79,6 +79,16 @@ test("a range over the limit is a 400 naming it, within 2 s: 1970–9999 on one 
   );
 });
 
+test("the last days of the calendar answer (no day past 9999-12-31 is ever listed)", async () => {
+  for (const zone of ["UTC", "Pacific/Kiritimati", "Etc/GMT+12"]) {
+    const res = await get(
+      `/v1/usage?workspaceId=ws-one&from=9999-12-01&to=9999-12-31&groupBy=date&fillZeros=true&timeZone=${encodeURIComponent(zone)}`,
+    );
+    expect({ zone, status: res.status, rows: res.body.rows }).toEqual({ zone, status: 200, rows: [] });
+    expect(res.ms).toBeLessThan(2_000);
+  }
+});
+
 // The same bound as a refusal would be too tight on a shared machine for a first (cold) answer over 1,000
 // connections' coverage; what matters is that nothing here grows with the 400 days.
 test("the longest allowed range answers in seconds: 1,000 connections without usage or deployments, and a month of one connection", async () => {
