@@ -4,7 +4,7 @@ import { ConfigError, loadProducerConfig, type ProducerConfig } from "./config.j
 import type { AppContext } from "./context.js";
 import { boundedRead, createDb, type Db, type Queryable } from "./db/client.js";
 import { Finality, coverageOf, readDays } from "./domain/coverage.js";
-import { DAY_MS, addDays, isoDay, isoInstant, timeZoneName, utcDay } from "./domain/calendar.js";
+import { DAY_MS, addDays, isoDay, isoInstant, timeZoneName, unknownZone, utcDay } from "./domain/calendar.js";
 import { ConflictError, ServiceUnavailableError, ValidationError } from "./errors.js";
 import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
@@ -247,9 +247,15 @@ const COST_NOTE =
   "estimatedCostUsd is an estimate from this service's price book (Replicate publishes no billing API), " +
   "not an invoice; costBasis says how each row was priced and idleFloor lines are dedicated deployments' minimum instances.";
 
+/** The calendar (ICU) and the usage query (Postgres) must both know a zone by its name, or they would mean different zones. */
+async function requireSharedZone(db: Db, zone: string | null | undefined): Promise<void> {
+  if (zone && !(await workspaces.postgresZones(db)).has(zone)) throw invalid(`timeZone: ${unknownZone(zone)}`);
+}
+
 /** Rows, idle floor and finality's days in one snapshot, stopped after USAGE_QUERY_TIMEOUT_MS; aborting `signal` cancels it. */
 export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usageInput>, options: { signal?: AbortSignal } = {}) {
   const input = parse(usageInput, query);
+  await requireSharedZone(ctx.db, input.timeZone);
   const timeZone = input.timeZone ?? (await workspaces.defaultTimeZone(ctx.db, input)) ?? "UTC";
   const q = { ...input, timeZone };
   const now = new Date();
@@ -284,8 +290,11 @@ export const workspaceSettingsInput = z.strictObject({
 export const getWorkspaceSettings = validated(workspaceId, workspaces.readWorkspaceSettings);
 
 /** Sets all of a workspace's settings (a PUT). */
-export const updateWorkspaceSettings = (ctx: Reader, id: string, input: z.input<typeof workspaceSettingsInput>) =>
-  workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), parse(workspaceSettingsInput, input));
+export async function updateWorkspaceSettings(ctx: Reader, id: string, input: z.input<typeof workspaceSettingsInput>) {
+  const settings = parse(workspaceSettingsInput, input);
+  await requireSharedZone(ctx.db, settings.timeZone);
+  return workspaces.writeWorkspaceSettings(ctx.db, parse(workspaceId, id), settings);
+}
 
 export const erasureInput = z.strictObject({
   disconnect: z.boolean().default(false).describe("disconnect first (the token is deleted) instead of refusing"),

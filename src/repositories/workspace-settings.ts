@@ -24,3 +24,16 @@ export async function defaultTimeZone(db: Db, scope: { workspaceId?: string; con
   );
   return row?.time_zone ?? null;
 }
+
+const zoneNames = new WeakMap<Db, Promise<Set<string>>>();
+
+/** The zone names Postgres knows (its IANA database), read once per client. */
+export function postgresZones(db: Db): Promise<Set<string>> {
+  let names = zoneNames.get(db);
+  if (!names) {
+    names = db.$queryRawUnsafe<{ name: string }[]>(`SELECT name FROM pg_timezone_names`).then((rows) => new Set(rows.map((r) => r.name)));
+    names.catch(() => zoneNames.delete(db));
+    zoneNames.set(db, names);
+  }
+  return names;
+}
