@@ -10,6 +10,7 @@ import { EventKind } from "./generated/prisma/enums.js";
 import { HEALTH_STATES, STATUSES_OF, connectionHealth } from "./domain/health.js";
 import { connectionView } from "./api/schemas.js";
 import { readErasure, requestErasure, requestWorkspaceErasure } from "./lifecycle/erase.js";
+import { printableText } from "./domain/text.js";
 import { GROUP_BY } from "./domain/usage-measures.js";
 import { moduleLogger } from "./logger.js";
 import {
@@ -50,13 +51,7 @@ const replicateToken = z
   .min(8, "token is too short")
   .max(512, "token is too long")
   .regex(/^[A-Za-z0-9_\-.]+$/, "token has characters a Replicate API token never has");
-/** Printable text: a NUL or control character is a 400 here, never a database error later. */
-export const workspaceId = z
-  .string()
-  .trim()
-  .min(1)
-  .max(200)
-  .regex(/^[^\p{Cc}]+$/u, "workspaceId must not contain control characters");
+export const workspaceId = printableText(200);
 export const connectInput = z.strictObject({ workspaceId, token: replicateToken });
 /** An Idempotency-Key header value: printable, as clients generate them (UUIDs, ULIDs, hashes). */
 export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "Idempotency-Key must be 1-200 printable ASCII characters");
@@ -76,7 +71,7 @@ export const listConnectionsInput = z.strictObject({
   state: z.enum(HEALTH_STATES).optional(),
   workspaceId: workspaceId.optional(),
   /** Matches the connection id, the workspace id or the Replicate account name (substring, any case). */
-  q: z.string().trim().min(1).max(200).optional(),
+  q: printableText(200).optional(),
 });
 
 export const listEventsInput = z.strictObject({

@@ -1,4 +1,5 @@
 import { isoDay } from "../domain/calendar.js";
+import { printableText } from "../domain/text.js";
 import { z } from "zod";
 
 // Money is a decimal string end to end (JSON, CLI, Postgres numeric): a float would round prices such as 0.000725 and drift in sums.
@@ -6,7 +7,7 @@ const usd = (scale: number) =>
   z.string().regex(new RegExp(`^\\d{1,9}(\\.\\d{1,${scale}})?$`), `a non-negative decimal string with at most ${scale} decimals`);
 
 const effectiveFrom = isoDay;
-const source = z.string().trim().min(1).max(500);
+const source = printableText(500);
 const sku = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "a hardware SKU such as gpu-l40s or gpu-h100-2x");
 const model = z
   .string()

@@ -21,7 +21,7 @@ const refused: string[] = [];
 afterAll(async () => {
   recordScenario({
     scenario: "malformed input (issue 11 #11)",
-    injected: "NUL in workspaceId (POST, list, usage), year 0000 in from/asOf/since, forged cursors (month 13, id > 2^63, year 0000)",
+    injected: "NUL in workspaceId (POST, list, usage), the list's q and a price's source, year 0000 in from/asOf/since, forged cursors (month 13, id > 2^63, year 0000)",
     outcome: `${refused.length} requests: 400 validation_failed naming ${[...new Set(refused)].join(", ")}; no 500`,
   });
   await app.close();
@@ -35,6 +35,8 @@ test.each([
   ["workspaceId", "POST", "/v1/connections", { workspaceId: "ws\u0000x", token: "r8_validLookingToken0000" }],
   ["workspaceId", "GET", "/v1/connections?workspaceId=ws%00x", undefined],
   ["workspaceId", "GET", "/v1/usage?workspaceId=ws%00x&from=2026-01-01&to=2026-01-02", undefined],
+  ["q", "GET", "/v1/connections?q=%00", undefined],
+  ["source", "POST", "/v1/prices/hardware", { sku: "gpu-x", usdPerSecond: "0.001", effectiveFrom: "2026-01-01", source: "t\u0000" }],
   ["from", "GET", "/v1/usage?workspaceId=ws&from=0000-01-01&to=2026-01-02", undefined],
   ["asOf", "GET", "/v1/prices?asOf=0000-01-01", undefined],
   ["since", "GET", `/v1/connections/:id/events?since=0000-01-01T00:00:00Z`, undefined],
