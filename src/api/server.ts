@@ -76,6 +76,11 @@ export async function buildServer(
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
+    // A path parameter is a workspace id (200 characters, each up to 12 when percent-encoded) or shorter.
+    routerOptions: { maxParamLength: 2_400 },
+    // A URL the router cannot read (bad percent-encoding, a parameter over that) answers in the one error shape.
+    frameworkErrors: (err, request, reply: FastifyReply) =>
+      reply.code(err.statusCode ?? 400).send(errorReply(request, "bad_request", err.message)),
     requestIdHeader: false,
     genReqId: (request) => {
       const given = request.headers[REQUEST_ID_HEADER];

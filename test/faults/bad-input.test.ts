@@ -21,7 +21,8 @@ const refused: string[] = [];
 afterAll(async () => {
   recordScenario({
     scenario: "malformed input (issue 11 #11)",
-    injected: "NUL in workspaceId (POST, list, usage), the list's q and a price's source, year 0000 in from/asOf/since, forged cursors (month 13, id > 2^63, year 0000)",
+    injected:
+      "NUL in workspaceId (POST, list, usage), the list's q and a price's source, year 0000 in from/asOf/since, forged cursors (month 13, id > 2^63, year 0000)",
     outcome: `${refused.length} requests: 400 validation_failed naming ${[...new Set(refused)].join(", ")}; no 500`,
   });
   await app.close();
@@ -51,4 +52,26 @@ test.each([
   expect({ status: res.status, error: answer.error }).toEqual({ status: 400, error: "validation_failed" });
   expect(`${answer.message} ${(answer.issues ?? []).join(" ")}`).toContain(field);
   refused.push(field);
+});
+
+test("a workspace id of 200 characters, as connect accepts, is managed over HTTP too", async () => {
+  const workspaceId = "w".repeat(200);
+  await producer.connect(h.ctx, { workspaceId, token: "r8_longWorkspaceToken000000" });
+  const res = await request(origin, "PUT", `/v1/workspaces/${workspaceId}/settings`, { timeZone: "Asia/Kolkata" });
+  expect([res.status, (res.body as { timeZone: string }).timeZone]).toEqual([200, "Asia/Kolkata"]);
+});
+
+test("a malformed URL answers the one error shape, with a request id", async () => {
+  for (const [path, status] of [
+    ["/v1/connections/x%ZZ", 400],
+    [`/v1/workspaces/${"w".repeat(5000)}/settings`, 414],
+  ] as const) {
+    const res = await request(origin, "GET", path);
+    const body = res.body as { error: string; requestId?: string };
+    expect({ status: res.status, error: body.error, requestId: typeof body.requestId }).toEqual({
+      status,
+      error: "bad_request",
+      requestId: "string",
+    });
+  }
 });
