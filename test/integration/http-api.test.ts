@@ -39,6 +39,11 @@ test("full lifecycle through the HTTP API; aggregates equal the fake server's gr
     "line,date,predictions,succeeded,failed,canceled,aborted,inProgress,other,computeSeconds,meteredPredictions,billableSeconds,inputTokens,outputTokens," +
       "estimatedCostUsd,costBasis,hardwareCostUsd,tokenCostUsd,outputCostUsd,pricedPredictions,pricedShare,final,refreshedAt,instanceSeconds",
   );
+  // Booleans are spelled as in JSON: an empty cell would read as "no value".
+  const json = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=date`);
+  const [header, ...lines] = String(csv.body).trim().split("\n");
+  const finalAt = header!.split(",").indexOf("final");
+  expect(lines.map((l) => l.split(",")[finalAt])).toEqual(json.body.rows.map((r: { final: boolean }) => String(r.final)));
   const bySource = await call("GET", `/v1/usage?connectionId=${id}&from=${monthAgo}&to=${today}&groupBy=source`);
   const truth = started.h.fake.predictions(token);
   expect(bySource.body.rows).toEqual(

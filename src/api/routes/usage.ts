@@ -25,7 +25,8 @@ function toCsv(rows: object[], columns: string[]): string {
     columns,
     // csv-stringify quotes \n but not a bare \r, which spreadsheets also read as a line break.
     quoted_match: /\r/,
-    cast: { string: (value) => (FORMULA_START.test(value) ? `'${value}` : value) },
+    // Booleans as JSON spells them (csv-stringify's default writes false as an empty cell).
+    cast: { string: (value) => (FORMULA_START.test(value) ? `'${value}` : value), boolean: (value) => String(value) },
   });
 }
 
