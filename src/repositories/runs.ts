@@ -95,8 +95,9 @@ export async function startRun(
 /**
  * Closes a finished run: lastSyncedAt becomes the run's start and the next window starts from its end, with its event, in one
  * statement; `requested` when a syncNow came at or after the run's window ended (a run must follow). Null (and nothing written)
- * when that run is not the connection's current, finished run (another worker completed it, or the connection changed). `closing`: windows `checkpoint` has done that are stored open, as stored (pages that only closed them
- * were read, not written); the run is finished if they are still stored so.
+ * when that run is not the connection's current, finished run (another worker completed it, or the connection changed).
+ * `closing`: windows `checkpoint` has done that are stored open, as stored (pages that only closed them were read, not written);
+ * the run is finished if they are still stored so.
  */
 export async function completeRun(
   db: Db,
