@@ -8,6 +8,7 @@ import {
   STATUS_COUNTS,
   STORED,
   WHOLE_DAY_MINUTES,
+  answerOrder,
   basisOf,
   measureSelect,
   money,
@@ -161,9 +162,9 @@ const grouping = (cols: string[], limit = Infinity) =>
 /** In one statement, the usage rows (one line: a JSON array in the answer's order) and the facts of each day with usage. */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
-  const dims = usageDimensions(q.groupBy);
-  const columns = [...dims.map((g) => `d.${usageColumn(g)}`), ...(byStatus ? ["s.status"] : [])];
-  const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
+  const order = answerOrder(q.groupBy);
+  const columns = order.map((g) => (g === "status" ? "s.status" : `d.${usageColumn(g)}`));
+  const select = order.map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
   const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)}, ${pricedUnits(q.groupBy)},
@@ -245,9 +246,10 @@ export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<s
       if (rows.length + zeros.length > limit) return null;
     }
   }
-  // Only dates, connection ids and nulls are compared here: the same order in any collation.
+  // The SQL's order, nulls first. Only dates, connection ids and nulls are compared here: the same order in any collation.
+  const order = answerOrder(groupBy);
   const compare = (a: QueriedRow, b: QueriedRow) => {
-    for (const g of groupBy) {
+    for (const g of order) {
       const [x, y] = [valueOf(a, g), valueOf(b, g)];
       if (x !== y) return x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
     }

@@ -78,3 +78,25 @@ test("the in-process producer and the CSV give zero rows the same columns", asyn
     estimatedCostUsd: "0",
   });
 });
+
+test("rows come in one order (groupBy's, status last; a zero row's empty dimensions first) in any order groupBy lists them", async () => {
+  const order = (groupBy: string[]) => [...groupBy.filter((g) => g !== "status"), ...groupBy.filter((g) => g === "status")];
+  const field = (g: string) => (g === "connection" ? "connectionId" : g);
+  const sorted = (rows: Record<string, string | null>[], groupBy: string[]) =>
+    [...rows].sort((a, b) => {
+      for (const g of order(groupBy).map(field)) {
+        const [x, y] = [a[g] ?? null, b[g] ?? null];
+        if (x !== y) return x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
+      }
+      return 0;
+    });
+  const keys = (rows: Record<string, string | null>[]) => rows.map(({ date, model, status }) => ({ date, model, status }));
+  const answers: Record<string, Record<string, string | null>[]> = {};
+  for (const groupBy of ["status,date", "date,status", "model,date", "date,model", "status,model,date", "connection,status,date"]) {
+    const { body } = await started.api.call("GET", query(groupBy));
+    expect({ groupBy, rows: keys(body.rows) }).toEqual({ groupBy, rows: keys(sorted(body.rows, groupBy.split(","))) });
+    answers[groupBy] = body.rows;
+  }
+  expect(answers["status,date"]).toEqual(answers["date,status"]);
+  expect(answers["status,date"]!.map((r) => r.date)).toEqual([day(-6), day(-5), day(-4), day(-3), day(-2)]);
+});
