@@ -123,7 +123,8 @@ type ValueOf = { count: number; amount: number; usd: string; label: string | nul
 export const ROW_STATE = {
   final:
     "every day of the row (each connection and day in scope when not grouped by them) is final: all its predictions and trainings were terminal when read and no later sync can read the day again",
-  refreshedAt: "when a page holding the row's predictions was last written (the latest of its quarter hours); null for a zero row",
+  refreshedAt:
+    "when a page holding the row's predictions was last written (the latest of its quarter hours; grouped by status, of those holding predictions in that status); null for a zero row",
 } as const;
 
 /** A usage row as the query, the producer and the API answer it. Status-grouped rows carry `predictions` only. */
