@@ -266,7 +266,8 @@ export async function queryUsage(ctx: ProducerContext, query: z.input<typeof usa
   const finality = new Finality(sources, days, q, ctx.config.sync, now);
   const spans = sources.map((s) => coverageOf(s, q));
   const byConnection = q.groupBy.includes("connection");
-  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection), MAX_USAGE_LINES) : found;
+  const disconnected = new Set(sources.filter((s) => s.disconnected).map((s) => s.connectionId));
+  const filled = q.fillZeros ? fillZeroDays(found, q.groupBy, readDays(spans, byConnection, disconnected), MAX_USAGE_LINES) : found;
   if (!filled || filled.length + idleFloor.length > MAX_USAGE_LINES) {
     throw invalid(`groupBy: the answer would hold more than ${MAX_USAGE_LINES} lines; ask for a shorter range or fewer groupBy columns`);
   }

@@ -4,7 +4,7 @@ import { AccountType, ConnectionStatus, EventKind, EventLevel } from "../generat
 import { healthSchema } from "../domain/health.js";
 import { coverageSchema } from "../domain/coverage.js";
 import { decimalUsd } from "../pricing/schemas.js";
-import { DIMENSION_FIELD, GROUP_BY, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
+import { DIMENSION_FIELD, GROUP_BY, ROW_ORDER, ROW_STATE, answered, type MeasureType } from "../domain/usage-measures.js";
 
 // Fastify serializes every answer through these schemas and @fastify/swagger turns them into /openapi.json: the two cannot drift.
 
@@ -213,7 +213,7 @@ export const usageReport = z
       .optional()
       .describe("with groupBy deployment: what each deployment in scope runs on (its latest release)"),
     coverage: z.array(coverageSchema),
-    rows: z.array(usageRow),
+    rows: z.array(usageRow).describe(`usage rows, ${ROW_ORDER}`),
     idleFloor: z.array(
       z.looseObject({
         line: z.literal("idle_floor"),

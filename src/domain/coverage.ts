@@ -76,12 +76,17 @@ export function coverageOf(s: CoverageSource, range: { from: string; to: string;
 
 const daysOf = (c: Pick<CoverageSpan, "from" | "to">): string[] => (c.from && c.to ? daysBetween(c.from, c.to) : []);
 
-/** Days a zero row may fill: per connection with `byConnection`, else (under "") the days every connection in scope has read. */
-export function readDays(coverage: CoverageSpan[], byConnection: boolean): Map<string, string[]> {
+/**
+ * Days a zero row may fill: per connection with `byConnection`, else (under "") the days read by every connection that may still read
+ * (it may find usage on a day it has not read). A disconnected one reads no more and holds back no day; with none left, any one's count.
+ */
+export function readDays(coverage: CoverageSpan[], byConnection: boolean, disconnected: ReadonlySet<string>): Map<string, string[]> {
   if (byConnection) return new Map(coverage.map((c) => [c.connectionId, daysOf(c)]));
+  const reading = coverage.filter((c) => !disconnected.has(c.connectionId));
+  if (reading.length === 0) return new Map([["", [...new Set(coverage.flatMap(daysOf))].sort()]]);
   // Each connection has read one run of days: what they all have read is where those runs overlap.
-  const from = coverage.map((c) => c.from ?? "").sort();
-  const to = coverage.map((c) => c.to ?? "").sort()[0];
+  const from = reading.map((c) => c.from ?? "").sort();
+  const to = reading.map((c) => c.to ?? "").sort()[0];
   return new Map([["", from.at(-1) && to ? daysOf({ from: from.at(-1)!, to }) : []]]);
 }
 

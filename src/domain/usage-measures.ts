@@ -123,7 +123,8 @@ type ValueOf = { count: number; amount: number; usd: string; label: string | nul
 export const ROW_STATE = {
   final:
     "every day of the row (each connection and day in scope when not grouped by them) is final: all its predictions and trainings were terminal when read and no later sync can read the day again",
-  refreshedAt: "when a page holding the row's predictions was last written (the latest of its quarter hours); null for a zero row",
+  refreshedAt:
+    "when a page holding the row's predictions was last written (the latest of its quarter hours; grouped by status, of those holding predictions in that status); null for a zero row",
 } as const;
 
 /** A usage row as the query, the producer and the API answer it. Status-grouped rows carry `predictions` only. */
@@ -150,16 +151,21 @@ export const measureSelect = (byStatus: boolean): string[] =>
 export const zeroMeasures = (byStatus: boolean): Record<string, number | string | null> =>
   Object.fromEntries(answered(byStatus).map((m) => [m.name, MEASURE_TYPES[m.type].zero]));
 
-/** Fields of the groupBy dimensions in the order the query answers them (status last). */
-const dimensionFields = (groupBy: readonly GroupBy[]): string[] =>
-  [...groupBy.filter((g) => g !== "status"), ...groupBy.filter((g) => g === "status")].map((g) => DIMENSION_FIELD[g]);
+/** The rows' order as README and OpenAPI state it. */
+export const ROW_ORDER =
+  "sorted by their groupBy dimensions in the order groupBy lists them, but status always last (as in the CSV's columns); a zero row's null dimensions sort first";
+/** The order rows are sorted by and CSV columns follow (ROW_ORDER): groupBy's, with status last (the counts' own dimension). */
+export const answerOrder = (groupBy: readonly GroupBy[]): GroupBy[] => [
+  ...groupBy.filter((g) => g !== "status"),
+  ...groupBy.filter((g) => g === "status"),
+];
 
 /** The CSV columns: the line kind, the dimensions, the measures, the row's state, and the idle floor's instance time. */
 export const csvColumns = (groupBy: readonly GroupBy[]): string[] => {
   const byStatus = groupBy.includes("status");
   return [
     "line",
-    ...dimensionFields(groupBy),
+    ...answerOrder(groupBy).map((g) => DIMENSION_FIELD[g]),
     ...answered(byStatus).map((m) => m.name),
     ...Object.keys(ROW_STATE),
     ...(byStatus ? [] : ["instanceSeconds"]),

@@ -8,6 +8,7 @@ import {
   STATUS_COUNTS,
   STORED,
   WHOLE_DAY_MINUTES,
+  answerOrder,
   basisOf,
   measureSelect,
   money,
@@ -39,8 +40,21 @@ const dimension = (g: GroupBy, column: string) =>
   `${g === "date" ? `to_char(${column}, 'YYYY-MM-DD')` : ["connection", "kind"].includes(g) ? `${column}::text` : column} AS "${DIMENSION_FIELD[g]}"`;
 const isoTime = (sql: string) => `to_char(${sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
+const statusRefreshed = (m: (typeof STATUS_COUNTS)[number]) => `refreshed_${m.column}`;
+/**
+ * The latest writes usage keeps (`of`, over buckets u): the row's and, grouped by status, each status's, of the quarter hours holding
+ * predictions in it, so another status's later write does not move it (README: refreshedAt).
+ */
+const refreshTimes = (groupBy: GroupBy[]) => [
+  { name: "refreshed_at", of: "u.updated_at" },
+  ...(groupBy.includes("status")
+    ? STATUS_COUNTS.map((m) => ({ name: statusRefreshed(m), of: `CASE WHEN u.${m.column} > 0 THEN u.updated_at END` }))
+    : []),
+];
+
 // Grouping by status turns each row's status counts into one row per status.
-const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `('${m.status}', d.${m.column})`).join(", ")}) AS s(status, n)`;
+const STATUS_UNPIVOT = `CROSS JOIN LATERAL (VALUES ${STATUS_COUNTS.map((m) => `('${m.status}', d.${m.column}, d.${statusRefreshed(m)})`).join(", ")})
+  AS s(status, n, refreshed_at)`;
 
 /** Each release of the deployments in scope applies from the day it was created until the next one. */
 const releases = (inScope: string[]) =>
@@ -116,10 +130,11 @@ const usageDimensions = (groupBy: GroupBy[]) => groupBy.filter((g): g is Exclude
 function usageByDay(filters: string[], groupBy: GroupBy[]): string {
   const kept = (["kind", "source"] as const).filter((g) => groupBy.includes(g));
   const keys = ["connection_id", "utc_day", "day", "model", "deployment", ...kept];
+  const latest = refreshTimes(groupBy).map((r) => `max(${r.of}) AS ${r.name}`);
   return `${DAY_STARTS},
   usage AS MATERIALIZED (
     SELECT ${keys.join(", ")}, ${sums("u")},
-      max(u.updated_at) AS refreshed_at, coalesce(bool_or(CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN ${NOT_LOCAL} END), false) AS utc_only
+      ${latest.join(", ")}, coalesce(bool_or(CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN ${NOT_LOCAL} END), false) AS utc_only
     FROM usage_buckets u
     CROSS JOIN LATERAL (SELECT (u.bucket_start AT TIME ZONE 'UTC')::date AS utc_day) t
     CROSS JOIN LATERAL (SELECT CASE WHEN u.bucket_minutes = ${WHOLE_DAY_MINUTES} THEN t.utc_day ELSE ${LOCAL_DAY} END AS day) l
@@ -137,7 +152,8 @@ function pricedUnits(groupBy: GroupBy[]): string {
   const dims = usageDimensions(groupBy).map(usageColumn);
   const connection = dims.includes("connection_id") ? [] : ["CASE WHEN deployment <> '' THEN connection_id END AS connection_id"];
   const keys = [...new Set([...dims, "utc_day", "model", "deployment"])].concat(connection);
-  return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, max(refreshed_at) AS refreshed_at
+  const latest = refreshTimes(groupBy).map((r) => `max(${r.name}) AS ${r.name}`);
+  return `d AS MATERIALIZED (SELECT ${keys.join(", ")}, ${sums("usage")}, ${latest.join(", ")}
     FROM usage GROUP BY ${keys.map((_, i) => i + 1).join(", ")})`;
 }
 
@@ -161,14 +177,14 @@ const grouping = (cols: string[], limit = Infinity) =>
 /** In one statement, the usage rows (one line: a JSON array in the answer's order) and the facts of each day with usage. */
 export async function queryUsage(db: Queryable, q: UsageQuery, limit = Infinity): Promise<{ rows: QueriedRow[]; days: UsageDayFacts }> {
   const byStatus = q.groupBy.includes("status");
-  const dims = usageDimensions(q.groupBy);
-  const columns = [...dims.map((g) => `d.${usageColumn(g)}`), ...(byStatus ? ["s.status"] : [])];
-  const select = [...dims, ...(byStatus ? (["status"] as const) : [])].map((g, i) => dimension(g, columns[i]!));
+  const order = answerOrder(q.groupBy);
+  const columns = order.map((g) => (g === "status" ? "s.status" : `d.${usageColumn(g)}`));
+  const select = order.map((g, i) => dimension(g, columns[i]!));
   const { filters, params } = scope(q, "u.connection_id", "u.workspace_id");
   const priced = byStatus ? "" : `${releases(scope(q, "cn.id", "cn.workspace_id").filters)}, ${PRICES}, `;
   const sql = `WITH ${priced}${usageByDay(filters, q.groupBy)}, ${pricedUnits(q.groupBy)},
     answer AS (
-      SELECT ${[...select, ...measureSelect(byStatus), `${isoTime("max(d.refreshed_at)")} AS "refreshedAt"`].join(", ")},
+      SELECT ${[...select, ...measureSelect(byStatus), `${isoTime(`max(${byStatus ? "s" : "d"}.refreshed_at)`)} AS "refreshedAt"`].join(", ")},
         row_number() OVER (${columns.length ? `ORDER BY ${columns.join(", ")}` : ""}) AS ord
       FROM d ${byStatus ? STATUS_UNPIVOT : PRICED}
       ${byStatus ? "WHERE s.n > 0" : ""}
@@ -245,9 +261,10 @@ export function fillZeroDays(rows: QueriedRow[], groupBy: GroupBy[], days: Map<s
       if (rows.length + zeros.length > limit) return null;
     }
   }
-  // Only dates, connection ids and nulls are compared here: the same order in any collation.
+  // The SQL's order, nulls first. Only dates, connection ids and nulls are compared here: the same order in any collation.
+  const order = answerOrder(groupBy);
   const compare = (a: QueriedRow, b: QueriedRow) => {
-    for (const g of groupBy) {
+    for (const g of order) {
       const [x, y] = [valueOf(a, g), valueOf(b, g)];
       if (x !== y) return x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
     }

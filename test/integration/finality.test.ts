@@ -90,6 +90,33 @@ test("once the prediction finishes and a sync reads it, its day and the days pas
   for (const d of [-5, -3, 0]) expect(refreshed[day(d)]).toBeGreaterThanOrEqual(secondStart.getTime());
 });
 
+test("grouped by status, refreshedAt is when that status's predictions were last written, not another connection's later write", async () => {
+  const { h } = started;
+  const shared = (id: string, status: string): FakePrediction => ({ ...p(id, noon(-4)), status, model: "acme/shared" });
+  const sync = async (name: string, prediction: FakePrediction) => {
+    const token = `r8_statusRefresh${name}000000000`;
+    h.fake.addAccount(token, { type: "organization", username: `status-${name}` }, [prediction]);
+    const { id } = await producer.connect(h.ctx, { workspaceId: "ws-status-refresh", token });
+    return waitForSyncedSince(h, id, null);
+  };
+  // Two accounts, the same model and day: the failed prediction is written first, the succeeded one by a later run.
+  await sync("failed", shared("s-failed", "failed"));
+  const failedWritten = Date.now();
+  const later = await sync("succeeded", shared("s-succeeded", "succeeded"));
+  expect(later.lastSyncedAt!.getTime()).toBeGreaterThanOrEqual(failedWritten);
+
+  const { body } = await started.api.call(
+    "GET",
+    `/v1/usage?workspaceId=ws-status-refresh&timeZone=UTC&from=${day(-4)}&to=${day(-4)}&groupBy=date,status`,
+  );
+  const refreshed = Object.fromEntries(
+    body.rows.map((r: { status: string; refreshedAt: string }) => [r.status, Date.parse(r.refreshedAt)]),
+  );
+  expect(Object.keys(refreshed).sort()).toEqual(["failed", "succeeded"]);
+  expect(refreshed.failed).toBeLessThanOrEqual(failedWritten);
+  expect(refreshed.succeeded).toBeGreaterThanOrEqual(later.lastSyncedAt!.getTime());
+});
+
 test("a disconnected connection is never read again: its days are final", async () => {
   await producer.disconnect(started.h.ctx, id);
   const { rows } = await usage(`from=${day(-12)}&to=${day(0)}&groupBy=date`);

@@ -47,21 +47,24 @@ test("a row over every connection or every day is final exactly when each of its
   );
 });
 
-test("the days every connection has read are the days in each one's span", () => {
+test("the days every connection still reading has read (if none is: the days any has read) are the days in each one's span", () => {
   const span = fc.option(fc.tuple(day, day), { nil: null });
   fc.assert(
-    fc.property(fc.array(span, { maxLength: 4 }), (spans) => {
-      const coverage: CoverageSpan[] = spans.map((s, i) => ({
+    fc.property(fc.array(fc.record({ span, disconnected: fc.boolean() }), { maxLength: 4 }), (connections) => {
+      const coverage: CoverageSpan[] = connections.map(({ span: s }, i) => ({
         connectionId: `c${i}`,
         from: s ? [...s].sort()[0]! : null,
         to: s ? [...s].sort()[1]! : null,
         complete: true,
         lastSyncedAt: null,
       }));
-      const inAll = (d: string) => coverage.every((c) => c.from !== null && c.from <= d && d <= c.to!);
-      const first = coverage[0];
-      const expected = first?.from ? daysBetween(first.from, first.to!).filter(inAll) : [];
-      expect(readDays(coverage, false)).toEqual(new Map([["", expected]]));
+      const disconnected = new Set(coverage.filter((_, i) => connections[i]!.disconnected).map((c) => c.connectionId));
+      const reading = coverage.filter((c) => !disconnected.has(c.connectionId));
+      const read = (c: CoverageSpan, d: string) => c.from !== null && c.from <= d && d <= c.to!;
+      const expected = daysBetween(addDays(FROM, -2), addDays(FROM, 10)).filter((d) =>
+        reading.length ? reading.every((c) => read(c, d)) : coverage.some((c) => read(c, d)),
+      );
+      expect(readDays(coverage, false, disconnected)).toEqual(new Map([["", expected]]));
     }),
   );
 });
