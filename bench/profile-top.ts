@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-// `npm run profile-top <file.cpuprofile> [entries]`: the top self-time entries of a V8 CPU profile
-// (from `BENCH_CPU_PROF=<dir> npm run bench …` or `node --cpu-prof`), by function and by package, so
-// bench/ANALYSIS.md's profile tables can be reproduced. Shares are of all samples, idle included,
-// and of the busy (non-idle) samples.
+// `npm run profile-top <file.cpuprofile> [entries] [long ms]`: the top self-time entries of a V8 CPU
+// profile (from `BENCH_CPU_PROF=<dir> npm run bench …` or `node --cpu-prof`), by function and by
+// package, so bench/ANALYSIS.md's profile tables can be reproduced. Shares are of all samples, idle
+// included, and of the busy (non-idle) samples. Then the same for the long tasks alone (busy without
+// a break for at least `long ms`, default 4): what holds the event loop while a reply waits in a socket.
 
 interface ProfileNode {
   id: number;
@@ -18,12 +19,13 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const [file, entriesArg] = process.argv.slice(2);
+const [file, entriesArg, longArg] = process.argv.slice(2);
 if (!file) {
-  process.stderr.write("usage: npm run profile-top <file.cpuprofile> [entries]\n");
+  process.stderr.write("usage: npm run profile-top <file.cpuprofile> [entries] [long ms]\n");
   process.exit(2);
 }
 const entries = Number(entriesArg ?? 25);
+const longUs = Number(longArg ?? 4) * 1000;
 const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
@@ -60,30 +62,36 @@ function caller(id: number): string {
   return "(native / V8)";
 }
 
-const functions = new Map<string, number>();
-const packages = new Map<string, number>();
-let total = 0;
-let idle = 0;
-for (const [id, us] of selfUs) {
-  const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
-  total += us;
-  if (IDLE.has(functionName)) {
-    idle += us;
-    continue;
+/** Self time by function and by package, of the samples `[id, µs]` given. */
+function tally(samples: Iterable<[number, number]>) {
+  const functions = new Map<string, number>();
+  const packages = new Map<string, number>();
+  let busy = 0;
+  for (const [id, us] of samples) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    if (IDLE.has(functionName)) continue;
+    busy += us;
+    const { file: where } = place(url);
+    const key = `${functionName || "(anonymous)"}\t${where ? `${where}:${lineNumber + 1}` : `(native) ← ${caller(id)}`}`;
+    functions.set(key, (functions.get(key) ?? 0) + us);
+    const group = functionName === "(garbage collector)" ? "(garbage collector)" : caller(id);
+    packages.set(group, (packages.get(group) ?? 0) + us);
   }
-  const { file: where } = place(url);
-  const key = `${functionName || "(anonymous)"}\t${where ? `${where}:${lineNumber + 1}` : `(native) ← ${caller(id)}`}`;
-  functions.set(key, (functions.get(key) ?? 0) + us);
-  const group = functionName === "(garbage collector)" ? "(garbage collector)" : caller(id);
-  packages.set(group, (packages.get(group) ?? 0) + us);
+  return { functions, packages, busy };
 }
-const busy = total - idle;
+
+// Long tasks: runs of busy samples in time order, broken by an idle one.
+const tasks: [number, number][][] = [[]];
+profile.samples.forEach((id, i) => {
+  if (IDLE.has(byId.get(id)!.callFrame.functionName)) tasks.push([]);
+  else tasks.at(-1)!.push([id, Math.max(0, profile.timeDeltas[i] ?? 0)]);
+});
+const long = tasks.filter((t) => t.reduce((sum, [, us]) => sum + us, 0) >= longUs);
+
+const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 const pct = (us: number, of: number) => `${((100 * us) / of).toFixed(1)} %`;
 const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
-
-const out: string[] = [
-  `${path.basename(file)}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (${pct(busy, total)})`,
-  "",
+const tables = ({ functions, packages, busy }: ReturnType<typeof tally>) => [
   "| self (busy share) | function | file:line |",
   "|---|---|---|",
   ...top(functions, entries).map(([key, us]) => {
@@ -94,5 +102,17 @@ const out: string[] = [
   "| self (busy share) | package or directory (native frames count for their JS caller) |",
   "|---|---|",
   ...top(packages, 15).map(([pkg, us]) => `| ${pct(us, busy)} | ${pkg} |`),
+];
+
+const all = tally(selfUs);
+const inLong = tally(long.flat());
+const out: string[] = [
+  `${path.basename(file)}: ${(total / 1e6).toFixed(2)} s sampled, ${(all.busy / 1e6).toFixed(2)} s busy (${pct(all.busy, total)})`,
+  "",
+  ...tables(all),
+  "",
+  `Long tasks (≥ ${longUs / 1000} ms without a break): ${long.length}, ${(inLong.busy / 1e6).toFixed(2)} s (${pct(inLong.busy, all.busy)} of busy)`,
+  "",
+  ...tables(inLong),
 ];
 process.stdout.write(`${out.join("\n")}\n`);
