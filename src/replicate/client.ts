@@ -49,6 +49,8 @@ export interface PredictionListRequest {
   createdBefore?: Date;
   /** The connection the request is made for: its retries stop once it no longer holds the token. */
   connectionId?: string;
+  /** Called as the request goes out (its slot taken, its head written; again for a retry): work that would hold the event loop can run now. */
+  onSent?: () => void;
 }
 
 const RETRY_STATUS_CODES = [408, 500, 502, 503, 504, 520, 521, 522, 523, 524];
@@ -95,21 +97,21 @@ export class ReplicateClient {
   }
 
   async getAccount(token: string, connectionId?: string): Promise<Account> {
-    return this.get(token, new URL("account", this.base), accountSchema, connectionId);
+    return this.get(token, new URL("account", this.base), accountSchema, { connectionId });
   }
 
   async listPredictions(token: string, request: PredictionListRequest = {}): Promise<PredictionPage> {
-    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request.connectionId);
+    return this.get(token, this.predictionsUrl(request, token), predictionPageSchema, request);
   }
 
   /** One page of trainings, newest first, read like predictions; without a time filter, the caller stops where its window starts. */
-  async listTrainings(token: string, request: Pick<PredictionListRequest, "cursorUrl" | "connectionId"> = {}): Promise<TrainingPage> {
-    return this.get(token, this.pageUrl("trainings", request.cursorUrl, token), trainingPageSchema, request.connectionId);
+  async listTrainings(token: string, request: Omit<PredictionListRequest, "createdAfter" | "createdBefore"> = {}): Promise<TrainingPage> {
+    return this.get(token, this.pageUrl("trainings", request.cursorUrl, token), trainingPageSchema, request);
   }
 
   /** One page of the account's deployments (an optional read, see `get`); `cursorUrl` is a `next` link (same origin only). */
   async listDeployments(token: string, cursorUrl: string | null = null): Promise<DeploymentPage> {
-    return this.get(token, this.pageUrl("deployments", cursorUrl, token), deploymentPageSchema, undefined, true);
+    return this.get(token, this.pageUrl("deployments", cursorUrl, token), deploymentPageSchema, { optional: true });
   }
 
   /** What requests with this token are paced at now (a throttled token's windows are not split); null without a rate cap. */
@@ -151,8 +153,7 @@ export class ReplicateClient {
     token: string,
     url: URL,
     schema: S,
-    connectionId?: string,
-    optional = false,
+    { connectionId, onSent, optional = false }: Pick<PredictionListRequest, "connectionId" | "onSent"> & { optional?: boolean },
   ): Promise<z.output<S>> {
     const { stillWanted } = this.options;
     const rateCap = optional ? undefined : this.options.rateCap;
@@ -179,6 +180,8 @@ export class ReplicateClient {
           ],
         },
       });
+      // Emitted (on each attempt) as the head is handed to the socket, which writes it on the next tick.
+      if (onSent) request.on("request", () => setImmediate(onSent));
       // Bytes on the wire: a body over the limit is aborted while it streams in.
       request.on("downloadProgress", ({ transferred }) => {
         if (transferred > this.maxBytes) request.cancel();

@@ -41,13 +41,13 @@ export function beginRun(
  * an empty page, a page reaching below its start (read as the page arrives: a split moves it; this
  * is what ends the trainings' paging), or stop().
  */
-class WindowReader {
-  private readonly queue: { page: Promise<UsagePage>; value?: UsagePage }[] = [];
+export class WindowReader {
+  private readonly queue: { page: Promise<UsagePage>; sent: Promise<void>; value?: UsagePage }[] = [];
   /** Nothing more is requested: the window ended, a request failed, or the reader was stopped. */
   private finished = false;
 
   constructor(
-    private readonly fetch: (url: string | null) => Promise<UsagePage>,
+    private readonly fetch: (url: string | null, onSent: () => void) => Promise<UsagePage>,
     private url: string | null,
     private readonly start: () => number,
     private readonly max: number,
@@ -56,7 +56,12 @@ class WindowReader {
     this.pump(first);
   }
 
-  /** Every page that has arrived (at least one, waiting for it), oldest first; [] once nothing more comes. */
+  /**
+   * Every page that has arrived (at least one, waiting for it), oldest first; [] once nothing more comes.
+   * Returns once the next page's request has gone out: writing the pages holds the event loop for
+   * milliseconds, and a request waiting for its rate-cap slot's answer would wait that long too. A
+   * paced token's slot may hold them back up to a second or two; its pace bounds that window anyway.
+   */
   async take(): Promise<UsagePage[]> {
     const head = this.queue[0];
     if (!head) return [];
@@ -64,6 +69,7 @@ class WindowReader {
     const pages: UsagePage[] = [];
     while (this.queue[0]?.value) pages.push(this.queue.shift()!.value!);
     this.pump();
+    await this.queue.at(-1)?.sent;
     return pages;
   }
 
@@ -76,7 +82,12 @@ class WindowReader {
     // One request at a time (each link is in the previous page): the last entry has no value while it is in flight.
     const last = this.queue.at(-1);
     if (this.finished || (last && !last.value) || this.queue.length >= this.max) return;
-    const entry: (typeof this.queue)[number] = { page: first ?? this.fetch(this.url) };
+    let markSent!: () => void;
+    const sent = new Promise<void>((resolve) => (markSent = resolve));
+    const page = first ?? this.fetch(this.url, markSent);
+    // A request that fails before it is sent (its slot refused) settles its page instead.
+    page.then(markSent, markSent);
+    const entry: (typeof this.queue)[number] = { page, sent };
     this.queue.push(entry);
     entry.page.then(
       (page) => {
@@ -112,11 +123,12 @@ export async function runSlice(
   const scope = `${connectionId}|${tokenFingerprint(token)}|${checkpoint.runId}`;
   const deadline = Date.now() + settings.sliceMs;
   // A window's next page: its filtered first page (the newest trainings for the trainings window), then the `next` links.
-  const fetchAt = (w: SyncWindow): Promise<UsagePage> =>
+  const fetchAt = (w: SyncWindow, onSent?: () => void): Promise<UsagePage> =>
     w.kind === "training"
-      ? client.listTrainings(token, { connectionId, cursorUrl: w.nextUrl })
+      ? client.listTrainings(token, { connectionId, cursorUrl: w.nextUrl, onSent })
       : client.listPredictions(token, {
           connectionId,
+          onSent,
           cursorUrl: w.nextUrl,
           createdAfter: new Date(w.start),
           createdBefore: new Date(w.end),
@@ -129,7 +141,7 @@ export async function runSlice(
   const window = () => current.windows[id]!;
   const first = window();
   const reader = new WindowReader(
-    (url) => fetchAt({ ...window(), nextUrl: url }),
+    (url, onSent) => fetchAt({ ...window(), nextUrl: url }, onSent),
     first.nextUrl,
     () => Date.parse(window().start),
     READ_AHEAD_PAGES,

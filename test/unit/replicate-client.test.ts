@@ -342,3 +342,35 @@ test("trainings pages take the token's pace, and their next links are followed o
   expect((await failure(paced.listTrainings(TOKEN, { cursorUrl: userinfo }))).message).toMatch(/user name or password/);
   expect(acquired).toHaveLength(3);
 });
+
+test("onSent is told as a page's request goes out (its slot taken), before any answer", async () => {
+  const acquired: string[] = [];
+  const cap: RequestRateCap = {
+    acquire: async (token) => acquired.push(token),
+    throttled: async () => 1,
+    learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
+  };
+  // A server that answers only when the test says: onSent cannot be waiting for the answer.
+  const server = http.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const arrived = once(server, "request") as Promise<[http.IncomingMessage, http.ServerResponse]>;
+  const held = new ReplicateClient({
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    timeoutMs: 5000,
+    rateCap: cap,
+  });
+  try {
+    let sent!: () => void;
+    const gone = new Promise<void>((resolve) => (sent = resolve));
+    const page = held.listPredictions(TOKEN, { onSent: sent });
+    await gone;
+    expect(acquired).toEqual([TOKEN]);
+    const [, res] = await arrived;
+    res.setHeader("content-type", "application/json").end(JSON.stringify({ next: null, results: [] }));
+    await expect(page).resolves.toMatchObject({ next: null, results: [] });
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
