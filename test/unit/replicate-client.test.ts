@@ -29,6 +29,13 @@ beforeEach(() => {
   fake.requests.length = 0;
 });
 
+/** A rate cap that grants every slot at once and records each token it was asked for. */
+const countingCap = (acquired: string[]): RequestRateCap => ({
+  acquire: async (token) => acquired.push(token),
+  throttled: async () => 1,
+  learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
+});
+
 async function failure(p: Promise<unknown>): Promise<Error> {
   try {
     await p;
@@ -324,11 +331,7 @@ test.each<[string, Fault, new (...args: never[]) => Error]>([
 
 test("trainings pages take the token's pace, and their next links are followed on the API origin only", async () => {
   const acquired: string[] = [];
-  const cap: RequestRateCap = {
-    acquire: async (token) => acquired.push(token),
-    throttled: async () => 1,
-    learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
-  };
+  const cap = countingCap(acquired);
   const paced = new ReplicateClient({ baseUrl: fake.baseUrl, timeoutMs: 2000, retries: 0, rateCap: cap });
   fake.upsertTrainings(TOKEN, generateTrainings({ count: 120 }));
   const first = await paced.listTrainings(TOKEN);
@@ -345,11 +348,7 @@ test("trainings pages take the token's pace, and their next links are followed o
 
 test("onSent is told as a page's request goes out (its slot taken), before any answer", async () => {
   const acquired: string[] = [];
-  const cap: RequestRateCap = {
-    acquire: async (token) => acquired.push(token),
-    throttled: async () => 1,
-    learnedRate: async () => ({ requestsPerSecond: 1, configuredPerSecond: 1 }) as never,
-  };
+  const cap = countingCap(acquired);
   // A server that answers only when the test says: onSent cannot be waiting for the answer.
   const server = http.createServer();
   server.listen(0, "127.0.0.1");
