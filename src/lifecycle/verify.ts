@@ -21,7 +21,7 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     message: `token verified for ${describeAccount(account)}`,
     detail: { accountType: account.type, username: account.username },
   });
-  await ctx.queues.upsertScheduler(connectionId);
+  await ctx.queues.upsertScheduler(connectionId, "after-interval");
   // A disconnect that landed while the scheduler was being created must not leave it behind.
   if ((await requireConnection(ctx.db, connectionId)).status !== "connected") {
     await ctx.queues.removeScheduler(connectionId);

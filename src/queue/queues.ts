@@ -96,10 +96,15 @@ export class JobQueues {
     return (await job?.getState()) === "active";
   }
 
-  async upsertScheduler(connectionId: string): Promise<void> {
+  /**
+   * A connection's recurring tick. Its first tick comes at once, or one interval on for a caller that
+   * ticks the connection itself (verification: two first ticks could make a short second run).
+   */
+  async upsertScheduler(connectionId: string, first: "now" | "after-interval" = "now"): Promise<void> {
+    const every = this.config.sync.intervalMinutes * 60_000;
     await this.queues.sync.upsertJobScheduler(
       schedulerId(connectionId),
-      { every: this.config.sync.intervalMinutes * 60_000 },
+      { every, ...(first === "after-interval" ? { startDate: Date.now() + every } : {}) },
       { name: await this.jobName("tick", { connectionId }), data: { connectionId } },
     );
   }

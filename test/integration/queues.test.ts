@@ -77,3 +77,23 @@ test("an erasure's purge leaves nothing of the connection, not even a tick waiti
     await h.service.startWorkers();
   }
 });
+
+test("the schedule set at verification first ticks one interval on (verification ticks the connection itself); one restored ticks at once", async () => {
+  const { h } = started;
+  await h.service.stopWorkers();
+  const [verified, restored] = [randomUUID(), randomUUID()];
+  try {
+    const before = Date.now();
+    await h.ctx.queues.upsertScheduler(verified, "after-interval");
+    await h.ctx.queues.upsertScheduler(restored);
+    const interval = h.config.sync.intervalMinutes * 60_000;
+    expect((await h.ctx.queues.nextSyncAt(verified))!.getTime()).toBeGreaterThanOrEqual(before + interval);
+    expect((await h.ctx.queues.nextSyncAt(restored))!.getTime()).toBeLessThan(before + interval);
+  } finally {
+    for (const id of [verified, restored]) {
+      await h.ctx.queues.removeScheduler(id);
+      await h.ctx.queues.purgeConnection(id);
+    }
+    await h.service.startWorkers();
+  }
+});
