@@ -21,13 +21,15 @@ export async function verifyConnection(ctx: AppContext, connectionId: string, jo
     message: `token verified for ${describeAccount(account)}`,
     detail: { accountType: account.type, username: account.username },
   });
-  await ctx.queues.upsertScheduler(connectionId, "after-interval");
+  // The tick first: a retry after a crash finds the connection connected and stops before both, and
+  // the reconciler restores a missing scheduler with a tick of its own, never a missing tick alone.
+  await ctx.queues.enqueue("tick", { connectionId });
+  await ctx.queues.upsertScheduler(connectionId);
   // A disconnect that landed while the scheduler was being created must not leave it behind.
   if ((await requireConnection(ctx.db, connectionId)).status !== "connected") {
     await ctx.queues.removeScheduler(connectionId);
     return "gone";
   }
-  await ctx.queues.enqueue("tick", { connectionId });
   moduleLogger("verify", { connectionId, jobId }).info("connection verified", { accountType: account.type });
   return "verified";
 }

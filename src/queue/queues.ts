@@ -97,14 +97,14 @@ export class JobQueues {
   }
 
   /**
-   * A connection's recurring tick. Its first tick comes at once, or one interval on for a caller that
-   * ticks the connection itself (verification: two first ticks could make a short second run).
+   * A connection's recurring tick, its first one interval on: each caller ticks the connection itself
+   * (verification, the reconciler), and two first ticks could make a short second run.
    */
-  async upsertScheduler(connectionId: string, first: "now" | "after-interval" = "now"): Promise<void> {
+  async upsertScheduler(connectionId: string): Promise<void> {
     const every = this.config.sync.intervalMinutes * 60_000;
     await this.queues.sync.upsertJobScheduler(
       schedulerId(connectionId),
-      { every, ...(first === "after-interval" ? { startDate: Date.now() + every } : {}) },
+      { every, startDate: Date.now() + every },
       { name: await this.jobName("tick", { connectionId }), data: { connectionId } },
     );
   }

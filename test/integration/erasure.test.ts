@@ -102,7 +102,7 @@ test("refused while connected; after a disconnect, erased exactly once with exac
   expect(traces.some((t) => t.includes(":ratecap:"))).toBe(true);
   const keys = traces.map((t) => t.split(" ")[0]!.slice(h.config.queuePrefix.length));
   expect(keys).toEqual(expect.arrayContaining([":sync:events", ":verify:events", ":sync:completed", ":verify:completed"]));
-  expect(keys.filter((k) => /^:(sync|verify):(\d+|page-|verify-|repeat:)/.test(k)).length).toBeGreaterThanOrEqual(3);
+  expect(keys.filter((k) => /^:(sync|verify):(\d+|slice-|verify-|repeat:)/.test(k)).length).toBeGreaterThanOrEqual(3);
 
   const first = await api.call("POST", `/v1/connections/${a.id}/erasure`, {});
   expect(first.status).toBe(202);

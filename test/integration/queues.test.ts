@@ -3,7 +3,9 @@ import { Worker } from "bullmq";
 import { processors } from "../../jobs/index.js";
 import type { Processors } from "../../src/context.js";
 import * as producer from "../../src/producer.js";
+import { reconcile } from "../../src/lifecycle/reconcile.js";
 import { startWorkers } from "../../src/queue/workers.js";
+import { createConnection } from "../../src/repositories/connections.js";
 import { withApi } from "../support/api.js";
 import { waitFor } from "../support/harness.js";
 import { waitForSyncedSince } from "../support/sync-checks.js";
@@ -78,22 +80,40 @@ test("an erasure's purge leaves nothing of the connection, not even a tick waiti
   }
 });
 
-test("the schedule set at verification first ticks one interval on (verification ticks the connection itself); one restored ticks at once", async () => {
+test("a scheduler first ticks one interval on, and upserting it again keeps that tick", async () => {
   const { h } = started;
   await h.service.stopWorkers();
-  const [verified, restored] = [randomUUID(), randomUUID()];
+  const id = randomUUID();
   try {
     const before = Date.now();
-    await h.ctx.queues.upsertScheduler(verified, "after-interval");
-    await h.ctx.queues.upsertScheduler(restored);
-    const interval = h.config.sync.intervalMinutes * 60_000;
-    expect((await h.ctx.queues.nextSyncAt(verified))!.getTime()).toBeGreaterThanOrEqual(before + interval);
-    expect((await h.ctx.queues.nextSyncAt(restored))!.getTime()).toBeLessThan(before + interval);
+    await h.ctx.queues.upsertScheduler(id);
+    const next = (await h.ctx.queues.nextSyncAt(id))!.getTime();
+    expect(next).toBeGreaterThanOrEqual(before + h.config.sync.intervalMinutes * 60_000);
+    await h.ctx.queues.upsertScheduler(id);
+    expect((await h.ctx.queues.nextSyncAt(id))!.getTime()).toBe(next);
   } finally {
-    for (const id of [verified, restored]) {
-      await h.ctx.queues.removeScheduler(id);
-      await h.ctx.queues.purgeConnection(id);
-    }
+    await h.ctx.queues.removeScheduler(id);
+    await h.ctx.queues.purgeConnection(id);
+    await h.service.startWorkers();
+  }
+});
+
+test("the reconciler restores a lost scheduler one interval on and ticks the connection once itself", async () => {
+  const { h } = started;
+  await h.service.stopWorkers();
+  const { id } = await createConnection(h.ctx.db, h.ctx.vault, "ws-restore", "r8_restoredScheduler0000000000000");
+  await h.ctx.db.connection.update({ where: { id }, data: { status: "connected" } });
+  try {
+    const before = Date.now();
+    expect((await reconcile(h.ctx)).added).toBe(1);
+    expect((await h.ctx.queues.nextSyncAt(id))!.getTime()).toBeGreaterThanOrEqual(before + h.config.sync.intervalMinutes * 60_000);
+    const pending = await h.ctx.queues.queue("sync").getJobs(["waiting", "delayed", "prioritized"]);
+    expect(pending.filter((j) => j?.data.connectionId === id && j.delay === 0).map((j) => j.name)).toEqual([
+      expect.stringMatching(/^tick /),
+    ]);
+  } finally {
+    await producer.disconnect(h.ctx, id);
+    await h.ctx.queues.purgeConnection(id);
     await h.service.startWorkers();
   }
 });
