@@ -31,6 +31,23 @@ export const addToUsage = (connection: string, workspace: string, rows: string) 
   ON CONFLICT (connection_id, ${USAGE_KEY.join(", ")}) DO UPDATE SET
     ${USAGE_SUMS.map((c) => `${c} = d.${c} + EXCLUDED.${c}`).join(", ")}, updated_at = now()`;
 
+/** The ledger columns a newer read of a record replaces. */
+const REPLACED = [
+  "model",
+  "version",
+  "deployment",
+  "status",
+  "source",
+  "created_at",
+  "started_at",
+  "completed_at",
+  "predict_time",
+  "total_time",
+  "input_tokens",
+  "output_tokens",
+  "data_removed",
+];
+
 /** What a ledger row adds to usage: its usage key and what the measures read. */
 const LEDGER_STATE = [
   "kind",
@@ -51,8 +68,9 @@ const LEDGER_STATE = [
  * only if the connection is still connected and that window is still where the pages continue
  * (compare-and-set under the row lock, so a disconnect or a second worker with the same pages makes
  * it write nothing). It upserts the pages into the ledger and moves usage (UTC quarter hours) by exactly what changed: each written row adds its
- * new state and subtracts the state it replaced. A replayed row changes nothing, so it adds nothing;
- * a row the status guard keeps is not written, so it neither adds nor subtracts. The cost is the
+ * new state and subtracts the state it replaced. A row read again as stored is not written (runs read
+ * their lookback again each time), nor is one the status guard keeps out: neither adds nor subtracts,
+ * and the usage rows of what was read are refreshed all the same. The cost is the
  * page's size, never the size of its day. Each record carries its kind: a prediction and a training
  * are different ledger rows whatever their ids.
  *
@@ -86,11 +104,10 @@ written AS (
                                        data_removed, updated_at)
   SELECT $1::uuid, i.*, now() FROM incoming i
   ON CONFLICT (connection_id, kind, prediction_id) DO UPDATE SET
-    model = EXCLUDED.model, version = EXCLUDED.version, deployment = EXCLUDED.deployment,
-    status = EXCLUDED.status, source = EXCLUDED.source, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
-    completed_at = EXCLUDED.completed_at, predict_time = EXCLUDED.predict_time, total_time = EXCLUDED.total_time,
-    input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, data_removed = EXCLUDED.data_removed, updated_at = now()
+    ${REPLACED.map((c) => `${c} = EXCLUDED.${c}`).join(", ")}, updated_at = now()
   WHERE ${sqlStatusRank("EXCLUDED.status")} >= ${sqlStatusRank("p.status")}
+    -- Read again as stored (every run reads its lookback again): nothing to write, nothing to count.
+    AND (${REPLACED.map((c) => `p.${c}`).join(", ")}) IS DISTINCT FROM (${REPLACED.map((c) => `EXCLUDED.${c}`).join(", ")})
   -- xmax is 0 on a row this statement inserted; an updated row carries the lock the upsert took on it.
   RETURNING ${LEDGER_STATE.map((c) => `p.${c}`).join(", ")}, p.xmax <> 0 AS updated
 ),
@@ -109,10 +126,21 @@ changes AS (
   SELECT ${LEDGER_STATE.join(", ")}, 1 AS sign FROM written
   UNION ALL
   SELECT *, -1 FROM previous
+  UNION ALL
+  -- A record read but not written adds nothing; its usage row is refreshed all the same (refreshedAt is when it was last read).
+  SELECT ${LEDGER_STATE.join(", ")}, 0 FROM incoming i
+  WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.kind = i.kind AND w.prediction_id = i.prediction_id)
 ),
 deltas AS (${usageDeltas("changes")}),
 applied AS (
-  ${addToUsage("$1::uuid", "conn.workspace_id", "deltas CROSS JOIN conn")}
+  -- A group only read again is refreshed where it is counted; no row is made for it (a record the status guard kept
+  -- out may name a group nothing is counted in).
+  ${addToUsage(
+    "$1::uuid",
+    "conn.workspace_id",
+    `deltas d CROSS JOIN conn WHERE ${USAGE_SUMS.map((c) => `d.${c} <> 0`).join(" OR ")} OR EXISTS (
+      SELECT 1 FROM usage_buckets u WHERE u.connection_id = $1::uuid AND ${USAGE_KEY.map((k) => `u.${k} = d.${k}`).join(" AND ")})`,
+  )}
 ),
 windows AS (
   SELECT (conn.sync_state->'windows') || $5::jsonb AS w FROM conn

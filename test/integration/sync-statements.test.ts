@@ -44,3 +44,32 @@ test("a sync without trainings whose deployments were read today is 4 statements
   });
   expect(completed.detail).toMatchObject({ trainings: 0, trainingPages: 1 });
 });
+
+test("a sync that reads predictions again unchanged rewrites no ledger row, and still refreshes the usage rows it read", async () => {
+  const predictions = generatePredictions({ count: 60, days: 1, seed: 22 });
+  const { id } = await connectSynced(h, { name: "replays", predictions });
+  const ledger = () =>
+    h.ctx.db.pool.query<{ id: string; version: string }>(
+      "SELECT prediction_id AS id, xmin::text AS version FROM prediction_records WHERE connection_id = $1::uuid ORDER BY 1",
+      [id],
+    );
+  const refreshed = async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const { rows } = await producer.queryUsage(h.ctx, { connectionId: id, from: yesterday, to: today, groupBy: ["date", "model"] });
+    return rows.map((r) => Date.parse(r.refreshedAt!));
+  };
+  const before = (await ledger()).rows;
+  expect(before).toHaveLength(60);
+  const { lastSyncedAt } = await h.ctx.db.connection.findUniqueOrThrow({ where: { id } });
+
+  await producer.syncNow(h.ctx, id);
+  const second = await waitForSyncedSince(h, id, lastSyncedAt);
+
+  // The run read the same 60 predictions: every ledger row is the version the first run wrote.
+  expect((await ledger()).rows).toEqual(before);
+  const read = await refreshed();
+  expect(read.length).toBeGreaterThan(0);
+  for (const at of read) expect(at).toBeGreaterThanOrEqual(second.lastSyncStartedAt!.getTime());
+  await expectExact(h, id, predictions);
+});
