@@ -67,6 +67,8 @@ export type Fault =
   /** A gzip-encoded 200 whose body decodes to `decodedBytes` (a decompression bomb). */
   | { kind: "gzip-bomb"; decodedBytes: number }
   | { kind: "delay"; ms: number }
+  /** Answers as usual once `until` settles: a request held open for as long as a test needs it. */
+  | { kind: "hold"; until: Promise<unknown> }
   | { kind: "duplicate-results" }
   /** Ignore created_after/created_before (a server that does not filter). */
   | { kind: "ignore-filters" };
@@ -270,6 +272,7 @@ export class FakeReplicate {
       (fault?.kind === "delay" ? fault.ms : fault?.kind === "status" ? (fault.delayMs ?? 0) : 0) +
       (endpoint === "predictions" || endpoint === "trainings" ? this.pageLatencyMs : 0);
     if (delay > 0) await waitUnlessClosed(res, delay);
+    if (fault?.kind === "hold") await waitUnlessClosed(res, fault.until);
     if (res.destroyed) return;
     if (fault?.kind === "status")
       return send(fault.status, fault.body ?? JSON.stringify({ detail: http.STATUS_CODES[fault.status] }), fault.headers);
@@ -388,9 +391,15 @@ export class FakeReplicate {
 }
 
 /** Sleeps, but stops as soon as the client hangs up, so a closed server leaves no timers behind. */
-function waitUnlessClosed(res: ServerResponse, ms: number): Promise<void> {
+/** Waits `until` ms, or until the promise settles, or less if the client goes away. */
+function waitUnlessClosed(res: ServerResponse, until: number | Promise<unknown>): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const timer = typeof until === "number" ? setTimeout(resolve, until) : undefined;
+    if (typeof until !== "number")
+      until.then(
+        () => resolve(),
+        () => resolve(),
+      );
     res.once("close", () => {
       clearTimeout(timer);
       resolve();

@@ -214,7 +214,7 @@ test("a window that splits and then reads to its end in the same slice, on a pag
   }
 });
 
-test("syncNow while the tick that finished a run is still running (its deployments read is slow) starts another run", async () => {
+test("syncNow while the tick that finished a run is still running (its deployments read held open) starts another run", async () => {
   const token = "r8_syncNowAfterRunToken000000000000";
   h.fake.addAccount(token, { type: "user", username: "sync-now-late" }, generatePredictions({ count: 40, seed: 12 }));
   // The first run's deployments read fails, so the next run reads them again.
@@ -231,22 +231,27 @@ test("syncNow while the tick that finished a run is still running (its deploymen
     (kinds) => kinds.includes("enrichment_failed"),
   );
   h.fake.failEvery(token, "deployments", null);
-  // The second run's deployments read outlasts its one page: its tick is still running once the run has finished.
-  h.fake.inject(token, "deployments", { kind: "delay", ms: 3_000 });
-  await producer.syncNow(h.ctx, id);
-  const second = await waitFor(
-    "second sync",
-    () => connectionState(id),
-    (c) => c.lastSyncedAt! > first.lastSyncedAt!,
-  );
-  expect(await h.ctx.queues.queue("sync").getActiveCount()).toBe(1);
-  await producer.syncNow(h.ctx, id);
-  await waitFor(
-    "the run the second syncNow asked for",
-    () => connectionState(id),
-    (c) => c.lastSyncedAt! > second.lastSyncedAt!,
-    20_000,
-  );
+  // The second run's deployments read is held open past its one page: its tick is still running once the run has finished.
+  let release!: () => void;
+  h.fake.inject(token, "deployments", { kind: "hold", until: new Promise<void>((resolve) => (release = resolve)) });
+  try {
+    await producer.syncNow(h.ctx, id);
+    const second = await waitFor(
+      "second sync",
+      () => connectionState(id),
+      (c) => c.lastSyncedAt! > first.lastSyncedAt!,
+    );
+    expect(await h.ctx.queues.queue("sync").getActiveCount()).toBe(1);
+    await producer.syncNow(h.ctx, id);
+    await waitFor(
+      "the run the second syncNow asked for",
+      () => connectionState(id),
+      (c) => c.lastSyncedAt! > second.lastSyncedAt!,
+      20_000,
+    );
+  } finally {
+    release();
+  }
 });
 
 test("syncNow during a run: another run follows it and reads what was made after the run began", async () => {
