@@ -139,7 +139,9 @@ applied AS (
     "$1::uuid",
     "conn.workspace_id",
     `deltas d CROSS JOIN conn WHERE ${USAGE_SUMS.map((c) => `d.${c} <> 0`).join(" OR ")} OR EXISTS (
-      SELECT 1 FROM usage_buckets u WHERE u.connection_id = $1::uuid AND ${USAGE_KEY.map((k) => `u.${k} = d.${k}`).join(" AND ")})`,
+      -- LIMIT 1: a primary-key probe per group, never a hash of the connection's every row under a stale plan.
+      SELECT 1 FROM usage_buckets u WHERE u.connection_id = $1::uuid AND ${USAGE_KEY.map((k) => `u.${k} = d.${k}`).join(" AND ")}
+        AND u.predictions <> 0 LIMIT 1)`,
   )}
 ),
 windows AS (
