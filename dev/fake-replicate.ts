@@ -390,16 +390,11 @@ export class FakeReplicate {
   }
 }
 
-/** Sleeps, but stops as soon as the client hangs up, so a closed server leaves no timers behind. */
-/** Waits `until` ms, or until the promise settles, or less if the client goes away. */
+/** Waits `until` ms, or until the promise settles, but stops as soon as the client hangs up, so a closed server leaves no timers behind. */
 function waitUnlessClosed(res: ServerResponse, until: number | Promise<unknown>): Promise<void> {
   return new Promise((resolve) => {
-    const timer = typeof until === "number" ? setTimeout(resolve, until) : undefined;
-    if (typeof until !== "number")
-      until.then(
-        () => resolve(),
-        () => resolve(),
-      );
+    const done = () => resolve();
+    const timer = typeof until === "number" ? setTimeout(done, until) : void until.then(done, done);
     res.once("close", () => {
       clearTimeout(timer);
       resolve();
