@@ -47,6 +47,8 @@ const REPLACED = [
   "output_tokens",
   "data_removed",
 ];
+/** A record's ledger columns in the order `ledgerColumns` gives them (the key, then what a newer read replaces). */
+const RECORD_COLUMNS = ["prediction_id", "kind", ...REPLACED];
 
 /** What a ledger row adds to usage: its usage key and what the measures read. */
 const LEDGER_STATE = [
@@ -94,14 +96,11 @@ incoming AS (
   SELECT * FROM unnest($9::text[], $10::"UsageKind"[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
                        $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::float8[], $20::float8[],
                        $21::bigint[], $22::bigint[], $23::boolean[])
-    AS t(prediction_id, kind, model, version, deployment, status, source, created_at, started_at, completed_at, predict_time, total_time,
-         input_tokens, output_tokens, data_removed)
+    AS t(${RECORD_COLUMNS.join(", ")})
   WHERE EXISTS (SELECT 1 FROM conn)
 ),
 written AS (
-  INSERT INTO prediction_records AS p (connection_id, prediction_id, kind, model, version, deployment, status, source,
-                                       created_at, started_at, completed_at, predict_time, total_time, input_tokens, output_tokens,
-                                       data_removed, updated_at)
+  INSERT INTO prediction_records AS p (connection_id, ${RECORD_COLUMNS.join(", ")}, updated_at)
   SELECT $1::uuid, i.*, now() FROM incoming i
   ON CONFLICT (connection_id, kind, prediction_id) DO UPDATE SET
     ${REPLACED.map((c) => `${c} = EXCLUDED.${c}`).join(", ")}, updated_at = now()
