@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 
 // `npm run profile-top <file.cpuprofile> [entries] [long ms]`: the top self-time entries of a V8 CPU
-// profile (from `BENCH_CPU_PROF=<dir> npm run bench …` or `node --cpu-prof`), by function and by
-// package, so bench/ANALYSIS.md's profile tables can be reproduced. Shares are of all samples, idle
-// included, and of the busy (non-idle) samples. Then the same for the long tasks alone (busy without
-// a break for at least `long ms`, default 4): what holds the event loop while a reply waits in a socket.
+// profile (from `BENCH_CPU_PROF=<dir> npm run bench …` or `node --cpu-prof`), by function, by
+// package and by owner (node's built-ins counted for the package that called them), so
+// bench/ANALYSIS.md's profile tables can be reproduced. Shares are of all samples, idle included, and
+// of the busy (non-idle) samples. Then the same for the long tasks alone (busy without a break for
+// at least `long ms`, default 4): what holds the event loop while a reply waits in a socket.
 
 interface ProfileNode {
   id: number;
@@ -62,10 +63,21 @@ function caller(id: number): string {
   return "(native / V8)";
 }
 
-/** Self time by function and by package, of the samples `[id, µs]` given. */
+/** The nearest package or project directory on the stack: node's built-ins (a socket's writev, an HTTP parser) count for the code that called them. */
+function owner(id: number): string {
+  for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+    const { url } = byId.get(at)!.callFrame;
+    const { pkg } = place(url);
+    if (url && pkg !== "node (built-in)") return pkg;
+  }
+  return "node (built-in) only";
+}
+
+/** Self time by function, by package and by owner, of the samples `[id, µs]` given. */
 function tally(samples: Iterable<[number, number]>) {
   const functions = new Map<string, number>();
   const packages = new Map<string, number>();
+  const owners = new Map<string, number>();
   let busy = 0;
   for (const [id, us] of samples) {
     const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
@@ -76,8 +88,10 @@ function tally(samples: Iterable<[number, number]>) {
     functions.set(key, (functions.get(key) ?? 0) + us);
     const group = functionName === "(garbage collector)" ? "(garbage collector)" : caller(id);
     packages.set(group, (packages.get(group) ?? 0) + us);
+    const by = functionName === "(garbage collector)" ? group : owner(id);
+    owners.set(by, (owners.get(by) ?? 0) + us);
   }
-  return { functions, packages, busy };
+  return { functions, packages, owners, busy };
 }
 
 // Long tasks: runs of busy samples in time order, broken by an idle one.
@@ -91,7 +105,7 @@ const long = tasks.filter((t) => t.reduce((sum, [, us]) => sum + us, 0) >= longU
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 const pct = (us: number, of: number) => `${((100 * us) / of).toFixed(1)} %`;
 const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
-const tables = ({ functions, packages, busy }: ReturnType<typeof tally>) => [
+const tables = ({ functions, packages, owners, busy }: ReturnType<typeof tally>) => [
   "| self (busy share) | function | file:line |",
   "|---|---|---|",
   ...top(functions, entries).map(([key, us]) => {
@@ -102,6 +116,10 @@ const tables = ({ functions, packages, busy }: ReturnType<typeof tally>) => [
   "| self (busy share) | package or directory (native frames count for their JS caller) |",
   "|---|---|",
   ...top(packages, 15).map(([pkg, us]) => `| ${pct(us, busy)} | ${pkg} |`),
+  "",
+  "| self (busy share) | owner: the nearest package or project directory on the stack (node's built-ins count for it) |",
+  "|---|---|",
+  ...top(owners, 15).map(([pkg, us]) => `| ${pct(us, busy)} | ${pkg} |`),
 ];
 
 const all = tally(selfUs);
