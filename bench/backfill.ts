@@ -1,6 +1,6 @@
 import http from "node:http";
 import * as producer from "../src/producer.js";
-import { FakeProcess, countRows, printCounts, startBenchService, timed, until, withCounts, withCpu } from "./support.js";
+import { FakeProcess, countRows, msToLastCompletion, printCounts, startBenchService, timed, withCounts, withCpu } from "./support.js";
 
 export interface BackfillResult {
   latencyMs: number;
@@ -71,16 +71,17 @@ export async function backfill(
   try {
     const before = await fetchFloor(fake.baseUrl, token);
     const phase = `backfill-${latencyMs}ms-p${parallelism}${busyDay ? "-busy" : ""}`;
+    // Timed from connect to the run's completion (its event's time).
     const connectAndWait = async () => {
+      const start = new Date();
       const { id } = await producer.connect(service.ctx, { workspaceId: "bench", token });
       const synced = async () => (await countRows(service.ctx, "connections WHERE id = $1 AND last_synced_at IS NOT NULL", [id])) === 1;
-      await until("backfill", synced);
-      return id;
+      return { ms: await msToLastCompletion(service.ctx, [id], start, synced), value: id };
     };
     const {
       counts,
       value: { cpuMs, value: run },
-    } = await withCounts(() => withCpu(() => timed(connectAndWait), phase));
+    } = await withCounts(() => withCpu(connectAndWait, phase));
     const after = await fetchFloor(fake.baseUrl, token);
     printCounts(`backfill ${latencyMs} ms, ${parallelism} windows`, counts, after.pages, "page");
     const totals = await service.ctx.db.usageBucket.aggregate({ where: { connectionId: run.value }, _sum: { predictions: true } });

@@ -5,6 +5,7 @@ import { predictionPageSchema } from "../src/replicate/schemas.js";
 import { FakeReplicate } from "../dev/fake-replicate.js";
 import { generatePredictions } from "../dev/predictions.js";
 import { get } from "./backfill.js";
+import { median } from "./support.js";
 
 // `node --import tsx bench/page-costs.ts`: the CPU of one page's parts, each alone, in this process
 // against an in-process fake (the fake's serving is in the figures of the HTTP rows, the same for
@@ -40,7 +41,6 @@ const cases: [string, () => unknown][] = [
   ["ReplicateClient.listPredictions (got + decode + zod)", () => client.listPredictions(token, {})],
 ];
 
-const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const lines = ["| part | CPU per call |", "|---|---|"];
 for (const [name, f] of cases) {
   for (let i = 0; i < 50; i++) await f();

@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { PerformanceObserver } from "node:perf_hooks";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { Session } from "node:inspector/promises";
@@ -232,18 +233,41 @@ export function printCounts(what: string, counts: CallCounts | null, per: number
 let polls = 0;
 
 /**
- * A count read with pg directly: polled every 5 ms inside the measured process, so it must cost
- * little (a Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
+ * A count read with pg directly: polled inside the measured process, so it must cost little (a
+ * Prisma count cost ~10× the CPU and showed up as the service's in the profiles).
  */
 export async function countRows(ctx: AppContext, text: string, values: unknown[]): Promise<number> {
   polls++;
   return (await ctx.db.pool.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${text}`, values })).rows[0]!.n;
 }
 
-/** Polls fast (5 ms by default) so the measured time is not rounded up by the poll. */
+/**
+ * Waits until `done`, then returns the ms from `since` to the last completion of a run of `connectionIds` at or after it: its
+ * sync_completed event's time (the database's clock, set by the statement that completed the run). So a measured phase polls
+ * slowly (a poll is CPU in the measured process), and the poll's interval does not round the measured time up.
+ */
+export async function msToLastCompletion(
+  ctx: AppContext,
+  connectionIds: string[],
+  since: Date,
+  done: () => Promise<boolean>,
+): Promise<number> {
+  await until("runs completed", done, undefined, 50);
+  const { rows } = await ctx.db.pool.query<{ last: Date | null }>(
+    `SELECT max(occurred_at) AS last FROM integration_events WHERE kind = 'sync_completed' AND occurred_at >= $1 AND connection_id = ANY($2::uuid[])`,
+    [since, connectionIds],
+  );
+  if (!rows[0]?.last) throw new Error("no run completed in the measured phase");
+  return rows[0].last.getTime() - since.getTime();
+}
+
+/** Polls fast (5 ms by default) for waits whose end is timed by the poll itself. */
 export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 600_000, pollMs = 5): Promise<void> {
   await waitFor(what, check, (ok) => ok, timeoutMs, pollMs);
 }
+
+/** The middle value (the upper one of an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const start = performance.now();
@@ -256,13 +280,20 @@ export async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value
  * With BENCH_CPU_PROF=<dir>, a V8 CPU profile of just that phase is written there as `<name>.cpuprofile`
  * (read it with `npm run profile-top <file>`); its timings then include the profiler's overhead.
  */
-export async function withCpu<T>(f: () => Promise<T>, name = "phase"): Promise<{ cpuMs: number; value: T }> {
+export async function withCpu<T>(f: () => Promise<T>, name = "phase"): Promise<{ cpuMs: number; gcMs: number; value: T }> {
   const profile = await startProfile();
+  // The main thread's collection pauses, the part of that CPU that is the garbage collector's (its concurrent marking is not in it).
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  gc.observe({ entryTypes: ["gc"] });
   const before = process.cpuUsage();
   const value = await f();
   const used = process.cpuUsage(before);
+  gc.disconnect();
   await profile?.stop(name);
-  return { cpuMs: (used.user + used.system) / 1000, value };
+  return { cpuMs: (used.user + used.system) / 1000, gcMs, value };
 }
 
 async function startProfile(): Promise<{ stop(name: string): Promise<void> } | null> {

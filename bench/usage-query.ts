@@ -8,7 +8,7 @@ import { applyPages } from "../src/sync/engine.js";
 import { beginRun } from "../src/sync/run.js";
 import { generatePredictions } from "../dev/predictions.js";
 import { seedUsage } from "../dev/usage-seed.js";
-import { startBenchService, timed, until } from "./support.js";
+import { median, startBenchService, timed, until } from "./support.js";
 
 export interface UsageQueryResult {
   connections: number;
@@ -27,7 +27,6 @@ export interface UsageQueryResult {
 }
 
 const DAY = 86_400_000;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * The worst range the API allows (MAX_USAGE_DAYS) over a workspace of `connections` connections, each

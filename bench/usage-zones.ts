@@ -1,7 +1,7 @@
 import { buildServer } from "../src/api/server.js";
 import type { Db } from "../src/db/client.js";
 import { createConnection } from "../src/repositories/connections.js";
-import { startBenchService, timed } from "./support.js";
+import { median, startBenchService, timed } from "./support.js";
 
 export interface UsageZonesResult {
   connections: number;
@@ -31,8 +31,6 @@ export async function seedUsage(db: Db, ids: string[], days: number, density: nu
     density,
   );
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * GET /v1/usage over HTTP for a workspace of `connections` × `days` of quarter-hour usage, grouped by

@@ -2,7 +2,8 @@ import os from "node:os";
 import { adminQuery } from "../dev/postgres.js";
 import type { AppContext } from "../src/context.js";
 import { connectFleet, tickFleet } from "./fleet.js";
-import { FakeProcess, machineCpuMs, processCpuMs, ServiceProcess, startBenchService, timed } from "./support.js";
+import { shippedRuntime } from "./shipped.js";
+import { FakeProcess, machineCpuMs, processCpuMs, ServiceProcess, startBenchService } from "./support.js";
 
 export interface WorkersRow {
   processes: number;
@@ -28,8 +29,6 @@ const TOKEN_PREFIX = "r8_benchWorkers";
 const FIRST_PAGE = 60;
 const NEW_PER_ROUND = 10;
 const WORKER_APP = "rus-bench-worker";
-/** The phases last seconds: a coarser poll keeps the bench's own queries off the measured machine. */
-const POLL_MS = 50;
 
 /** Redis's own CPU time so far (INFO cpu). */
 async function redisCpuMs(ctx: AppContext): Promise<number> {
@@ -60,7 +59,10 @@ export async function workers(fake: FakeProcess, connections = 1000, counts = [1
   // The workers' Postgres backends are told apart from this process's by their application_name.
   database.searchParams.set("application_name", WORKER_APP);
   const env = { ...service.env, ROLE: "worker", DATABASE_URL: database.toString() };
-  const start = (n: number) => Promise.all(Array.from({ length: n }, () => ServiceProcess.start(env)));
+  // Each worker as the image runs it (node flags and runtime environment from the Dockerfile).
+  const runtime = shippedRuntime();
+  const start = (n: number) =>
+    Promise.all(Array.from({ length: n }, () => ServiceProcess.start({ ...env, ...runtime.env }, runtime.nodeFlags)));
   const stop = (processes: ServiceProcess[]) => Promise.all(processes.map((p) => p.stop()));
   try {
     const setup = await start(Math.max(...counts));
@@ -70,7 +72,7 @@ export async function workers(fake: FakeProcess, connections = 1000, counts = [1
       const processes = await start(n);
       try {
         // Unmeasured: fresh processes compile their hot paths first, as a long-running worker has.
-        await tickFleet(ctx, ids, POLL_MS);
+        await tickFleet(ctx, ids);
         await fake.send({ type: "grow", tokenPrefix: TOKEN_PREFIX, accounts: connections, count: NEW_PER_ROUND, round });
         const loadAverage = os.loadavg()[0]!;
         const before = {
@@ -80,7 +82,7 @@ export async function workers(fake: FakeProcess, connections = 1000, counts = [1
           fake: fake.cpuMs(),
           machine: machineCpuMs(),
         };
-        const { ms } = await timed(() => tickFleet(ctx, ids, POLL_MS));
+        const ms = await tickFleet(ctx, ids);
         const machine = machineCpuMs();
         const [busy, idle] = [machine.busy - before.machine.busy, machine.idle - before.machine.idle];
         const postgres = [...before.postgres].reduce((sum, [pid, cpu]) => sum + Math.max(0, processCpuMs(pid) - cpu), 0);
