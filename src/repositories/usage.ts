@@ -31,24 +31,32 @@ export const addToUsage = (connection: string, workspace: string, rows: string) 
   ON CONFLICT (connection_id, ${USAGE_KEY.join(", ")}) DO UPDATE SET
     ${USAGE_SUMS.map((c) => `${c} = d.${c} + EXCLUDED.${c}`).join(", ")}, updated_at = now()`;
 
-/** The ledger columns a newer read of a record replaces. */
-const REPLACED = [
-  "model",
-  "version",
-  "deployment",
-  "status",
-  "source",
-  "created_at",
-  "started_at",
-  "completed_at",
-  "predict_time",
-  "total_time",
-  "input_tokens",
-  "output_tokens",
-  "data_removed",
+/**
+ * The ledger columns the page write takes from each record, in the order of its `unnest` parameters
+ * ($9 on): the key, then what a newer read replaces. Each with its SQL type and how a record gives it.
+ */
+const RECORD: { column: string; type: string; read: (r: UsageRecord) => unknown }[] = [
+  { column: "prediction_id", type: "text", read: (r) => r.id },
+  { column: "kind", type: '"UsageKind"', read: kindOf },
+  { column: "model", type: "text", read: (r) => r.model ?? "" },
+  { column: "version", type: "text", read: (r) => r.version },
+  { column: "deployment", type: "text", read: (r) => r.deployment ?? "" },
+  { column: "status", type: "text", read: (r) => r.status },
+  { column: "source", type: "text", read: (r) => r.source },
+  { column: "created_at", type: "timestamptz", read: (r) => r.created_at.toISOString() },
+  { column: "started_at", type: "timestamptz", read: (r) => r.started_at?.toISOString() ?? null },
+  { column: "completed_at", type: "timestamptz", read: (r) => r.completed_at?.toISOString() ?? null },
+  { column: "predict_time", type: "float8", read: (r) => r.metrics.predictTime },
+  { column: "total_time", type: "float8", read: (r) => r.metrics.totalTime },
+  { column: "input_tokens", type: "bigint", read: (r) => r.metrics.inputTokens },
+  { column: "output_tokens", type: "bigint", read: (r) => r.metrics.outputTokens },
+  { column: "data_removed", type: "boolean", read: (r) => r.data_removed },
 ];
-/** A record's ledger columns in the order `ledgerColumns` gives them (the key, then what a newer read replaces). */
-const RECORD_COLUMNS = ["prediction_id", "kind", ...REPLACED];
+const RECORD_COLUMNS = RECORD.map((c) => c.column);
+/** The write's parameters after the records': the split's open-window bound, then the page's trainings. */
+const [SPLIT_PARAM, TRAININGS_PARAM] = [9 + RECORD.length, 10 + RECORD.length];
+/** The ledger columns a newer read of a record replaces: all but the key. */
+const REPLACED = RECORD_COLUMNS.slice(2);
 
 /** What a ledger row adds to usage: its usage key and what the measures read. */
 const LEDGER_STATE = [
@@ -88,15 +96,12 @@ WITH conn AS (
     -- A split is planned for the time windows open when the pages were read: more open now means another
     -- window split meanwhile, and splitting too would open more than the parallelism (the trainings
     -- window is never split and not counted).
-    AND ($24::int IS NULL OR (SELECT count(*) FROM jsonb_each(sync_state->'windows') e
-                              WHERE NOT (e.value->>'done')::boolean AND e.value->>'kind' IS DISTINCT FROM 'training') <= $24)
+    AND ($${SPLIT_PARAM}::int IS NULL OR (SELECT count(*) FROM jsonb_each(sync_state->'windows') e
+                              WHERE NOT (e.value->>'done')::boolean AND e.value->>'kind' IS DISTINCT FROM 'training') <= $${SPLIT_PARAM})
   FOR UPDATE
 ),
 incoming AS (
-  SELECT * FROM unnest($9::text[], $10::"UsageKind"[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                       $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::float8[], $20::float8[],
-                       $21::bigint[], $22::bigint[], $23::boolean[])
-    AS t(${RECORD_COLUMNS.join(", ")})
+  SELECT * FROM unnest(${RECORD.map((c, i) => `$${9 + i}::${c.type}[]`).join(", ")}) AS t(${RECORD_COLUMNS.join(", ")})
   WHERE EXISTS (SELECT 1 FROM conn)
 ),
 written AS (
@@ -152,7 +157,7 @@ advanced AS (
     'windows', windows.w,
     'pagesDone', (conn.sync_state->>'pagesDone')::int + $6::int,
     'predictionsSeen', (conn.sync_state->>'predictionsSeen')::int + $7::int,
-    'trainingsSeen', coalesce((conn.sync_state->>'trainingsSeen')::int, 0) + $25::int,
+    'trainingsSeen', coalesce((conn.sync_state->>'trainingsSeen')::int, 0) + $${TRAININGS_PARAM}::int,
     -- A page's days are nearly always there already: the sorted union is built only when one is new.
     'daysTouched', CASE WHEN conn.sync_state->'daysTouched' @> to_jsonb($8::text[]) THEN conn.sync_state->'daysTouched' ELSE
                      (SELECT coalesce(jsonb_agg(d ORDER BY d), '[]'::jsonb)
@@ -229,24 +234,7 @@ export async function writePages(db: Db, connectionId: string, write: PlannedWri
 
 /** The ledger columns of `rows`, one array each, in the order the write statement's `unnest` takes them. */
 export function ledgerColumns(rows: UsageRecord[]): unknown[][] {
-  const col = <T>(f: (p: UsageRecord) => T) => rows.map(f);
-  return [
-    col((p) => p.id),
-    col(kindOf),
-    col((p) => p.model ?? ""),
-    col((p) => p.version),
-    col((p) => p.deployment ?? ""),
-    col((p) => p.status),
-    col((p) => p.source),
-    col((p) => p.created_at.toISOString()),
-    col((p) => p.started_at?.toISOString() ?? null),
-    col((p) => p.completed_at?.toISOString() ?? null),
-    col((p) => p.metrics.predictTime),
-    col((p) => p.metrics.totalTime),
-    col((p) => p.metrics.inputTokens),
-    col((p) => p.metrics.outputTokens),
-    col((p) => p.data_removed),
-  ];
+  return RECORD.map((c) => rows.map(c.read));
 }
 
 function latestById(records: UsageRecord[]): UsageRecord[] {
