@@ -54,24 +54,20 @@ function place(url: string): { file: string; pkg: string } {
   return { file: rel, pkg: rel.split("/").slice(0, 2).join("/") };
 }
 
-/** The package of the nearest frame with a script (native frames, e.g. a socket's writev, count for their JS caller). */
-function caller(id: number): string {
+/** The package of the nearest frame on the stack (from `id` up) whose package `counts`, else `none`. */
+function nearest(id: number, counts: (pkg: string) => boolean, none: string): string {
   for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
     const { url } = byId.get(at)!.callFrame;
-    if (url) return place(url).pkg;
+    if (url && counts(place(url).pkg)) return place(url).pkg;
   }
-  return "(native / V8)";
+  return none;
 }
 
+/** The package of the nearest frame with a script (native frames, e.g. a socket's writev, count for their JS caller). */
+const caller = (id: number) => nearest(id, () => true, "(native / V8)");
+
 /** The nearest package or project directory on the stack: node's built-ins (a socket's writev, an HTTP parser) count for the code that called them. */
-function owner(id: number): string {
-  for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-    const { url } = byId.get(at)!.callFrame;
-    const { pkg } = place(url);
-    if (url && pkg !== "node (built-in)") return pkg;
-  }
-  return "node (built-in) only";
-}
+const owner = (id: number) => nearest(id, (pkg) => pkg !== "node (built-in)", "node (built-in) only");
 
 /** Self time by function, by package and by owner, of the samples `[id, µs]` given. */
 function tally(samples: Iterable<[number, number]>) {
